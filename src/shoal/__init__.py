@@ -1,5 +1,36 @@
-"""shoal: events, metrics and databases into one open lakehouse, queried with SQL."""
+"""shoal: events, metrics and databases into one open lakehouse, queried with SQL.
+
+>>> import shoal
+>>> con = shoal.connect("path/to/project")        # DuckDB, every lake table as ns.table
+>>> con.sql("select * from support.csat_daily").df()
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from shoal.config import Project
+    from shoal.query import Connection
+
+__all__ = ["__version__", "connect", "open_project"]
+
+
+def open_project(project: str | Path | None = None) -> Project:
+    """Load the project in ``project`` (default: ``$SHOAL_PROJECT`` or the current directory)."""
+    from shoal.config import Project
+
+    return Project.load(project)
+
+
+def connect(project: str | Path | None = None) -> Connection:
+    """A DuckDB connection where every table of the project's lake is queryable as ``ns.table``."""
+    from shoal.query import connect_lake
+
+    proj = open_project(project)
+    return connect_lake(
+        proj.lake, threads=proj.settings.query.threads, memory_limit=proj.settings.query.memory_limit
+    )

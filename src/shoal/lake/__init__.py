@@ -1,1 +1,22 @@
-"""lake"""
+"""The lake stage: Delta tables on local disk or S3-compatible storage, and their catalog."""
+
+from __future__ import annotations
+
+from shoal.lake.catalog import Lake, TableInfo, validate_name
+from shoal.lake.errors import CommitConflict, LakeError, SchemaMismatch, StorageUnavailable, TableExists
+from shoal.lake.storage import LakeLocation, redact
+from shoal.lake.table import Table
+
+__all__ = [
+    "CommitConflict",
+    "Lake",
+    "LakeError",
+    "LakeLocation",
+    "SchemaMismatch",
+    "StorageUnavailable",
+    "Table",
+    "TableExists",
+    "TableInfo",
+    "redact",
+    "validate_name",
+]

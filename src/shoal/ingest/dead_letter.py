@@ -1,0 +1,64 @@
+"""The dead-letter table: raw bytes, origin and the error of every record that could not be ingested."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from shoal.ingest.buffer import DeadRecord
+
+HEADER_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("headers", HEADER_TYPE),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("timestamp", pa.timestamp("ms", tz="UTC")),
+        ("error_class", pa.string()),
+        ("error_message", pa.string()),
+        ("pipeline", pa.string()),
+        ("failed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+#: error_class of a record whose partition column value was missing
+MISSING_PARTITION_VALUE = "MissingPartitionValue"
+
+
+def dead_letter_table(records: Sequence[DeadRecord], pipeline: str, now: datetime | None = None) -> pa.Table:
+    """Dead records as rows of the dead-letter table (messages are cut to 2000 characters)."""
+    at = now or datetime.now(UTC)
+    n = len(records)
+    return pa.table(
+        [
+            pa.array([r.key for r in records], pa.binary()),
+            pa.array([r.value for r in records], pa.binary()),
+            pa.array(
+                [[{"key": k, "value": v} for k, v in r.headers] for r in records],
+                HEADER_TYPE,
+            ),
+            pa.array([r.topic for r in records], pa.string()),
+            pa.array([r.partition for r in records], pa.int32()),
+            pa.array([r.offset for r in records], pa.int64()),
+            pa.array(
+                [None if r.timestamp_ms is None or r.timestamp_ms < 0 else r.timestamp_ms for r in records],
+                pa.timestamp("ms", tz="UTC"),
+            ),
+            pa.array([r.error_class for r in records], pa.string()),
+            pa.array([r.error_message[:2000] for r in records], pa.string()),
+            pa.array([pipeline] * n, pa.string()),
+            pa.array([at] * n, pa.timestamp("us", tz="UTC")),
+        ],
+        schema=DEAD_LETTER_SCHEMA,
+    )
+
+
+def dead_filter_below(records: Sequence[DeadRecord], below: dict[tuple[str, int], int]) -> list[DeadRecord]:
+    """Records whose offset is not yet covered by the dead-letter table's txn version."""
+    return [r for r in records if r.offset >= below.get((r.topic, r.partition), -1)]

@@ -1,0 +1,180 @@
+"""The lake: a root holding ``namespace/table`` Delta tables, and their catalog."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from shoal.errors import ConfigError, NotFoundError
+from shoal.lake.errors import TableExists
+from shoal.lake.storage import LakeLocation
+from shoal.lake.table import Table, translate_errors
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+#: per-table sidecar with catalog fields Delta's metadata has no place for
+SIDECAR = "_shoal_table.json"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What the catalog knows of one table."""
+
+    name: str
+    description: str
+    owner: str
+    source: str
+    schema: pa.Schema
+    partition_by: list[str]
+    num_rows: int
+    size_bytes: int
+    num_files: int
+    version: int
+    last_commit: datetime | None
+    uri: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "owner": self.owner,
+            "source": self.source,
+            "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in self.schema],
+            "partition_by": self.partition_by,
+            "num_rows": self.num_rows,
+            "size_bytes": self.size_bytes,
+            "num_files": self.num_files,
+            "version": self.version,
+            "last_commit": self.last_commit.isoformat() if self.last_commit else None,
+            "uri": self.uri,
+        }
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ConfigError(f"table name {name!r}: expected namespace.table in lower_snake_case")
+    return name
+
+
+class Lake:
+    """All tables under one root (a local directory or ``s3://bucket/prefix``)."""
+
+    def __init__(self, root: str, storage_options: Mapping[str, str] | None = None) -> None:
+        self.location = LakeLocation.parse(root, storage_options)
+
+    @property
+    def root(self) -> str:
+        return self.location.root
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root!r})"
+
+    # -- tables --------------------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        ns, tbl = validate_name(name).split(".", 1)
+        with translate_errors(f"lake {self.root}"):
+            return bool(
+                DeltaTable.is_deltatable(
+                    self.location.table_uri(ns, tbl),
+                    storage_options=dict(self.location.storage_options) or None,
+                )
+            )
+
+    def create_table(
+        self,
+        name: str,
+        schema: pa.Schema,
+        *,
+        partition_by: Sequence[str] = (),
+        description: str = "",
+        owner: str = "",
+        source: str = "",
+        exist_ok: bool = True,
+    ) -> Table:
+        """Create an empty table (with change data feed on, for incremental models)."""
+        validate_name(name)
+        if self.exists(name):
+            if not exist_ok:
+                raise TableExists(f"table {name} already exists")
+            return Table(name, self.location)
+        missing = [c for c in partition_by if c not in schema.names]
+        if missing:
+            raise ConfigError(f"table {name}: partition column(s) {missing} not in the schema")
+        self.location.check_writable()
+        table = Table(name, self.location)
+        with translate_errors(f"create {name}"):
+            # The sidecar goes first: a table only becomes visible once its Delta log exists.
+            self.location.write_json(
+                f"{table.namespace}/{table.table_name}/{SIDECAR}",
+                {"description": description, "owner": owner, "source": source},
+            )
+            DeltaTable.create(
+                table.uri,
+                schema=schema,
+                mode="ignore",
+                partition_by=list(partition_by) or None,
+                name=name,
+                description=description or None,
+                configuration={"delta.enableChangeDataFeed": "true"},
+                storage_options=dict(self.location.storage_options) or None,
+            )
+        return table
+
+    def table(self, name: str) -> Table:
+        """The table called ``name``; NotFoundError naming close matches when absent."""
+        validate_name(name)
+        if not self.exists(name):
+            raise NotFoundError(self._not_found_message(name))
+        return Table(name, self.location)
+
+    def _not_found_message(self, name: str) -> str:
+        names = self.table_names()
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return f"no table {name} in lake {self.root}{hint}"
+
+    def table_names(self) -> list[str]:
+        names = []
+        for ns in self.location.list_dirs():
+            if ns.startswith((".", "_")):
+                continue
+            for tbl in self.location.list_dirs(ns):
+                name = f"{ns}.{tbl}"
+                if _NAME.match(name) and self.exists(name):
+                    names.append(name)
+        return names
+
+    def tables(self) -> list[Table]:
+        return [Table(n, self.location) for n in self.table_names()]
+
+    def describe(self, name: str) -> TableInfo:
+        table = self.table(name)
+        dt = table.delta()
+        meta = dt.metadata()
+        side = self.location.read_json(f"{table.namespace}/{table.table_name}/{SIDECAR}") or {}
+        with translate_errors(f"describe {name}"):
+            actions = pa.table(dt.get_add_actions(flatten=True))
+            history = dt.history(1)
+        last = history[0].get("timestamp") if history else None
+        return TableInfo(
+            name=name,
+            description=str(side.get("description") or meta.description or ""),
+            owner=str(side.get("owner") or ""),
+            source=str(side.get("source") or ""),
+            schema=pa.schema(dt.schema().to_arrow()),  # type: ignore[arg-type]
+            partition_by=list(meta.partition_columns),
+            num_rows=int(pa.compute.sum(actions["num_records"]).as_py() or 0) if actions.num_rows else 0,
+            size_bytes=int(pa.compute.sum(actions["size_bytes"]).as_py() or 0) if actions.num_rows else 0,
+            num_files=actions.num_rows,
+            version=int(dt.version()),
+            last_commit=datetime.fromtimestamp(last / 1000, tz=UTC) if last else None,
+            uri=table.uri,
+        )
+
+    def list_tables(self) -> list[TableInfo]:
+        return [self.describe(n) for n in self.table_names()]

@@ -1,0 +1,347 @@
+"""One Delta table: writes that commit atomically, reads at any version.
+
+Every write is a single Delta commit. ``app_transactions`` are written as Delta
+``txn`` actions in that same commit: this is how sources (Kafka offsets, scrape
+rounds, model refreshes) make their progress exactly-once with their data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import (
+    CommitFailedError,
+    DeltaError,
+    DeltaProtocolError,
+    SchemaMismatchError,
+    TableNotFoundError,
+)
+
+from shoal.errors import NotFoundError, StorageUnavailable
+from shoal.lake.errors import CommitConflict, LakeError, SchemaMismatch
+
+if TYPE_CHECKING:
+    from shoal.lake.storage import LakeLocation
+
+T = TypeVar("T")
+Data = pa.Table | pa.RecordBatch | pa.RecordBatchReader
+
+#: how often a conflicting commit is retried before giving up with CommitConflict
+COMMIT_RETRIES = 20
+
+
+def _as_reader(data: Data) -> pa.Table | pa.RecordBatchReader:
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    return data
+
+
+def _commit_props(app_transactions: Mapping[str, int] | None, **meta: str) -> CommitProperties:
+    txns = [Transaction(app_id=k, version=int(v)) for k, v in (app_transactions or {}).items()]
+    return CommitProperties(app_transactions=txns or None, custom_metadata=meta or None)
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn delta-rs/object-store errors into shoal's typed, one-line errors."""
+    try:
+        yield
+    except SchemaMismatchError as exc:
+        raise SchemaMismatch(f"{what}: schema mismatch: {_first_line(exc)}") from exc
+    except CommitFailedError as exc:
+        raise CommitConflict(f"{what}: commit conflict: {_first_line(exc)}") from exc
+    except TableNotFoundError as exc:
+        raise NotFoundError(f"{what}: table not found") from exc
+    except (DeltaError, DeltaProtocolError, OSError, Exception) as exc:
+        if isinstance(exc, (NotFoundError, LakeError, StorageUnavailable)):
+            raise
+        msg = _first_line(exc)
+        low = msg.lower()
+        if "cast error" in low or "schema" in low and ("cast" in low or "mismatch" in low or "invalid" in low or "merge" in low):
+            raise SchemaMismatch(f"{what}: schema mismatch: {msg}") from exc
+        if any(s in low for s in ("connect", "dns", "connection refused", "timed out", "timeout", "s3 error", "error sending")):
+            raise StorageUnavailable(f"{what}: storage unavailable: {msg}") from exc
+        if "permission denied" in low or "read-only" in low:
+            raise StorageUnavailable(f"{what}: not writable: {msg}") from exc
+        raise LakeError(f"{what}: {msg}") from exc
+
+
+def _normal_type(t: pa.DataType) -> str:
+    """Type identity for compatibility checks: string flavours and timestamp units are equal."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return "binary"
+    if pa.types.is_timestamp(t):
+        return f"timestamp[{'tz' if t.tz else 'naive'}]"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return f"list<{_normal_type(t.value_type)}>"
+    if pa.types.is_struct(t):
+        return "struct"  # nested fields may evolve; delta-rs merges them
+    if pa.types.is_dictionary(t):
+        return _normal_type(t.value_type)
+    return str(t)
+
+
+def check_compatible(name: str, table_schema: pa.Schema, data_schema: pa.Schema) -> None:
+    """Raise SchemaMismatch naming the first column whose type changed incompatibly.
+
+    New columns are fine (they are added as nullable); an integer may widen.
+    """
+    for field in data_schema:
+        idx = table_schema.get_field_index(field.name)
+        if idx < 0:
+            continue
+        have, got = table_schema.field(idx).type, field.type
+        if _normal_type(have) == _normal_type(got) or pa.types.is_null(got):
+            continue
+        if pa.types.is_integer(have) and pa.types.is_integer(got) and have.bit_width >= got.bit_width:
+            continue
+        if pa.types.is_floating(have) and (pa.types.is_floating(got) or pa.types.is_integer(got)):
+            continue
+        raise SchemaMismatch(
+            f"{name}: column {field.name!r} is {have} in the table but {got} in the new data"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    """One line: the error's headline plus, for nested object-store errors, the root cause."""
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln.strip().lstrip("\x1b[31m↳\x1b[0m").strip(" ↳") for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1:
+        return f"{lines[0]}: {lines[-1]}"[:500]
+    return lines[0][:500]
+
+
+def retry_conflicts(fn: Callable[[], T], what: str, retries: int = COMMIT_RETRIES) -> T:
+    """Run a commit, retrying with backoff when another writer won the race."""
+    delay = 0.02
+    for attempt in range(retries + 1):
+        try:
+            with translate_errors(what):
+                return fn()
+        except CommitConflict:
+            if attempt == retries:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable")
+
+
+class Table:
+    """A handle on one lake table (``namespace.table``). Cheap; reloads on demand."""
+
+    def __init__(self, name: str, location: LakeLocation) -> None:
+        self.name = name
+        namespace, table = name.split(".", 1)
+        self.namespace = namespace
+        self.table_name = table
+        self._location = location
+        self.uri = location.table_uri(namespace, table)
+        self._dt: DeltaTable | None = None
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r}, uri={self.uri!r})"
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        return dict(self._location.storage_options)
+
+    # -- reading -------------------------------------------------------------------------------
+    def delta(self, version: int | str | datetime | None = None) -> DeltaTable:
+        """The deltalake handle at the latest (or a given) version or timestamp."""
+        with translate_errors(f"table {self.name}"):
+            if version is None:
+                if self._dt is None:
+                    self._dt = DeltaTable(self.uri, storage_options=self.storage_options or None)
+                else:
+                    self._dt.update_incremental()
+                return self._dt
+            dt = DeltaTable(self.uri, storage_options=self.storage_options or None)
+            try:
+                dt.load_as_version(version)
+            except (DeltaError, ValueError) as exc:
+                raise NotFoundError(f"table {self.name} has no version {version}: {_first_line(exc)}") from exc
+            return dt
+
+    @property
+    def version(self) -> int:
+        return int(self.delta().version())
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema(self.delta().schema().to_arrow())  # type: ignore[arg-type]
+
+    @property
+    def partition_by(self) -> list[str]:
+        return list(self.delta().metadata().partition_columns)
+
+    def app_version(self, app_id: str) -> int | None:
+        """The latest ``txn`` version written for ``app_id`` (e.g. a Kafka offset), or None."""
+        with translate_errors(f"table {self.name}"):
+            dt = self.delta()
+            v = dt.transaction_version(app_id)
+            return None if v is None else int(v)
+
+    def files(self, version: int | str | datetime | None = None) -> list[str]:
+        return list(self.delta(version).file_uris())
+
+    def to_arrow(
+        self,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        version: int | str | datetime | None = None,
+    ) -> pa.Table:
+        """Read (part of) the table; ``filter`` is a DuckDB SQL boolean expression."""
+        dt = self.delta(version)
+        with translate_errors(f"table {self.name}"):
+            dataset = dt.to_pyarrow_dataset()
+        if filter is None:
+            return dataset.to_table(columns=list(columns) if columns else None)
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.register("t", dataset)
+            cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+            return con.sql(f"SELECT {cols} FROM t WHERE {filter}").to_arrow_table()
+        finally:
+            con.close()
+
+    def count(self, version: int | None = None) -> int:
+        return int(self.delta(version).count())
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        with translate_errors(f"table {self.name}"):
+            return list(self.delta().history(limit))
+
+    def changes_since(self, version: int) -> pa.Table:
+        """Change-data-feed rows of every commit after ``version``.
+
+        Includes ``_change_type`` (insert, update_preimage, update_postimage, delete): incremental
+        models take the values they recompute from all of them, so a row that moved is recomputed
+        in both its old and new place.
+        """
+        dt = self.delta()
+        if dt.version() <= version:
+            return pa.table({})
+        with translate_errors(f"table {self.name}"):
+            reader = dt.load_cdf(starting_version=version + 1, ending_version=dt.version())
+            return pa.table(reader.read_all())
+
+    # -- writing -------------------------------------------------------------------------------
+    def _after_write(self) -> int:
+        self._dt = None
+        return self.version
+
+    def append(self, data: Data, *, app_transactions: Mapping[str, int] | None = None) -> int:
+        """Append rows in one commit; new nullable columns are added to the schema."""
+        payload = _as_reader(data)
+        if isinstance(payload, pa.Table) and payload.num_rows == 0 and not app_transactions:
+            return self.version
+        check_compatible(f"append to {self.name}", self.schema, payload.schema)
+
+        def commit() -> None:
+            write_deltalake(
+                self.uri,
+                payload,
+                mode="append",
+                schema_mode="merge",
+                storage_options=self.storage_options or None,
+                commit_properties=_commit_props(app_transactions),
+            )
+
+        retry_conflicts(commit, f"append to {self.name}")
+        return self._after_write()
+
+    def overwrite(
+        self,
+        data: Data,
+        *,
+        predicate: str | None = None,
+        app_transactions: Mapping[str, int] | None = None,
+    ) -> int:
+        """Replace the table's rows (or only those matching ``predicate``) in one commit."""
+        payload = _as_reader(data)
+
+        def commit() -> None:
+            write_deltalake(
+                self.uri,
+                payload,
+                mode="overwrite",
+                predicate=predicate,
+                schema_mode=None if predicate else "merge",
+                storage_options=self.storage_options or None,
+                commit_properties=_commit_props(app_transactions),
+            )
+
+        retry_conflicts(commit, f"overwrite {self.name}")
+        return self._after_write()
+
+    def merge(
+        self,
+        data: Data,
+        keys: Sequence[str],
+        *,
+        delete_where: str | None = None,
+        app_transactions: Mapping[str, int] | None = None,
+    ) -> int:
+        """Upsert by ``keys`` in one commit: matched rows are updated, new ones inserted.
+
+        ``delete_where``: target rows matching this predicate (on ``t.`` columns) and absent from
+        ``data`` are deleted in the same commit (used to replace a recomputed slice exactly).
+        """
+        if not keys:
+            raise LakeError(f"merge into {self.name}: no key columns given")
+        source = _as_reader(data)
+        if isinstance(source, pa.RecordBatchReader):
+            source = source.read_all()
+        predicate = " AND ".join(f't."{k}" IS NOT DISTINCT FROM s."{k}"' for k in keys)
+
+        def commit() -> None:
+            merger = self.delta().merge(
+                source,
+                predicate,
+                source_alias="s",
+                target_alias="t",
+                merge_schema=True,
+                commit_properties=_commit_props(app_transactions),
+            )
+            merger = merger.when_matched_update_all().when_not_matched_insert_all()
+            if delete_where:
+                merger = merger.when_not_matched_by_source_delete(delete_where)
+            merger.execute()
+
+        retry_conflicts(commit, f"merge into {self.name}")
+        return self._after_write()
+
+    def delete(self, predicate: str) -> int:
+        retry_conflicts(lambda: self.delta().delete(predicate), f"delete from {self.name}")
+        return self._after_write()
+
+    # -- maintenance -----------------------------------------------------------------------------
+    def compact(self, target_size_mb: int | None = None) -> dict[str, Any]:
+        """Rewrite small files into larger ones. Data-neutral: readers and appenders go on."""
+        size = target_size_mb * 1024 * 1024 if target_size_mb else None
+        result: dict[str, Any] = retry_conflicts(
+            lambda: self.delta().optimize.compact(target_size=size), f"compact {self.name}"
+        )
+        self._after_write()
+        return result
+
+    def vacuum(self, retention_hours: float = 168, dry_run: bool = False) -> list[str]:
+        """Delete files no longer referenced by versions younger than ``retention_hours``."""
+        with translate_errors(f"vacuum {self.name}"):
+            removed = self.delta().vacuum(
+                retention_hours=int(retention_hours),
+                dry_run=dry_run,
+                enforce_retention_duration=False,
+            )
+        self._after_write()
+        return list(removed)

@@ -1,0 +1,114 @@
+"""How a model is declared: a SQL SELECT over lake tables, a key, and what makes it incremental."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shoal.errors import ConfigError
+
+
+class Model(BaseModel):
+    """An incremental SQL model.
+
+    ``sql`` defines the whole table. ``incremental_by`` names columns that exist both in the
+    upstream tables' changed rows and in the model's output: a refresh recomputes only the
+    values of those columns that new upstream rows touched, so the SQL must be correct for
+    any subset of them (group by them, or by something finer).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    sql: str
+    unique_key: tuple[str, ...]
+    incremental_by: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
+    description: str = ""
+    owner: str = ""
+    partition_by: tuple[str, ...] = ()
+
+    def __init__(self, /, **data: Any) -> None:
+        for key in ("unique_key", "incremental_by", "upstream", "partition_by"):
+            value = data.get(key)
+            if isinstance(value, str):
+                data[key] = (value,)
+        super().__init__(**data)
+
+    @field_validator("unique_key")
+    @classmethod
+    def _key_not_empty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("unique_key needs at least one column")
+        return v
+
+    @property
+    def sql_hash(self) -> int:
+        """A stable id of the definition: a change forces a full rebuild."""
+        text = "\x1f".join([self.sql, *self.unique_key, *self.incremental_by, *self.partition_by])
+        return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
+
+
+class _ModelFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _models_from_yaml(path: Path) -> list[Model]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read model file: {exc}") from exc
+    items = raw.get("models", [raw]) if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: expected a model mapping or a list under 'models'")
+    out: list[Model] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}: models[{i}]: expected a mapping")
+        item = dict(item)
+        if "sql_file" in item:
+            sql_path = (path.parent / str(item.pop("sql_file"))).resolve()
+            try:
+                item["sql"] = sql_path.read_text()
+            except OSError as exc:
+                raise ConfigError(f"{path}: models[{i}].sql_file: cannot read {sql_path}") from exc
+        try:
+            out.append(Model(**item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{path}: models[{i}].{loc}: {first['msg']}") from exc
+    return out
+
+
+def load_models(specs: Iterable[str], base_dir: Path) -> list[Model]:
+    """Resolve ``models:`` entries: YAML files (globs allowed) or python modules with ``models()``."""
+    from shoal.config import import_object
+
+    found: list[Model] = []
+    for spec in specs:
+        if spec.endswith((".yaml", ".yml")):
+            paths = sorted(base_dir.glob(spec)) if any(c in spec for c in "*?[") else [base_dir / spec]
+            for p in paths:
+                if not p.is_file():
+                    raise ConfigError(f"models: {p} does not exist")
+                found.extend(_models_from_yaml(p))
+            continue
+        obj = import_object(spec)
+        factory = getattr(obj, "models", None) or getattr(obj, "MODELS", None)
+        if factory is None:
+            raise ConfigError(f"models: module {spec!r} has no models() or MODELS")
+        items: Sequence[Model] = factory() if callable(factory) else factory
+        found.extend(items)
+    names = [m.name for m in found]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"models: declared twice: {', '.join(sorted(dupes))}")
+    return found

@@ -1,0 +1,280 @@
+"""Refreshing models: recompute only what new upstream data touched, in one commit per model.
+
+Progress is exactly-once like ingestion: each model commit carries, as Delta app transactions,
+the upstream versions it has consumed (``model:<upstream>``) and the definition's hash. A
+refresh reads the change data feed of each upstream since those versions, collects the
+``incremental_by`` values it touches, recomputes those slices with the model's SQL, and merges
+them into the model table, deleting rows of a touched slice that no longer exist.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from shoal.errors import ConfigError, NotFoundError, ShoalError, Terminal
+from shoal.lake import Lake, Table
+from shoal.models.model import Model
+from shoal.query import Connection, connect_lake
+
+SQL_APP_ID = "model:definition"
+DELETE_FLAG = "__shoal_delete"
+
+
+class ModelError(ShoalError, Terminal):
+    """A model's SQL failed or does not fit its declaration."""
+
+
+@dataclass
+class RefreshResult:
+    model: str
+    mode: str  # "full", "incremental", "unchanged"
+    touched: int = 0
+    rows_written: int = 0
+    rows_deleted: int = 0
+    version: int | None = None
+    seconds: float = 0.0
+    upstream_versions: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def order_models(models: Sequence[Model]) -> list[Model]:
+    """Dependency order: a model comes after the models it reads."""
+    by_name = {m.name: m for m in models}
+    ordered: list[Model] = []
+    state: dict[str, int] = {}
+
+    def visit(m: Model, path: tuple[str, ...]) -> None:
+        if state.get(m.name) == 2:
+            return
+        if state.get(m.name) == 1:
+            raise ConfigError(f"models: dependency cycle {' -> '.join((*path, m.name))}")
+        state[m.name] = 1
+        for up in m.upstream:
+            if up in by_name:
+                visit(by_name[up], (*path, m.name))
+        state[m.name] = 2
+        ordered.append(m)
+
+    for m in models:
+        visit(m, ())
+    return ordered
+
+
+class ModelRunner:
+    """Refreshes models of one lake; reuse it to keep a DuckDB connection warm."""
+
+    def __init__(self, lake: Lake, models: Sequence[Model], con: Connection | None = None) -> None:
+        self.lake = lake
+        self.models = order_models(models)
+        self._con = con
+
+    @property
+    def con(self) -> Connection:
+        if self._con is None:
+            self._con = connect_lake(self.lake)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> ModelRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        full: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[RefreshResult]:
+        wanted = set(names) if names else None
+        if wanted:
+            unknown = wanted - {m.name for m in self.models}
+            if unknown:
+                raise NotFoundError(f"no model named {', '.join(sorted(unknown))}")
+        results = []
+        for model in self.models:
+            if wanted and model.name not in wanted:
+                continue
+            if progress:
+                progress(model.name)
+            results.append(self.refresh_one(model, full=full))
+        return results
+
+    # -- one model -------------------------------------------------------------------------------
+    def refresh_one(self, model: Model, *, full: bool = False) -> RefreshResult:
+        start = time.perf_counter()
+        self.con.refresh()
+        missing = [u for u in model.upstream if not self.lake.exists(u)]
+        if missing:
+            raise NotFoundError(f"model {model.name}: upstream table(s) {', '.join(missing)} do not exist yet")
+        upstream = {u: self.lake.table(u) for u in model.upstream}
+        current = {u: t.version for u, t in upstream.items()}
+        target = self.lake.table(model.name) if self.lake.exists(model.name) else None
+
+        needs_full = full or target is None or target.app_version(SQL_APP_ID) != model.sql_hash
+        if not needs_full and not model.incremental_by:
+            if all(target.app_version(f"model:{u}") == v for u, v in current.items()):  # type: ignore[union-attr]
+                return RefreshResult(model.name, "unchanged", version=target.version, upstream_versions=current)  # type: ignore[union-attr]
+            needs_full = True
+        if needs_full:
+            result = self._full(model, target, current)
+        else:
+            assert target is not None
+            result = self._incremental(model, target, upstream, current)
+        result.seconds = round(time.perf_counter() - start, 3)
+        result.upstream_versions = current
+        return result
+
+    def _txns(self, model: Model, current: dict[str, int]) -> dict[str, int]:
+        return {SQL_APP_ID: model.sql_hash, **{f"model:{u}": v for u, v in current.items()}}
+
+    def _run_sql(self, model: Model, sql: str) -> pa.Table:
+        try:
+            return self.con.query_arrow(sql)
+        except ShoalError as exc:
+            raise ModelError(f"model {model.name}: {exc}") from exc
+
+    def _full(self, model: Model, target: Table | None, current: dict[str, int]) -> RefreshResult:
+        data = self._run_sql(model, model.sql)
+        self._check_columns(model, data.schema)
+        if target is None:
+            target = self.lake.create_table(
+                model.name,
+                data.schema,
+                partition_by=model.partition_by,
+                description=model.description,
+                owner=model.owner,
+                source=f"model: {', '.join(model.upstream)}",
+            )
+        version = target.overwrite(data, app_transactions=self._txns(model, current))
+        return RefreshResult(model.name, "full", rows_written=data.num_rows, version=version)
+
+    def _check_columns(self, model: Model, schema: pa.Schema) -> None:
+        absent = [c for c in (*model.unique_key, *model.incremental_by) if c not in schema.names]
+        if absent:
+            raise ModelError(f"model {model.name}: its SQL does not return column(s) {', '.join(absent)}")
+
+    def _touched(self, model: Model, upstream: dict[str, Table], target: Table) -> pa.Table | None:
+        """Distinct incremental_by values in upstream changes; None means 'rebuild fully'."""
+        cols = list(model.incremental_by)
+        parts = []
+        for name, table in upstream.items():
+            since = target.app_version(f"model:{name}")
+            if since is None:
+                return None
+            if table.version == since:
+                continue
+            try:
+                changes = table.changes_since(since)
+            except ShoalError:
+                return None  # change feed unavailable (e.g. vacuumed): recompute everything
+            if changes.num_rows == 0:
+                continue
+            if any(c not in changes.column_names for c in cols):
+                return None
+            parts.append(changes.select(cols))
+        if not parts:
+            return pa.table({c: [] for c in cols})
+        touched = pa.concat_tables(parts, promote_options="permissive")
+        return touched.group_by(cols).aggregate([])
+
+    def _incremental(
+        self, model: Model, target: Table, upstream: dict[str, Table], current: dict[str, int]
+    ) -> RefreshResult:
+        touched = self._touched(model, upstream, target)
+        if touched is None:
+            return self._full(model, target, current)
+        if touched.num_rows == 0:
+            if all(target.app_version(f"model:{u}") == v for u, v in current.items()):
+                return RefreshResult(model.name, "unchanged", version=target.version)
+            version = target.append(pa.table({}), app_transactions=self._txns(model, current))
+            return RefreshResult(model.name, "unchanged", version=version)
+
+        by = ", ".join(_ident(c) for c in model.incremental_by)
+        key = ", ".join(_ident(c) for c in model.unique_key)
+        con = self.con.duckdb
+        con.register("__shoal_touched", touched)
+        try:
+            new_rows = self._run_sql(
+                model,
+                f"SELECT * FROM ({model.sql}) AS __m WHERE ({by}) IN (SELECT ({by}) FROM __shoal_touched)",
+            )
+            self._check_columns(model, new_rows.schema)
+            con.register("__shoal_new", new_rows)
+            stale = con.sql(
+                f"SELECT {key} FROM {model.name} WHERE ({by}) IN (SELECT ({by}) FROM __shoal_touched) "
+                f"AND ({key}) NOT IN (SELECT ({key}) FROM __shoal_new)"
+            ).to_arrow_table()
+        finally:
+            con.unregister("__shoal_touched")
+        try:
+            con.unregister("__shoal_new")
+        except Exception:  # pragma: no cover - already gone
+            pass
+        version = self._apply(model, target, new_rows, stale, current)
+        return RefreshResult(
+            model.name,
+            "incremental",
+            touched=touched.num_rows,
+            rows_written=new_rows.num_rows,
+            rows_deleted=stale.num_rows,
+            version=version,
+        )
+
+    def _apply(
+        self, model: Model, target: Table, new_rows: pa.Table, stale: pa.Table, current: dict[str, int]
+    ) -> int:
+        """Upsert recomputed rows and delete vanished ones, in one commit."""
+        new_rows = new_rows.append_column(DELETE_FLAG, pa.repeat(False, new_rows.num_rows))
+        if stale.num_rows:
+            # Tombstones: the key columns, everything else null, flagged for deletion.
+            tomb_cols = {}
+            for f in new_rows.schema:
+                if f.name == DELETE_FLAG:
+                    tomb_cols[f.name] = pa.repeat(True, stale.num_rows)
+                elif f.name in stale.column_names:
+                    tomb_cols[f.name] = stale[f.name].cast(f.type)
+                else:
+                    tomb_cols[f.name] = pa.nulls(stale.num_rows, f.type)
+            new_rows = pa.concat_tables([new_rows, pa.table(tomb_cols)])
+        columns = [c for c in new_rows.column_names if c != DELETE_FLAG]
+        mapping = {_ident(c): f"s.{_ident(c)}" for c in columns}
+        predicate = " AND ".join(f"t.{_ident(k)} IS NOT DISTINCT FROM s.{_ident(k)}" for k in model.unique_key)
+        from shoal.lake.table import _commit_props, retry_conflicts
+
+        def commit() -> None:
+            (
+                target.delta()
+                .merge(
+                    new_rows,
+                    predicate,
+                    source_alias="s",
+                    target_alias="t",
+                    merge_schema=False,
+                    commit_properties=_commit_props(self._txns(model, current)),
+                )
+                .when_matched_delete(predicate=f"s.{DELETE_FLAG}")
+                .when_matched_update(updates=mapping, predicate=f"NOT s.{DELETE_FLAG}")
+                .when_not_matched_insert(updates=mapping, predicate=f"NOT s.{DELETE_FLAG}")
+                .execute()
+            )
+
+        retry_conflicts(commit, f"refresh model {model.name}")
+        target._dt = None
+        return target.version

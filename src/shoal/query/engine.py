@@ -1,0 +1,234 @@
+"""SQL over the lake: one DuckDB connection where every table is ``namespace.table``.
+
+Each lake table is a view over ``delta_scan`` (DuckDB's delta extension, built on
+delta-kernel): it reads the table's current snapshot at query time, so a long-lived
+connection (notebook, HTTP API) always sees new commits, and scans are lazy with
+partition and file-statistics pruning. Older versions are reached with
+``ns.t VERSION AS OF n`` / ``TIMESTAMP AS OF '...'`` (see timetravel.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlparse
+
+import duckdb
+import pyarrow as pa
+
+from shoal.errors import NotFoundError, ShoalError, Terminal
+from shoal.lake import Lake
+from shoal.query.extensions import load_extension
+from shoal.query.timetravel import AsOf, rewrite_as_of
+
+
+class QueryError(ShoalError, Terminal):
+    """The engine rejected a query (syntax, unknown table or column, type error)."""
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _configure_s3(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    load_extension(con, "httpfs")
+    opts = lake.location.storage_options
+    endpoint = urlparse(opts.get("AWS_ENDPOINT_URL", ""))
+    parts = [
+        "TYPE s3",
+        "PROVIDER config",
+        f"KEY_ID {_quote_literal(opts.get('AWS_ACCESS_KEY_ID', ''))}",
+        f"SECRET {_quote_literal(opts.get('AWS_SECRET_ACCESS_KEY', ''))}",
+        f"REGION {_quote_literal(opts.get('AWS_REGION', 'us-east-1'))}",
+    ]
+    if endpoint.netloc:
+        parts += [
+            f"ENDPOINT {_quote_literal(endpoint.netloc)}",
+            "URL_STYLE 'path'",
+            f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}",
+        ]
+    if opts.get("AWS_SESSION_TOKEN"):
+        parts.append(f"SESSION_TOKEN {_quote_literal(opts['AWS_SESSION_TOKEN'])}")
+    bucket = lake.root.removeprefix("s3://").split("/", 1)[0]
+    parts.append(f"SCOPE {_quote_literal('s3://' + bucket)}")
+    con.execute(f"CREATE OR REPLACE SECRET shoal_lake ({', '.join(parts)})")
+
+
+class Connection:
+    """A DuckDB connection with the lake's tables mounted; use like a DuckDB connection.
+
+    ``sql``/``execute`` accept Delta time-travel clauses; everything else is delegated to the
+    underlying :class:`duckdb.DuckDBPyConnection` (``.duckdb``).
+    """
+
+    def __init__(
+        self,
+        lake: Lake,
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        database: str = ":memory:",
+    ) -> None:
+        self.lake = lake
+        config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        if threads:
+            config["threads"] = threads
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        self.duckdb = duckdb.connect(database, config=config)
+        load_extension(self.duckdb, "delta")
+        if lake.location.scheme == "s3":
+            _configure_s3(self.duckdb, lake)
+        self._mounted: dict[str, str] = {}
+        self.refresh()
+
+    # -- catalog ---------------------------------------------------------------------------------
+    def refresh(self) -> list[str]:
+        """Mount tables created since the connection opened (data of known tables is always fresh)."""
+        names = self.lake.table_names()
+        for name in names:
+            if name in self._mounted:
+                continue
+            ns, tbl = name.split(".", 1)
+            uri = self.lake.location.table_uri(ns, tbl)
+            self.duckdb.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(ns)}")
+            self.duckdb.execute(
+                f"CREATE OR REPLACE VIEW {_ident(ns)}.{_ident(tbl)} AS "
+                f"SELECT * FROM delta_scan({_quote_literal(uri)})"
+            )
+            self._mounted[name] = uri
+        return names
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted(self._mounted)
+
+    def _resolve_as_of(self, as_of: AsOf) -> str:
+        if as_of.table not in self._mounted:
+            self.refresh()
+        if as_of.table not in self._mounted:
+            raise NotFoundError(self.lake._not_found_message(as_of.table))
+        table = self.lake.table(as_of.table)
+        version = as_of.version
+        if version is None:
+            assert as_of.timestamp is not None
+            version = version_at(table.history(), as_of.timestamp, as_of.table)
+        elif version > table.version:
+            raise NotFoundError(f"table {as_of.table} has no version {version} (latest is {table.version})")
+        return f"delta_scan({_quote_literal(self._mounted[as_of.table])}, version => {int(version)})"
+
+    def _prepare(self, query: str) -> str:
+        try:
+            return rewrite_as_of(query, self._resolve_as_of)
+        except ValueError as exc:
+            raise QueryError(str(exc)) from exc
+
+    # -- running queries ---------------------------------------------------------------------------
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """Run ``query``; returns a lazy relation (``.arrow()``, ``.df()``, ``.fetchall()``)."""
+        try:
+            return self.duckdb.sql(self._prepare(query), params=params)
+        except duckdb.Error as exc:
+            raise self._error(exc) from exc
+
+    def execute(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
+        try:
+            return self.duckdb.execute(self._prepare(query), params)
+        except duckdb.Error as exc:
+            raise self._error(exc) from exc
+
+    def query_arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        rel = self.sql(query, params)
+        if rel is None:  # a statement without a result
+            return pa.table({})
+        try:
+            return rel.to_arrow_table()
+        except duckdb.Error as exc:
+            raise _query_error(exc) from exc
+
+    def table(self, name: str, *, version: int | None = None) -> duckdb.DuckDBPyRelation:
+        """A lazy relation over a lake table, optionally at an older version."""
+        clause = f" VERSION AS OF {int(version)}" if version is not None else ""
+        return self.sql(f"SELECT * FROM {name}{clause}")
+
+    def _error(self, exc: duckdb.Error) -> QueryError:
+        err = _query_error(exc)
+        missing = re.search(r"Table with name (\S+) does not exist", str(exc))
+        if missing:
+            import difflib
+
+            want = missing.group(1).strip('"').lower()
+            names = self.refresh()
+            close = difflib.get_close_matches(want, names, n=3, cutoff=0.5) or [
+                n for n in names if difflib.SequenceMatcher(None, want, n.split(".", 1)[1]).ratio() > 0.6
+            ][:3]
+            hint = f"; lake tables like it: {', '.join(close)}" if close else ""
+            return QueryError(f"unknown table {want}{hint} ({err})")
+        return err
+
+    # -- federation ------------------------------------------------------------------------------
+    def attach_database(self, alias: str, kind: str, dsn: str) -> None:
+        """Attach a live MySQL/MariaDB or PostgreSQL database as ``alias`` (read-only)."""
+        ext = {"mysql": "mysql_scanner", "postgres": "postgres_scanner"}.get(kind)
+        if ext is None:
+            raise QueryError(f"cannot attach {kind!r}: expected mysql or postgres")
+        load_extension(self.duckdb, ext)
+        kind_sql = "mysql" if kind == "mysql" else "postgres"
+        try:
+            self.duckdb.execute(
+                f"ATTACH {_quote_literal(dsn)} AS {_ident(alias)} (TYPE {kind_sql}, READ_ONLY)"
+            )
+        except duckdb.Error as exc:
+            raise _query_error(exc) from exc
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.duckdb.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.duckdb, item)
+
+
+def version_at(history: list[dict[str, Any]], timestamp: str, table: str) -> int:
+    """The last version committed at or before ``timestamp`` (ISO 8601; naive means UTC)."""
+    try:
+        when = datetime.fromisoformat(timestamp)
+    except ValueError as exc:
+        raise QueryError(f"TIMESTAMP AS OF {timestamp!r}: not an ISO 8601 timestamp") from exc
+    if when.tzinfo is None:
+        from datetime import UTC
+
+        when = when.replace(tzinfo=UTC)
+    target_ms = when.timestamp() * 1000
+    candidates = [int(h["version"]) for h in history if float(h.get("timestamp", 0)) <= target_ms]
+    if not candidates:
+        raise NotFoundError(f"table {table} has no version at or before {timestamp}")
+    return max(candidates)
+
+
+def _query_error(exc: duckdb.Error) -> QueryError:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    # DuckDB's hint ("Did you mean ...") is on a later line: keep it, it names close matches.
+    hint = next((ln.strip() for ln in text.splitlines()[1:] if "did you mean" in ln.lower()), "")
+    msg = f"{first} {hint}".strip() if hint and hint not in first else first
+    return QueryError(re.sub(r"\s+", " ", msg))
+
+
+def connect_lake(lake: Lake, **kwargs: Any) -> Connection:
+    return Connection(lake, **kwargs)
