@@ -35,7 +35,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
 #: client settings whose values are secrets: never printed, logged or put in error messages
 _SECRET_HINTS = ("password", "secret", "token", "key", "credential", "jaas")
 #: DecodeSpec fields holding file paths, resolved against the project directory
@@ -73,7 +72,7 @@ class PartitionColumn(BaseModel):
 
     column: str = Field(min_length=1)
     source: str = Field(alias="from", min_length=1, description="decoded column the value comes from")
-    transform: Literal["identity", "day", "hour", "month", "year"] = "identity"
+    transform: Literal["identity", "day", "hour"] = "identity"
 
 
 class FlushPolicy(BaseModel):

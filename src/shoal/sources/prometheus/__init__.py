@@ -22,7 +22,7 @@ from shoal.sources.prometheus.remote_write import (
     decode_write_request,
     write_request_class,
 )
-from shoal.sources.prometheus.rollups import ROLLUP_MODELS, refresh_rollups
+from shoal.sources.prometheus.rollups import ROLLUPS, refresh_rollups, rollup_models, rollup_sql
 from shoal.sources.prometheus.scraper import RoundResult, ScrapeConfig, Scraper, TargetResult
 from shoal.sources.prometheus.series import canonical_series_bytes, series_id
 from shoal.sources.prometheus.tables import ensure_metrics_tables
@@ -31,7 +31,7 @@ from shoal.sources.prometheus.writer import MetricsWriter, SampleBatch, WriteRes
 
 __all__ = [
     "EXPOSITION_SCHEMA",
-    "ROLLUP_MODELS",
+    "ROLLUPS",
     "ExpositionError",
     "MetricsWriter",
     "ParsedSample",
@@ -55,6 +55,8 @@ __all__ = [
     "parse_exposition",
     "parse_targets",
     "refresh_rollups",
+    "rollup_models",
+    "rollup_sql",
     "series_id",
     "write_request_class",
 ]

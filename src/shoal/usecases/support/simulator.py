@@ -396,9 +396,10 @@ class SupportSimulator:
         if round_the_clock:
             t_first = t + later(_TRIAGE_MEAN[priority]) + work
         else:
-            begin = hours.add(max(t, free[a]), later(_TRIAGE_MEAN[priority]))
-            t_first = hours.add(begin, work)
-            free[a] = t_first
+            # The agent works the queue in order; triage delay (by priority) runs meanwhile.
+            done = hours.add(max(t, free[a]), work)
+            free[a] = done
+            t_first = max(done, hours.add(t, later(_TRIAGE_MEAN[priority])))
         events.append((t_first, AGENT_REPLIED, agent, team, (int(expo(1 / 600)) + 40, True)))
         events.append((t_first + US, STATUS_CHANGED, agent, team, (S_OPEN, S_PENDING)))
         t = t_first + US

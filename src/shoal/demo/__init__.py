@@ -1,0 +1,132 @@
+"""``shoal demo``: a simulated hosting company's lakehouse, on embedded defaults only.
+
+Each use case contributes a step; a step that fails is reported and the others still run,
+so one broken use case never hides the rest (the command still exits non-zero).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from shoal.config import Project, init_project
+from shoal.errors import ShoalError
+
+console = Console(stderr=True)
+
+
+class DemoError(ShoalError):
+    """A demo step failed."""
+
+
+@dataclass
+class DemoContext:
+    project: Project
+    small: bool
+    quiet: bool
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            console.print(text)
+
+
+Step = Callable[[DemoContext], dict[str, Any]]
+
+DEMO_MODELS: list[str] = []
+
+
+def _company_step(ctx: DemoContext) -> dict[str, Any]:
+    from shoal.demo.company import simulate_company
+
+    company = simulate_company(users=2_000 if ctx.small else 100_000)
+    lake = ctx.project.lake
+    out = {}
+    for name, tbl, desc in [
+        ("company.regions", company.regions, "Datacenter regions"),
+        ("company.products", company.products, "Products and their launch stage"),
+        ("company.teams", company.teams, "Customer teams (accounts)"),
+        ("company.users", company.users, "Customer users, sign-up and churn dates"),
+    ]:
+        t = lake.create_table(name, tbl.schema, description=desc, owner="data-team", source="demo simulator")
+        t.overwrite(tbl)
+        out[name] = tbl.num_rows
+    return out
+
+
+def steps() -> list[tuple[str, Step]]:
+    found: list[tuple[str, Step]] = [("company", _company_step)]
+    # Use-case steps live beside their use case; each is optional so a partial install still demos.
+    for label, module in [
+        ("support tickets → CSAT", "shoal.demo.support_step"),
+        ("billing → revenue", "shoal.demo.billing_step"),
+        ("infrastructure → power and disk outliers", "shoal.demo.infra_step"),
+    ]:
+        try:
+            mod = __import__(module, fromlist=["run"])
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        found.append((label, mod.run))
+    return found
+
+
+PROJECT_YAML = """\
+# shoal demo project: a simulated cloud hosting company.
+name: shoal-demo
+description: Simulated hosting company (users, teams, products, regions) and its use cases.
+lake:
+  root: lake
+pipelines_dir: pipelines
+models:
+{models}
+"""
+
+
+def run_demo(directory: Path, *, small: bool = False, quiet: bool = False) -> dict[str, Any]:
+    started = time.perf_counter()
+    init_project(directory, "shoal-demo", exist_ok=True)
+    from shoal.demo import models as demo_models
+
+    models = demo_models.MODEL_MODULES
+    (directory / "shoal.yaml").write_text(
+        PROJECT_YAML.format(models="\n".join(f"  - {m}" for m in models) if models else "  []")
+    )
+    project = Project.load(directory)
+    ctx = DemoContext(project=project, small=small, quiet=quiet)
+    summary: dict[str, Any] = {"project": str(directory), "steps": {}}
+    failed = []
+    for label, step in steps():
+        t0 = time.perf_counter()
+        ctx.say(f"[bold cyan]▶ {label}[/bold cyan]")
+        try:
+            result = step(ctx)
+        except ShoalError as exc:
+            failed.append(label)
+            ctx.say(f"[red]  ✗ {label}: {exc}[/red]")
+            summary["steps"][label] = {"error": str(exc)}
+            continue
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        summary["steps"][label] = result
+        ctx.say(f"  ✓ {label} ({result['seconds']} s)")
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary["tables"] = project.lake.table_names()
+    summary["try"] = [
+        f"shoal tables -p {directory}",
+        *ctx.notes.get("queries", []),
+        f"shoal sql -p {directory} \"select segment, count(*) users from company.users group by 1 order by 2 desc\"",
+    ]
+    if not quiet:
+        console.print(f"\n[bold green]Demo ready[/bold green] in {summary['seconds']} s at {directory}")
+        console.print("Try:")
+        for cmd in summary["try"]:
+            console.print(f"  {cmd}", highlight=False, soft_wrap=True)
+    if failed:
+        raise DemoError(f"demo steps failed: {', '.join(failed)} (the others completed; see above)")
+    return summary

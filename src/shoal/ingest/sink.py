@@ -1,0 +1,254 @@
+"""Exactly-once lake commits: rows and their Kafka offsets in one Delta commit.
+
+Commit order of one flush (a crash can stop it between any two steps):
+
+1. dead-letter rows → the dead-letter table, with ``txn`` versions (= next offset) for the partitions
+   that had dead records;
+2. good rows → the data table, with ``txn`` versions for every partition of the flush;
+3. offsets → Kafka, asynchronously (lag tools only; never read back).
+
+On (re)assignment a partition starts at the data table's ``txn`` version: everything below it is
+committed to *both* tables, because step 1 always precedes step 2. Whatever is replayed after a crash
+between 1 and 2 is filtered at commit time: before each commit the table's current ``txn`` versions
+are re-read and rows below them are dropped, so the dead-letter table never gets a record twice and
+the data table never gets a row twice. The same filter protects against a zombie worker that still
+holds a batch of partitions now owned by another worker. The remaining window is the time between
+that re-read and the moment delta-rs loads the snapshot it commits against (milliseconds): a commit
+by another worker inside it is not detected. A commit after that snapshot *is* detected, because
+delta-rs rejects a commit whose ``txn`` appId was written concurrently; the flush is then retried
+and re-filtered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from shoal.errors import NotFoundError, Transient
+from shoal.ingest.buffer import FlushUnit, TopicPartition, keep_mask
+from shoal.ingest.dead_letter import DEAD_LETTER_SCHEMA, dead_filter_below, dead_letter_table
+from shoal.ingest.errors import PipelineStopped
+from shoal.ingest.logging import get_logger
+from shoal.ingest.metrics import IngestMetrics
+from shoal.ingest.spec import PipelineSpec
+from shoal.lake import SchemaMismatch
+from shoal.lake.table import check_compatible
+
+if TYPE_CHECKING:
+    from shoal.lake import Lake, Table
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Where a partition's progress stands in each table (None: never written)."""
+
+    data: int | None
+    dead: int | None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    rows: int
+    dead: int
+    skipped: int
+    data_version: int | None
+    offsets: Mapping[TopicPartition, int]
+
+
+class LakeSink:
+    """Commits flush units of one pipeline to its data table and dead-letter table."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        spec: PipelineSpec,
+        metrics: IngestMetrics,
+        *,
+        max_attempts: int = 30,
+        max_backoff_s: float = 10.0,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.lake = lake
+        self.spec = spec
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+        self.max_backoff_s = max_backoff_s
+        self._stop = stop_event
+        self._log = get_logger()
+        self._table: Table | None = None
+        self._dlq: Table | None = None
+        self._commits = 0
+        self._compactor: threading.Thread | None = None
+
+    # -- tables ------------------------------------------------------------------------------------
+    def _data_table(self, create_with: pa.Schema | None) -> Table | None:
+        if self._table is None:
+            if self.lake.exists(self.spec.table):
+                self._table = self.lake.table(self.spec.table)
+            elif create_with is not None:
+                self._table = self.lake.create_table(
+                    self.spec.table,
+                    create_with,
+                    partition_by=[p.column for p in self.spec.partition_by],
+                    description=self.spec.description or f"Kafka {', '.join(self.spec.subscription)}",
+                    source=f"kafka:{self.spec.name}",
+                    exist_ok=True,
+                )
+        return self._table
+
+    def _dlq_table(self, create: bool) -> Table | None:
+        if self._dlq is None:
+            name = self.spec.dlq_table
+            if self.lake.exists(name):
+                self._dlq = self.lake.table(name)
+            elif create:
+                self._dlq = self.lake.create_table(
+                    name,
+                    DEAD_LETTER_SCHEMA,
+                    description=f"records pipeline {self.spec.name} could not ingest into {self.spec.table}",
+                    source=f"kafka:{self.spec.name}",
+                    exist_ok=True,
+                )
+        return self._dlq
+
+    def _versions(self, table: Table | None, tps: set[TopicPartition]) -> dict[TopicPartition, int | None]:
+        if table is None:
+            return dict.fromkeys(tps)
+        return {tp: table.app_version(self.spec.app_id(*tp)) for tp in tps}
+
+    # -- resume ------------------------------------------------------------------------------------
+    def positions(self, tps: list[TopicPartition]) -> dict[TopicPartition, Positions]:
+        """Each partition's committed progress, read from the tables' ``txn`` actions."""
+        wanted = set(tps)
+        for attempt in range(self.max_attempts):
+            try:
+                data = self._versions(self._data_table(None), wanted)
+                dead = self._versions(self._dlq_table(False), wanted)
+                return {tp: Positions(data[tp], dead[tp]) for tp in tps}
+            except NotFoundError:
+                self._table = self._dlq = None  # dropped under us: treat as new
+                if attempt:
+                    return {tp: Positions(None, None) for tp in tps}
+            except Exception as exc:
+                if not isinstance(exc, Transient):
+                    raise
+                self._backoff(attempt, exc, "read offsets")
+        raise AssertionError("unreachable")
+
+    # -- commit ------------------------------------------------------------------------------------
+    def commit(self, unit: FlushUnit) -> CommitResult:
+        """Commit one flush unit exactly once (dead letters first, then rows); retries Transient errors."""
+        if unit.data is not None:
+            table = self._data_table(unit.data.schema)
+            assert table is not None
+            try:
+                check_compatible(f"pipeline {self.spec.name}: table {self.spec.table}", table.schema, unit.data.schema)
+            except SchemaMismatch as exc:
+                raise PipelineStopped(f"{exc}; nothing committed, offsets untouched") from exc
+        for attempt in range(self.max_attempts):
+            try:
+                return self._commit_once(unit)
+            except SchemaMismatch as exc:
+                raise PipelineStopped(f"{exc}; nothing committed, offsets untouched") from exc
+            except Exception as exc:
+                if not isinstance(exc, Transient) or attempt == self.max_attempts - 1:
+                    raise
+                self.metrics.commit_retries.labels(self.spec.name).inc()
+                self._backoff(attempt, exc, "commit")
+        raise AssertionError("unreachable")
+
+    def _commit_once(self, unit: FlushUnit) -> CommitResult:
+        name = self.spec.name
+        app_id = self.spec.app_id
+        dead_n = 0
+        skipped = 0
+        if unit.dead:
+            dlq = self._dlq_table(True)
+            assert dlq is not None
+            tps = {(d.topic, d.partition) for d in unit.dead}
+            have = self._versions(dlq, tps)
+            below = {tp: v for tp, v in have.items() if v is not None}
+            dead = dead_filter_below(unit.dead, below)
+            skipped += len(unit.dead) - len(dead)
+            txn = {app_id(*tp): unit.next_offsets[tp] for tp in tps if unit.next_offsets[tp] > (have[tp] or -1)}
+            if txn:
+                t0 = time.perf_counter()
+                dlq.append(dead_letter_table(dead, name), app_transactions=txn)
+                self.metrics.write_s.labels(name, dlq.name).observe(time.perf_counter() - t0)
+                self.metrics.commits.labels(name, dlq.name).inc()
+                dead_n = len(dead)
+
+        table = self._data_table(unit.data.schema if unit.data is not None else None)
+        rows = 0
+        version = None
+        if table is not None:
+            have = self._versions(table, set(unit.next_offsets))
+            txn = {
+                app_id(*tp): nxt for tp, nxt in unit.next_offsets.items() if have[tp] is None or nxt > have[tp]  # type: ignore[operator]
+            }
+            data: pa.Table = unit.data if unit.data is not None else table.schema.empty_table()
+            stale: dict[TopicPartition, int | None] = {
+                tp: v for tp, v in have.items() if v is not None and v > unit.first_offsets[tp]
+            }
+            if stale and data.num_rows:
+                before = data.num_rows
+                data = data.filter(keep_mask(data, stale))
+                skipped += before - data.num_rows
+            if txn:
+                t0 = time.perf_counter()
+                version = table.append(data, app_transactions=txn)
+                self.metrics.write_s.labels(name, table.name).observe(time.perf_counter() - t0)
+                self.metrics.commits.labels(name, table.name).inc()
+                rows = data.num_rows
+                self._commits += 1
+                self._maybe_compact()
+            else:
+                skipped += data.num_rows
+        return CommitResult(rows=rows, dead=dead_n, skipped=skipped, data_version=version, offsets=unit.next_offsets)
+
+    def _backoff(self, attempt: int, exc: BaseException, what: str) -> None:
+        delay = min(self.max_backoff_s, max(getattr(exc, "retry_after", 0.2), 0.2) * 2**attempt)
+        self._log.warning(
+            f"{what} failed, retrying",
+            extra={"pipeline": self.spec.name, "attempt": attempt + 1, "delay_s": round(delay, 2), "detail": str(exc)},
+        )
+        time.sleep(delay)
+
+    # -- compaction --------------------------------------------------------------------------------
+    def _maybe_compact(self) -> None:
+        every = self.spec.compaction.every_commits
+        if not every or self._commits % every:
+            return
+        if self._compactor is not None and self._compactor.is_alive():
+            return  # the previous one is still running: never queue up, never block ingestion
+        self._compactor = threading.Thread(target=self._compact, name=f"compact-{self.spec.table}", daemon=True)
+        self._compactor.start()
+
+    def _compact(self) -> None:
+        # A separate Table handle: the ingest thread's handle is not shared across threads.
+        # delta-rs optimize only removes files of the snapshot it read, so concurrent appends are
+        # kept; if it loses a race it raises CommitConflict and the next round tries again.
+        t0 = time.perf_counter()
+        try:
+            result: dict[str, Any] = self.lake.table(self.spec.table).compact(self.spec.compaction.target_file_mb)
+            self._log.info(
+                "compacted",
+                extra={
+                    "pipeline": self.spec.name,
+                    "table": self.spec.table,
+                    "files_added": result.get("numFilesAdded"),
+                    "files_removed": result.get("numFilesRemoved"),
+                    "seconds": round(time.perf_counter() - t0, 3),
+                },
+            )
+        except Exception as exc:
+            self._log.warning("compaction failed", extra={"pipeline": self.spec.name, "detail": str(exc)})
+
+    def wait_compaction(self, timeout: float | None = None) -> None:
+        if self._compactor is not None:
+            self._compactor.join(timeout)

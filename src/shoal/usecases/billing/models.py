@@ -1,0 +1,372 @@
+"""Billing models: revenue "from months to minutes", exact to the cent.
+
+All SQL is DuckDB over ``billing.usage_events`` (columns = the proto field names
+of ``shoal.billing.v1.UsageEvent`` plus the ingest engine's ``_kafka_*``
+metadata). Money columns are ``DECIMAL(18,6)`` dollars (exact micro-dollars),
+invoice amounts ``DECIMAL(18,2)``; no DOUBLE anywhere. Arithmetic on money is
+done on integer micro-units and converted exactly at the end.
+
+Billing rules (the reference calculator in ``reference.py`` implements the same
+rules independently, in Python ``Decimal``):
+
+1. Dedupe: events are unique by ``event_id`` (re-sent duplicates count once).
+2. Only ``EVENT_TYPE_USAGE`` events are charged. Uncapped charge of a usage
+   event = ``hourly_price × quantity``, rounded half-up to a micro-dollar
+   (prices and quantities are non-negative integers of micro-units).
+3. Caps: per resource and UTC calendar month (``billing_month``), usage events
+   are ordered by (``billing_hour``, ``event_id``). With ``before`` = the sum of
+   the *uncapped* charges of the earlier events of that resource-month, an
+   event is charged ``clamp(monthly_cap - before, 0, uncapped)``: hours accrue
+   until the running total reaches the cap, the crossing hour pays only the
+   remainder, later hours pay 0. If a resize changes the cap mid-month, each
+   hour is judged against its own event's cap (so an upsize keeps accruing up to
+   the new cap). ``monthly_cap`` NULL = uncapped.
+4. Late events: a late usage event can move the cap-crossing hour, so the whole
+   (billing_month, resource_id) is recomputed: ``charges_hourly`` is
+   incremental by (billing_month, resource_id) and restates every hour of each
+   touched resource-month; the rollups are incremental by billing_hour /
+   billing_date / (billing_month, user_id) and pick up those restated rows.
+5. Rounding to cents happens only on invoices: each invoice line (resource,
+   plan, month) is rounded half-even to the cent; the invoice total is the sum
+   of the rounded lines. Revenue rollups stay exact (DECIMAL(18,6)).
+6. Run rate = revenue of the latest complete hour × 24 × 365. The latest
+   complete hour is the hour before the newest ``billing_hour`` seen (the
+   newest one is still being metered).
+7. Compute-spend buckets for ``storage_run_rate_by_compute_spend`` use the
+   user's month-to-date ``vm`` charges through the as-of hour (same month):
+   ``$0``, ``<$50``, ``$50-500``, ``$500-5k``, ``>$5k`` (lower bounds inclusive).
+   That model, like run rate, reports USD only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SOURCE = "billing.usage_events"
+HOURS_PER_YEAR = 24 * 365
+COMPUTE_PRODUCTS = ("vm",)
+STORAGE_PRODUCT = "volume"
+SPEND_BUCKETS = ("$0", "<$50", "$50-500", "$500-5k", ">$5k")
+
+
+def _money(micros_sql: str) -> str:
+    """Exact integer micro-units -> DECIMAL(18,6) units (no division: stays DECIMAL)."""
+    return f"CAST(CAST({micros_sql} AS DECIMAL(18,0)) * CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(18,6))"
+
+
+def _utc_date(ts_sql: str) -> str:
+    # epoch_us -> naive UTC timestamp: independent of the session's TimeZone setting
+    return f"CAST(make_timestamp(epoch_us({ts_sql})) AS DATE)"
+
+
+CHARGES_HOURLY_SQL = f"""
+WITH events AS (
+    SELECT *
+    FROM {SOURCE}
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _kafka_partition, _kafka_offset) = 1
+),
+usage AS (
+    SELECT
+        event_id, resource_id, user_id, team_id, region, product, plan, unit, currency,
+        billing_month, billing_hour, quantity_micros, hourly_price_micros, monthly_cap_micros,
+        CAST((CAST(hourly_price_micros AS HUGEINT) * quantity_micros + 500000) // 1000000 AS BIGINT)
+            AS uncapped_micros
+    FROM events
+    WHERE event_type = 'EVENT_TYPE_USAGE'
+),
+running AS (
+    SELECT
+        *,
+        coalesce(sum(uncapped_micros) OVER (
+            PARTITION BY resource_id, billing_month
+            ORDER BY billing_hour, event_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+        ), 0) AS before_micros
+    FROM usage
+),
+charged AS (
+    SELECT
+        *,
+        CASE
+            WHEN monthly_cap_micros IS NULL THEN uncapped_micros
+            ELSE greatest(0, least(uncapped_micros, monthly_cap_micros - before_micros))
+        END AS charge_micros
+    FROM running
+)
+SELECT
+    billing_month,
+    {_utc_date("billing_hour")} AS billing_date,
+    billing_hour,
+    event_id,
+    resource_id,
+    user_id,
+    team_id,
+    region,
+    product,
+    plan,
+    unit,
+    currency,
+    {_money("quantity_micros")} AS quantity,
+    {_money("hourly_price_micros")} AS hourly_price,
+    {_money("monthly_cap_micros")} AS monthly_cap,
+    {_money("uncapped_micros")} AS uncapped_charge,
+    {_money("charge_micros")} AS charge
+FROM charged
+"""
+
+_CHARGES = "billing.charges_hourly"
+
+REVENUE_HOURLY_SQL = f"""
+SELECT
+    billing_hour,
+    billing_date,
+    product,
+    plan,
+    region,
+    currency,
+    CAST(sum(charge) AS DECIMAL(18,6)) AS revenue,
+    CAST(sum(uncapped_charge) AS DECIMAL(18,6)) AS uncapped_revenue,
+    CAST(sum(quantity) AS DECIMAL(18,6)) AS quantity,
+    count(DISTINCT resource_id) AS resources,
+    count(DISTINCT user_id) AS users
+FROM {_CHARGES}
+GROUP BY billing_hour, billing_date, product, plan, region, currency
+"""
+
+REVENUE_DAILY_SQL = f"""
+SELECT
+    billing_date,
+    product,
+    plan,
+    region,
+    currency,
+    CAST(sum(charge) AS DECIMAL(18,6)) AS revenue,
+    CAST(sum(uncapped_charge) AS DECIMAL(18,6)) AS uncapped_revenue,
+    CAST(sum(quantity) AS DECIMAL(18,6)) AS quantity,
+    count(DISTINCT resource_id) AS resources,
+    count(DISTINCT user_id) AS users
+FROM {_CHARGES}
+GROUP BY billing_date, product, plan, region, currency
+"""
+
+BILLABLE_USERS_SQL = f"""
+SELECT
+    billing_date,
+    product,
+    count(DISTINCT user_id) FILTER (WHERE charge > 0) AS billable_users,
+    count(DISTINCT user_id) AS users
+FROM {_CHARGES}
+GROUP BY billing_date, product
+"""
+
+RUN_RATE_SQL = f"""
+WITH latest AS (
+    SELECT max(billing_hour) - INTERVAL 1 HOUR AS as_of_hour FROM billing.revenue_hourly
+),
+products AS (
+    SELECT DISTINCT product, currency FROM billing.revenue_hourly
+)
+SELECT
+    p.product,
+    p.currency,
+    l.as_of_hour,
+    CAST(coalesce(sum(r.revenue), 0) AS DECIMAL(18,6)) AS hourly_revenue,
+    CAST(coalesce(sum(r.revenue), 0) * {HOURS_PER_YEAR} AS DECIMAL(18,6)) AS run_rate
+FROM products AS p
+CROSS JOIN latest AS l
+LEFT JOIN billing.revenue_hourly AS r
+    ON r.product = p.product AND r.currency = p.currency AND r.billing_hour = l.as_of_hour
+GROUP BY p.product, p.currency, l.as_of_hour
+"""
+
+_COMPUTE_LIST = ", ".join(f"'{p}'" for p in COMPUTE_PRODUCTS)
+_BUCKET_VALUES = ", ".join(f"({i}, '{b}')" for i, b in enumerate(SPEND_BUCKETS, start=1))
+
+STORAGE_RUN_RATE_SQL = f"""
+WITH as_of AS (
+    SELECT
+        max(billing_hour) - INTERVAL 1 HOUR AS as_of_hour,
+        strftime(make_timestamp(epoch_us(max(billing_hour) - INTERVAL 1 HOUR)), '%Y-%m') AS as_of_month
+    FROM {_CHARGES}
+),
+compute AS (
+    SELECT c.user_id, sum(c.charge) AS mtd_compute
+    FROM {_CHARGES} AS c, as_of AS a
+    WHERE c.product IN ({_COMPUTE_LIST}) AND c.currency = 'USD'
+        AND c.billing_month = a.as_of_month AND c.billing_hour <= a.as_of_hour
+    GROUP BY c.user_id
+),
+storage AS (
+    SELECT c.user_id, sum(c.charge) AS storage_hourly
+    FROM {_CHARGES} AS c, as_of AS a
+    WHERE c.product = '{STORAGE_PRODUCT}' AND c.currency = 'USD' AND c.billing_hour = a.as_of_hour
+    GROUP BY c.user_id
+),
+bucketed AS (
+    SELECT
+        s.user_id,
+        s.storage_hourly,
+        CASE
+            WHEN coalesce(k.mtd_compute, 0) = 0 THEN '$0'
+            WHEN k.mtd_compute < 50 THEN '<$50'
+            WHEN k.mtd_compute < 500 THEN '$50-500'
+            WHEN k.mtd_compute < 5000 THEN '$500-5k'
+            ELSE '>$5k'
+        END AS bucket
+    FROM storage AS s
+    LEFT JOIN compute AS k USING (user_id)
+),
+buckets(bucket_order, bucket) AS (VALUES {_BUCKET_VALUES})
+SELECT
+    b.bucket_order,
+    b.bucket AS compute_spend_bucket,
+    a.as_of_hour,
+    count(x.user_id) AS storage_users,
+    CAST(coalesce(sum(x.storage_hourly), 0) AS DECIMAL(18,6)) AS storage_hourly_revenue,
+    CAST(coalesce(sum(x.storage_hourly), 0) * {HOURS_PER_YEAR} AS DECIMAL(18,6)) AS storage_run_rate
+FROM buckets AS b
+CROSS JOIN as_of AS a
+LEFT JOIN bucketed AS x ON x.bucket = b.bucket
+GROUP BY b.bucket_order, b.bucket, a.as_of_hour
+"""
+
+INVOICE_PREVIEW_SQL = f"""
+WITH lines AS (
+    SELECT
+        billing_month,
+        user_id,
+        team_id,
+        resource_id,
+        product,
+        plan,
+        region,
+        currency,
+        count(*) AS hours,
+        min(billing_hour) AS first_hour,
+        max(billing_hour) AS last_hour,
+        CAST(sum(quantity) AS DECIMAL(18,6)) AS quantity,
+        CAST(sum(uncapped_charge) AS DECIMAL(18,6)) AS uncapped_amount,
+        CAST(sum(charge) AS DECIMAL(18,6)) AS amount
+    FROM {_CHARGES}
+    GROUP BY billing_month, user_id, team_id, resource_id, product, plan, region, currency
+),
+micros AS (
+    SELECT *, CAST(amount * 1000000 AS BIGINT) AS amount_micros FROM lines
+),
+rounded AS (
+    -- half-even to the cent on exact integers
+    SELECT
+        * EXCLUDE (amount_micros),
+        CAST(CAST(
+            amount_micros // 10000
+            + CASE
+                WHEN amount_micros % 10000 > 5000 THEN 1
+                WHEN amount_micros % 10000 = 5000 AND (amount_micros // 10000) % 2 = 1 THEN 1
+                ELSE 0
+            END
+        AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2)) AS DECIMAL(18,2)) AS amount_due
+    FROM micros
+)
+SELECT
+    *,
+    CAST(sum(amount_due) OVER (PARTITION BY billing_month, user_id, currency) AS DECIMAL(18,2))
+        AS invoice_total
+FROM rounded
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """The fields of ``shoal.models.Model``, kept here so the SQL is usable without it."""
+
+    name: str
+    sql: str
+    unique_key: tuple[str, ...]
+    incremental_by: tuple[str, ...]  # () = recompute fully on every refresh
+    upstream: tuple[str, ...]
+    description: str
+    partition_by: tuple[str, ...] = ()
+
+
+MODEL_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        "billing.charges_hourly",
+        CHARGES_HOURLY_SQL,
+        unique_key=("event_id",),
+        incremental_by=("billing_month", "resource_id"),
+        upstream=(SOURCE,),
+        description="Charge of every metered resource-hour (deduped usage event) with monthly caps "
+        "applied; a late hour restates its whole resource-month.",
+        partition_by=("billing_month",),
+    ),
+    ModelSpec(
+        "billing.revenue_hourly",
+        REVENUE_HOURLY_SQL,
+        unique_key=("billing_hour", "product", "plan", "region", "currency"),
+        incremental_by=("billing_hour",),
+        upstream=(_CHARGES,),
+        description="Exact revenue per hour, product, plan, region and currency.",
+        partition_by=("billing_date",),
+    ),
+    ModelSpec(
+        "billing.revenue_daily",
+        REVENUE_DAILY_SQL,
+        unique_key=("billing_date", "product", "plan", "region", "currency"),
+        incremental_by=("billing_date",),
+        upstream=(_CHARGES,),
+        description="Exact revenue per UTC day, product, plan, region and currency.",
+    ),
+    ModelSpec(
+        "billing.billable_users",
+        BILLABLE_USERS_SQL,
+        unique_key=("billing_date", "product"),
+        incremental_by=("billing_date",),
+        upstream=(_CHARGES,),
+        description="Users with a nonzero charge per UTC day and product (and users metered at all).",
+    ),
+    ModelSpec(
+        "billing.run_rate",
+        RUN_RATE_SQL,
+        unique_key=("product", "currency"),
+        incremental_by=(),
+        upstream=("billing.revenue_hourly",),
+        description="Annual run rate per product: revenue of the latest complete hour × 8760.",
+    ),
+    ModelSpec(
+        "billing.storage_run_rate_by_compute_spend",
+        STORAGE_RUN_RATE_SQL,
+        unique_key=("compute_spend_bucket",),
+        incremental_by=(),
+        upstream=(_CHARGES,),
+        description="Block-storage (volume) run rate as of the latest complete hour, by the user's "
+        "month-to-date compute spend bucket (USD).",
+    ),
+    ModelSpec(
+        "billing.invoice_preview",
+        INVOICE_PREVIEW_SQL,
+        unique_key=("billing_month", "user_id", "resource_id", "plan"),
+        incremental_by=("billing_month", "user_id"),
+        upstream=(_CHARGES,),
+        description="Month-to-date invoice lines per user (caps applied, lines rounded half-even to "
+        "cents; invoice_total = sum of rounded lines).",
+    ),
+)
+
+
+def models() -> tuple[Any, ...]:
+    """The billing models as ``shoal.models.Model`` objects (in dependency order)."""
+    from shoal.models import Model
+
+    return tuple(
+        Model(
+            name=s.name,
+            sql=s.sql,
+            unique_key=s.unique_key,
+            incremental_by=s.incremental_by,
+            upstream=s.upstream,
+            description=s.description,
+            partition_by=s.partition_by,
+        )
+        for s in MODEL_SPECS
+    )
