@@ -1,0 +1,58 @@
+"""Project files: loading, env overrides, clear errors, secrets redacted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shoal.config import Project, init_project
+from shoal.errors import ConfigError
+
+
+def test_init_and_load(tmp_path: Path) -> None:
+    init_project(tmp_path / "p", "demo")
+    proj = Project.load(tmp_path / "p")
+    assert proj.settings.name == "demo"
+    assert proj.lake_root == str((tmp_path / "p" / "lake").resolve())
+    with pytest.raises(ConfigError, match="already exists"):
+        init_project(tmp_path / "p")
+
+
+def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    init_project(tmp_path, "demo")
+    monkeypatch.setenv("SHOAL_LAKE__ROOT", "s3://bucket/prefix")
+    monkeypatch.setenv("SHOAL_LAKE__STORAGE_OPTIONS__AWS_SECRET_ACCESS_KEY", "hunter2")
+    proj = Project.load(tmp_path)
+    assert proj.lake_root == "s3://bucket/prefix"
+    assert "hunter2" not in str(proj.describe())
+
+
+def test_project_from_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    init_project(tmp_path, "from-env")
+    monkeypatch.setenv("SHOAL_PROJECT", str(tmp_path))
+    assert Project.load(None).settings.name == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("lake: [1, 2]", "lake: Input should be a valid dictionary"),
+        ("lake:\n  rot: x", "lake.rot: Extra inputs are not permitted"),
+        ("serve:\n  port: 99999", "serve.port: Input should be less than or equal to 65535"),
+        ("name: [unclosed", "invalid YAML"),
+        ("- a\n- b", "expected a mapping at the top level"),
+    ],
+)
+def test_invalid_project_file_names_file_and_field(tmp_path: Path, text: str, needle: str) -> None:
+    (tmp_path / "shoal.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        Project.load(tmp_path)
+    assert str(tmp_path / "shoal.yaml") in str(err.value)
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_project(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no shoal project here"):
+        Project.load(tmp_path / "nowhere")

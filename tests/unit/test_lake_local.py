@@ -1,0 +1,174 @@
+"""Lake tables on local disk: create, append, merge, evolve, time travel, maintenance, errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from shoal.errors import ConfigError, NotFoundError, StorageUnavailable
+from shoal.lake import Lake, SchemaMismatch, TableExists
+
+SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("day", pa.string())])
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(str(tmp_path / "lake"))
+
+
+def _rows(ids: list[int], day: str = "2026-01-01") -> pa.Table:
+    return pa.table({"id": ids, "name": [f"n{i}" for i in ids], "day": [day] * len(ids)}, schema=SCHEMA)
+
+
+def test_create_append_and_catalog(lake: Lake) -> None:
+    t = lake.create_table("sales.orders", SCHEMA, partition_by=["day"], description="orders", owner="ana",
+                          source="mysql")
+    t.append(_rows([1, 2, 3]))
+    t.append(_rows([4], day="2026-01-02"))
+    info = lake.describe("sales.orders")
+    assert info.num_rows == 4
+    assert info.num_files == 2
+    assert info.partition_by == ["day"]
+    assert (info.owner, info.source, info.description) == ("ana", "mysql", "orders")
+    assert info.version == 2
+    assert info.last_commit is not None
+    assert [i.name for i in lake.list_tables()] == ["sales.orders"]
+
+
+def test_create_twice(lake: Lake) -> None:
+    lake.create_table("a.b", SCHEMA)
+    with pytest.raises(TableExists):
+        lake.create_table("a.b", SCHEMA, exist_ok=False)
+    assert lake.create_table("a.b", SCHEMA).name == "a.b"
+
+
+@pytest.mark.parametrize("bad", ["nodot", "A.b", "a.b.c", "a-b.c", ""])
+def test_bad_names(lake: Lake, bad: str) -> None:
+    with pytest.raises(ConfigError, match="namespace.table"):
+        lake.table(bad)
+
+
+def test_unknown_table_names_close_matches(lake: Lake) -> None:
+    lake.create_table("support.tickets", SCHEMA)
+    with pytest.raises(NotFoundError, match=r"did you mean support\.tickets"):
+        lake.table("support.ticket")
+
+
+def test_merge_upserts_and_evolves_schema(lake: Lake) -> None:
+    t = lake.create_table("a.b", SCHEMA)
+    t.append(_rows([1, 2]))
+    extra = pa.table({"id": [2, 3], "name": ["two", "three"], "day": ["x", "y"], "score": [0.5, 1.5]})
+    t.merge(extra, keys=["id"])
+    got = t.to_arrow().sort_by("id").to_pydict()
+    assert got["id"] == [1, 2, 3]
+    assert got["name"] == ["n1", "two", "three"]
+    assert got["score"] == [None, 0.5, 1.5]
+
+
+def test_append_adds_nullable_column_and_rejects_type_change(lake: Lake) -> None:
+    t = lake.create_table("a.b", SCHEMA)
+    t.append(_rows([1]))
+    t.append(pa.table({"id": [2], "name": ["x"], "day": ["d"], "flag": [True]}))
+    assert t.schema.field("flag").nullable
+    assert t.to_arrow().sort_by("id")["flag"].to_pylist() == [None, True]
+    before = t.version
+    with pytest.raises(SchemaMismatch, match="'id' is int64 in the table but string"):
+        t.append(pa.table({"id": ["oops"]}))
+    assert t.version == before  # nothing committed
+
+
+def test_app_transactions_travel_with_data(lake: Lake) -> None:
+    t = lake.create_table("a.b", SCHEMA)
+    assert t.app_version("kafka:p0") is None
+    t.append(_rows([1]), app_transactions={"kafka:p0": 11, "kafka:p1": 3})
+    t.append(_rows([2]), app_transactions={"kafka:p0": 12})
+    assert t.app_version("kafka:p0") == 12
+    assert t.app_version("kafka:p1") == 3
+
+
+def test_time_travel_by_version_and_timestamp(lake: Lake) -> None:
+    t = lake.create_table("a.b", SCHEMA)
+    t.append(_rows([1]))
+    time.sleep(0.05)
+    t.append(_rows([2]))
+    assert t.to_arrow(version=1)["id"].to_pylist() == [1]
+    ts = t.history()[-1]["timestamp"]  # oldest first in the list's tail
+    assert t.count(version=0) == 0
+    assert sorted(t.to_arrow(version=2)["id"].to_pylist()) == [1, 2]
+    with pytest.raises(NotFoundError):
+        t.to_arrow(version=99)
+    assert isinstance(ts, int)
+
+
+def test_filter_and_overwrite_predicate(lake: Lake) -> None:
+    t = lake.create_table("a.b", SCHEMA, partition_by=["day"])
+    t.append(_rows([1, 2], day="d1"))
+    t.append(_rows([3], day="d2"))
+    t.overwrite(_rows([9], day="d1"), predicate="day = 'd1'")
+    assert sorted(t.to_arrow()["id"].to_pylist()) == [3, 9]
+    assert t.to_arrow(filter="id > 5")["id"].to_pylist() == [9]
+
+
+def test_compact_and_vacuum(lake: Lake) -> None:
+    t = lake.create_table("a.b", SCHEMA)
+    for i in range(6):
+        t.append(_rows([i]))
+    assert lake.describe("a.b").num_files == 6
+    res = t.compact()
+    assert res["numFilesRemoved"] == 6
+    assert lake.describe("a.b").num_files == 1
+    removed = t.vacuum(retention_hours=0)
+    assert len(removed) == 6
+    assert sorted(t.to_arrow()["id"].to_pylist()) == list(range(6))
+
+
+def test_changes_since_reports_inserts_updates_deletes(lake: Lake) -> None:
+    t = lake.create_table("a.b", SCHEMA)
+    t.append(_rows([1, 2]))
+    v = t.version
+    t.merge(_rows([2, 3]).set_column(1, "name", pa.array(["N2", "n3"])), keys=["id"])
+    t.delete("id = 1")
+    ch = t.changes_since(v).to_pydict()
+    kinds = sorted(zip(ch["id"], ch["_change_type"], strict=True))
+    assert kinds == [(1, "delete"), (2, "update_postimage"), (2, "update_preimage"), (3, "insert")]
+
+
+def test_unwritable_root_is_one_clear_error(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        lake = Lake(str(ro / "lake"))
+        if Path("/proc/self").exists() and __import__("os").geteuid() == 0:
+            lake = Lake("/proc/shoal-cannot-write/lake")  # root ignores file modes
+        with pytest.raises(StorageUnavailable, match="not writable"):
+            lake.create_table("a.b", SCHEMA)
+        assert lake.table_names() == []
+    finally:
+        ro.chmod(0o700)
+
+
+def test_concurrent_appends_from_two_processes(tmp_path: Path) -> None:
+    """Two processes appending 30 commits each end with 60 commits and every row."""
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "lake")
+    Lake(root).create_table("a.c", pa.schema([("writer", pa.int64()), ("i", pa.int64())]))
+    code = (
+        "import sys, pyarrow as pa\n"
+        "from shoal.lake import Lake\n"
+        "t = Lake(sys.argv[1]).table('a.c')\n"
+        "w = int(sys.argv[2])\n"
+        "for i in range(30):\n"
+        "    t.append(pa.table({'writer': [w], 'i': [i]}))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, root, str(w)]) for w in (1, 2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    t = Lake(root).table("a.c")
+    assert t.version == 60
+    rows = sorted(zip(*t.to_arrow().to_pydict().values(), strict=True))
+    assert rows == sorted((w, i) for w in (1, 2) for i in range(30))

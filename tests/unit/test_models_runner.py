@@ -1,0 +1,66 @@
+"""Incremental models: only touched slices recomputed; results equal a full rebuild."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from shoal.errors import ConfigError
+from shoal.lake import Lake
+from shoal.models import Model, ModelRunner, order_models
+
+EVENTS = pa.schema([("ticket", pa.int64()), ("day", pa.string()), ("x", pa.int64())])
+TICKETS = Model(
+    name="s.tickets",
+    sql="select ticket, min(day) as day, sum(x)::BIGINT as total, count(*) as n from s.events group by ticket",
+    unique_key=("ticket",), incremental_by=("ticket",), upstream=("s.events",),
+)
+DAILY = Model(
+    name="s.daily",
+    sql="select day, sum(total)::BIGINT as total, count(*) as tickets from s.tickets group by day",
+    unique_key=("day",), incremental_by=("day",), upstream=("s.tickets",),
+)
+
+
+def _snapshot(runner: ModelRunner, name: str) -> list[tuple[object, ...]]:
+    return sorted(runner.con.sql(f"select * from {name}").fetchall())
+
+
+def test_incremental_equals_full(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(pa.table({"ticket": [1, 1, 2], "day": ["d1", "d1", "d2"], "x": [1, 2, 3]}, schema=EVENTS))
+    with ModelRunner(lake, [DAILY, TICKETS]) as runner:
+        assert [r.mode for r in runner.refresh()] == ["full", "full"]
+        ev.append(pa.table({"ticket": [2, 3], "day": ["d2", "d3"], "x": [10, 5]}, schema=EVENTS))
+        res = runner.refresh()
+        assert [(r.mode, r.touched) for r in res] == [("incremental", 2), ("incremental", 2)]
+        ev.delete("ticket = 1")
+        res = runner.refresh()
+        assert res[0].rows_deleted == 1
+        inc = (_snapshot(runner, "s.tickets"), _snapshot(runner, "s.daily"))
+        assert [r.mode for r in runner.refresh()] == ["unchanged", "unchanged"]
+        runner.refresh(full=True)
+        assert (_snapshot(runner, "s.tickets"), _snapshot(runner, "s.daily")) == inc
+        assert inc[1] == [("d2", 13, 1), ("d3", 5, 1)]
+
+
+def test_changed_definition_forces_full_rebuild(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    lake.create_table("s.events", EVENTS).append(
+        pa.table({"ticket": [1], "day": ["d1"], "x": [1]}, schema=EVENTS))
+    with ModelRunner(lake, [TICKETS]) as r:
+        r.refresh()
+    changed = TICKETS.model_copy(update={"sql": TICKETS.sql.replace("sum(x)", "sum(x * 2)")})
+    with ModelRunner(lake, [changed]) as r:
+        assert r.refresh()[0].mode == "full"
+        assert _snapshot(r, "s.tickets") == [(1, "d1", 2, 1)]
+
+
+def test_cycle_is_a_config_error() -> None:
+    a = Model(name="x.a", sql="select 1 k", unique_key="k", upstream="x.b")
+    b = Model(name="x.b", sql="select 1 k", unique_key="k", upstream="x.a")
+    with pytest.raises(ConfigError, match="cycle"):
+        order_models([a, b])
