@@ -43,9 +43,7 @@ class OptionalDependencyError(ShoalError, Terminal):
     """A feature needs an optional extra that is not installed."""
 
     def __init__(self, feature: str, extra: str, package: str) -> None:
-        super().__init__(
-            f"{feature} needs the optional dependency {package!r}: pip install 'shoal[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the optional dependency {package!r}: pip install 'shoal[{extra}]'")
 
 
 def is_transient(err: BaseException) -> bool:

@@ -15,8 +15,15 @@ pytestmark = pytest.mark.integration
 
 def shoal(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"shoal {' '.join(args)} failed: {proc.stderr}")
     return proc
@@ -35,8 +42,17 @@ def test_tables_json(demo_dir: Path) -> None:
     data = json.loads(shoal("tables", "-p", str(demo_dir), "--format", "json").stdout)
     by_name = {t["name"]: t for t in data}
     assert by_name["company.users"]["num_rows"] == 2000
-    for key in ("description", "owner", "source", "schema", "partition_by", "num_rows", "size_bytes",
-                "num_files", "last_commit"):
+    for key in (
+        "description",
+        "owner",
+        "source",
+        "schema",
+        "partition_by",
+        "num_rows",
+        "size_bytes",
+        "num_files",
+        "last_commit",
+    ):
         assert key in by_name["company.users"]
 
 
@@ -48,9 +64,13 @@ def test_sql_formats(demo_dir: Path) -> None:
     assert csv_out[0] == "segment,n"
     assert len(csv_out) == len(rows) + 1
     # SHOAL_PROJECT instead of --project
-    env_out = subprocess.run([sys.executable, "-m", "shoal", "sql", "select 42 as x", "-f", "json"],
-                             capture_output=True, text=True, env={**os.environ, "SHOAL_PROJECT": str(demo_dir)},
-                             check=True)
+    env_out = subprocess.run(
+        [sys.executable, "-m", "shoal", "sql", "select 42 as x", "-f", "json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SHOAL_PROJECT": str(demo_dir)},
+        check=True,
+    )
     assert json.loads(env_out.stdout) == [{"x": 42}]
 
 
@@ -90,9 +110,24 @@ def test_notebook_executes(demo_dir: Path, tmp_path: Path) -> None:
     nb = Path(__file__).resolve().parents[2] / "examples" / "quickstart.ipynb"
     out = tmp_path / "out.ipynb"
     proc = subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(nb),
-         "--output", str(out), "--ExecutePreprocessor.timeout=300"],
-        capture_output=True, text=True, env={**os.environ, "SHOAL_PROJECT": str(demo_dir)}, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            str(nb),
+            "--output",
+            str(out),
+            "--ExecutePreprocessor.timeout=300",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SHOAL_PROJECT": str(demo_dir)},
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     cells = json.loads(out.read_text())["cells"]

@@ -21,8 +21,11 @@ SCHEMA = pa.schema([("id", pa.int64()), ("amount", pa.decimal128(18, 6)), ("day"
 
 def _rows(ids: list[int], day: str = "d1") -> pa.Table:
     return pa.table(
-        {"id": ids, "amount": pa.array([Decimal(i) / 100 for i in ids], pa.decimal128(18, 6)),
-         "day": [day] * len(ids)},
+        {
+            "id": ids,
+            "amount": pa.array([Decimal(i) / 100 for i in ids], pa.decimal128(18, 6)),
+            "day": [day] * len(ids),
+        },
         schema=SCHEMA,
     )
 
@@ -33,8 +36,12 @@ def test_table_lifecycle_on_s3(s3_lake_root) -> None:  # type: ignore[no-untyped
     t.append(_rows([1, 2]), app_transactions={"src:p0": 2})
     time.sleep(0.05)
     t.append(_rows([3], day="d2"), app_transactions={"src:p0": 3})
-    t.merge(_rows([3, 4], day="d2").set_column(1, "amount", pa.array([Decimal("9.99"), Decimal("0.01")],
-                                                                        pa.decimal128(18, 6))), keys=["id"])
+    t.merge(
+        _rows([3, 4], day="d2").set_column(
+            1, "amount", pa.array([Decimal("9.99"), Decimal("0.01")], pa.decimal128(18, 6))
+        ),
+        keys=["id"],
+    )
     assert t.app_version("src:p0") == 3
     assert sorted(t.to_arrow()["id"].to_pylist()) == [1, 2, 3, 4]
     assert sorted(t.to_arrow(version=1)["id"].to_pylist()) == [1, 2]
@@ -46,8 +53,9 @@ def test_table_lifecycle_on_s3(s3_lake_root) -> None:  # type: ignore[no-untyped
         assert con.sql("select sum(amount) from billing.charges").fetchone() == (Decimal("10.030000"),)
         assert con.sql("select count(*) from billing.charges VERSION AS OF 2").fetchone() == (3,)
         # partition pruning: only the d2 partition is read
-        plan = "\n".join(r[1] for r in con.sql("explain analyze select * from billing.charges "
-                                               "where day = 'd2'").fetchall())
+        plan = "\n".join(
+            r[1] for r in con.sql("explain analyze select * from billing.charges where day = 'd2'").fetchall()
+        )
         assert "d2" in plan or "day" in plan
 
     for i in range(5, 9):
@@ -62,8 +70,10 @@ def test_table_lifecycle_on_s3(s3_lake_root) -> None:  # type: ignore[no-untyped
 
 
 def test_unreachable_endpoint_is_one_clear_error() -> None:
-    lake = Lake("s3://nowhere/lake", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "k",
-                                       "AWS_SECRET_ACCESS_KEY": "s"})
+    lake = Lake(
+        "s3://nowhere/lake",
+        {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
+    )
     with pytest.raises(StorageUnavailable) as err:
         lake.create_table("a.b", SCHEMA)
     assert "\n" not in str(err.value)

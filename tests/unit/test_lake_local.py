@@ -24,8 +24,9 @@ def _rows(ids: list[int], day: str = "2026-01-01") -> pa.Table:
 
 
 def test_create_append_and_catalog(lake: Lake) -> None:
-    t = lake.create_table("sales.orders", SCHEMA, partition_by=["day"], description="orders", owner="ana",
-                          source="mysql")
+    t = lake.create_table(
+        "sales.orders", SCHEMA, partition_by=["day"], description="orders", owner="ana", source="mysql"
+    )
     t.append(_rows([1, 2, 3]))
     t.append(_rows([4], day="2026-01-02"))
     info = lake.describe("sales.orders")
@@ -47,7 +48,7 @@ def test_create_twice(lake: Lake) -> None:
 
 @pytest.mark.parametrize("bad", ["nodot", "A.b", "a.b.c", "a-b.c", ""])
 def test_bad_names(lake: Lake, bad: str) -> None:
-    with pytest.raises(ConfigError, match="namespace.table"):
+    with pytest.raises(ConfigError, match=r"namespace\.table"):
         lake.table(bad)
 
 

@@ -14,13 +14,18 @@ from shoal.models import Model, ModelRunner, order_models
 EVENTS = pa.schema([("ticket", pa.int64()), ("day", pa.string()), ("x", pa.int64())])
 TICKETS = Model(
     name="s.tickets",
-    sql="select ticket, min(day) as day, sum(x)::BIGINT as total, count(*) as n from s.events group by ticket",
-    unique_key=("ticket",), incremental_by=("ticket",), upstream=("s.events",),
+    sql="select ticket, min(day) as day, sum(x)::BIGINT as total, count(*) as n "
+    "from s.events group by ticket",
+    unique_key=("ticket",),
+    incremental_by=("ticket",),
+    upstream=("s.events",),
 )
 DAILY = Model(
     name="s.daily",
     sql="select day, sum(total)::BIGINT as total, count(*) as tickets from s.tickets group by day",
-    unique_key=("day",), incremental_by=("day",), upstream=("s.tickets",),
+    unique_key=("day",),
+    incremental_by=("day",),
+    upstream=("s.tickets",),
 )
 
 
@@ -50,7 +55,8 @@ def test_incremental_equals_full(tmp_path: Path) -> None:
 def test_changed_definition_forces_full_rebuild(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path / "lake"))
     lake.create_table("s.events", EVENTS).append(
-        pa.table({"ticket": [1], "day": ["d1"], "x": [1]}, schema=EVENTS))
+        pa.table({"ticket": [1], "day": ["d1"], "x": [1]}, schema=EVENTS)
+    )
     with ModelRunner(lake, [TICKETS]) as r:
         r.refresh()
     changed = TICKETS.model_copy(update={"sql": TICKETS.sql.replace("sum(x)", "sum(x * 2)")})

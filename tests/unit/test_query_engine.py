@@ -17,14 +17,23 @@ from shoal.query.timetravel import AsOf, rewrite_as_of
 @pytest.fixture
 def lake(tmp_path: Path) -> Lake:
     lake = Lake(str(tmp_path / "lake"))
-    t = lake.create_table("sales.orders", pa.schema([("id", pa.int64()), ("amount", pa.decimal128(18, 6)),
-                                                      ("day", pa.date32())]), partition_by=["day"])
+    t = lake.create_table(
+        "sales.orders",
+        pa.schema([("id", pa.int64()), ("amount", pa.decimal128(18, 6)), ("day", pa.date32())]),
+        partition_by=["day"],
+    )
     import datetime as dt
     from decimal import Decimal
 
-    t.append(pa.table({"id": [1, 2], "amount": pa.array([Decimal("1.10"), Decimal("2.20")],
-                                                          pa.decimal128(18, 6)),
-                       "day": [dt.date(2026, 1, 1), dt.date(2026, 1, 2)]}))
+    t.append(
+        pa.table(
+            {
+                "id": [1, 2],
+                "amount": pa.array([Decimal("1.10"), Decimal("2.20")], pa.decimal128(18, 6)),
+                "day": [dt.date(2026, 1, 1), dt.date(2026, 1, 2)],
+            }
+        )
+    )
     return lake
 
 
@@ -34,8 +43,13 @@ def test_tables_are_views_and_stay_fresh(lake: Lake) -> None:
     with connect_lake(lake) as con:
         assert con.sql("select sum(amount) from sales.orders").fetchone() == (Decimal("3.300000"),)
         lake.table("sales.orders").append(
-            pa.table({"id": [3], "amount": pa.array([Decimal("0.01")], pa.decimal128(18, 6)),
-                      "day": pa.array([None], pa.date32())})
+            pa.table(
+                {
+                    "id": [3],
+                    "amount": pa.array([Decimal("0.01")], pa.decimal128(18, 6)),
+                    "day": pa.array([None], pa.date32()),
+                }
+            )
         )
         assert con.sql("select count(*) from sales.orders").fetchone() == (3,)
         # a table created after connecting is mounted on refresh

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +23,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -40,7 +40,8 @@ ProjectOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[
-    OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, csv/json for scripts.")
+    OutputFormat,
+    typer.Option("--format", "-f", help="Output format: table for people, csv/json for scripts."),
 ]
 
 
@@ -68,8 +69,12 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def emit_rows(rows: Sequence[Mapping[str, Any]], fmt: OutputFormat, columns: Sequence[str] | None = None,
-              title: str | None = None) -> None:
+def emit_rows(
+    rows: Sequence[Mapping[str, Any]],
+    fmt: OutputFormat,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
     cols = list(columns) if columns is not None else (list(rows[0].keys()) if rows else [])
     if fmt is OutputFormat.json:
         sys.stdout.write(json.dumps([to_jsonable(dict(r)) for r in rows], indent=None) + "\n")

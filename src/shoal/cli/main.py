@@ -121,7 +121,9 @@ def describe(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL (DuckDB dialect); tables are namespace.table. '-' reads stdin.")],
+    query: Annotated[
+        str, typer.Argument(help="SQL (DuckDB dialect); tables are namespace.table. '-' reads stdin.")
+    ],
     project: ProjectOpt = None,
     fmt: FormatOpt = OutputFormat.table,
     max_rows: Annotated[int, typer.Option(help="Rows shown in table format.")] = 100,
@@ -153,8 +155,13 @@ def compact(
         for name in names:
             bar.update(task, description=f"compacting {name}")
             res = proj.lake.table(name).compact(target_size_mb)
-            rows.append({"table": name, "files_added": res.get("numFilesAdded", 0),
-                         "files_removed": res.get("numFilesRemoved", 0)})
+            rows.append(
+                {
+                    "table": name,
+                    "files_added": res.get("numFilesAdded", 0),
+                    "files_removed": res.get("numFilesRemoved", 0),
+                }
+            )
             bar.advance(task)
     emit_rows(rows, fmt, columns=["table", "files_added", "files_removed"])
 
@@ -192,7 +199,8 @@ def history(
         {
             "version": h.get("version"),
             "timestamp": datetime.fromtimestamp(h["timestamp"] / 1000, tz=UTC).isoformat()
-            if h.get("timestamp") else None,
+            if h.get("timestamp")
+            else None,
             "operation": h.get("operation"),
             "metrics": h.get("operationMetrics", {}),
         }
@@ -214,8 +222,11 @@ def refresh(
     proj = open_project(project)
     with ModelRunner(proj.lake, proj.models) as runner, err_console.status("refreshing") as status:
         results = runner.refresh(model, full=full, progress=lambda n: status.update(f"refreshing {n}"))
-    emit_rows([r.as_dict() for r in results], fmt,
-              columns=["model", "mode", "touched", "rows_written", "rows_deleted", "version", "seconds"])
+    emit_rows(
+        [r.as_dict() for r in results],
+        fmt,
+        columns=["model", "mode", "touched", "rows_written", "rows_deleted", "version", "seconds"],
+    )
 
 
 @app.command()
@@ -287,6 +298,9 @@ def run() -> None:
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)

@@ -120,7 +120,7 @@ def run_demo(directory: Path, *, small: bool = False, quiet: bool = False) -> di
     summary["try"] = [
         f"shoal tables -p {directory}",
         *ctx.notes.get("queries", []),
-        f"shoal sql -p {directory} \"select segment, count(*) users from company.users group by 1 order by 2 desc\"",
+        f'shoal sql -p {directory} "select segment, count(*) users from company.users group by 1"',
     ]
     if not quiet:
         console.print(f"\n[bold green]Demo ready[/bold green] in {summary['seconds']} s at {directory}")

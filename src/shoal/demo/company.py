@@ -44,7 +44,9 @@ class Company:
     users: pa.Table
 
 
-def simulate_company(users: int = 20_000, seed: int = 7, start: datetime | None = None, days: int = 365) -> Company:
+def simulate_company(
+    users: int = 20_000, seed: int = 7, start: datetime | None = None, days: int = 365
+) -> Company:
     """Users sign up over ``days`` with growth; each belongs to a team (an account) in a home region."""
     rng = np.random.default_rng(seed)
     start = start or datetime(2026, 1, 1, tzinfo=UTC)
@@ -69,8 +71,10 @@ def simulate_company(users: int = 20_000, seed: int = 7, start: datetime | None 
     team_region = rng.choice(len(REGIONS), size=n_teams, p=REGION_WEIGHTS)
     # Sign-ups grow over the year: sample days from an increasing density.
     signup_day = np.floor(days * np.sqrt(rng.random(n_teams))).astype(np.int64)
-    team_created = [start + timedelta(days=int(d), seconds=int(s))
-                    for d, s in zip(signup_day, rng.integers(0, 86400, n_teams), strict=True)]
+    team_created = [
+        start + timedelta(days=int(d), seconds=int(s))
+        for d, s in zip(signup_day, rng.integers(0, 86400, n_teams), strict=True)
+    ]
     teams = pa.table(
         {
             "team_id": [f"t{i:07d}" for i in range(n_teams)],
@@ -81,8 +85,10 @@ def simulate_company(users: int = 20_000, seed: int = 7, start: datetime | None 
     )
     user_team = np.sort(rng.integers(0, n_teams, users))
     churn = rng.random(users) < 0.12
-    user_created = [team_created[t] + timedelta(days=int(x)) for t, x in
-                    zip(user_team, rng.exponential(10, users), strict=True)]
+    user_created = [
+        team_created[t] + timedelta(days=int(x))
+        for t, x in zip(user_team, rng.exponential(10, users), strict=True)
+    ]
     churned_at = [
         (c + timedelta(days=int(rng.integers(5, 120)))) if ch else None
         for c, ch in zip(user_created, churn, strict=True)

@@ -9,4 +9,6 @@ _CANDIDATES = [
     "shoal.usecases.billing.models",
     "shoal.usecases.infra.models",
 ]
-MODEL_MODULES = [m for m in _CANDIDATES if importlib.util.find_spec(m.rsplit(".", 1)[0]) and importlib.util.find_spec(m)]
+MODEL_MODULES = [
+    m for m in _CANDIDATES if importlib.util.find_spec(m.rsplit(".", 1)[0]) and importlib.util.find_spec(m)
+]

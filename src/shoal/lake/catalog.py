@@ -166,7 +166,7 @@ class Lake:
             description=str(side.get("description") or meta.description or ""),
             owner=str(side.get("owner") or ""),
             source=str(side.get("source") or ""),
-            schema=pa.schema(dt.schema().to_arrow()),  # type: ignore[arg-type]
+            schema=pa.schema(dt.schema().to_arrow()),
             partition_by=list(meta.partition_columns),
             num_rows=int(pa.compute.sum(actions["num_records"]).as_py() or 0) if actions.num_rows else 0,
             size_bytes=int(pa.compute.sum(actions["size_bytes"]).as_py() or 0) if actions.num_rows else 0,

@@ -7,11 +7,12 @@ rounds, model refreshes) make their progress exactly-once with their data.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from shoal.lake.storage import LakeLocation
 
 T = TypeVar("T")
-Data = pa.Table | pa.RecordBatch | pa.RecordBatchReader
+Data: TypeAlias = pa.Table | pa.RecordBatch | pa.RecordBatchReader
 
 #: how often a conflicting commit is retried before giving up with CommitConflict
 COMMIT_RETRIES = 20
@@ -63,9 +64,22 @@ def translate_errors(what: str) -> Iterator[None]:
             raise
         msg = _first_line(exc)
         low = msg.lower()
-        if "cast error" in low or "schema" in low and ("cast" in low or "mismatch" in low or "invalid" in low or "merge" in low):
+        if "cast error" in low or (
+            "schema" in low and ("cast" in low or "mismatch" in low or "invalid" in low or "merge" in low)
+        ):
             raise SchemaMismatch(f"{what}: schema mismatch: {msg}") from exc
-        if any(s in low for s in ("connect", "dns", "connection refused", "timed out", "timeout", "s3 error", "error sending")):
+        if any(
+            s in low
+            for s in (
+                "connect",
+                "dns",
+                "connection refused",
+                "timed out",
+                "timeout",
+                "s3 error",
+                "error sending",
+            )
+        ):
             raise StorageUnavailable(f"{what}: storage unavailable: {msg}") from exc
         if "permission denied" in low or "read-only" in low:
             raise StorageUnavailable(f"{what}: not writable: {msg}") from exc
@@ -113,7 +127,9 @@ def check_compatible(name: str, table_schema: pa.Schema, data_schema: pa.Schema)
 def _first_line(exc: BaseException) -> str:
     """One line: the error's headline plus, for nested object-store errors, the root cause."""
     text = str(exc).strip() or type(exc).__name__
-    lines = [ln.strip().lstrip("\x1b[31m↳\x1b[0m").strip(" ↳") for ln in text.splitlines() if ln.strip()]
+    # object_store nests causes on lines decorated with ANSI colours and arrows
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = [ln.strip().strip("↳ ") for ln in plain.splitlines() if ln.strip()]
     if len(lines) > 1:
         return f"{lines[0]}: {lines[-1]}"[:500]
     return lines[0][:500]
@@ -167,7 +183,9 @@ class Table:
             try:
                 dt.load_as_version(version)
             except (DeltaError, ValueError) as exc:
-                raise NotFoundError(f"table {self.name} has no version {version}: {_first_line(exc)}") from exc
+                raise NotFoundError(
+                    f"table {self.name} has no version {version}: {_first_line(exc)}"
+                ) from exc
             return dt
 
     @property
@@ -176,7 +194,7 @@ class Table:
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema(self.delta().schema().to_arrow())  # type: ignore[arg-type]
+        return pa.schema(self.delta().schema().to_arrow())
 
     @property
     def partition_by(self) -> list[str]:

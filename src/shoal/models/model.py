@@ -72,15 +72,15 @@ def _models_from_yaml(path: Path) -> list[Model]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ConfigError(f"{path}: models[{i}]: expected a mapping")
-        item = dict(item)
-        if "sql_file" in item:
-            sql_path = (path.parent / str(item.pop("sql_file"))).resolve()
+        spec = dict(item)
+        if "sql_file" in spec:
+            sql_path = (path.parent / str(spec.pop("sql_file"))).resolve()
             try:
-                item["sql"] = sql_path.read_text()
+                spec["sql"] = sql_path.read_text()
             except OSError as exc:
                 raise ConfigError(f"{path}: models[{i}].sql_file: cannot read {sql_path}") from exc
         try:
-            out.append(Model(**item))
+            out.append(Model(**spec))
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])

@@ -9,10 +9,12 @@ them into the model table, deleting rows of a touched slice that no longer exist
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import duckdb
 import pyarrow as pa
 
 from shoal.errors import ConfigError, NotFoundError, ShoalError, Terminal
@@ -122,15 +124,20 @@ class ModelRunner:
         self.con.refresh()
         missing = [u for u in model.upstream if not self.lake.exists(u)]
         if missing:
-            raise NotFoundError(f"model {model.name}: upstream table(s) {', '.join(missing)} do not exist yet")
+            raise NotFoundError(
+                f"model {model.name}: upstream table(s) {', '.join(missing)} do not exist yet"
+            )
         upstream = {u: self.lake.table(u) for u in model.upstream}
         current = {u: t.version for u, t in upstream.items()}
         target = self.lake.table(model.name) if self.lake.exists(model.name) else None
 
         needs_full = full or target is None or target.app_version(SQL_APP_ID) != model.sql_hash
         if not needs_full and not model.incremental_by:
-            if all(target.app_version(f"model:{u}") == v for u, v in current.items()):  # type: ignore[union-attr]
-                return RefreshResult(model.name, "unchanged", version=target.version, upstream_versions=current)  # type: ignore[union-attr]
+            assert target is not None
+            if all(target.app_version(f"model:{u}") == v for u, v in current.items()):
+                return RefreshResult(
+                    model.name, "unchanged", version=target.version, upstream_versions=current
+                )
             needs_full = True
         if needs_full:
             result = self._full(model, target, current)
@@ -223,10 +230,8 @@ class ModelRunner:
             ).to_arrow_table()
         finally:
             con.unregister("__shoal_touched")
-        try:
+        with contextlib.suppress(duckdb.Error):
             con.unregister("__shoal_new")
-        except Exception:  # pragma: no cover - already gone
-            pass
         version = self._apply(model, target, new_rows, stale, current)
         return RefreshResult(
             model.name,
@@ -255,7 +260,9 @@ class ModelRunner:
             new_rows = pa.concat_tables([new_rows, pa.table(tomb_cols)])
         columns = [c for c in new_rows.column_names if c != DELETE_FLAG]
         mapping = {_ident(c): f"s.{_ident(c)}" for c in columns}
-        predicate = " AND ".join(f"t.{_ident(k)} IS NOT DISTINCT FROM s.{_ident(k)}" for k in model.unique_key)
+        predicate = " AND ".join(
+            f"t.{_ident(k)} IS NOT DISTINCT FROM s.{_ident(k)}" for k in model.unique_key
+        )
         from shoal.lake.table import _commit_props, retry_conflicts
 
         def commit() -> None:

@@ -166,9 +166,12 @@ class Connection:
 
             want = missing.group(1).strip('"').lower()
             names = self.refresh()
-            close = difflib.get_close_matches(want, names, n=3, cutoff=0.5) or [
-                n for n in names if difflib.SequenceMatcher(None, want, n.split(".", 1)[1]).ratio() > 0.6
-            ][:3]
+            close = (
+                difflib.get_close_matches(want, names, n=3, cutoff=0.5)
+                or [
+                    n for n in names if difflib.SequenceMatcher(None, want, n.split(".", 1)[1]).ratio() > 0.6
+                ][:3]
+            )
             hint = f"; lake tables like it: {', '.join(close)}" if close else ""
             return QueryError(f"unknown table {want}{hint} ({err})")
         return err

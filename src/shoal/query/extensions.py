@@ -44,9 +44,7 @@ def extension_path(name: str) -> Path:
 
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Install (from the wheel) and load ``name`` into ``con``; idempotent."""
-    loaded = con.execute(
-        "SELECT loaded FROM duckdb_extensions() WHERE extension_name = ?", [name]
-    ).fetchone()
+    loaded = con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = ?", [name]).fetchone()
     if loaded and loaded[0]:
         return
     con.execute(f"INSTALL '{extension_path(name)}'")
