@@ -320,7 +320,7 @@ class Table:
         source = _as_reader(data)
         if isinstance(source, pa.RecordBatchReader):
             source = source.read_all()
-        predicate = " AND ".join(f't."{k}" IS NOT DISTINCT FROM s."{k}"' for k in keys)
+        predicate = " AND ".join(f'(t."{k}" IS NOT DISTINCT FROM s."{k}")' for k in keys)
 
         def commit() -> None:
             merger = self.delta().merge(

@@ -261,7 +261,7 @@ class ModelRunner:
         columns = [c for c in new_rows.column_names if c != DELETE_FLAG]
         mapping = {_ident(c): f"s.{_ident(c)}" for c in columns}
         predicate = " AND ".join(
-            f"t.{_ident(k)} IS NOT DISTINCT FROM s.{_ident(k)}" for k in model.unique_key
+            f"(t.{_ident(k)} IS NOT DISTINCT FROM s.{_ident(k)})" for k in model.unique_key
         )
         from shoal.lake.table import _commit_props, retry_conflicts
 

@@ -83,6 +83,9 @@ class Connection:
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.duckdb = duckdb.connect(database, config=config)
+        # Results land in Delta tables, which only know UTC: never label timestamps with the
+        # machine's zone (DuckDB would say 'Etc/UTC' or worse, e.g. 'Europe/Paris').
+        self.duckdb.execute("SET TimeZone = 'UTC'")
         load_extension(self.duckdb, "delta")
         if lake.location.scheme == "s3":
             _configure_s3(self.duckdb, lake)

@@ -1,1 +1,1 @@
-"""usecases"""
+"""Worked use cases (support, billing, infra): schemas, simulators, reference computations, models."""

@@ -17,10 +17,9 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from shoal.errors import ConfigError
+from shoal.usecases.support import PROTO_FILE
 
-PROTO_FILE = Path(__file__).with_name("ticket_events.proto")
 PACKAGE = "shoal.support.v1"
-MESSAGE_NAME = f"{PACKAGE}.TicketEvent"
 
 
 @cache

@@ -27,7 +27,7 @@ TICKETS = "support.tickets"
 CSAT_DAILY = "support.csat_daily"
 
 TICKETS_SQL = """
-WITH events AS (
+WITH events AS NOT MATERIALIZED (
     -- a redelivered event (same ticket_id and event_id) counts once
     SELECT *
     FROM support.ticket_events

@@ -154,7 +154,11 @@ def tickets(events: Iterable[Any]) -> list[TicketRow]:
     for (ticket_id, event_id), (t, ev) in unique.items():
         by_ticket.setdefault(ticket_id, []).append((t, event_id, ev))
 
-    tiers, channels, priorities = _enum_namer("customer_tier"), _enum_namer("channel"), _enum_namer("priority")
+    tiers, channels, priorities = (
+        _enum_namer("customer_tier"),
+        _enum_namer("channel"),
+        _enum_namer("priority"),
+    )
     statuses = _status_names()
     rows: list[TicketRow] = []
     for ticket_id in sorted(by_ticket):
@@ -223,7 +227,9 @@ def csat_daily(ticket_rows: Iterable[TicketRow]) -> list[CsatDailyRow]:
     for row in ticket_rows:
         groups.setdefault((row.day, row.team, row.product), []).append(row)
     out: list[CsatDailyRow] = []
-    for (day, team, product), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2])):
+    for (day, team, product), rows in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2])
+    ):
         rated = [r.latest_csat for r in rows if r.latest_csat is not None]
         good = sum(1 for rating in rated if rating >= 4)
         first = [r.first_response_s for r in rows if r.first_response_s is not None]

@@ -84,7 +84,10 @@ PRODUCT_WEIGHTS: dict[str, float] = {
 CHANNEL_WEIGHTS = (0.35, 0.25, 0.10, 0.22, 0.08)  # email, chat, phone, web, api (enum 1..5)
 TIER_WEIGHTS = (0.45, 0.30, 0.18, 0.07)  # free, standard, business, enterprise
 # UTC hour-of-day profile: customers mostly in Europe and the Americas.
-HOUR_PROFILE = (2, 1.5, 1.2, 1.2, 1.5, 2.5, 4, 5.5, 6.5, 7, 7, 6.8, 6.8, 7.2, 7.8, 8, 7.5, 6.5, 5.5, 4.5, 4, 3.5, 3, 2.5)
+# fmt: off
+HOUR_PROFILE = (2, 1.5, 1.2, 1.2, 1.5, 2.5, 4, 5.5, 6.5, 7, 7, 6.8,
+                6.8, 7.2, 7.8, 8, 7.5, 6.5, 5.5, 4.5, 4, 3.5, 3, 2.5)
+# fmt: on
 WEEKDAY_FACTOR = (1.18, 1.12, 1.08, 1.04, 0.98, 0.55, 0.50)  # Monday .. Sunday
 _WEEKDAY_MEAN = sum(WEEKDAY_FACTOR) / 7
 
@@ -162,7 +165,7 @@ class _Ticket:
     __slots__ = ("channel", "customer_id", "events", "priority", "product", "ticket_id", "tier")
 
     def __init__(
-        self, ticket_id: str, customer_id: str, tier: int, product: str, channel: int, priority: int
+        self, ticket_id: str, *, customer_id: str, tier: int, product: str, channel: int, priority: int
     ) -> None:
         self.ticket_id = ticket_id
         self.customer_id = customer_id
@@ -218,13 +221,14 @@ class SupportSimulator:
 
     def encoded(self) -> Iterator[tuple[bytes, bytes]]:
         """``(ticket_id as UTF-8 key, serialized TicketEvent)`` pairs, in the order of :meth:`events`."""
-        for key, value in self._emit(encode=True):
-            yield key, value
+        yield from self._emit(encode=True)
 
     # -- simulation -------------------------------------------------------------------------
 
     def _setup(self, rng: random.Random) -> None:
-        self._tiers = rng.choices((T_FREE, T_STANDARD, T_BUSINESS, T_ENTERPRISE), TIER_WEIGHTS, k=self.customers)
+        self._tiers = rng.choices(
+            (T_FREE, T_STANDARD, T_BUSINESS, T_ENTERPRISE), TIER_WEIGHTS, k=self.customers
+        )
         self._hours = {t.name: _Hours(t) for t in (*TEAMS, ESCALATION_TEAM)}
         self._product_team = {p: t.name for t in TEAMS for p in t.products}
         self._products = list(PRODUCT_WEIGHTS)
@@ -348,7 +352,11 @@ class SupportSimulator:
         channel = min(channel, 5)
         r = rand() - (0.12 if tier == T_ENTERPRISE else 0.0) - (0.08 if channel == 3 else 0.0)
         priority = P_URGENT if r < 0.06 else P_HIGH if r < 0.24 else P_NORMAL if r < 0.74 else P_LOW
-        ticket = _Ticket(f"T-{self.seed % 1000:03d}-{number:07d}", f"cus-{cust:06d}", tier, product, channel, priority)
+        ticket_id = f"T-{self.seed % 1000:03d}-{number:07d}"
+        customer_id = f"cus-{cust:06d}"
+        ticket = _Ticket(
+            ticket_id, customer_id=customer_id, tier=tier, product=product, channel=channel, priority=priority
+        )
         events = ticket.events
         round_the_clock = priority == P_URGENT or tier == T_ENTERPRISE
 
@@ -370,7 +378,11 @@ class SupportSimulator:
         if rand() < self.misroute_rate:
             team = rng.choice([t.name for t in TEAMS if t.name != home])
         issue = rng.choice(_ISSUES)
-        tags = [product] + (["billing"] if "charge" in issue else []) + (["urgent"] if priority == P_URGENT else [])
+        tags = (
+            [product]
+            + (["billing"] if "charge" in issue else [])
+            + (["urgent"] if priority == P_URGENT else [])
+        )
         desc = int(math.exp(rng.gauss(6.0, 0.8)))
         events.append((t0, CREATED, "", team, (f"{product}: {issue}", desc, tuple(tags))))
 
@@ -417,7 +429,9 @@ class SupportSimulator:
                     abandoned = True
                     break
                 t += later(5 * HOUR)
-                events.append((t, CUSTOMER_REPLIED, agent, team, (int(expo(1 / 300)) + 10, int(rand() < 0.2))))
+                events.append(
+                    (t, CUSTOMER_REPLIED, agent, team, (int(expo(1 / 300)) + 10, int(rand() < 0.2)))
+                )
                 t += US
                 events.append((t, STATUS_CHANGED, agent, team, (status, S_OPEN)))
                 status = S_OPEN

@@ -1,0 +1,19 @@
+"""Use case: support tickets -> CSAT.
+
+- ``ticket_events.proto``: the ``shoal.support.v1.TicketEvent`` schema (:data:`PROTO_FILE`).
+- :mod:`.simulator`: ``SupportSimulator`` — a seeded simulation of a support organisation.
+- :mod:`.produce`: ``produce_events`` — write ``(key, value)`` pairs to a Kafka topic.
+- :mod:`.reference`: the pure-Python definition of the models (the test oracle).
+- :mod:`.models`: ``models()`` — ``support.tickets`` and ``support.csat_daily`` SQL models.
+- ``pipeline.yaml``: a pipeline file template for the topic (:data:`PIPELINE_TEMPLATE`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROTO_FILE = Path(__file__).with_name("ticket_events.proto")
+PIPELINE_TEMPLATE = Path(__file__).with_name("pipeline.yaml")
+MESSAGE = "shoal.support.v1.TicketEvent"
+
+__all__ = ["MESSAGE", "PIPELINE_TEMPLATE", "PROTO_FILE"]
