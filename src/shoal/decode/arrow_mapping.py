@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from google.protobuf import descriptor_pb2, json_format, message_factory
+from google.protobuf import descriptor_pb2, json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -122,7 +122,9 @@ class Node(ABC):
     is_message = False
 
     @abstractmethod
-    def build(self, values: list[Any], mask: list[bool] | None, rows: Rows, ctx: BuildContext) -> pa.Array: ...
+    def build(
+        self, values: list[Any], mask: list[bool] | None, rows: Rows, ctx: BuildContext
+    ) -> pa.Array: ...
 
 
 class ScalarNode(Node):
@@ -176,6 +178,7 @@ class EnumNode(Node):
 class _SecondsNanosNode(Node):
     is_message = True
     _limit: int
+    _min_nanos: int
     _what: str
 
     def build(self, values: list[Any], mask: list[bool] | None, rows: Rows, ctx: BuildContext) -> pa.Array:
@@ -183,24 +186,32 @@ class _SecondsNanosNode(Node):
         secs = np.fromiter(map(attrgetter("seconds"), values), dtype=np.int64, count=n)
         nanos = np.fromiter(map(attrgetter("nanos"), values), dtype=np.int64, count=n)
         np_mask = np.asarray(mask, dtype=bool) if mask is not None else np.zeros(n, dtype=bool)
-        out_of_range = np.abs(secs) > self._limit
+        out_of_range = (np.abs(secs) > self._limit) | (nanos < self._min_nanos) | (nanos > 999_999_999)
         if out_of_range.any():
             for i in np.flatnonzero(out_of_range & ~np_mask):
-                ctx.fail(_row(rows, int(i)), f"Invalid{self._what}", f"{self._what} seconds out of range")
+                ctx.fail(
+                    _row(rows, int(i)),
+                    f"Invalid{self._what}",
+                    f"{self._what} out of range: seconds={int(secs[i])} nanos={int(nanos[i])}",
+                )
             secs = np.where(out_of_range, 0, secs)
-        micros = secs * 1_000_000 + nanos // 1000
+            nanos = np.where(out_of_range, 0, nanos)
+        # truncate sub-microsecond digits toward zero (durations may be negative)
+        micros = secs * 1_000_000 + np.sign(nanos) * (np.abs(nanos) // 1000)
         return pa.array(micros, type=self.arrow_type, mask=np_mask if np_mask.any() else None)
 
 
 class TimestampNode(_SecondsNanosNode):
     arrow_type = _TIMESTAMP_UTC
     _limit = _MAX_TIMESTAMP_SECONDS
+    _min_nanos = 0
     _what = "Timestamp"
 
 
 class DurationNode(_SecondsNanosNode):
     arrow_type = pa.duration("us")
     _limit = _MAX_DURATION_SECONDS
+    _min_nanos = -999_999_999
     _what = "Duration"
 
 
@@ -261,7 +272,6 @@ class MessageNode(Node):
         self.fields = [f for p in plans for f in p.fields]
         self.arrow_type = pa.struct(self.fields)
         self.check_unknown = check_unknown
-        self.placeholder = message_factory.GetMessageClass(desc)()
 
     def columns(self, values: list[Any], rows: Rows, ctx: BuildContext) -> list[pa.Array]:
         if self.check_unknown and ctx.check_unknown:
@@ -276,8 +286,32 @@ class MessageNode(Node):
         return arrays
 
     def build(self, values: list[Any], mask: list[bool] | None, rows: Rows, ctx: BuildContext) -> pa.Array:
+        if mask is not None and any(mask):
+            present = [i for i, m in enumerate(mask) if not m]
+            return self.build_sparse([values[i] for i in present], present, len(values), rows, ctx)
         children = self.columns(values, rows, ctx)
-        return pa.StructArray.from_arrays(children, fields=self.fields, mask=_pa_mask(mask))
+        return pa.StructArray.from_arrays(children, fields=self.fields)
+
+    def build_sparse(
+        self, subs: list[Any], present: list[int], n: int, rows: Rows, ctx: BuildContext
+    ) -> pa.Array:
+        """Struct column of length ``n`` whose rows ``present`` hold ``subs`` and the rest are null.
+
+        Children are built over the present messages only, then spread out with one ``take`` (null
+        indices give null rows) — much cheaper than reading fields of n placeholder messages.
+        """
+        if not present:
+            return pa.nulls(n, type=self.arrow_type)
+        where = np.asarray(present, dtype=np.int64)
+        sub_rows = where if rows is None else rows[where]
+        compact = pa.StructArray.from_arrays(self.columns(subs, sub_rows, ctx), fields=self.fields)
+        if len(present) == n:
+            return compact
+        idx = np.zeros(n, dtype=np.int64)
+        idx[where] = np.arange(len(present))
+        null = np.ones(n, dtype=bool)
+        null[where] = False
+        return compact.take(pa.array(idx, mask=null))
 
 
 # --------------------------------------------------------------------------------------- field plans
@@ -302,13 +336,21 @@ class SingularPlan(FieldPlan):
         self.fields = [pa.field(field.name, node.arrow_type)]
 
     def build(self, msgs: list[Any], rows: Rows, ctx: BuildContext) -> list[pa.Array]:
+        node = self.node
+        if isinstance(node, MessageNode):
+            has = list(map(self.has, msgs))
+            if all(has):
+                return [node.build(list(map(self.get, msgs)), None, rows, ctx)]
+            get = self.get
+            present = [i for i, h in enumerate(has) if h]
+            return [node.build_sparse([get(msgs[i]) for i in present], present, len(msgs), rows, ctx)]
         values = list(map(self.get, msgs))
-        if self.node.is_message:
+        if node.is_message:
             mask = [not h for h in map(self.has, msgs)]
-            return [self.node.build(values, mask, rows, ctx)]
+            return [node.build(values, mask, rows, ctx)]
         if self.presence:
             values = [v if h else None for v, h in zip(values, map(self.has, msgs), strict=True)]
-        return [self.node.build(values, None, rows, ctx)]
+        return [node.build(values, None, rows, ctx)]
 
 
 def _flatten(containers: list[Any], rows: Rows) -> tuple[pa.Array, np.ndarray]:
@@ -363,15 +405,15 @@ class OneofPlan(FieldPlan):
     def build(self, msgs: list[Any], rows: Rows, ctx: BuildContext) -> list[pa.Array]:
         cases = list(map(self.which, msgs))
         arrays: list[pa.Array] = []
+        n = len(msgs)
         for name, get, node in self.members:
-            if node.is_message:
-                placeholder = node.placeholder if isinstance(node, MessageNode) else None
+            if isinstance(node, MessageNode):
+                present = [i for i, c in enumerate(cases) if c == name]
+                subs = [get(msgs[i]) for i in present]
+                arrays.append(node.build_sparse(subs, present, n, rows, ctx))
+            elif node.is_message:
                 mask = [c != name for c in cases]
-                if placeholder is None:
-                    values = list(map(get, msgs))  # WKT members: cheap default instances
-                else:
-                    values = [get(m) if c == name else placeholder for m, c in zip(msgs, cases, strict=True)]
-                arrays.append(node.build(values, mask, rows, ctx))
+                arrays.append(node.build(list(map(get, msgs)), mask, rows, ctx))
             else:
                 values = [get(m) if c == name else None for m, c in zip(msgs, cases, strict=True)]
                 arrays.append(node.build(values, None, rows, ctx))
@@ -466,6 +508,30 @@ def arrow_schema_for(desc: Descriptor, *, enums_as_numbers: bool = False) -> pa.
     return pa.schema(root_node(desc, enums_as_numbers=enums_as_numbers).fields)
 
 
+def delta_compatible(t: pa.DataType) -> pa.DataType:
+    """``t`` with the types Delta Lake cannot store replaced losslessly: uint32 → int64,
+    uint64 → decimal(20,0), duration → int64 microseconds (recursing into struct/list/map)."""
+    if pa.types.is_uint8(t):
+        return pa.int16()
+    if pa.types.is_uint16(t):
+        return pa.int32()
+    if pa.types.is_uint32(t):
+        return pa.int64()
+    if pa.types.is_uint64(t):
+        return pa.decimal128(20, 0)
+    if pa.types.is_duration(t):
+        return pa.int64()
+    if isinstance(t, pa.StructType):
+        return pa.struct(
+            [t.field(i).with_type(delta_compatible(t.field(i).type)) for i in range(t.num_fields)]
+        )
+    if isinstance(t, pa.MapType):
+        return pa.map_(delta_compatible(t.key_type), delta_compatible(t.item_type))
+    if isinstance(t, pa.ListType):
+        return pa.list_(t.value_field.with_type(delta_compatible(t.value_type)))
+    return t
+
+
 def has_required_fields(desc: Descriptor) -> bool:
     """True if ``desc`` or any message it contains has proto2 ``required`` fields."""
     seen: set[str] = set()
@@ -482,4 +548,3 @@ def has_required_fields(desc: Descriptor) -> bool:
         return False
 
     return walk(desc)
-

@@ -75,7 +75,25 @@ def _parse_set(data: bytes, origin: str) -> descriptor_pb2.FileDescriptorSet:
     return fds
 
 
-def _build_pool(files: Iterable[descriptor_pb2.FileDescriptorProto], origin: str) -> descriptor_pool.DescriptorPool:
+def _load_well_known_types() -> None:
+    """Register google/protobuf/*.proto in the default pool (importing the _pb2 modules does that)."""
+    from google.protobuf import (  # noqa: F401
+        any_pb2,
+        api_pb2,
+        duration_pb2,
+        empty_pb2,
+        field_mask_pb2,
+        source_context_pb2,
+        struct_pb2,
+        timestamp_pb2,
+        type_pb2,
+        wrappers_pb2,
+    )
+
+
+def _build_pool(
+    files: Iterable[descriptor_pb2.FileDescriptorProto], origin: str
+) -> descriptor_pool.DescriptorPool:
     by_name = {f.name: f for f in files}
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
@@ -88,6 +106,7 @@ def _build_pool(files: Iterable[descriptor_pb2.FileDescriptorProto], origin: str
         if proto is None:
             # Sets built without --include_imports usually only lack the well-known types, which
             # protobuf itself carries.
+            _load_well_known_types()
             try:
                 proto = descriptor_pb2.FileDescriptorProto()
                 default.FindFileByName(name).CopyToProto(proto)
@@ -193,4 +212,5 @@ def message_class(
     desc = message_descriptor(
         message, proto_file=proto_file, descriptor_set=descriptor_set, include_paths=include_paths
     )
-    return message_factory.GetMessageClass(desc)
+    cls: type[Message] = message_factory.GetMessageClass(desc)
+    return cls

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from shoal.decode import wire
-from shoal.decode.result import DecodeFailure, DecodeResult, Decoder, one_line
+from shoal.decode.result import DecodeFailure, Decoder, DecodeResult, gc_paused, one_line
 from shoal.decode.spec import EXTRA_COLUMN, JsonColumn, parse_decimal
 from shoal.decode.wire import WireMode
 
@@ -27,8 +27,11 @@ class TypeMismatch(ValueError):
     """A JSON value does not fit its column's type."""
 
 
+_KIND_NAMES: dict[type, str] = {dict: "object", list: "array"}
+
+
 def _kind(v: Any) -> str:
-    return "null" if v is None else {dict: "object", list: "array"}.get(type(v), type(v).__name__)
+    return "null" if v is None else _KIND_NAMES.get(type(v), type(v).__name__)
 
 
 def _int_converter(bits: int) -> Callable[[Any], Any]:
@@ -39,9 +42,7 @@ def _int_converter(bits: int) -> Callable[[Any], Any]:
             raise TypeMismatch(f"expected int{bits}, got bool")
         if isinstance(v, int):
             out = v
-        elif isinstance(v, float) and v.is_integer():
-            out = int(v)
-        elif isinstance(v, str) and _INT_RE.match(v.strip()):
+        elif (isinstance(v, float) and v.is_integer()) or (isinstance(v, str) and _INT_RE.match(v.strip())):
             out = int(v)
         else:
             raise TypeMismatch(f"expected int{bits}, got {_kind(v)} {str(v)[:40]!r}")
@@ -226,6 +227,10 @@ class JsonDecoder(Decoder):
         return list(self._columns)
 
     def decode(self, values: Sequence[bytes | None]) -> DecodeResult:
+        with gc_paused():
+            return self._decode(values)
+
+    def _decode(self, values: Sequence[bytes | None]) -> DecodeResult:
         failures: list[DecodeFailure] = []
         docs: list[dict[str, Any]] = []
         positions: list[int] = []
@@ -239,7 +244,8 @@ class JsonDecoder(Decoder):
                 failures.append(DecodeFailure(i, "WireFormatError", one_line(exc)))
                 continue
             try:
-                doc = json.loads(payload)
+                # decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes
+                doc = json.loads(payload.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 failures.append(DecodeFailure(i, "InvalidUtf8", one_line(exc)))
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,8 @@ from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from shoal.decode import wire
-from shoal.decode.arrow_mapping import BuildContext, has_required_fields, root_node
-from shoal.decode.result import DecodeFailure, DecodeResult, Decoder, one_line
+from shoal.decode.arrow_mapping import BuildContext, delta_compatible, has_required_fields, root_node
+from shoal.decode.result import DecodeFailure, Decoder, DecodeResult, gc_paused, one_line
 from shoal.decode.wire import WireMode
 
 
@@ -36,12 +37,17 @@ class ProtobufDecoder(Decoder):
         confluent_wire: WireMode = "auto",
         enums_as_numbers: bool = False,
         strict_unknown_fields: bool = False,
+        delta_compatible_types: bool = False,
     ) -> None:
         self.descriptor = desc
         self.message_class: type[Message] = message_factory.GetMessageClass(desc)
         self._parse = self.message_class.FromString
         self._root = root_node(desc, enums_as_numbers=enums_as_numbers)
-        self._schema = pa.schema(self._root.fields)
+        self._built_schema = pa.schema(self._root.fields)
+        self._schema = self._built_schema
+        if delta_compatible_types:
+            self._schema = pa.schema([f.with_type(delta_compatible(f.type)) for f in self._built_schema])
+        self._cast = self._schema != self._built_schema
         self._wire: WireMode = confluent_wire
         self._strict = strict_unknown_fields
         self._check_required = has_required_fields(desc)
@@ -51,6 +57,10 @@ class ProtobufDecoder(Decoder):
         return self._schema
 
     def decode(self, values: Sequence[bytes | None]) -> DecodeResult:
+        with gc_paused():
+            return self._decode(values)
+
+    def _decode(self, values: Sequence[bytes | None]) -> DecodeResult:
         failures: list[DecodeFailure] = []
         payloads, positions = self._unframe(values, failures)
         msgs, positions = self._parse_all(payloads, positions, failures)
@@ -59,7 +69,9 @@ class ProtobufDecoder(Decoder):
 
         ctx = BuildContext()
         columns = self._root.columns(msgs, None, ctx)
-        batch = pa.RecordBatch.from_arrays(columns, schema=self._schema)
+        batch = pa.RecordBatch.from_arrays(columns, schema=self._built_schema)
+        if self._cast:
+            batch = batch.cast(self._schema)
 
         unknown_rows = 0
         if ctx.unknown:
@@ -91,8 +103,15 @@ class ProtobufDecoder(Decoder):
         self, values: Sequence[bytes | None], failures: list[DecodeFailure]
     ) -> tuple[list[bytes], list[int]]:
         mode = self._wire
-        if mode == "never" and all(v is not None for v in values):
-            return list(values), list(range(len(values)))  # type: ignore[arg-type]
+        if mode != "always":
+            # Fast path: no nulls and (for auto) no value that starts like a Confluent header.
+            try:
+                if mode == "never" and None not in values:
+                    return list(values), list(range(len(values)))  # type: ignore[arg-type]
+                if mode == "auto" and (not values or min(map(itemgetter(0), values)) > 1):  # type: ignore[arg-type]
+                    return list(values), list(range(len(values)))  # type: ignore[arg-type]
+            except (TypeError, IndexError):  # a None or an empty value: take the careful path
+                pass
         payloads: list[bytes] = []
         positions: list[int] = []
         for i, v in enumerate(values):
@@ -115,7 +134,7 @@ class ProtobufDecoder(Decoder):
     ) -> tuple[list[Any], list[int]]:
         parse = self._parse
         try:
-            return list(map(parse, payloads)), positions  # fast path: the whole batch parses
+            return list(map(parse, payloads)), positions  # fast path: every record parses
         except ProtoDecodeError:
             pass
         msgs: list[Any] = []
@@ -142,7 +161,9 @@ class ProtobufDecoder(Decoder):
                 kept.append(pos)
             else:
                 missing = ", ".join(m.FindInitializationErrors())
-                failures.append(DecodeFailure(pos, "MissingRequiredField", f"required field(s) unset: {missing}"))
+                failures.append(
+                    DecodeFailure(pos, "MissingRequiredField", f"required field(s) unset: {missing}")
+                )
         return good, kept
 
     def _unknown_message(self, msg: Message) -> str:

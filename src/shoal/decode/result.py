@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -42,3 +44,17 @@ def one_line(text: object, limit: int = 300) -> str:
     """Collapse whitespace so a message fits on one line (dead-letter rows, logs)."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while a batch is decoded. The batch allocates ~10 container objects per
+    record, which keeps triggering collections that traverse every live message (~30% of decode time);
+    decoding creates no reference cycles, so nothing is lost by collecting afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -80,6 +80,10 @@ class DecodeSpec(BaseModel):
     include_paths: tuple[Path, ...] = ()
     enums: Literal["name", "number"] = "name"
     strict_unknown_fields: bool = False
+    # Delta Lake has no unsigned or duration types: uint32 → int64, uint64 → decimal(20,0),
+    # Duration → int64 microseconds. On by default since every decoded batch lands in Delta;
+    # off gives the plain Arrow mapping (duration[us], uint*) for other consumers.
+    delta_compatible_types: bool = True
     # json
     columns: tuple[JsonColumn, ...] | None = None
     infer: bool = False
