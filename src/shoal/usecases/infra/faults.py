@@ -58,7 +58,7 @@ class Fault:
 
 @dataclass(frozen=True)
 class BenignEvent:
-    kind: str  # "load_shift" (host) | "sector_bump" (disk)
+    kind: str  # "load_shift" | "reboot" (host) | "sector_bump" (disk)
     index: int
     start: int
     end: int
@@ -77,7 +77,8 @@ class FaultConfig:
     disk_degrade: float = 0.004
     min_per_kind: int = 2
     warmup_steps: int = STEPS_PER_DAY  # no labelled fault during the first day (baselines need history)
-    load_shift: float = 0.01  # benign: VM migration changes a host's load (per host per day)
+    load_shift: float = 0.03  # benign: VM migration changes a host's load (per host per day)
+    reboot: float = 0.01  # benign: maintenance reboot, power dips then surges (per host per day)
     sector_bump: float = 0.01  # benign: a healthy disk remaps a couple of sectors (per disk per day)
 
 
@@ -156,12 +157,11 @@ def plan_faults(
         dlo, dhi = durations[kind]
         level = FAULT_LEVEL[kind]
         placed = 0
-        for _ in range(n * 5):
+        for _ in range(n * 20):
             if placed == n:
                 break
-            dur = int(rng.integers(dlo, dhi + 1))
-            if hi - dur <= lo:
-                break
+            # a fault never outlasts the labelled part of the window
+            dur = min(int(rng.integers(dlo, dhi + 1)), max((hi - lo) // 2, 1))
             if kind == "disk_degrade":
                 idx = int(rng.choice(topology.n_disks, p=disk_prone / disk_prone.sum()))
                 # a degrading disk fails at `end`; let it fail inside the window
@@ -186,7 +186,11 @@ def plan_faults(
         h = int(rng.integers(0, topology.n_hosts))
         s = int(rng.integers(start_step, hi))
         e = s + int(rng.integers(24, 2 * STEPS_PER_DAY))
-        benign.append(BenignEvent("load_shift", h, s, e, float(rng.uniform(0.6, 1.5))))
+        benign.append(BenignEvent("load_shift", h, s, e, float(rng.uniform(0.4, 2.2))))
+    for _ in range(int(rng.poisson(cfg.reboot * topology.n_hosts * days))):
+        h = int(rng.integers(0, topology.n_hosts))
+        s = int(rng.integers(start_step, hi))
+        benign.append(BenignEvent("reboot", h, s, s + int(rng.integers(2, 5)), 0.0))
     n_bump = int(rng.poisson(cfg.sector_bump * topology.n_disks * days))
     for _ in range(n_bump):
         d = int(rng.integers(0, topology.n_disks))
@@ -207,14 +211,14 @@ def _rack_of(topology: Topology, level: str, idx: int) -> int:
 
 def _describe(topology: Topology, kind: str, idx: int, rng: np.random.Generator) -> tuple[str, float, int]:
     if kind == "spike":
-        return topology.outlet_id[idx], float(rng.uniform(1.8, 3.0)), 0
+        return topology.outlet_id[idx], float(rng.uniform(1.3, 2.5)), 0
     if kind == "drop":
-        return topology.outlet_id[idx], float(rng.uniform(0.0, 0.1)), 0
+        return topology.outlet_id[idx], float(rng.uniform(0.0, 0.5)), 0
     if kind == "oscillation":
-        return topology.outlet_id[idx], float(rng.uniform(0.3, 0.6)), int(rng.integers(2, 5))
+        return topology.outlet_id[idx], float(rng.uniform(0.15, 0.5)), int(rng.integers(2, 5))
     if kind == "rack_draw":
-        return topology.rack_id[idx], float(rng.uniform(1.25, 1.5)), 0
+        return topology.rack_id[idx], float(rng.uniform(1.1, 1.4)), 0
     if kind == "phase_imbalance":
-        return topology.pdu_id[idx], float(rng.uniform(0.4, 0.8)), int(rng.integers(0, 3))
+        return topology.pdu_id[idx], float(rng.uniform(0.15, 0.6)), int(rng.integers(0, 3))
     # disk_degrade: magnitude = reallocated sectors reached at failure
-    return topology.disk_id[idx], float(rng.integers(60, 2000)), int(rng.integers(8, 200))
+    return topology.disk_id[idx], float(rng.integers(10, 2000)), int(rng.integers(0, 200))

@@ -71,7 +71,7 @@ def power_profile(
     query = f"""
         WITH o AS ({OUTLETS_SQL.format(where=where)}),
         t AS (SELECT {key} AS entity, ts, sum(value) AS watts FROM o GROUP BY ALL)
-        SELECT '{level}' AS level, entity, hour(ts) AS hour_of_day,
+        SELECT '{level}' AS level, entity, (epoch_ms(ts) // 3600000) % 24 AS hour_of_day,
                avg(watts) AS avg_w, max(watts) AS peak_w, count(*) AS samples
         FROM t GROUP BY ALL ORDER BY entity, hour_of_day
     """
@@ -103,7 +103,7 @@ def peak_vs_average(
     query = f"""
         WITH o AS ({OUTLETS_SQL.format(where=where)}),
         t AS (SELECT {key} AS entity, ts, sum(value) AS watts FROM o GROUP BY ALL),
-        h AS (SELECT entity, hour(ts) AS hod, avg(watts) AS w FROM t GROUP BY ALL),
+        h AS (SELECT entity, (epoch_ms(ts) // 3600000) % 24 AS hod, avg(watts) AS w FROM t GROUP BY ALL),
         s AS (SELECT entity, avg(watts) AS avg_w, max(watts) AS peak_w,
                      quantile_cont(watts, 0.95) AS p95_w FROM t GROUP BY ALL),
         pk AS (SELECT entity, arg_max(hod, w) AS peak_hour FROM h GROUP BY ALL)
@@ -116,13 +116,16 @@ def peak_vs_average(
     return _arrow(con, query, params)
 
 
-def phase_balance(con: SqlConnection, since: datetime | None = None, until: datetime | None = None) -> pa.Table:
+def phase_balance(
+    con: SqlConnection, since: datetime | None = None, until: datetime | None = None
+) -> pa.Table:
     """Per PDU and hour: max/min ratio of the mean phase currents (1.0 = perfectly balanced)."""
     where, params = time_filter("sa.ts", since, until)
     query = f"""
         WITH c AS (
             SELECT se.labels['podlet'] AS podlet, se.labels['rack'] AS rack, se.labels['pdu'] AS pdu,
-                   se.labels['phase'] AS phase, date_trunc('hour', sa.ts) AS hour, avg(sa.value) AS amps
+                   se.labels['phase'] AS phase, to_timestamp((epoch_ms(sa.ts) // 3600000) * 3600) AS hour,
+                   avg(sa.value) AS amps
             FROM metrics.samples sa JOIN metrics.series se USING (series_id)
             WHERE se.metric = 'pdu_phase_current_amperes' AND {where}
             GROUP BY ALL)
@@ -133,12 +136,14 @@ def phase_balance(con: SqlConnection, since: datetime | None = None, until: date
     return _arrow(con, query, params)
 
 
-def pdu_ab_balance(con: SqlConnection, since: datetime | None = None, until: datetime | None = None) -> pa.Table:
+def pdu_ab_balance(
+    con: SqlConnection, since: datetime | None = None, until: datetime | None = None
+) -> pa.Table:
     """Per rack and hour: power on PDU A / power on PDU B (1.0 = redundant feeds share equally)."""
     where, params = time_filter("sa.ts", since, until)
     query = f"""
         WITH o AS ({OUTLETS_SQL.format(where=where)}),
-        h AS (SELECT podlet, rack, date_trunc('hour', ts) AS hour,
+        h AS (SELECT podlet, rack, to_timestamp((epoch_ms(ts) // 3600000) * 3600) AS hour,
                      sum(value) FILTER (WHERE pdu LIKE '%-pdu-a') / count(DISTINCT ts) AS a_w,
                      sum(value) FILTER (WHERE pdu LIKE '%-pdu-b') / count(DISTINCT ts) AS b_w
               FROM o GROUP BY ALL)

@@ -99,6 +99,14 @@ class FleetSimulator:
         power = topo.host_idle_w[:, None] + (topo.host_max_w - topo.host_idle_w)[:, None] * util**0.85
         power += rng.normal(0.0, 3.0, power.shape)
 
+        for ev in self.plan.benign:
+            if ev.kind == "reboot" and ev.start < s0 + n and ev.end > s0:
+                # off for most of the window, then fans at full speed while booting
+                a, b = max(ev.start - s0, 0), min(ev.end - s0, n)
+                power[ev.index, a:b] *= 0.05
+                if b < n:
+                    power[ev.index, b] = topo.host_max_w[ev.index] * 0.9
+
         faults = [f for f in self.plan.faults if f.start < s0 + n and f.end > s0]
         hpr = topo.config.hypervisors_per_rack
         for f in faults:
@@ -108,12 +116,11 @@ class FleetSimulator:
                 power[hosts, a:b] *= f.magnitude
 
         outlet = power[topo.outlet_host] * topo.outlet_share[:, None]
-        outlet += rng.normal(0.0, 1.5, outlet.shape)
+        # metering noise is heavy-tailed (Student t, 3 d.o.f.)
+        outlet += 1.5 * rng.standard_t(3, outlet.shape)
         for f in faults:
             a, b = max(f.start - s0, 0), min(f.end - s0, n)
-            if f.kind == "spike":
-                outlet[f.index, a:b] *= f.magnitude
-            elif f.kind == "drop":
+            if f.kind in {"spike", "drop"}:
                 outlet[f.index, a:b] *= f.magnitude
             elif f.kind == "oscillation":
                 phase = (steps[a:b] - f.start) // max(f.aux // 2, 1) % 2
@@ -140,7 +147,9 @@ class FleetSimulator:
 
         # disks
         dh = topo.disk_host
-        temp = topo.disk_base_temp[:, None] + 10.0 * (util[dh] - 0.3) + rng.normal(0.0, 0.4, (topo.n_disks, n))
+        temp = (
+            topo.disk_base_temp[:, None] + 10.0 * (util[dh] - 0.3) + rng.normal(0.0, 0.4, (topo.n_disks, n))
+        )
         poh = np.floor(topo.disk_poh0[:, None] + np.maximum(steps[None, :] - REFERENCE_STEP, 0) / 12.0)
         poh = np.broadcast_to(poh, (topo.n_disks, n)).copy()
         realloc = np.broadcast_to(topo.disk_realloc0[:, None], (topo.n_disks, n)).copy()

@@ -82,7 +82,9 @@ class TopologyConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hypervisors_per_rack > 48:
-            raise ConfigError(f"hypervisors_per_rack must be <= 48 (PDU outlets), got {self.hypervisors_per_rack}")
+            raise ConfigError(
+                f"hypervisors_per_rack must be <= 48 (PDU outlets), got {self.hypervisors_per_rack}"
+            )
 
 
 def _disk_device_name(protocol: str, index: int) -> str:
@@ -177,7 +179,13 @@ class Topology:
                 rows[k].append(extra.get(k))
 
         for r, rid in enumerate(self.rack_id):
-            add(rid, "rack", self.podlet_id[int(self.rack_podlet[r])], rack=rid, podlet=self.podlet_id[int(self.rack_podlet[r])])
+            add(
+                rid,
+                "rack",
+                self.podlet_id[int(self.rack_podlet[r])],
+                rack=rid,
+                podlet=self.podlet_id[int(self.rack_podlet[r])],
+            )
         for p, pid in enumerate(self.pdu_id):
             rid = self.rack_id[int(self.pdu_rack[p])]
             add(pid, "pdu", rid, rack=rid)
@@ -185,14 +193,33 @@ class Topology:
                 add(f"{pid}/{ph}", "phase", pid, rack=rid)
         for o, oid in enumerate(self.outlet_id):
             h = int(self.outlet_host[o])
-            add(oid, "outlet", oid.rsplit("/", 1)[0], host=self.host_id[h], rack=self.rack_id[int(self.host_rack[h])])
+            add(
+                oid,
+                "outlet",
+                oid.rsplit("/", 1)[0],
+                host=self.host_id[h],
+                rack=self.rack_id[int(self.host_rack[h])],
+            )
         for h, hid in enumerate(self.host_id):
-            add(hid, "hypervisor", self.rack_id[int(self.host_rack[h])], host=hid, rack=self.rack_id[int(self.host_rack[h])])
+            add(
+                hid,
+                "hypervisor",
+                self.rack_id[int(self.host_rack[h])],
+                host=hid,
+                rack=self.rack_id[int(self.host_rack[h])],
+            )
         for d, did in enumerate(self.disk_id):
             m = DISK_MODELS[int(self.disk_model[d])]
             h = int(self.disk_host[d])
-            add(did, "disk", self.host_id[h], vendor=m.vendor, model=m.model, host=self.host_id[h],
-                rack=self.rack_id[int(self.host_rack[h])])
+            add(
+                did,
+                "disk",
+                self.host_id[h],
+                vendor=m.vendor,
+                model=m.model,
+                host=self.host_id[h],
+                rack=self.rack_id[int(self.host_rack[h])],
+            )
         return pa.table(rows)
 
 

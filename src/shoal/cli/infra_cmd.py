@@ -1,0 +1,174 @@
+"""CLI: ``shoal infra simulate | serve | detect | evaluate``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shoal.cli.common import FormatOpt, OutputFormat, ProjectOpt, emit, err_console, open_project
+from shoal.usecases.infra.topology import TopologyConfig
+
+DateOpt = Annotated[
+    datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="UTC date or time.")
+]
+
+
+def _fleet_config(  # noqa: PLR0917
+    seed: int, regions: int, datacenters: int, podlets: int, racks: int, hosts: int, disks: int
+) -> TopologyConfig:
+    return TopologyConfig(
+        seed=seed,
+        regions=regions,
+        datacenters_per_region=datacenters,
+        podlets_per_datacenter=podlets,
+        racks_per_podlet=racks,
+        hypervisors_per_rack=hosts,
+        disks_per_hypervisor=disks,
+    )
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    return None if ts is None else ts.replace(tzinfo=UTC)
+
+
+def register(app: typer.Typer) -> None:
+    infra = typer.Typer(help="Simulated fleet: history, live targets, power outliers and their evaluation.")
+    app.add_typer(infra, name="infra")
+
+    @infra.command("simulate")
+    def simulate(  # noqa: PLR0917 (typer options)
+        project: ProjectOpt = None,
+        days: Annotated[int, typer.Option(help="Days of 5-minute history to write.")] = 7,
+        start: Annotated[str, typer.Option(help="First UTC day (YYYY-MM-DD).")] = "2026-01-05",
+        seed: Annotated[int, typer.Option(help="Seed of the fleet and its faults.")] = 7,
+        regions: Annotated[int, typer.Option(help="Regions (1-4).")] = 1,
+        datacenters: Annotated[int, typer.Option(help="Datacenters per region.")] = 2,
+        podlets: Annotated[int, typer.Option(help="Podlets per datacenter.")] = 3,
+        racks: Annotated[int, typer.Option(help="Racks per podlet.")] = 6,
+        hosts: Annotated[int, typer.Option(help="Hypervisors per rack.")] = 12,
+        disks: Annotated[int, typer.Option(help="Disks per hypervisor.")] = 2,
+        fmt: FormatOpt = OutputFormat.table,
+    ) -> None:
+        """Write simulated history (metrics.series/samples) and fault labels (infra.fault_labels)."""
+        from shoal.usecases.infra.history import Fleet, write_history
+        from shoal.usecases.infra.topology import build_topology
+
+        cfg = _fleet_config(seed, regions, datacenters, podlets, racks, hosts, disks)
+        fleet = Fleet(build_topology(cfg), date.fromisoformat(start), days, seed=seed)
+        res = write_history(open_project(project).lake, fleet)
+        emit(
+            {
+                "days_written": res.days_written,
+                "days_skipped": res.days_skipped,
+                "series": res.series,
+                "samples": res.samples,
+                "faults": res.faults,
+                "seconds": round(res.seconds, 2),
+                "samples_per_second": round(res.samples_per_second),
+            },
+            fmt,
+        )
+
+    @infra.command("serve")
+    def serve(  # noqa: PLR0917 (typer options)
+        targets_file: Annotated[
+            Path, typer.Argument(help="file_sd JSON file to write (one group per target).")
+        ],
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 0,
+        seed: Annotated[int, typer.Option(help="Seed of the fleet.")] = 7,
+        regions: Annotated[int, typer.Option(help="Regions (1-4).")] = 1,
+        datacenters: Annotated[int, typer.Option(help="Datacenters per region.")] = 2,
+        podlets: Annotated[int, typer.Option(help="Podlets per datacenter.")] = 3,
+        racks: Annotated[int, typer.Option(help="Racks per podlet.")] = 6,
+        hosts: Annotated[int, typer.Option(help="Hypervisors per rack.")] = 12,
+        disks: Annotated[int, typer.Option(help="Disks per hypervisor.")] = 2,
+    ) -> None:
+        """Serve the fleet's current values as Prometheus targets (/targets/<id>/metrics) until Ctrl-C."""
+        from shoal.usecases.infra.exporter import ExporterServer, FleetExporter
+        from shoal.usecases.infra.simulator import FleetSimulator
+        from shoal.usecases.infra.topology import build_topology
+
+        topo = build_topology(_fleet_config(seed, regions, datacenters, podlets, racks, hosts, disks))
+        exporter = FleetExporter(FleetSimulator(topo, seed=seed))
+        with ExporterServer(exporter, host, port) as server:
+            server.write_file_sd(targets_file)
+            err_console.print(
+                f"serving {len(exporter.targets())} targets at {server.url}; file_sd: {targets_file}"
+            )
+            try:
+                while True:
+                    time.sleep(1.0)
+            except KeyboardInterrupt:
+                err_console.print("exporter stopped")
+
+    @infra.command("detect")
+    def detect(
+        project: ProjectOpt = None,
+        since: DateOpt = None,
+        until: DateOpt = None,
+        fmt: FormatOpt = OutputFormat.table,
+    ) -> None:
+        """Mine power and disk outliers from metrics.* and upsert them into infra.anomalies."""
+        from shoal.query.engine import connect_lake
+        from shoal.usecases.infra.anomalies import detect_all, write_anomalies
+
+        lake = open_project(project).lake
+        with connect_lake(lake) as con:
+            found = detect_all(con, since=_utc(since), until=_utc(until))
+        version = write_anomalies(lake, found)
+        counts: dict[str, int] = {}
+        for det in found.column("detector").to_pylist():
+            counts[det] = counts.get(det, 0) + 1
+        emit({"anomalies": found.num_rows, "table_version": version, **counts}, fmt)
+
+    @infra.command("evaluate")
+    def evaluate(
+        project: ProjectOpt = None,
+        asd: Annotated[
+            bool, typer.Option("--asd", help="Evaluate on the labelled ASD dataset instead.")
+        ] = False,
+        asd_dir: Annotated[Path, typer.Option(help="Directory of omi-*.csv.gz.")] = Path(
+            "/work/shared/data/asd"
+        ),
+        strict: Annotated[
+            bool, typer.Option(help="Only an anomaly on the fault's own entity counts.")
+        ] = False,
+        fmt: FormatOpt = OutputFormat.table,
+    ) -> None:
+        """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD."""
+        if asd:
+            from shoal.usecases.infra.asd import evaluate_asd
+
+            result = evaluate_asd(asd_dir)
+            if fmt is OutputFormat.json:
+                emit(result, fmt)
+            else:
+                rows = [
+                    {
+                        "server": s["server"],
+                        **{
+                            f"{p}_{k}": s[p][k]
+                            for p in ("point", "point_adjust")
+                            for k in ("precision", "recall", "f1")
+                        },
+                        "oracle_best_f1_pa": s["best_f1_point_adjust"]["f1"],
+                    }
+                    for s in result["servers"]
+                ]
+                emit(rows, fmt)
+                emit(result["overall"], fmt)
+            return
+        from shoal.usecases.infra.anomalies import ANOMALIES
+        from shoal.usecases.infra.evaluate import score_events
+        from shoal.usecases.infra.history import FAULT_LABELS
+
+        lake = open_project(project).lake
+        score = score_events(
+            lake.table(ANOMALIES).to_arrow(), lake.table(FAULT_LABELS).to_arrow(), strict=strict
+        )
+        emit(score.as_dict(), fmt)

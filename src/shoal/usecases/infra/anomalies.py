@@ -1,0 +1,258 @@
+"""Outlier mining over the lake's metric tables, in DuckDB SQL.
+
+Detectors (each returns rows in the ``infra.anomalies`` layout):
+
+- temporal: per series, robust z-score of each sample against a trailing baseline
+  (median of the previous ``baseline_steps`` samples) scaled by the trailing median absolute
+  residual (MAD over ``scale_steps``, floored at ``rel_floor`` x baseline); a sample whose partner
+  series (the host's other PSU outlet / the same phase on the rack's other PDU) deviates as well is a
+  host load change and is not flagged; consecutive flagged samples (gaps <= ``gap_steps``) form one
+  anomaly window.
+- rack peers: hourly rack power as a share of the podlet's median rack, relative to that rack's usual
+  share (its median over the analysed range); z-score against the spread across the podlet's racks.
+- phase balance: hourly max/min phase-current ratio per PDU against the PDU's own median and MAD.
+- disk peers: daily growth of reallocated + pending sectors against disks of the same model that day.
+
+Entity ids are rebuilt from labels exactly as the topology names them (outlet ``<pdu>/<phase>/<outlet>``,
+phase ``<pdu>/<phase>``, disk ``<host>/<device>``), so anomalies can be joined to inventory and labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from shoal.lake import Lake
+from shoal.usecases.infra.power import SqlConnection, time_filter
+
+ANOMALIES = "infra.anomalies"
+_TS = pa.timestamp("ms", tz="UTC")
+ANOMALY_SCHEMA = pa.schema(
+    [
+        pa.field("entity", pa.string(), nullable=False),
+        pa.field("level", pa.string(), nullable=False),
+        pa.field("window_start", _TS, nullable=False),
+        pa.field("window_end", _TS, nullable=False),
+        pa.field("score", pa.float64()),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("baseline", pa.float64()),
+        pa.field("deviation", pa.float64()),
+        pa.field("detector", pa.string(), nullable=False),
+    ]
+)
+
+# UTC buckets from epoch arithmetic: date_trunc on TIMESTAMPTZ would follow the session time zone
+HOUR = "to_timestamp((epoch_ms(ts) // 3600000) * 3600)"
+HOUR_SA = "to_timestamp((epoch_ms(sa.ts) // 3600000) * 3600)"
+DAY = "to_timestamp((epoch_ms(ts) // 86400000) * 86400)"
+ENTITY_SQL = """CASE
+    WHEN se.metric LIKE 'pdu_outlet_%'
+        THEN se.labels['pdu'] || '/' || se.labels['phase'] || '/' || se.labels['outlet']
+    WHEN se.metric LIKE 'pdu_phase_%' THEN se.labels['pdu'] || '/' || se.labels['phase']
+    WHEN se.metric LIKE 'smart_%' THEN se.labels['host'] || '/' || se.labels['device']
+    WHEN se.metric LIKE 'hypervisor_%' THEN se.labels['host']
+    ELSE coalesce(se.labels['instance'], se.metric) END"""
+LEVEL_SQL = """CASE
+    WHEN se.metric LIKE 'pdu_outlet_%' THEN 'outlet'
+    WHEN se.metric LIKE 'pdu_phase_%' THEN 'phase'
+    WHEN se.metric LIKE 'smart_%' THEN 'disk'
+    WHEN se.metric LIKE 'hypervisor_%' THEN 'hypervisor'
+    ELSE 'series' END"""
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Thresholds; defaults were chosen on a training fleet (seed 101), see evaluate.tune_threshold."""
+
+    temporal_metrics: tuple[str, ...] = ("pdu_outlet_power_watts", "pdu_phase_current_amperes")
+    baseline_steps: int = 12  # trailing median over 1 hour follows the daily profile
+    scale_steps: int = 288  # residual spread over the previous day
+    rel_floor: float = 0.03  # the scale is never below 3 % of the baseline (quantised / idle series)
+    temporal_z: float = 8.0
+    gap_steps: int = 3
+    min_points: int = 2  # flagged samples an event needs (2 ignores one-sample metering glitches)
+    # an outlet's partner is the same host's PSU on the other PDU; a phase's, the same phase on the other
+    # PDU: if the partner moved too, the host's load changed (reboot, migration), not the feed
+    partner_ratio: float = 0.5
+    rack_z: float = 5.0
+    rack_floor: float = 0.03
+    phase_z: float = 6.0
+    phase_floor: float = 0.03
+    disk_z: float = 4.0
+    disk_floor: float = 1.0  # sectors/day: the spread used when all peers are flat
+
+
+def _events(flagged_sql: str, step_ms: int, gap: int, min_points: int = 1) -> str:
+    """Gaps-and-islands over flagged points (entity, level, metric, ts, value, baseline, dev, z)."""
+    return f"""
+        WITH f AS ({flagged_sql}),
+        g AS (SELECT *, sum(CASE WHEN prev IS NULL OR epoch_ms(ts) - epoch_ms(prev) > {gap * step_ms}
+                                 THEN 1 ELSE 0 END) OVER (PARTITION BY entity, metric ORDER BY ts) AS grp
+              FROM (SELECT *, lag(ts) OVER (PARTITION BY entity, metric ORDER BY ts) AS prev FROM f))
+        SELECT entity, any_value(level) AS level, min(ts) AS window_start,
+               max(ts) + to_milliseconds({step_ms}) AS window_end, max(abs(z)) AS score, metric,
+               arg_max(value, abs(z)) AS value, arg_max(baseline, abs(z)) AS baseline,
+               arg_max(dev, abs(z)) AS deviation
+        FROM g GROUP BY entity, metric, grp HAVING count(*) >= {min_points}
+    """
+
+
+def temporal_anomalies(
+    con: SqlConnection,
+    config: DetectorConfig | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pa.Table:
+    cfg = config or DetectorConfig()
+    where, params = time_filter("sa.ts", since, until)
+    metrics = ", ".join("'" + m.replace("'", "''") + "'" for m in cfg.temporal_metrics)
+    scale = f"greatest(1.4826 * mad, {cfg.rel_floor} * abs(baseline), 1e-9)"
+    flagged = f"""
+        WITH s AS (
+            SELECT {ENTITY_SQL} AS entity, {LEVEL_SQL} AS level, se.metric, sa.series_id, sa.ts, sa.value,
+                   CASE WHEN se.metric LIKE 'pdu_outlet_%' THEN se.labels['host']
+                        WHEN se.metric LIKE 'pdu_phase_%' THEN se.labels['rack'] || '/' || se.labels['phase']
+                        ELSE CAST(sa.series_id AS VARCHAR) END AS partner
+            FROM metrics.samples sa JOIN metrics.series se USING (series_id)
+            WHERE se.metric IN ({metrics}) AND {where}),
+        b AS (SELECT *,
+                median(value) OVER (PARTITION BY series_id ORDER BY ts
+                    ROWS BETWEEN {cfg.baseline_steps} PRECEDING AND 1 PRECEDING) AS baseline,
+                row_number() OVER (PARTITION BY series_id ORDER BY ts) AS n
+              FROM s),
+        r AS (SELECT *, value - baseline AS dev FROM b),
+        m AS (SELECT *,
+                median(abs(dev)) OVER (PARTITION BY series_id ORDER BY ts
+                    ROWS BETWEEN {cfg.scale_steps} PRECEDING AND 1 PRECEDING) AS mad
+              FROM r),
+        z AS (SELECT *, dev / {scale} AS z FROM m WHERE n > {cfg.baseline_steps * 2}),
+        p AS (SELECT *, min(abs(z)) OVER (PARTITION BY metric, partner, ts) AS partner_z FROM z)
+        SELECT entity, level, metric, ts, value, baseline, dev, z
+        FROM p WHERE abs(z) > {cfg.temporal_z} AND partner_z < {cfg.temporal_z * cfg.partner_ratio}
+    """
+    query = _events(flagged, 300_000, cfg.gap_steps, cfg.min_points)
+    return _finish(con.sql(f"SELECT *, 'temporal' AS detector FROM ({query})", params=params))
+
+
+def rack_peer_anomalies(
+    con: SqlConnection,
+    config: DetectorConfig | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pa.Table:
+    cfg = config or DetectorConfig()
+    where, params = time_filter("sa.ts", since, until)
+    flagged = f"""
+        WITH o AS (
+            SELECT se.labels['podlet'] AS podlet, se.labels['rack'] AS rack, sa.ts, sa.value
+            FROM metrics.samples sa JOIN metrics.series se USING (series_id)
+            WHERE se.metric = 'pdu_outlet_power_watts' AND {where}),
+        h AS (SELECT podlet, rack, {HOUR} AS ts,
+                     sum(value) / count(DISTINCT ts) AS watts
+              FROM o GROUP BY ALL),
+        sh AS (SELECT *, watts / median(watts) OVER (PARTITION BY podlet, ts) AS share FROM h),
+        bs AS (SELECT *, median(share) OVER (PARTITION BY rack) AS base FROM sh),
+        d AS (SELECT *, share / base - 1.0 AS rel FROM bs),
+        sc AS (SELECT *, greatest(1.4826 * median(abs(rel)) OVER (PARTITION BY podlet, ts), {cfg.rack_floor})
+                   AS scale FROM d)
+        SELECT rack AS entity, 'rack' AS level, 'rack_power_share' AS metric, ts, share AS value,
+               base AS baseline, rel AS dev, rel / scale AS z
+        FROM sc WHERE abs(rel / scale) > {cfg.rack_z}
+    """
+    query = _events(flagged, 3_600_000, 1)
+    return _finish(con.sql(f"SELECT *, 'rack_peers' AS detector FROM ({query})", params=params))
+
+
+def phase_anomalies(
+    con: SqlConnection,
+    config: DetectorConfig | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pa.Table:
+    cfg = config or DetectorConfig()
+    where, params = time_filter("sa.ts", since, until)
+    flagged = f"""
+        WITH c AS (
+            SELECT se.labels['pdu'] AS pdu, se.labels['phase'] AS phase,
+                   {HOUR_SA} AS ts,
+                   avg(sa.value) AS amps
+            FROM metrics.samples sa JOIN metrics.series se USING (series_id)
+            WHERE se.metric = 'pdu_phase_current_amperes' AND {where} GROUP BY ALL),
+        r AS (SELECT pdu, ts, max(amps) / nullif(min(amps), 0) AS ratio FROM c GROUP BY ALL),
+        b AS (SELECT *, median(ratio) OVER (PARTITION BY pdu) AS base FROM r),
+        d AS (SELECT *, ratio - base AS dev FROM b),
+        sc AS (SELECT *, greatest(1.4826 * median(abs(dev)) OVER (PARTITION BY pdu), {cfg.phase_floor} * base)
+                   AS scale FROM d)
+        SELECT pdu AS entity, 'pdu' AS level, 'phase_imbalance_ratio' AS metric, ts, ratio AS value,
+               base AS baseline, dev, dev / scale AS z
+        FROM sc WHERE abs(dev / scale) > {cfg.phase_z}
+    """
+    query = _events(flagged, 3_600_000, 1)
+    return _finish(con.sql(f"SELECT *, 'phase_balance' AS detector FROM ({query})", params=params))
+
+
+def disk_peer_anomalies(
+    con: SqlConnection,
+    config: DetectorConfig | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pa.Table:
+    cfg = config or DetectorConfig()
+    where, params = time_filter("sa.ts", since, until)
+    flagged = f"""
+        WITH s AS (
+            SELECT se.labels['host'] || '/' || se.labels['device'] AS entity, se.labels['model'] AS model,
+                   sa.ts, sa.value
+            FROM metrics.samples sa JOIN metrics.series se USING (series_id)
+            WHERE se.metric IN ('smart_reallocated_sectors', 'smart_pending_sectors') AND {where}),
+        t AS (SELECT entity, model, ts, sum(value) AS bad FROM s GROUP BY ALL),
+        d AS (SELECT entity, model, {DAY} AS ts,
+                     max(bad) - min(bad) AS growth
+              FROM t GROUP BY ALL),
+        p AS (SELECT *, median(growth) OVER (PARTITION BY model, ts) AS base FROM d),
+        sc AS (SELECT *, growth - base AS dev,
+                   greatest(1.4826 * median(abs(growth - base)) OVER (PARTITION BY model, ts),
+                            {cfg.disk_floor})
+                   AS scale FROM p)
+        SELECT entity, 'disk' AS level, 'smart_bad_sector_growth' AS metric, ts, growth AS value,
+               base AS baseline, dev, dev / scale AS z
+        FROM sc WHERE dev / scale > {cfg.disk_z}
+    """
+    query = _events(flagged, 86_400_000, 1)
+    return _finish(con.sql(f"SELECT *, 'disk_peers' AS detector FROM ({query})", params=params))
+
+
+def _finish(rel: Any) -> pa.Table:
+    tbl: pa.Table = rel.to_arrow_table()
+    return tbl.select(ANOMALY_SCHEMA.names).cast(ANOMALY_SCHEMA)
+
+
+def detect_all(
+    con: SqlConnection,
+    config: DetectorConfig | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pa.Table:
+    """All detectors, concatenated and sorted by window start."""
+    parts = [
+        fn(con, config, since, until)
+        for fn in (temporal_anomalies, rack_peer_anomalies, phase_anomalies, disk_peer_anomalies)
+    ]
+    return pa.concat_tables(parts).sort_by([("window_start", "ascending"), ("entity", "ascending")])
+
+
+def write_anomalies(lake: Lake, anomalies: pa.Table) -> int:
+    """Upsert into ``infra.anomalies`` (key: entity, metric, detector, window_start); returns the version."""
+    table = lake.create_table(
+        ANOMALIES,
+        ANOMALY_SCHEMA,
+        description="Power and disk outliers (temporal and peer-group), one row per anomaly window",
+        source="shoal.usecases.infra",
+    )
+    if anomalies.num_rows == 0:
+        return table.version
+    return table.merge(anomalies.cast(ANOMALY_SCHEMA), keys=["entity", "metric", "detector", "window_start"])
