@@ -132,9 +132,10 @@ def register(app: typer.Typer) -> None:
         asd: Annotated[
             bool, typer.Option("--asd", help="Evaluate on the labelled ASD dataset instead.")
         ] = False,
-        asd_dir: Annotated[Path, typer.Option(help="Directory of omi-*.csv.gz.")] = Path(
-            "/work/shared/data/asd"
-        ),
+        asd_dir: Annotated[
+            Path | None,
+            typer.Option(help="Directory of omi-*.csv.gz (default: $SHOAL_ASD_DIR or shared/data/asd)."),
+        ] = None,
         strict: Annotated[
             bool, typer.Option(help="Only an anomaly on the fault's own entity counts.")
         ] = False,
@@ -142,9 +143,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD."""
         if asd:
-            from shoal.usecases.infra.asd import evaluate_asd
+            from shoal.usecases.infra.asd import evaluate_asd, find_asd_dir
 
-            result = evaluate_asd(asd_dir)
+            result = evaluate_asd(asd_dir or find_asd_dir())
             if fmt is OutputFormat.json:
                 emit(result, fmt)
             else:

@@ -19,6 +19,7 @@ Scoring protocols (per server and overall; overall = micro average over all test
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,21 @@ import pyarrow.csv as pacsv
 from shoal.errors import NotFoundError
 from shoal.usecases.infra.evaluate import f1_score
 
-DEFAULT_ASD_DIR = Path("/work/shared/data/asd")
+
+def find_asd_dir() -> Path:
+    """``$SHOAL_ASD_DIR``, else ``shared/data/asd`` beside the checkout or above the cwd."""
+    env = os.environ.get("SHOAL_ASD_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for base in (Path.cwd(), *Path.cwd().parents, *here.parents):
+        candidate = base / "shared" / "data" / "asd"
+        if candidate.is_dir():
+            return candidate
+    return Path("shared/data/asd")
+
+
+DEFAULT_ASD_DIR = find_asd_dir()
 
 
 @dataclass(frozen=True)
