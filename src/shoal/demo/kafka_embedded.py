@@ -16,9 +16,7 @@ from confluent_kafka import Producer
 @contextmanager
 def embedded_kafka() -> Iterator[str]:
     """Yield the bootstrap address of an in-process mock cluster, alive until the block exits."""
-    holder = Producer(
-        {"test.mock.num.brokers": 1, "bootstrap.servers": "embedded", "log_level": 3}
-    )
+    holder = Producer({"test.mock.num.brokers": 1, "bootstrap.servers": "embedded", "log_level": 3})
     try:
         brokers = holder.list_topics(timeout=10).brokers.values()
         broker = next(iter(brokers))

@@ -29,7 +29,9 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     shutil.copy(PIPELINE_TEMPLATE, project.pipelines_path / "support_tickets.yaml")
 
     days, per_day = (5, 60) if ctx.small else (21, 220)
-    sim = SupportSimulator(seed=42, start=datetime(2026, 10, 1, tzinfo=UTC), days=days, tickets_per_day=per_day)
+    sim = SupportSimulator(
+        seed=42, start=datetime(2026, 10, 1, tzinfo=UTC), days=days, tickets_per_day=per_day
+    )
     with embedded_kafka() as bootstrap:
         previous = {k: os.environ.get(k) for k in ("KAFKA_BROKERS", "SUPPORT_TOPIC")}
         os.environ["KAFKA_BROKERS"] = bootstrap
