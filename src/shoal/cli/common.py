@@ -19,7 +19,8 @@ from rich.table import Table as RichTable
 
 from shoal.config import Project
 
-console = Console()
+# Piped output (no terminal) is not wrapped at 80 columns: tables stay one row per line.
+console = Console(width=None if sys.stdout.isatty() else 240)
 err_console = Console(stderr=True)
 
 

@@ -30,7 +30,8 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     lake = ctx.project.lake
     hist = write_history(lake, fleet)
     ctx.say(
-        f"  wrote {hist.samples:,} samples of {hist.series:,} series ({days} days, {hist.faults} faults injected)"
+        f"  wrote {hist.samples:,} samples of {hist.series:,} series "
+        f"({days} days, {hist.faults} faults injected)"
     )
     with connect_lake(lake) as con:
         found = detect_all(con)
