@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
-from prometheus_client.openmetrics import parser as om_parser
 from prometheus_client import parser as text_parser
+from prometheus_client.openmetrics import parser as om_parser
 
 from shoal.errors import ShoalError, Terminal
 
@@ -56,9 +56,7 @@ def iter_samples(body: str | bytes, content_type: str | None = None) -> Iterator
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     parse = om_parser.text_string_to_metric_families if is_openmetrics(content_type) else None
     try:
-        families = (
-            parse(text) if parse is not None else text_parser.text_string_to_metric_families(text)
-        )
+        families = parse(text) if parse is not None else text_parser.text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
         for family in families:
             for sample in family.samples:
                 if sample.value is None:

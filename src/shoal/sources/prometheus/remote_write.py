@@ -17,7 +17,7 @@ import math
 import struct
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ def decode_write_request(body: bytes, *, compressed: bool = True) -> SampleBatch
         batch.series.setdefault(sid, (name, labels))
         vals = [s.value for s in samples]
         tss = [s.timestamp for s in samples]
-        if any(v != v for v in vals):  # NaN present: drop staleness markers only
+        if any(math.isnan(v) for v in vals):  # NaN present: drop staleness markers only
             keep = [j for j, v in enumerate(vals) if not _is_stale(v)]
             vals = [vals[j] for j in keep]
             tss = [tss[j] for j in keep]
@@ -131,10 +131,8 @@ class RemoteWriteReceiver:
             return
         await self._flush()
         self._task.cancel()
-        try:
+        with suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._task = None
 
     async def submit(self, batch: SampleBatch) -> None:
@@ -161,10 +159,8 @@ class RemoteWriteReceiver:
             if len(self._pending) < self.config.max_batch_samples:
                 remaining = self._first_at + self.config.max_batch_delay_s - time.monotonic()
                 if remaining > 0:
-                    try:
+                    with suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=remaining)
-                    except TimeoutError:
-                        pass
                     if len(self._pending) < self.config.max_batch_samples and (
                         time.monotonic() < self._first_at + self.config.max_batch_delay_s
                     ):
@@ -181,9 +177,7 @@ class RemoteWriteReceiver:
         error: BaseException | None = None
         for attempt in range(1, self.config.write_attempts + 1):
             try:
-                res = await asyncio.to_thread(
-                    self.writer.write, batch, first_seen_ms=int(time.time() * 1000)
-                )
+                res = await asyncio.to_thread(self.writer.write, batch, first_seen_ms=int(time.time() * 1000))
                 self.flushes += 1
                 self.samples_written += res.samples
                 error = None

@@ -50,7 +50,7 @@ GROUP BY series_id, bucket, day
 
 def rollup_models() -> list[Any]:
     """The rollups as ``shoal.models.Model`` declarations (needs shoal.models)."""
-    from shoal.models import Model  # type: ignore[attr-defined]
+    from shoal.models import Model
 
     return [
         Model(

@@ -14,10 +14,11 @@ with a target label is kept as ``exported_<name>``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +115,14 @@ class RoundResult:
 
 
 def _add_exposition(
-    batch: SampleBatch, body: bytes, content_type: str | None, target: Target, scrape_ms: int, honor_ts: bool
+    batch: SampleBatch,
+    body: bytes,
+    content_type: str | None,
+    *,
+    target: Target,
+    scrape_ms: int,
+    honor_ts: bool,
+    known: set[int] | frozenset[int] = frozenset(),
 ) -> int:
     base = target.label_dict()
     n = 0
@@ -123,7 +131,7 @@ def _add_exposition(
         for k, v in s.labels.items():
             labels[f"exported_{k}" if k in base else k] = v
         ts = s.timestamp_ms if (honor_ts and s.timestamp_ms is not None) else scrape_ms
-        batch.add(s.metric, labels, ts, s.value)
+        batch.add(s.metric, labels, ts, s.value, known)
         n += 1
     return n
 
@@ -140,6 +148,7 @@ class Scraper:
         self.targets = targets
         self.writer = writer
         self.config = config or ScrapeConfig()
+        self._known: set[int] | frozenset[int] = frozenset()
 
     def current_targets(self) -> list[Target]:
         if isinstance(self.targets, TargetsFile):
@@ -169,9 +178,10 @@ class Scraper:
                         batch,
                         resp.content,
                         resp.headers.get("content-type"),
-                        target,
-                        scrape_ms,
-                        cfg.honor_timestamps,
+                        target=target,
+                        scrape_ms=scrape_ms,
+                        honor_ts=cfg.honor_timestamps,
+                        known=self._known,
                     )
             except httpx.TimeoutException:
                 error = f"timeout after {cfg.timeout_s:g}s"
@@ -191,6 +201,8 @@ class Scraper:
 
     async def scrape_all(self, targets: Sequence[Target]) -> list[TargetResult]:
         cfg = self.config
+        if self.writer is not None:
+            self._known = await asyncio.to_thread(self.writer.known_series)
         sem = asyncio.Semaphore(cfg.concurrency)
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
         headers = {"Accept": ACCEPT_OPENMETRICS if cfg.accept_openmetrics else ACCEPT_TEXT}
@@ -235,7 +247,12 @@ class Scraper:
         now_ms = int((time.time() if now is None else now) * 1000)
         return now_ms - now_ms % step
 
-    async def run(self, stop: asyncio.Event | None = None, max_rounds: int | None = None) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event | None = None,
+        max_rounds: int | None = None,
+        on_round: Callable[[RoundResult], object] | None = None,
+    ) -> None:
         """Scrape at every interval-aligned slot until ``stop`` is set (or ``max_rounds`` ran)."""
         stop = stop or asyncio.Event()
         rounds = 0
@@ -244,12 +261,12 @@ class Scraper:
             result = await self.scrape_round(slot)
             rounds += 1
             log.info("scrape round: %s", result.summary())
+            if on_round is not None:
+                on_round(result)
             if max_rounds is not None and rounds >= max_rounds:
                 return
             # next slot after now: a round that overran its interval skips the missed slots
             slot = self.slot_ms() + int(self.config.interval_s * 1000)
             wait = slot / 1000 - time.time()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(wait, 0))
-            except TimeoutError:
-                pass

@@ -43,9 +43,17 @@ class SampleBatch:
     def __len__(self) -> int:
         return len(self.series_ids)
 
-    def add(self, metric: str, labels: dict[str, str], ts_ms: int, value: float) -> int:
+    def add(
+        self,
+        metric: str,
+        labels: dict[str, str],
+        ts_ms: int,
+        value: float,
+        known: set[int] | frozenset[int] = frozenset(),
+    ) -> int:
+        """Add a sample; series already in ``known`` (stored in the lake) are not kept again."""
         sid = series_id(metric, labels)
-        if sid not in self.series:
+        if sid not in self.series and sid not in known:
             self.series[sid] = (metric, labels)
         self.series_ids.append(sid)
         self.ts_ms.append(ts_ms)
@@ -89,13 +97,27 @@ class MetricsWriter:
         self.lake = lake
         self._lock = threading.Lock()
         self._known: set[int] | None = None
+        self._series_version = -1
+
+    def known_series(self) -> set[int]:
+        """Ids already in ``metrics.series`` (loaded once, then kept up to date by this writer).
+
+        Callers may read it to skip keeping labels of known series; only the writer adds to it.
+        """
+        with self._lock:
+            return self._known_series()
 
     def _known_series(self) -> set[int]:
         if self._known is None:
             ensure_metrics_tables(self.lake)
-            ids = self.lake.table(SERIES).to_arrow(columns=["series_id"])["series_id"]
-            self._known = set(ids.to_pylist())
+            self._reload_known()
+        assert self._known is not None
         return self._known
+
+    def _reload_known(self) -> None:
+        series = self.lake.table(SERIES)
+        self._series_version = series.version
+        self._known = set(series.to_arrow(columns=["series_id"])["series_id"].to_pylist())
 
     @staticmethod
     def _already_applied(app_version: Any, app_transactions: Mapping[str, int]) -> bool:
@@ -125,6 +147,12 @@ class MetricsWriter:
             targets_done = targets is None or self._already_applied(targets_t.app_version, txns)
             if samples_done and targets_done:
                 return WriteResult(0, 0, skipped=True)
+            series_t = self.lake.table(SERIES)
+            if series_t.version != self._series_version:
+                # another writer added series since we last looked: refresh, so the append
+                # below only adds ids that are really new (keeps metrics.series unique)
+                self._reload_known()
+                known = self._known_series()
             new_ids = [sid for sid in batch.series if sid not in known]
             if new_ids and not samples_done:
                 # Series first: a sample never references a series missing from metrics.series.
@@ -133,13 +161,16 @@ class MetricsWriter:
                         pa.array(new_ids, pa.int64()),
                         pa.array([batch.series[s][0] for s in new_ids], pa.string()),
                         pa.array(
-                            [list(batch.series[s][1].items()) for s in new_ids], SERIES_SCHEMA.field("labels").type
+                            [list(batch.series[s][1].items()) for s in new_ids],
+                            SERIES_SCHEMA.field("labels").type,
                         ),
                         pa.array([first_seen_ms] * len(new_ids), pa.int64()).cast(TS),
                     ],
                     schema=SERIES_SCHEMA,
                 )
-                self.lake.table(SERIES).merge(rows, ["series_id"])
+                # append, not merge: `known` is exact as of _series_version, and a merge of
+                # millions of new series (a first scrape of 1,000 targets) is several times slower
+                self._series_version = series_t.append(rows)
                 known.update(new_ids)
             written = 0
             if not samples_done:

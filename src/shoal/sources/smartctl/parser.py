@@ -185,8 +185,15 @@ def _wwn(data: dict[str, Any]) -> str | None:
     return _str(data.get("logical_unit_id"))
 
 
-def device_id(host: str, device: str | None, protocol: str | None, model: str | None, serial: str | None,
-              wwn: str | None) -> int:
+def device_id(
+    host: str,
+    *,
+    device: str | None,
+    protocol: str | None,
+    model: str | None,
+    serial: str | None,
+    wwn: str | None,
+) -> int:
     key = "\xff".join(x or "" for x in (host, device, protocol, model, serial, wwn)).encode()
     return int.from_bytes(blake2b(key, digest_size=8).digest(), "little", signed=True)
 
@@ -198,10 +205,17 @@ def _attributes(data: dict[str, Any], dev_id: int, at: datetime | None) -> list[
             continue
         out.append(
             SmartAttribute(
-                dev_id, at, "ata", _str(a.get("name")) or f"attribute_{a.get('id')}",
-                attr_id=_int(a.get("id")), value=_int(a.get("value")), worst=_int(a.get("worst")),
-                thresh=_int(a.get("thresh")), raw=_num(_get(a, "raw", "value")),
-                raw_string=_str(_get(a, "raw", "string")), when_failed=_str(a.get("when_failed")),
+                dev_id,
+                at,
+                "ata",
+                _str(a.get("name")) or f"attribute_{a.get('id')}",
+                attr_id=_int(a.get("id")),
+                value=_int(a.get("value")),
+                worst=_int(a.get("worst")),
+                thresh=_int(a.get("thresh")),
+                raw=_num(_get(a, "raw", "value")),
+                raw_string=_str(_get(a, "raw", "string")),
+                when_failed=_str(a.get("when_failed")),
                 prefailure=_get(a, "flags", "prefailure"),
             )
         )
@@ -218,7 +232,9 @@ def _attributes(data: dict[str, Any], dev_id: int, at: datetime | None) -> list[
         for op, counters in errors.items():
             if isinstance(counters, dict):
                 for k, v in counters.items():
-                    out.append(SmartAttribute(dev_id, at, "scsi", f"{op}.{k}", raw=_num(v), raw_string=str(v)))
+                    out.append(
+                        SmartAttribute(dev_id, at, "scsi", f"{op}.{k}", raw=_num(v), raw_string=str(v))
+                    )
     if "scsi_grown_defect_list" in data:
         v = data["scsi_grown_defect_list"]
         out.append(SmartAttribute(dev_id, at, "scsi", "grown_defect_list", raw=_num(v), raw_string=str(v)))
@@ -240,7 +256,9 @@ def parse_smartctl(data: dict[str, Any] | str | bytes, *, host: str = "", source
         raise SmartctlError(f"{source or 'input'}: not smartctl --json output (no 'device'/'smartctl' keys)")
     dev = data["device"]
     protocol = _str(dev.get("protocol"))
-    model = _str(data.get("model_name")) or _str(data.get("scsi_product")) or _str(data.get("scsi_model_name"))
+    model = (
+        _str(data.get("model_name")) or _str(data.get("scsi_product")) or _str(data.get("scsi_model_name"))
+    )
     family = _str(data.get("model_family"))
     serial = _str(data.get("serial_number"))
     wwn = _wwn(data)
@@ -254,7 +272,7 @@ def parse_smartctl(data: dict[str, Any] | str | bytes, *, host: str = "", source
         power_cycles = _int(_get(data, "scsi_start_stop_cycle_counter", "accumulated_start_stop_cycles"))
     temp = _num(_get(data, "temperature", "current"))
     dev_name = _str(dev.get("name"))
-    dev_id = device_id(host, dev_name, protocol, model, serial, wwn)
+    dev_id = device_id(host, device=dev_name, protocol=protocol, model=model, serial=serial, wwn=wwn)
     device = SmartDevice(
         device_id=dev_id,
         host=host,

@@ -75,7 +75,9 @@ def write_reports(lake: Lake, reports: Sequence[SmartReport]) -> tuple[int, int]
     """
     devices, attrs = reports_to_tables(reports)
     src = "shoal.sources.smartctl"
-    dev_t = lake.create_table(DEVICES, DEVICES_SCHEMA, description="Disks seen by smartctl: identity, health", source=src)
+    dev_t = lake.create_table(
+        DEVICES, DEVICES_SCHEMA, description="Disks seen by smartctl: identity, health", source=src
+    )
     att_t = lake.create_table(
         ATTRIBUTES, ATTRIBUTES_SCHEMA, description="smartctl attributes per device and reading", source=src
     )
