@@ -139,7 +139,9 @@ class FlushBuffer:
         """Hand over everything buffered and start empty (the caller commits or re-adds it)."""
         data = None
         if self._chunks:
-            data = pa.Table.from_batches(self._chunks) if _same_schema(self._chunks) else _concat(self._chunks)
+            data = (
+                pa.Table.from_batches(self._chunks) if _same_schema(self._chunks) else _concat(self._chunks)
+            )
         unit = FlushUnit(
             data=data,
             dead=tuple(self._dead),
@@ -182,7 +184,9 @@ class FlushBuffer:
         return dropped
 
 
-def keep_mask(data: pa.RecordBatch | pa.Table, below: Mapping[TopicPartition, int | None]) -> pa.ChunkedArray | pa.Array:
+def keep_mask(
+    data: pa.RecordBatch | pa.Table, below: Mapping[TopicPartition, int | None]
+) -> pa.ChunkedArray | pa.Array:
     """True for rows to keep: a row of partition ``tp`` is dropped if its offset < ``below[tp]``.
 
     ``None`` as the bound drops every row of that partition.

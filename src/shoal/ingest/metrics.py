@@ -20,29 +20,77 @@ class IngestMetrics:
         r = self.registry
         lbl = ["pipeline"]
         self.consumed = Counter("shoal_ingest_records_consumed", "Kafka records consumed", lbl, registry=r)
-        self.committed = Counter("shoal_ingest_rows_committed", "rows committed to the table", lbl, registry=r)
-        self.dead = Counter("shoal_ingest_records_dead_lettered", "records committed to the DLQ", lbl, registry=r)
+        self.committed = Counter(
+            "shoal_ingest_rows_committed", "rows committed to the table", lbl, registry=r
+        )
+        self.dead = Counter(
+            "shoal_ingest_records_dead_lettered", "records committed to the DLQ", lbl, registry=r
+        )
         self.skipped = Counter(
-            "shoal_ingest_records_skipped", "records dropped as already committed (replay, zombie)", lbl, registry=r
+            "shoal_ingest_records_skipped",
+            "records dropped as already committed (replay, zombie)",
+            lbl,
+            registry=r,
         )
         self.commits = Counter("shoal_ingest_commits", "lake commits", [*lbl, "table"], registry=r)
         self.commit_retries = Counter("shoal_ingest_commit_retries", "retried lake commits", lbl, registry=r)
-        self.kafka_errors = Counter("shoal_ingest_kafka_errors", "Kafka client errors", [*lbl, "code"], registry=r)
-        self.lag = Gauge("shoal_ingest_lag", "consumer lag (records)", [*lbl, "topic", "partition"], registry=r)
-        self.buffered = Gauge("shoal_ingest_buffered_rows", "rows waiting for the next flush", lbl, registry=r)
+        self.kafka_errors = Counter(
+            "shoal_ingest_kafka_errors", "Kafka client errors", [*lbl, "code"], registry=r
+        )
+        self.lag = Gauge(
+            "shoal_ingest_lag", "consumer lag (records)", [*lbl, "topic", "partition"], registry=r
+        )
+        self.buffered = Gauge(
+            "shoal_ingest_buffered_rows", "rows waiting for the next flush", lbl, registry=r
+        )
         self.assigned = Gauge("shoal_ingest_assigned_partitions", "partitions assigned", lbl, registry=r)
-        self.batch_rows = Histogram("shoal_ingest_flush_rows", "rows per flush", lbl, buckets=_ROWS, registry=r)
-        self.decode_s = Histogram("shoal_ingest_decode_seconds", "decode time per batch", lbl, buckets=_SECONDS, registry=r)
+        self.batch_rows = Histogram(
+            "shoal_ingest_flush_rows", "rows per flush", lbl, buckets=_ROWS, registry=r
+        )
+        self.consume_s = Histogram(
+            "shoal_ingest_consume_seconds", "time in consume() per call", lbl, buckets=_SECONDS, registry=r
+        )
+        self.decode_s = Histogram(
+            "shoal_ingest_decode_seconds", "decode time per batch", lbl, buckets=_SECONDS, registry=r
+        )
         self.build_s = Histogram(
-            "shoal_ingest_build_seconds", "Arrow build + transform per batch", lbl, buckets=_SECONDS, registry=r
+            "shoal_ingest_build_seconds",
+            "Arrow build + transform per batch",
+            lbl,
+            buckets=_SECONDS,
+            registry=r,
         )
         self.write_s = Histogram(
-            "shoal_ingest_write_seconds", "lake write+commit per flush", [*lbl, "table"], buckets=_SECONDS, registry=r
+            "shoal_ingest_write_seconds",
+            "lake write+commit per flush",
+            [*lbl, "table"],
+            buckets=_SECONDS,
+            registry=r,
         )
         self.kafka_commit_s = Histogram(
-            "shoal_ingest_kafka_commit_seconds", "Kafka offset commit per flush", lbl, buckets=_SECONDS, registry=r
+            "shoal_ingest_kafka_commit_seconds",
+            "Kafka offset commit per flush",
+            lbl,
+            buckets=_SECONDS,
+            registry=r,
         )
         self._server: Any = None
+
+    def timings(self) -> dict[str, float]:
+        """Total seconds spent per stage so far (sums of the histograms), for benchmarks and RunStats."""
+        out: dict[str, float] = {}
+        for key, hist in (
+            ("consume", self.consume_s),
+            ("decode", self.decode_s),
+            ("build", self.build_s),
+            ("write_commit", self.write_s),
+            ("kafka_commit", self.kafka_commit_s),
+        ):
+            total = 0.0
+            for metric in hist.collect():
+                total += sum(s.value for s in metric.samples if s.name.endswith("_sum"))
+            out[key] = round(total, 4)
+        return out
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Start /metrics on ``port`` (0 = any free port); returns the bound port."""

@@ -147,7 +147,9 @@ class LakeSink:
             table = self._data_table(unit.data.schema)
             assert table is not None
             try:
-                check_compatible(f"pipeline {self.spec.name}: table {self.spec.table}", table.schema, unit.data.schema)
+                check_compatible(
+                    f"pipeline {self.spec.name}: table {self.spec.table}", table.schema, unit.data.schema
+                )
             except SchemaMismatch as exc:
                 raise PipelineStopped(f"{exc}; nothing committed, offsets untouched") from exc
         for attempt in range(self.max_attempts):
@@ -175,7 +177,9 @@ class LakeSink:
             below = {tp: v for tp, v in have.items() if v is not None}
             dead = dead_filter_below(unit.dead, below)
             skipped += len(unit.dead) - len(dead)
-            txn = {app_id(*tp): unit.next_offsets[tp] for tp in tps if unit.next_offsets[tp] > (have[tp] or -1)}
+            txn = {
+                app_id(*tp): unit.next_offsets[tp] for tp in tps if unit.next_offsets[tp] > (have[tp] or -1)
+            }
             if txn:
                 t0 = time.perf_counter()
                 dlq.append(dead_letter_table(dead, name), app_transactions=txn)
@@ -189,7 +193,9 @@ class LakeSink:
         if table is not None:
             have = self._versions(table, set(unit.next_offsets))
             txn = {
-                app_id(*tp): nxt for tp, nxt in unit.next_offsets.items() if have[tp] is None or nxt > have[tp]  # type: ignore[operator]
+                app_id(*tp): nxt
+                for tp, nxt in unit.next_offsets.items()
+                if have[tp] is None or nxt > have[tp]  # type: ignore[operator]
             }
             data: pa.Table = unit.data if unit.data is not None else table.schema.empty_table()
             stale: dict[TopicPartition, int | None] = {
@@ -209,13 +215,20 @@ class LakeSink:
                 self._maybe_compact()
             else:
                 skipped += data.num_rows
-        return CommitResult(rows=rows, dead=dead_n, skipped=skipped, data_version=version, offsets=unit.next_offsets)
+        return CommitResult(
+            rows=rows, dead=dead_n, skipped=skipped, data_version=version, offsets=unit.next_offsets
+        )
 
     def _backoff(self, attempt: int, exc: BaseException, what: str) -> None:
         delay = min(self.max_backoff_s, max(getattr(exc, "retry_after", 0.2), 0.2) * 2**attempt)
         self._log.warning(
             f"{what} failed, retrying",
-            extra={"pipeline": self.spec.name, "attempt": attempt + 1, "delay_s": round(delay, 2), "detail": str(exc)},
+            extra={
+                "pipeline": self.spec.name,
+                "attempt": attempt + 1,
+                "delay_s": round(delay, 2),
+                "detail": str(exc),
+            },
         )
         time.sleep(delay)
 
@@ -226,7 +239,9 @@ class LakeSink:
             return
         if self._compactor is not None and self._compactor.is_alive():
             return  # the previous one is still running: never queue up, never block ingestion
-        self._compactor = threading.Thread(target=self._compact, name=f"compact-{self.spec.table}", daemon=True)
+        self._compactor = threading.Thread(
+            target=self._compact, name=f"compact-{self.spec.table}", daemon=True
+        )
         self._compactor.start()
 
     def _compact(self) -> None:
@@ -235,7 +250,9 @@ class LakeSink:
         # kept; if it loses a race it raises CommitConflict and the next round tries again.
         t0 = time.perf_counter()
         try:
-            result: dict[str, Any] = self.lake.table(self.spec.table).compact(self.spec.compaction.target_file_mb)
+            result: dict[str, Any] = self.lake.table(self.spec.table).compact(
+                self.spec.compaction.target_file_mb
+            )
             self._log.info(
                 "compacted",
                 extra={

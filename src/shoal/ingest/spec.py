@@ -6,7 +6,7 @@ A pipeline is a YAML file (``pipelines/<name>.yaml`` in a project)::
     topics: [support.ticket_events]          # or topic_pattern: "^support\\..*"
     brokers: ${KAFKA_BROKERS}
     client: {security.protocol: SASL_SSL, sasl.password: ${KAFKA_PASSWORD}}   # librdkafka settings
-    decode: {format: protobuf, proto: protos/ticket_events.proto, message: support.TicketEvent}
+    decode: {format: protobuf, proto_file: protos/ticket_events.proto, message: shoal.support.v1.TicketEvent}
     table: support.ticket_events
     partition_by: [{column: event_date, from: occurred_at, transform: day}]
     transform_sql: SELECT *, upper(status) AS status_upper FROM batch
@@ -37,10 +37,6 @@ _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 #: client settings whose values are secrets: never printed, logged or put in error messages
 _SECRET_HINTS = ("password", "secret", "token", "key", "credential", "jaas")
-#: DecodeSpec fields holding file paths, resolved against the project directory
-_PATH_KEYS = frozenset(
-    {"proto", "proto_file", "descriptor_set", "descriptor", "include_paths", "import_paths", "includes"}
-)
 
 
 def parse_size(value: int | float | str) -> int:
@@ -154,7 +150,12 @@ class PipelineSpec(BaseModel):
     def _client(cls, v: Any) -> Any:
         # librdkafka takes strings; YAML gives bools/ints for e.g. `enable.idempotence: true`.
         if isinstance(v, dict):
-            return {str(k): (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
+            return {
+                str(k): (
+                    str(x).lower() if isinstance(x, bool) else str(x) if isinstance(x, int | float) else x
+                )
+                for k, x in v.items()
+            }
         return v
 
     @model_validator(mode="after")
@@ -217,21 +218,7 @@ def _expand_env(value: Any, where: str, file: str) -> Any:
     return value
 
 
-def _resolve_paths(decode: Any, base: Path) -> Any:
-    if not isinstance(decode, dict):
-        return decode
-
-    def fix(v: Any) -> Any:
-        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and "://" not in v:
-            return str((base / Path(v).expanduser()).resolve())
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        return v
-
-    return {k: (fix(v) if k in _PATH_KEYS else v) for k, v in decode.items()}
-
-
-def _format_error(file: str, err: ValidationError, raw: dict[str, Any]) -> str:
+def _format_error(file: str, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
@@ -241,20 +228,21 @@ def _format_error(file: str, err: ValidationError, raw: dict[str, Any]) -> str:
     return f"{file}: {loc}: {msg}{shown}"
 
 
-def parse_pipeline(raw: Any, *, base_dir: Path, file: str = "<pipeline>", default_name: str | None = None) -> PipelineSpec:
+def parse_pipeline(
+    raw: Any, *, base_dir: Path, file: str = "<pipeline>", default_name: str | None = None
+) -> PipelineSpec:
     """Validate an already-parsed pipeline mapping."""
     if not isinstance(raw, dict):
         raise PipelineSpecError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
     data = _expand_env(raw, "", file)
     if "name" not in data and default_name:
         data["name"] = default_name
-    if "decode" in data:
-        data["decode"] = _resolve_paths(data["decode"], base_dir)
     data["source_file"] = file
     try:
-        return PipelineSpec.model_validate(data)
+        spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        raise PipelineSpecError(_format_error(file, exc, data)) from exc
+        raise PipelineSpecError(_format_error(file, exc)) from exc
+    return spec.model_copy(update={"decode": spec.decode.resolve_paths(base_dir)})
 
 
 def load_pipeline(path: str | Path, project_dir: str | Path | None = None) -> PipelineSpec:

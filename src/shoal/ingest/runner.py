@@ -1,0 +1,572 @@
+"""The ingest loop: Kafka → decode → Arrow → buffer → exactly-once lake commit.
+
+The loop is synchronous (consume → decode → buffer → flush), so memory is bounded by the flush size
+plus librdkafka's pre-fetch queue (capped in :data:`shoal.sources.kafka.DEFAULT_CONSUMER_CONFIG`).
+
+``until_drained``: librdkafka emits a partition-EOF event when a fetch reaches the partition's end.
+The worker stops once every assigned partition has reported EOF since its last message *and* no
+message arrived for ``drain_idle_s`` seconds. High watermarks are not trusted (tansu reports them
+wrong); a longer idle period (``drain_timeout_s``) without any EOF also counts as drained.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import KafkaError as CKError
+from confluent_kafka import Message
+
+from shoal.decode import build_decoder
+from shoal.ingest.buffer import DeadRecord, FlushBuffer, TopicPartition
+from shoal.ingest.dead_letter import MISSING_PARTITION_VALUE
+from shoal.ingest.errors import KafkaFatalError, PipelineStopped, TransformSqlError
+from shoal.ingest.logging import get_logger
+from shoal.ingest.metrics import IngestMetrics
+from shoal.ingest.sink import LakeSink, Positions
+from shoal.ingest.spec import PipelineSpec, load_pipeline
+from shoal.sources.kafka import OFFSET_BEGINNING, OFFSET_END, KafkaSource, consumer_config
+
+if TYPE_CHECKING:
+    from shoal.lake import Lake
+
+META_FIELDS = [
+    pa.field("_kafka_topic", pa.string()),
+    pa.field("_kafka_partition", pa.int32()),
+    pa.field("_kafka_offset", pa.int64()),
+    pa.field("_kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+    pa.field("_kafka_key", pa.binary()),
+    pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
+]
+_KEY_COLUMNS = ("_kafka_topic", "_kafka_partition", "_kafka_offset")
+# DuckDB errors that no subset of rows can fix: the SQL itself is wrong.
+_SQL_ERRORS: tuple[type[Exception], ...] = (
+    duckdb.ParserException,
+    duckdb.BinderException,
+    duckdb.CatalogException,
+    duckdb.SyntaxException,
+)
+
+
+class ProjectLike(Protocol):
+    @property
+    def dir(self) -> Path: ...
+    @property
+    def lake(self) -> Lake: ...
+    def pipeline_file(self, name: str) -> Path: ...
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What one run of a worker did."""
+
+    pipeline: str
+    consumed: int
+    committed_rows: int
+    dead_lettered: int
+    skipped: int
+    flushes: int
+    duration_s: float
+    stopped: str  # drained | stop_event | signal
+    metrics_port: int | None = None
+    #: seconds per stage: consume, decode, build (Arrow + transform + partition columns), write_commit
+    #: (Parquet write + Delta commit of both tables), kafka_commit
+    timings: dict[str, float] = field(default_factory=dict)
+    #: seconds from the first record consumed to the end of the last commit (excludes group join and
+    #: the final drain wait)
+    active_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_pipeline(project: ProjectLike, name_or_spec: str | Path | PipelineSpec) -> PipelineSpec:
+    if isinstance(name_or_spec, PipelineSpec):
+        return name_or_spec
+    path = project.pipeline_file(str(name_or_spec))
+    return load_pipeline(path, project.dir)
+
+
+def run_pipeline(
+    project: ProjectLike,
+    name_or_spec: str | Path | PipelineSpec,
+    *,
+    until_drained: bool = False,
+    stop_event: threading.Event | None = None,
+    metrics_port: int | None = None,
+    extra_client_config: Mapping[str, Any] | None = None,
+    drain_idle_s: float = 2.0,
+    drain_timeout_s: float = 30.0,
+) -> RunStats:
+    """Run one worker of a pipeline until drained, ``stop_event`` is set, or SIGTERM/SIGINT.
+
+    Raises :class:`PipelineStopped` (Terminal) on an incompatible schema change or similar: nothing
+    of the failing batch is committed and offsets are untouched.
+    """
+    spec = resolve_pipeline(project, name_or_spec)
+    worker = IngestWorker(
+        project.lake,
+        spec,
+        stop_event=stop_event,
+        extra_client_config=extra_client_config,
+        drain_idle_s=drain_idle_s,
+        drain_timeout_s=drain_timeout_s,
+    )
+    return worker.run(until_drained=until_drained, metrics_port=metrics_port)
+
+
+class IngestWorker:
+    """One consumer-group member of a pipeline."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        spec: PipelineSpec,
+        *,
+        stop_event: threading.Event | None = None,
+        extra_client_config: Mapping[str, Any] | None = None,
+        drain_idle_s: float = 2.0,
+        drain_timeout_s: float = 30.0,
+    ) -> None:
+        self.spec = spec
+        self.lake = lake
+        self.log = get_logger()
+        self.stop_event = stop_event or threading.Event()
+        self.metrics = IngestMetrics(spec.name)
+        self.decoder = build_decoder(spec.decode)
+        self.sink = LakeSink(lake, spec, self.metrics, stop_event=self.stop_event)
+        self.buffer = FlushBuffer(spec.flush)
+        self.extra_client_config = dict(extra_client_config or {})
+        self.drain_idle_s = drain_idle_s
+        self.drain_timeout_s = max(drain_timeout_s, drain_idle_s)
+        self._expected: dict[TopicPartition, int] = {}  # next offset accepted per assigned partition
+        self._eof: set[TopicPartition] = set()
+        self._failed = False
+        self._signalled = False
+        # start of the current run of consume() calls that returned no record (processing time
+        # does not count as quiet: a slow flush must not look like the end of the backlog)
+        self._quiet_since: float | None = None
+        self._first_record: float | None = None
+        self._last_commit: float | None = None
+        self._sql: duckdb.DuckDBPyConnection | None = None
+        self._consumed = self._rows = self._dead = self._skipped = self._flushes = 0
+        self._source: KafkaSource | None = None
+
+    # -- rebalance ---------------------------------------------------------------------------------
+    def _on_assign(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        positions = self.sink.positions(tps)
+        starts = {tp: self._start_offset(pos) for tp, pos in positions.items()}
+        for tp, start in starts.items():
+            self._expected[tp] = max(start, 0)
+            self._eof.discard(tp)
+        self._quiet_since = None
+        self.metrics.assigned.labels(self.spec.name).set(len(self._expected))
+        self.log.info(
+            "partitions assigned",
+            extra={
+                "pipeline": self.spec.name,
+                "start_offsets": {f"{t}:{p}": o for (t, p), o in starts.items()},
+            },
+        )
+        return starts
+
+    def _start_offset(self, pos: Positions) -> int:
+        if pos.data is not None:
+            return pos.data
+        if pos.dead is not None:
+            # Dead letters were committed but no rows yet: replay from the start; the commit filter
+            # skips the dead letters already there.
+            return OFFSET_BEGINNING
+        return OFFSET_BEGINNING if self.spec.start_from == "earliest" else OFFSET_END
+
+    def _on_revoke(self, tps: list[TopicPartition]) -> None:
+        # Commit what was buffered before giving the partitions up; the next owner starts where the
+        # table says. After a failure nothing is committed (offsets stay in the table).
+        if not self._failed and not self.buffer.empty:
+            self._flush("revoke")
+        else:
+            self.buffer.drop_partitions(tps)
+        self._forget(tps)
+        self.log.info(
+            "partitions revoked",
+            extra={"pipeline": self.spec.name, "partitions": [f"{t}:{p}" for t, p in tps]},
+        )
+
+    def _on_lost(self, tps: list[TopicPartition]) -> None:
+        # Another member may own them already: committing could only be filtered away, so drop.
+        dropped = self.buffer.drop_partitions(tps)
+        self._forget(tps)
+        self.log.warning("partitions lost", extra={"pipeline": self.spec.name, "dropped_rows": dropped})
+
+    def _forget(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self._expected.pop(tp, None)
+            self._eof.discard(tp)
+        self.metrics.assigned.labels(self.spec.name).set(len(self._expected))
+
+    # -- main loop ---------------------------------------------------------------------------------
+    def run(self, *, until_drained: bool = False, metrics_port: int | None = None) -> RunStats:
+        started = time.monotonic()
+        port = self.metrics.serve(metrics_port) if metrics_port is not None else None
+        restore = self._install_signals()
+        conf = consumer_config(self.spec.brokers, self.spec.group, self.spec.client, self.extra_client_config)
+        stopped = "stop_event"
+        self.log.info(
+            "pipeline starting",
+            extra={
+                "pipeline": self.spec.name,
+                "topics": self.spec.subscription,
+                "table": self.spec.table,
+                "group_id": self.spec.group,
+                "metrics_port": port,
+            },
+        )
+        self._source = source = KafkaSource(
+            conf,
+            self.spec.subscription,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+            on_stats=self.metrics.on_stats,
+            logger=self.log,
+        )
+        try:
+            while not self.stop_event.is_set():
+                timeout = min(0.5, max(0.01, self.buffer.seconds_until_due()))
+                # Never take more than the flush needs: keeps each flush at most max_rows.
+                room = max(1, self.spec.flush.max_rows - self.buffer.rows)
+                t0 = time.perf_counter()
+                msgs = source.consume(min(self.spec.consume_batch, room), timeout)
+                if msgs:
+                    self.metrics.consume_s.labels(self.spec.name).observe(time.perf_counter() - t0)
+                if source.fatal_error is not None:
+                    raise KafkaFatalError(f"pipeline {self.spec.name}: kafka: {source.fatal_error.str()}")
+                if msgs and self._ingest(msgs):
+                    self._quiet_since = None
+                elif self._quiet_since is None:
+                    self._quiet_since = time.monotonic()
+                reason = self.buffer.due()
+                if reason:
+                    self._flush(reason)
+                if until_drained and self._drained():
+                    stopped = "drained"
+                    break
+            if self._signalled:
+                stopped = "signal"
+            self._flush("shutdown")
+        except BaseException:
+            self._failed = True
+            raise
+        finally:
+            try:
+                source.close()  # eager protocol: triggers on_revoke (no-op: buffer is empty or failed)
+            finally:
+                self.sink.wait_compaction(timeout=60)
+                self.metrics.stop()
+                restore()
+                if self._sql is not None:
+                    self._sql.close()
+        stats = RunStats(
+            pipeline=self.spec.name,
+            consumed=self._consumed,
+            committed_rows=self._rows,
+            dead_lettered=self._dead,
+            skipped=self._skipped,
+            flushes=self._flushes,
+            duration_s=round(time.monotonic() - started, 3),
+            stopped=stopped,
+            metrics_port=port,
+            timings=self.metrics.timings(),
+            active_s=round((self._last_commit or 0) - (self._first_record or 0), 3)
+            if self._first_record
+            else 0.0,
+        )
+        self.log.info("pipeline stopped", extra=stats.as_dict())
+        return stats
+
+    def _install_signals(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self._signalled = True
+            self.stop_event.set()
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+        return restore
+
+    def _drained(self) -> bool:
+        idle = 0.0 if self._quiet_since is None else time.monotonic() - self._quiet_since
+        assigned = set(self._expected)
+        if assigned and assigned <= self._eof and idle >= self.drain_idle_s:
+            drained = True
+        else:
+            drained = idle >= self.drain_timeout_s
+        if drained and not self.buffer.empty:
+            self._flush("drained")  # do not wait for max_latency_s at the end of the backlog
+        return drained
+
+    # -- one consumed batch --------------------------------------------------------------------------
+    def _ingest(self, msgs: list[Message]) -> int:
+        """Decode and buffer one consumed batch; returns how many records it held."""
+        expected = self._expected
+        eof = self._eof
+        kept: list[Message] = []
+        values: list[bytes | None] = []
+        keys: list[bytes | None] = []
+        topics: list[str] = []
+        parts: list[int] = []
+        offsets: list[int] = []
+        stamps: list[int | None] = []
+        ranges: dict[TopicPartition, list[int]] = {}
+        skipped = 0
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                self._kafka_error(m, err)
+                continue
+            t: str = m.topic()  # type: ignore[assignment]
+            p: int = m.partition()  # type: ignore[assignment]
+            o: int = m.offset()  # type: ignore[assignment]
+            tp = (t, p)
+            exp = expected.get(tp)
+            if exp is None or o < exp:  # not ours (anymore) or already seen: a re-fetch after seek
+                skipped += 1
+                continue
+            expected[tp] = o + 1
+            eof.discard(tp)
+            r = ranges.get(tp)
+            if r is None:
+                ranges[tp] = [o, o + 1]
+            else:
+                r[1] = o + 1
+            kept.append(m)
+            values.append(m.value())
+            keys.append(m.key())
+            topics.append(t)
+            parts.append(p)
+            offsets.append(o)
+            ts = m.timestamp()[1]
+            stamps.append(ts if ts >= 0 else None)
+        self._skipped += skipped
+        if skipped:
+            self.metrics.skipped.labels(self.spec.name).inc(skipped)
+        n = len(kept)
+        if not n:
+            return skipped
+        if self._first_record is None:
+            self._first_record = time.monotonic()
+        self._consumed += n
+        self.metrics.consumed.labels(self.spec.name).inc(n)
+
+        t0 = time.perf_counter()
+        res = self.decoder.decode(values)
+        t1 = time.perf_counter()
+        self.metrics.decode_s.labels(self.spec.name).observe(t1 - t0)
+        dead = [self._dead_record(kept[f.index], f.error_class, f.message) for f in res.failures]
+
+        meta = [
+            pa.array(topics, pa.string()),
+            pa.array(parts, pa.int32()),
+            pa.array(offsets, pa.int64()),
+            pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array(keys, pa.binary()),
+            pa.array(np.full(n, int(time.time() * 1_000_000), dtype=np.int64)).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+        ]
+        if len(res.indices) != n:
+            idx = pa.array(res.indices, pa.int64())
+            meta = [col.take(idx) for col in meta]
+        decoded = res.batch
+        table = pa.Table.from_arrays(
+            [*decoded.columns, *meta], schema=pa.schema([*decoded.schema, *META_FIELDS])
+        )
+        if self.spec.transform_sql and table.num_rows:
+            table, failed = self._transform(table)
+            dead.extend(self._dead_from_rows(kept, failed))
+        if self.spec.partition_by and table.num_rows:
+            table, missing = self._partition_columns(table)
+            dead.extend(self._dead_from_rows(kept, missing))
+        self.metrics.build_s.labels(self.spec.name).observe(time.perf_counter() - t1)
+        batch = table.combine_chunks().to_batches()
+        self.buffer.add(
+            batch[0] if batch else None,
+            {tp: (r[0], r[1]) for tp, r in ranges.items()},
+            dead,
+            records=n,
+        )
+        self.metrics.buffered.labels(self.spec.name).set(self.buffer.rows)
+        return n + skipped
+
+    def _kafka_error(self, m: Message, err: CKError) -> None:
+        code = err.code()
+        if code == CKError._PARTITION_EOF:
+            tp = (m.topic(), m.partition())
+            if tp in self._expected:
+                self._eof.add(tp)
+            return
+        self.metrics.kafka_errors.labels(self.spec.name, err.name()).inc()
+        if err.fatal():
+            raise KafkaFatalError(f"pipeline {self.spec.name}: kafka: {err.str()}")
+        self.log.warning(
+            "kafka error", extra={"pipeline": self.spec.name, "code": err.name(), "detail": err.str()}
+        )
+
+    def _dead_record(self, m: Message, error_class: str, message: str) -> DeadRecord:
+        ts = m.timestamp()[1]
+        raw_headers: Any = m.headers() or []
+        headers = tuple((str(k), v) for k, v in raw_headers)
+        return DeadRecord(
+            topic=m.topic(),  # type: ignore[arg-type]
+            partition=m.partition(),  # type: ignore[arg-type]
+            offset=m.offset(),  # type: ignore[arg-type]
+            timestamp_ms=ts if ts >= 0 else None,
+            key=m.key(),
+            value=m.value(),
+            headers=headers,
+            error_class=error_class,
+            error_message=message,
+        )
+
+    def _dead_from_rows(
+        self, kept: list[Message], rows: list[tuple[str, int, int, str, str]]
+    ) -> list[DeadRecord]:
+        if not rows:
+            return []
+        where = {(m.topic(), m.partition(), m.offset()): m for m in kept}
+        return [self._dead_record(where[(t, p, o)], cls, msg) for t, p, o, cls, msg in rows]
+
+    # -- transform_sql ----------------------------------------------------------------------------------
+    def _transform(self, table: pa.Table) -> tuple[pa.Table, list[tuple[str, int, int, str, str]]]:
+        """Run ``transform_sql``; a failing batch is bisected so only failing records are dead-lettered."""
+        try:
+            out = self._run_sql(table)
+        except _SQL_ERRORS as exc:
+            raise TransformSqlError(f"pipeline {self.spec.name}: transform_sql: {_one_line(exc)}") from exc
+        except duckdb.Error as exc:
+            if table.num_rows == 1:
+                t, p, o = (table.column(c)[0].as_py() for c in _KEY_COLUMNS)
+                return table.schema.empty_table(), [(t, p, o, type(exc).__name__, _one_line(exc))]
+            mid = table.num_rows // 2
+            left, lf = self._transform(table.slice(0, mid))
+            right, rf = self._transform(table.slice(mid))
+            parts = [x for x in (left, right) if x.num_rows] or [left]
+            return pa.concat_tables(parts, promote_options="permissive"), lf + rf
+        missing = [c for c in _KEY_COLUMNS if c not in out.column_names]
+        if missing:
+            raise TransformSqlError(
+                f"pipeline {self.spec.name}: transform_sql must keep columns {', '.join(missing)} "
+                "(write SELECT *, ... or SELECT * EXCLUDE (...))"
+            )
+        return out, []
+
+    def _run_sql(self, table: pa.Table) -> pa.Table:
+        if self._sql is None:
+            self._sql = duckdb.connect()
+            self._sql.execute("SET TimeZone = 'UTC'")
+        con = self._sql
+        con.register("batch", table)
+        try:
+            return con.sql(self.spec.transform_sql or "").to_arrow_table()
+        finally:
+            con.unregister("batch")
+
+    # -- partition columns -------------------------------------------------------------------------------
+    def _partition_columns(self, table: pa.Table) -> tuple[pa.Table, list[tuple[str, int, int, str, str]]]:
+        dead: list[tuple[str, int, int, str, str]] = []
+        for pcol in self.spec.partition_by:
+            if pcol.source not in table.column_names:
+                raise PipelineStopped(
+                    f"pipeline {self.spec.name}: partition_by column {pcol.column!r}: source column "
+                    f"{pcol.source!r} is not in the decoded rows ({', '.join(table.column_names[:12])}...)"
+                )
+            src = table.column(pcol.source)
+            if pcol.transform == "day":
+                val = pc.cast(src, pa.date32())
+            elif pcol.transform == "hour":
+                val = pc.floor_temporal(src, unit="hour")
+            else:
+                val = src
+            nulls = val.null_count
+            if nulls:
+                mask = pc.is_null(val)
+                bad = table.filter(mask)
+                for t, p, o in zip(*(bad.column(c).to_pylist() for c in _KEY_COLUMNS), strict=True):
+                    dead.append(
+                        (
+                            t,
+                            p,
+                            o,
+                            MISSING_PARTITION_VALUE,
+                            f"{pcol.source!r} is null: no value for partition column {pcol.column!r}",
+                        )
+                    )
+                keep = pc.invert(mask)
+                table = table.filter(keep)
+                val = val.filter(keep)
+            if pcol.column in table.column_names:
+                table = table.set_column(table.column_names.index(pcol.column), pcol.column, val)
+            else:
+                table = table.append_column(pcol.column, val)
+        return table, dead
+
+    # -- flush -------------------------------------------------------------------------------------------
+    def _flush(self, reason: str) -> None:
+        if self.buffer.empty:
+            return
+        unit = self.buffer.take(reason)
+        try:
+            result = self.sink.commit(unit)
+        except BaseException:
+            self._failed = True
+            raise
+        self._last_commit = time.monotonic()
+        self._rows += result.rows
+        self._dead += result.dead
+        self._skipped += result.skipped
+        self._flushes += 1
+        name = self.spec.name
+        self.metrics.committed.labels(name).inc(result.rows)
+        self.metrics.dead.labels(name).inc(result.dead)
+        if result.skipped:
+            self.metrics.skipped.labels(name).inc(result.skipped)
+        self.metrics.batch_rows.labels(name).observe(result.rows)
+        self.metrics.buffered.labels(name).set(0)
+        if self._source is not None:
+            t0 = time.perf_counter()
+            self._source.commit(result.offsets)
+            self.metrics.kafka_commit_s.labels(name).observe(time.perf_counter() - t0)
+        self.log.info(
+            "flushed",
+            extra={
+                "pipeline": name,
+                "reason": reason,
+                "rows": result.rows,
+                "dead_letters": result.dead,
+                "skipped": result.skipped,
+                "version": result.data_version,
+                "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            },
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
