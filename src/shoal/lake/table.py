@@ -275,7 +275,9 @@ class Table:
                 commit_properties=_commit_props(app_transactions),
             )
 
-        retry_conflicts(commit, f"append to {self.name}")
+        # With app transactions the caller owns progress: after a conflict it must re-read the txn
+        # versions and re-filter its rows, so retrying the same rows here could duplicate them.
+        retry_conflicts(commit, f"append to {self.name}", retries=0 if app_transactions else COMMIT_RETRIES)
         return self._after_write()
 
     def overwrite(

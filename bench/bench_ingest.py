@@ -1,0 +1,193 @@
+"""End-to-end ingest throughput of one worker vs a bare confluent-kafka consumer on the same topic.
+
+    .venv/bin/python bench/bench_ingest.py --events 2000000 --broker tansu      # the reference run
+    .venv/bin/python bench/bench_ingest.py --events 200000 --broker noida       # quick
+
+Produces realistic support-ticket events (SupportSimulator, ~165 B each) to a fresh 6-partition topic,
+then, one after the other, in child processes (so peak RSS is per phase):
+  raw    a bare confluent-kafka consumer, consume(10000) until every event was seen
+  ingest ``python -m shoal.ingest --until-drained`` into a local lake (produced → committed and queryable)
+and prints one JSON summary: rates, the worker's per-stage seconds, peak RSS of each child, and the
+broker's CPU seconds during each phase (noida-db and tansu both cost CPU, the machine has 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts brokers (and SeaweedFS for tansu)
+
+from harness import NoidaBroker, SeaweedS3, TansuBroker, noida_binary, tansu_binary, weed_binary  # noqa: E402
+from shoal.ingest.testing import write_pipeline_project  # noqa: E402
+from shoal.usecases.support import MESSAGE, PROTO_FILE  # noqa: E402
+from shoal.usecases.support.produce import produce_events  # noqa: E402
+from shoal.usecases.support.simulator import SupportSimulator  # noqa: E402
+
+RAW_CONSUMER = r"""
+import json, sys, time
+from confluent_kafka import Consumer
+conf = json.loads(sys.argv[1]); n = int(sys.argv[2]); topic = sys.argv[3]
+c = Consumer(conf); c.subscribe([topic])
+seen = 0; t0 = None; nbytes = 0
+while seen < n:
+    for m in c.consume(10000, 1.0):
+        if m.error():
+            continue
+        if t0 is None:
+            t0 = time.perf_counter()
+        seen += 1; nbytes += len(m.value())
+dt = time.perf_counter() - t0
+c.close()
+print(json.dumps({"events": seen, "seconds": dt, "bytes": nbytes}))
+"""
+
+
+def run_child(argv: list[str], broker_pid: int | None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    bproc = psutil.Process(broker_pid) if broker_pid else None
+    b0 = sum(bproc.cpu_times()[:2]) if bproc else 0.0
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    out = proc.stdout.read() if proc.stdout else b""
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"child failed ({status}): {' '.join(argv[:4])}")
+    return {
+        "result": json.loads(out.decode().strip().splitlines()[-1]),
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "broker_cpu_s": round(sum(bproc.cpu_times()[:2]) - b0, 2) if bproc else None,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--broker", choices=["noida", "tansu"], default="tansu")
+    ap.add_argument("--max-rows", type=int, default=100_000, help="flush size")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="shoal-bench-ingest-"))
+    services: list[Any] = []
+    try:
+        if args.broker == "tansu":
+            s3 = SeaweedS3(weed_binary(), work / "weed", work / "weed.log")
+            s3.start()
+            services.append(s3)
+            bucket = s3.create_bucket("tansu")
+            broker: Any = TansuBroker(
+                tansu_binary(),
+                s3_endpoint=s3.endpoint,
+                access_key=s3.access_key,
+                secret_key=s3.secret_key,
+                bucket=bucket,
+                log_path=work / "tansu.log",
+            )
+        else:
+            broker = NoidaBroker(noida_binary(), work / "noida", work / "noida.log")
+        broker.start()
+        services.insert(0, broker)
+        topic = broker.create_topic("bench-tickets", args.partitions)
+
+        sim = SupportSimulator(
+            42, datetime(2026, 1, 5), days=max(1, args.events // 60_000 + 1), tickets_per_day=10_000
+        )
+        t0 = time.perf_counter()
+        produced = produce_events(broker.bootstrap, topic, islice(sim.encoded(), args.events))
+        produce_s = time.perf_counter() - t0
+        assert produced == args.events, f"the simulator made only {produced} events"
+
+        overrides = dict(broker.consumer_overrides)
+        raw_conf = {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "bench-raw",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            **overrides,
+        }
+        raw = run_child(
+            [sys.executable, "-c", RAW_CONSUMER, json.dumps(raw_conf), str(args.events), topic], broker.pid
+        )
+
+        project = write_pipeline_project(
+            work / "proj",
+            name="bench",
+            topic=topic,
+            brokers=broker.bootstrap,
+            decode={"format": "protobuf", "proto_file": str(PROTO_FILE), "message": MESSAGE},
+            partition_by=[{"column": "event_date", "from": "occurred_at", "transform": "day"}],
+            flush={"max_rows": args.max_rows, "max_latency_s": 5},
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "shoal.ingest",
+            "bench",
+            "--project",
+            str(project.dir),
+            "--until-drained",
+        ]
+        argv += ["--drain-idle-s", "1", "--log-level", "WARNING"]
+        for k, v in overrides.items():
+            argv += ["--client", f"{k}={v}"]
+        ingest = run_child(argv, broker.pid)
+        stats = ingest["result"]
+        table = project.lake.table("support.ticket_events")
+        rows = table.count()
+        assert rows == args.events, f"table has {rows} rows, produced {args.events}"
+
+        raw_rate = raw["result"]["events"] / raw["result"]["seconds"]
+        # end to end: from the worker's start to its last commit (includes interpreter start, proto
+        # compile and the final drain wait of --drain-idle-s)
+        e2e_rate = rows / ingest["wall_s"]
+        loop_rate = rows / stats["active_s"]  # first record consumed → last commit done
+        summary = {
+            "events": args.events,
+            "partitions": args.partitions,
+            "broker": args.broker,
+            "avg_event_bytes": round(raw["result"]["bytes"] / raw["result"]["events"], 1),
+            "produce_ev_s": round(produced / produce_s),
+            "raw_consumer": {
+                "ev_s": round(raw_rate),
+                "peak_rss_mib": raw["peak_rss_mib"],
+                "broker_cpu_s": raw["broker_cpu_s"],
+            },
+            "ingest": {
+                "ev_s_end_to_end": round(e2e_rate),
+                "ev_s_first_record_to_last_commit": round(loop_rate),
+                "share_of_raw": round(loop_rate / raw_rate, 3),
+                "wall_s": ingest["wall_s"],
+                "stage_seconds": stats["timings"],
+                "flushes": stats["flushes"],
+                "peak_rss_mib": ingest["peak_rss_mib"],
+                "worker_cpu_s": ingest["cpu_s"],
+                "broker_cpu_s": ingest["broker_cpu_s"],
+                "table_rows": rows,
+                "table_version": table.version,
+            },
+            "cpus": os.cpu_count(),
+            "loadavg_1m": os.getloadavg()[0],
+        }
+        print(json.dumps(summary, indent=2))
+    finally:
+        for s in services:
+            s.stop()
+
+
+if __name__ == "__main__":
+    main()
