@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,8 +30,7 @@ dead_letter_table: billing.usage_events_dead_letters
 
 
 def run(ctx: DemoContext) -> dict[str, Any]:
-    from shoal.demo.kafka_embedded import embedded_kafka
-    from shoal.ingest import run_pipeline
+    from shoal.demo.kafka_embedded import produce_and_ingest
     from shoal.models import ModelRunner
     from shoal.usecases.billing import BillingSimulator, models, produce_events
     from shoal.usecases.billing.events import PROTO_PATH
@@ -45,21 +43,15 @@ def run(ctx: DemoContext) -> dict[str, Any]:
 
     users, days = (300, 2) if ctx.small else (2_000, 3)
     sim = BillingSimulator(seed=11, start=datetime(2026, 10, 1, tzinfo=UTC), days=days, users=users)
-    with embedded_kafka() as bootstrap:
-        previous = {k: os.environ.get(k) for k in ("KAFKA_BROKERS", "BILLING_TOPIC")}
-        os.environ["KAFKA_BROKERS"] = bootstrap
-        os.environ["BILLING_TOPIC"] = TOPIC
-        try:
-            produced = produce_events(bootstrap, TOPIC, sim.encoded())
-            ctx.say(f"  produced {produced:,} usage events (with late and duplicate ones) to {TOPIC}")
-            stats = run_pipeline(project, "billing_usage", until_drained=True, drain_timeout_s=180)
-        finally:
-            for k, v in previous.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    ctx.say(f"  ingested {stats.committed_rows:,} events exactly once into billing.usage_events")
+    produced, stats = produce_and_ingest(
+        project,
+        "billing_usage",
+        topic=TOPIC,
+        topic_env="BILLING_TOPIC",
+        events=sim.encoded(),
+        produce=produce_events,
+        say=ctx.say,
+    )
     with ModelRunner(project.lake, models()) as runner:
         results = runner.refresh()
     ctx.notes.setdefault("queries", []).append(

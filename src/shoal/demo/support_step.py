@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,8 +13,7 @@ TOPIC = "support.ticket-events"
 
 
 def run(ctx: DemoContext) -> dict[str, Any]:
-    from shoal.demo.kafka_embedded import embedded_kafka
-    from shoal.ingest import run_pipeline
+    from shoal.demo.kafka_embedded import produce_and_ingest
     from shoal.models import ModelRunner
     from shoal.usecases.support import PIPELINE_TEMPLATE, PROTO_FILE
     from shoal.usecases.support.models import models
@@ -32,21 +30,15 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     sim = SupportSimulator(
         seed=42, start=datetime(2026, 10, 1, tzinfo=UTC), days=days, tickets_per_day=per_day
     )
-    with embedded_kafka() as bootstrap:
-        previous = {k: os.environ.get(k) for k in ("KAFKA_BROKERS", "SUPPORT_TOPIC")}
-        os.environ["KAFKA_BROKERS"] = bootstrap
-        os.environ["SUPPORT_TOPIC"] = TOPIC
-        try:
-            produced = produce_events(bootstrap, TOPIC, sim.encoded())
-            ctx.say(f"  produced {produced} ticket events to {TOPIC} (embedded Kafka at {bootstrap})")
-            stats = run_pipeline(project, "support_tickets", until_drained=True, drain_timeout_s=120)
-        finally:
-            for k, v in previous.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    ctx.say(f"  ingested {stats.committed_rows} events exactly once into support.ticket_events")
+    produced, stats = produce_and_ingest(
+        project,
+        "support_tickets",
+        topic=TOPIC,
+        topic_env="SUPPORT_TOPIC",
+        events=sim.encoded(),
+        produce=produce_events,
+        say=ctx.say,
+    )
     with ModelRunner(project.lake, models()) as runner:
         results = runner.refresh()
     ctx.notes.setdefault("queries", []).append(
