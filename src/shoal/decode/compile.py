@@ -36,11 +36,24 @@ def well_known_include_dir() -> Path:
 
 
 def compile_proto(proto_file: Path | str, include_paths: Sequence[Path | str] = ()) -> bytes:
-    """Compile ``proto_file`` (and its imports) to a serialized FileDescriptorSet with protoc."""
+    """Compile ``proto_file`` (and its imports) to a serialized FileDescriptorSet with protoc.
+
+    Cached per file version (path, size, mtime): protoc runs in a subprocess (0.1-0.3 s), and
+    callers such as decoders and use-case codecs ask for the same file many times.
+    """
     proto = Path(proto_file).resolve()
     if not proto.is_file():
         raise SchemaLoadError(f"proto file not found: {proto}")
-    includes = [Path(p).resolve() for p in include_paths]
+    st = proto.stat()
+    includes = tuple(str(Path(p).resolve()) for p in include_paths)
+    return _compile_cached(str(proto), st.st_size, st.st_mtime_ns, includes)
+
+
+@cache
+def _compile_cached(proto_path: str, size: int, mtime_ns: int, include_paths: tuple[str, ...]) -> bytes:
+    del size, mtime_ns  # part of the cache key only
+    proto = Path(proto_path)
+    includes = [Path(p) for p in include_paths]
     if not any(proto.is_relative_to(inc) for inc in includes):
         includes.insert(0, proto.parent)
     includes.append(well_known_include_dir())

@@ -8,13 +8,10 @@ descriptor set with grpcio-tools' bundled protoc), so there is no generated
 from __future__ import annotations
 
 import functools
-import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
-
-from shoal.errors import ShoalError, Terminal
 
 PROTO_PATH = Path(__file__).with_name("usage_events.proto")
 MESSAGE_NAME = "shoal.billing.v1.UsageEvent"
@@ -24,10 +21,6 @@ RESIZED = "EVENT_TYPE_RESOURCE_RESIZED"
 DESTROYED = "EVENT_TYPE_RESOURCE_DESTROYED"
 USAGE = "EVENT_TYPE_USAGE"
 EVENT_TYPES = (CREATED, RESIZED, DESTROYED, USAGE)
-
-
-class ProtoCompileError(ShoalError, Terminal):
-    """usage_events.proto could not be compiled."""
 
 
 class BillingEvent(NamedTuple):
@@ -54,29 +47,9 @@ class BillingEvent(NamedTuple):
 @functools.cache
 def message_class() -> Any:
     """The ``UsageEvent`` protobuf class (compiled once per process)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    from grpc_tools import protoc
+    from shoal.decode import message_class as compiled_class
 
-    include = Path(protoc.__file__).parent / "_proto"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "billing.desc"
-        rc = protoc.main(
-            [
-                "protoc",
-                f"-I{PROTO_PATH.parent}",
-                f"-I{include}",
-                "--include_imports",
-                f"--descriptor_set_out={out}",
-                PROTO_PATH.name,
-            ]
-        )
-        if rc != 0:
-            raise ProtoCompileError(f"protoc failed with code {rc} on {PROTO_PATH}")
-        fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
-    pool = descriptor_pool.DescriptorPool()
-    for fd in fds.file:
-        pool.Add(fd)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(MESSAGE_NAME))
+    return compiled_class(MESSAGE_NAME, proto_file=PROTO_PATH)
 
 
 def _epoch_us(ts: datetime) -> int:
