@@ -173,3 +173,13 @@ def test_concurrent_appends_from_two_processes(tmp_path: Path) -> None:
     assert t.version == 60
     rows = sorted(zip(*t.to_arrow().to_pydict().values(), strict=True))
     assert rows == sorted((w, i) for w in (1, 2) for i in range(30))
+
+
+def test_merge_with_delete_keys_is_one_commit(lake: Lake) -> None:
+    t = lake.create_table("a.b", SCHEMA)
+    t.append(_rows([1, 2, 3]))
+    before = t.version
+    t.merge(_rows([2, 4]), keys=["id"], delete_keys=pa.table({"id": [1, 3]}))
+    assert t.version == before + 1
+    assert sorted(t.to_arrow()["id"].to_pylist()) == [2, 4]
+    assert "__shoal_delete" not in t.schema.names

@@ -309,13 +309,14 @@ class Table:
         data: Data,
         keys: Sequence[str],
         *,
-        delete_where: str | None = None,
+        delete_keys: pa.Table | None = None,
         app_transactions: Mapping[str, int] | None = None,
     ) -> int:
         """Upsert by ``keys`` in one commit: matched rows are updated, new ones inserted.
 
-        ``delete_where``: target rows matching this predicate (on ``t.`` columns) and absent from
-        ``data`` are deleted in the same commit (used to replace a recomputed slice exactly).
+        ``delete_keys``: key values (columns named as ``keys``) whose target rows are deleted in the
+        same commit — how a recomputed slice replaces the old one exactly. New columns in ``data``
+        are added to the schema only when nothing is deleted.
         """
         if not keys:
             raise LakeError(f"merge into {self.name}: no key columns given")
@@ -323,6 +324,9 @@ class Table:
         if isinstance(source, pa.RecordBatchReader):
             source = source.read_all()
         predicate = " AND ".join(f'(t."{k}" IS NOT DISTINCT FROM s."{k}")' for k in keys)
+        if delete_keys is not None and delete_keys.num_rows:
+            self._merge_with_deletes(source, delete_keys, predicate, app_transactions)
+            return self._after_write()
 
         def commit() -> None:
             merger = self.delta().merge(
@@ -333,13 +337,51 @@ class Table:
                 merge_schema=True,
                 commit_properties=_commit_props(app_transactions),
             )
-            merger = merger.when_matched_update_all().when_not_matched_insert_all()
-            if delete_where:
-                merger = merger.when_not_matched_by_source_delete(delete_where)
-            merger.execute()
+            merger.when_matched_update_all().when_not_matched_insert_all().execute()
 
         retry_conflicts(commit, f"merge into {self.name}")
         return self._after_write()
+
+    def _merge_with_deletes(
+        self,
+        source: pa.Table,
+        delete_keys: pa.Table,
+        predicate: str,
+        app_transactions: Mapping[str, int] | None,
+    ) -> None:
+        # Tombstones (the keys, other columns null) ride in the merge source with a flag column, so
+        # upserts and deletes are one commit. The flag is never mapped into the target.
+        flag = "__shoal_delete"
+        rows = source.append_column(flag, pa.repeat(False, source.num_rows))
+        tombstones = {
+            f.name: pa.repeat(True, delete_keys.num_rows)
+            if f.name == flag
+            else delete_keys[f.name].cast(f.type)
+            if f.name in delete_keys.column_names
+            else pa.nulls(delete_keys.num_rows, f.type)
+            for f in rows.schema
+        }
+        rows = pa.concat_tables([rows, pa.table(tombstones, schema=rows.schema)])
+        mapping = {f'"{c}"': f's."{c}"' for c in source.column_names}
+
+        def commit() -> None:
+            (
+                self.delta()
+                .merge(
+                    rows,
+                    predicate,
+                    source_alias="s",
+                    target_alias="t",
+                    merge_schema=False,
+                    commit_properties=_commit_props(app_transactions),
+                )
+                .when_matched_delete(predicate=f"s.{flag}")
+                .when_matched_update(updates=mapping, predicate=f"NOT s.{flag}")
+                .when_not_matched_insert(updates=mapping, predicate=f"NOT s.{flag}")
+                .execute()
+            )
+
+        retry_conflicts(commit, f"merge into {self.name}")
 
     def delete(self, predicate: str) -> int:
         retry_conflicts(lambda: self.delta().delete(predicate), f"delete from {self.name}")

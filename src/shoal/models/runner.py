@@ -23,7 +23,6 @@ from shoal.models.model import Model
 from shoal.query import Connection, connect_lake
 
 SQL_APP_ID = "model:definition"
-DELETE_FLAG = "__shoal_delete"
 
 
 class ModelError(ShoalError, Terminal):
@@ -232,7 +231,9 @@ class ModelRunner:
             con.unregister("__shoal_touched")
         with contextlib.suppress(duckdb.Error):
             con.unregister("__shoal_new")
-        version = self._apply(model, target, new_rows, stale, current)
+        version = target.merge(
+            new_rows, model.unique_key, delete_keys=stale, app_transactions=self._txns(model, current)
+        )
         return RefreshResult(
             model.name,
             "incremental",
@@ -241,47 +242,3 @@ class ModelRunner:
             rows_deleted=stale.num_rows,
             version=version,
         )
-
-    def _apply(
-        self, model: Model, target: Table, new_rows: pa.Table, stale: pa.Table, current: dict[str, int]
-    ) -> int:
-        """Upsert recomputed rows and delete vanished ones, in one commit."""
-        new_rows = new_rows.append_column(DELETE_FLAG, pa.repeat(False, new_rows.num_rows))
-        if stale.num_rows:
-            # Tombstones: the key columns, everything else null, flagged for deletion.
-            tomb_cols = {}
-            for f in new_rows.schema:
-                if f.name == DELETE_FLAG:
-                    tomb_cols[f.name] = pa.repeat(True, stale.num_rows)
-                elif f.name in stale.column_names:
-                    tomb_cols[f.name] = stale[f.name].cast(f.type)
-                else:
-                    tomb_cols[f.name] = pa.nulls(stale.num_rows, f.type)
-            new_rows = pa.concat_tables([new_rows, pa.table(tomb_cols)])
-        columns = [c for c in new_rows.column_names if c != DELETE_FLAG]
-        mapping = {_ident(c): f"s.{_ident(c)}" for c in columns}
-        predicate = " AND ".join(
-            f"(t.{_ident(k)} IS NOT DISTINCT FROM s.{_ident(k)})" for k in model.unique_key
-        )
-        from shoal.lake.table import _commit_props, retry_conflicts
-
-        def commit() -> None:
-            (
-                target.delta()
-                .merge(
-                    new_rows,
-                    predicate,
-                    source_alias="s",
-                    target_alias="t",
-                    merge_schema=False,
-                    commit_properties=_commit_props(self._txns(model, current)),
-                )
-                .when_matched_delete(predicate=f"s.{DELETE_FLAG}")
-                .when_matched_update(updates=mapping, predicate=f"NOT s.{DELETE_FLAG}")
-                .when_not_matched_insert(updates=mapping, predicate=f"NOT s.{DELETE_FLAG}")
-                .execute()
-            )
-
-        retry_conflicts(commit, f"refresh model {model.name}")
-        target._dt = None
-        return target.version
