@@ -129,10 +129,10 @@ class Lake:
         """The table called ``name``; NotFoundError naming close matches when absent."""
         validate_name(name)
         if not self.exists(name):
-            raise NotFoundError(self._not_found_message(name))
+            raise NotFoundError(self.not_found_message(name))
         return Table(name, self.location)
 
-    def _not_found_message(self, name: str) -> str:
+    def not_found_message(self, name: str) -> str:
         names = self.table_names()
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -117,7 +117,7 @@ class Connection:
         if as_of.table not in self._mounted:
             self.refresh()
         if as_of.table not in self._mounted:
-            raise NotFoundError(self.lake._not_found_message(as_of.table))
+            raise NotFoundError(self.lake.not_found_message(as_of.table))
         table = self.lake.table(as_of.table)
         version = as_of.version
         if version is None:
