@@ -61,21 +61,14 @@ def _company_step(ctx: DemoContext) -> dict[str, Any]:
 
 
 def steps() -> list[tuple[str, Step]]:
-    found: list[tuple[str, Step]] = [("company", _company_step)]
-    # Use-case steps live beside their use case; each is optional so a partial install still demos.
-    for label, module in [
-        ("support tickets → CSAT", "shoal.demo.support_step"),
-        ("billing → revenue", "shoal.demo.billing_step"),
-        ("infrastructure → power and disk outliers", "shoal.demo.infra_step"),
-    ]:
-        try:
-            mod = __import__(module, fromlist=["run"])
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        found.append((label, mod.run))
-    return found
+    from shoal.demo import billing_step, infra_step, support_step
+
+    return [
+        ("company", _company_step),
+        ("support tickets → CSAT", support_step.run),
+        ("billing → revenue", billing_step.run),
+        ("infrastructure → power and disk outliers", infra_step.run),
+    ]
 
 
 PROJECT_YAML = """\
@@ -98,11 +91,10 @@ def run_demo(directory: Path, *, small: bool = False, quiet: bool = False) -> di
         # an old lake (exactly-once progress) would rightly skip the new events.
         shutil.rmtree(directory / "lake", ignore_errors=True)
     init_project(directory, "shoal-demo", exist_ok=True)
-    from shoal.demo import models as demo_models
+    from shoal.demo.models import MODEL_MODULES
 
-    models = demo_models.MODEL_MODULES
     (directory / "shoal.yaml").write_text(
-        PROJECT_YAML.format(models="\n".join(f"  - {m}" for m in models) if models else "  []")
+        PROJECT_YAML.format(models="\n".join(f"  - {m}" for m in MODEL_MODULES))
     )
     project = Project.load(directory)
     ctx = DemoContext(project=project, small=small, quiet=quiet)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,35 +29,25 @@ dead_letter_table: billing.usage_events_dead_letters
 
 
 def run(ctx: DemoContext) -> dict[str, Any]:
-    from shoal.demo.kafka_embedded import produce_and_ingest
-    from shoal.models import ModelRunner
+    from shoal.demo.kafka_embedded import stream_use_case
     from shoal.usecases.billing import BillingSimulator, models, produce_events
     from shoal.usecases.billing.events import PROTO_PATH
 
-    project = ctx.project
-    (project.dir / "protos").mkdir(exist_ok=True)
-    shutil.copy(PROTO_PATH, project.dir / "protos" / PROTO_PATH.name)
-    project.pipelines_path.mkdir(exist_ok=True)
-    (project.pipelines_path / "billing_usage.yaml").write_text(PIPELINE)
-
     users, days = (300, 2) if ctx.small else (2_000, 3)
     sim = BillingSimulator(seed=11, start=datetime(2026, 10, 1, tzinfo=UTC), days=days, users=users)
-    produced, stats = produce_and_ingest(
-        project,
-        "billing_usage",
+    result = stream_use_case(
+        ctx,
+        pipeline="billing_usage",
+        pipeline_yaml=PIPELINE,
+        proto=PROTO_PATH,
         topic=TOPIC,
         topic_env="BILLING_TOPIC",
         events=sim.encoded(),
         produce=produce_events,
-        say=ctx.say,
+        models=models(),
     )
-    with ModelRunner(project.lake, models()) as runner:
-        results = runner.refresh()
     ctx.notes.setdefault("queries", []).append(
-        f'shoal sql -p {project.dir} "select product, run_rate from billing.run_rate order by run_rate desc"'
+        f'shoal sql -p {ctx.project.dir} '
+        '"select product, run_rate from billing.run_rate order by run_rate desc"'
     )
-    return {
-        "produced": produced,
-        "ingest": stats.as_dict(),
-        "models": {r.model: r.rows_written for r in results},
-    }
+    return result

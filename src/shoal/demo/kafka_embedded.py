@@ -8,15 +8,17 @@ their Kafka. It keeps only a few MB per partition, which suits a demo, not produ
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Producer
 
 if TYPE_CHECKING:
-    from shoal.config import Project
-    from shoal.ingest.runner import RunStats
+    from shoal.demo import DemoContext
+    from shoal.models import Model
 
 
 @contextmanager
@@ -32,21 +34,31 @@ def embedded_kafka() -> Iterator[str]:
         del holder
 
 
-def produce_and_ingest(
-    project: Project,
-    pipeline: str,
+def stream_use_case(
+    ctx: DemoContext,
     *,
+    pipeline: str,
+    pipeline_yaml: str,
+    proto: Path,
     topic: str,
     topic_env: str,
     events: Iterable[tuple[bytes, bytes]],
     produce: Callable[..., int],
-    say: Callable[[str], None],
-) -> tuple[int, RunStats]:
-    """Produce ``events`` to ``topic`` on an embedded cluster, then drain ``pipeline`` into the lake.
+    models: Sequence[Model],
+) -> dict[str, Any]:
+    """Install a pipeline in the demo project, produce ``events`` to ``topic`` on an embedded
+    cluster, drain the pipeline into the lake, then refresh the use case's models.
 
-    The demo's pipeline files read ``${KAFKA_BROKERS}`` and ``${<topic_env>}``, set here for the run.
+    The pipeline file reads ``${KAFKA_BROKERS}`` and ``${<topic_env>}``, set here for the run.
     """
     from shoal.ingest import run_pipeline
+    from shoal.models import ModelRunner
+
+    project = ctx.project
+    (project.dir / "protos").mkdir(exist_ok=True)
+    shutil.copy(proto, project.dir / "protos" / proto.name)
+    project.pipelines_path.mkdir(exist_ok=True)
+    (project.pipelines_path / f"{pipeline}.yaml").write_text(pipeline_yaml)
 
     with embedded_kafka() as bootstrap:
         previous = {k: os.environ.get(k) for k in ("KAFKA_BROKERS", topic_env)}
@@ -54,7 +66,7 @@ def produce_and_ingest(
         os.environ[topic_env] = topic
         try:
             produced = produce(bootstrap, topic, events)
-            say(f"  produced {produced:,} events to {topic} (embedded Kafka at {bootstrap})")
+            ctx.say(f"  produced {produced:,} events to {topic} (embedded Kafka at {bootstrap})")
             stats = run_pipeline(project, pipeline, until_drained=True, drain_timeout_s=180)
         finally:
             for k, v in previous.items():
@@ -62,5 +74,11 @@ def produce_and_ingest(
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-    say(f"  ingested {stats.committed_rows:,} events exactly once via pipeline {pipeline}")
-    return produced, stats
+    ctx.say(f"  ingested {stats.committed_rows:,} events exactly once via pipeline {pipeline}")
+    with ModelRunner(project.lake, models) as runner:
+        results = runner.refresh()
+    return {
+        "produced": produced,
+        "ingest": stats.as_dict(),
+        "models": {r.model: r.rows_written for r in results},
+    }
