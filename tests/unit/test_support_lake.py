@@ -47,9 +47,7 @@ def _run(tmp_path: Path, names: tuple[str, ...]) -> None:
     raw.append(table.slice(0, cut))
 
     declared = [m for m in models.models() if m.name in names]
-    con = query_mod.connect_lake(lake)
-    # This host's zone is "Etc/UTC": DuckDB would label Arrow timestamps with it, which delta-rs refuses.
-    con.execute("SET TimeZone = 'UTC'")
+    con = query_mod.connect_lake(lake)  # sessions run in UTC: Delta refuses other zone labels
     with runner_mod.ModelRunner(lake, declared, con=con) as runner:
         for upto, mode in ((cut, "full"), (len(events), "incremental")):
             if upto == len(events):
