@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts brokers (and 
 
 from harness import NoidaBroker, SeaweedS3, TansuBroker, noida_binary, tansu_binary, weed_binary  # noqa: E402
 from shoal.ingest.testing import write_pipeline_project  # noqa: E402
+from shoal.sources.kafka.producer import produce_events  # noqa: E402
 from shoal.usecases.support import MESSAGE, PROTO_FILE  # noqa: E402
-from shoal.usecases.support.produce import produce_events  # noqa: E402
 from shoal.usecases.support.simulator import SupportSimulator  # noqa: E402
 
 RAW_CONSUMER = r"""

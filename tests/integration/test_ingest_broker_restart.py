@@ -15,8 +15,8 @@ import pytest
 from harness.ports import free_port
 from shoal.ingest import RunStats, run_pipeline
 from shoal.ingest.testing import write_pipeline_project
+from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.support import MESSAGE, PROTO_FILE
-from shoal.usecases.support.produce import produce_events
 from shoal.usecases.support.simulator import SupportSimulator
 
 pytestmark = pytest.mark.integration

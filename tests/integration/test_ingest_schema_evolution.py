@@ -11,7 +11,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from shoal.decode import compile_proto
 from shoal.ingest import PipelineStopped, run_pipeline
 from shoal.ingest.testing import write_pipeline_project
-from shoal.usecases.support.produce import produce_events
+from shoal.sources.kafka.producer import produce_events
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 import pytest
 
 from shoal.ingest.testing import WorkerProcess, write_pipeline_project
+from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.support import MESSAGE, PROTO_FILE
-from shoal.usecases.support.produce import produce_events
 from shoal.usecases.support.simulator import SupportSimulator
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ import pytest
 from shoal.config import Project, init_project
 from shoal.ingest import run_pipeline
 from shoal.models import ModelRunner
+from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.support import PIPELINE_TEMPLATE, PROTO_FILE, reference
 from shoal.usecases.support.models import models
-from shoal.usecases.support.produce import produce_events
 from shoal.usecases.support.simulator import SupportSimulator
 
 pytestmark = pytest.mark.integration

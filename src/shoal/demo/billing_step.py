@@ -30,7 +30,8 @@ dead_letter_table: billing.usage_events_dead_letters
 
 def run(ctx: DemoContext) -> dict[str, Any]:
     from shoal.demo.kafka_embedded import stream_use_case
-    from shoal.usecases.billing import BillingSimulator, models, produce_events
+    from shoal.sources.kafka.producer import produce_events
+    from shoal.usecases.billing import BillingSimulator, models
     from shoal.usecases.billing.events import PROTO_PATH
 
     users, days = (300, 2) if ctx.small else (2_000, 3)
@@ -47,7 +48,7 @@ def run(ctx: DemoContext) -> dict[str, Any]:
         models=models(),
     )
     ctx.notes.setdefault("queries", []).append(
-        f'shoal sql -p {ctx.project.dir} '
+        f"shoal sql -p {ctx.project.dir} "
         '"select product, run_rate from billing.run_rate order by run_rate desc"'
     )
     return result

@@ -13,9 +13,9 @@ TOPIC = "support.ticket-events"
 
 def run(ctx: DemoContext) -> dict[str, Any]:
     from shoal.demo.kafka_embedded import stream_use_case
+    from shoal.sources.kafka.producer import produce_events
     from shoal.usecases.support import PIPELINE_TEMPLATE, PROTO_FILE
     from shoal.usecases.support.models import models
-    from shoal.usecases.support.produce import produce_events
     from shoal.usecases.support.simulator import SupportSimulator
 
     days, per_day = (5, 60) if ctx.small else (21, 220)

@@ -3,7 +3,6 @@
 - ``usage_events.proto``: ``shoal.billing.v1.UsageEvent`` (money in int64 micro-units).
 - :class:`BillingSimulator`: seeded customer base -> events in delivery order
   (late events and duplicates included); ``.encoded()`` gives Kafka (key, value).
-- :func:`produce_events`: idempotent confluent-kafka producer with optional pacing.
 - :mod:`.reference`: independent Decimal calculator of every billing output.
 - :func:`models`: the ``billing.*`` incremental SQL models (rules in :mod:`.models`).
 """
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 from shoal.usecases.billing.events import BillingEvent, decode_event, encode_events, message_class
 from shoal.usecases.billing.models import MODEL_SPECS, ModelSpec, models
-from shoal.usecases.billing.produce import ProduceError, produce_events
 from shoal.usecases.billing.simulator import BillingSimulator
 
 __all__ = [
@@ -20,10 +18,8 @@ __all__ = [
     "BillingEvent",
     "BillingSimulator",
     "ModelSpec",
-    "ProduceError",
     "decode_event",
     "encode_events",
     "message_class",
     "models",
-    "produce_events",
 ]

@@ -1,8 +1,13 @@
-"""Write ``(key, value)`` events to a Kafka topic with confluent-kafka (idempotent, lz4, batched)."""
+"""Write ``(key, value)`` events to a Kafka topic with confluent-kafka (idempotent, lz4, batched).
+
+Used by the simulators and tests that feed pipelines; every use case produces through this one
+function so delivery failures are reported the same way everywhere.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -12,8 +17,8 @@ from shoal.errors import ShoalError, Transient
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG: dict[str, str] = {
-    "enable.idempotence": "true",  # no duplicates or reordering from internal retries
+DEFAULT_PRODUCER_CONFIG: dict[str, str] = {
+    "enable.idempotence": "true",  # acks=all, no duplicates or reordering from internal retries
     "compression.type": "lz4",
     "linger.ms": "20",
     "batch.num.messages": "10000",
@@ -31,15 +36,23 @@ def produce_events(
     topic: str,
     events: Iterable[tuple[bytes, bytes]],
     *,
-    client_config: Mapping[str, str] | None = None,
+    client_config: Mapping[str, Any] | None = None,
+    rate_per_s: float | None = None,
 ) -> int:
-    """Produce every ``(key, value)`` of ``events`` to ``topic``, flush, and return the count.
+    """Produce every ``(key, value)`` of ``events`` to ``topic`` in order, flush, return the count.
 
-    ``client_config`` entries override :data:`DEFAULT_CONFIG` (e.g. ``compression.type: none``).
-    Raises :class:`ProduceError` naming the first failure if any event was not acknowledged;
-    production stops at the first failure that is reported while producing.
+    ``client_config`` entries override :data:`DEFAULT_PRODUCER_CONFIG`. ``rate_per_s`` paces
+    sending (freshness benchmarks); ``None`` sends as fast as possible. Raises
+    :class:`ProduceError` naming the first failure if any event was not acknowledged; production
+    stops at the first failure reported while producing.
     """
-    config: dict[str, Any] = {**DEFAULT_CONFIG, **(client_config or {}), "bootstrap.servers": bootstrap}
+    if rate_per_s is not None and rate_per_s <= 0:
+        raise ValueError("rate_per_s must be positive")
+    config: dict[str, Any] = {
+        **DEFAULT_PRODUCER_CONFIG,
+        **(client_config or {}),
+        "bootstrap.servers": bootstrap,
+    }
     failures: list[KafkaError] = []
     client_errors: list[KafkaError] = []
 
@@ -47,14 +60,18 @@ def produce_events(
         if err is not None:
             failures.append(err)
 
-    def on_error(err: KafkaError) -> None:
-        client_errors.append(err)
-
-    config["error_cb"] = on_error
+    config["error_cb"] = client_errors.append
     config["logger"] = log  # librdkafka logs go to logging, not straight to stderr
     producer = Producer(config)
     count = 0
+    started = time.monotonic()
     for key, value in events:
+        if rate_per_s is not None:
+            # wait for this message's slot on the schedule; never burst to catch up beyond it
+            delay = started + count / rate_per_s - time.monotonic()
+            if delay > 0:
+                producer.poll(0)
+                time.sleep(delay)
         while True:
             try:
                 producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
@@ -64,10 +81,9 @@ def produce_events(
         count += 1
         if count % 5000 == 0:
             producer.poll(0)
-            fatal = [e for e in client_errors if e.fatal()]
-            if failures or fatal:
+            if failures or any(e.fatal() for e in client_errors):
                 break
-    timeout_s = int(config.get("message.timeout.ms", DEFAULT_CONFIG["message.timeout.ms"])) / 1000 + 5
+    timeout_s = int(config["message.timeout.ms"]) / 1000 + 5
     remaining = producer.flush(timeout_s)
     if failures or remaining:
         reasons = [failures[0].str()] if failures else []

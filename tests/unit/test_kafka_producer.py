@@ -1,4 +1,4 @@
-"""produce_events against librdkafka's in-process mock cluster (the real Kafka wire protocol)."""
+"""The Kafka producer against librdkafka's in-process mock cluster (the real Kafka wire protocol)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from shoal.usecases.support.produce import ProduceError, produce_events
+from shoal.sources.kafka.producer import ProduceError, produce_events
+from shoal.usecases.billing.simulator import BillingSimulator
 from shoal.usecases.support.simulator import SupportSimulator
 
 
@@ -72,3 +73,20 @@ def test_undeliverable_raises_a_clear_error() -> None:
             client_config={"message.timeout.ms": "1000", "log_level": "0"},
         )
     assert time.monotonic() - start < 15
+
+
+def test_produces_every_event_once_in_key_order(bootstrap: str) -> None:
+    pairs = list(BillingSimulator(1, datetime(2026, 1, 1, tzinfo=UTC), 1, 40).encoded())
+    assert produce_events(bootstrap, "billing.usage", pairs) == len(pairs)
+    got = _consume_all(bootstrap, "billing.usage", len(pairs))
+    assert sorted(got) == sorted(pairs)
+    # per key (= partition) the delivery order is kept
+    for key in {k for k, _ in pairs[:50]}:
+        assert [v for k, v in got if k == key] == [v for k, v in pairs if k == key]
+
+
+def test_rate_limit_paces_sending(bootstrap: str) -> None:
+    pairs = [(b"k", b"v%d" % i) for i in range(200)]
+    t0 = time.monotonic()
+    assert produce_events(bootstrap, "billing.paced", pairs, rate_per_s=1000) == 200
+    assert time.monotonic() - t0 >= 0.19
