@@ -12,9 +12,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from shoal.models import Model
 from shoal.usecases.billing import reference
 from shoal.usecases.billing.events import USAGE, BillingEvent
-from shoal.usecases.billing.models import MODEL_SPECS, ModelSpec
+from shoal.usecases.billing.models import MODEL_SPECS
 from shoal.usecases.billing.simulator import BillingSimulator
 
 PARTITIONS = 3
@@ -53,7 +54,7 @@ def to_arrow(events: Sequence[BillingEvent], topic: str = "billing.usage") -> pa
 
 
 def materialize(
-    con: duckdb.DuckDBPyConnection, events: Sequence[BillingEvent], specs: Sequence[ModelSpec] = MODEL_SPECS
+    con: duckdb.DuckDBPyConnection, events: Sequence[BillingEvent], specs: Sequence[Model] = MODEL_SPECS
 ) -> None:
     """Register events as billing.usage_events and build every model as a table, in order."""
     arrow_tbl = to_arrow(events)
@@ -127,7 +128,7 @@ def test_money_columns_are_decimal(con: duckdb.DuckDBPyConnection) -> None:
     assert types["invoice_total"] == "DECIMAL(18,2)"
 
 
-def _check(con: duckdb.DuckDBPyConnection, spec: ModelSpec, expected: list[dict[str, Any]]) -> None:
+def _check(con: duckdb.DuckDBPyConnection, spec: Model, expected: list[dict[str, Any]]) -> None:
     got = keyed(rows(con, f"SELECT * FROM {spec.name}"), spec.unique_key)
     want = keyed(expected, spec.unique_key)
     assert got.keys() == want.keys()

@@ -7,14 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from shoal import lake as lake_mod
+from shoal import query as query_mod
+from shoal.models import runner as runner_mod
 from shoal.usecases.support import models, reference
 from shoal.usecases.support.simulator import SupportSimulator
-
-lake_mod = pytest.importorskip("shoal.lake")
-runner_mod = pytest.importorskip("shoal.models.runner")
-query_mod = pytest.importorskip("shoal.query")
 
 TICKETS_KEY = ("ticket_id",)
 DAILY_KEY = ("day", "team", "product")

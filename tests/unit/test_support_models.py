@@ -337,10 +337,7 @@ def test_round_half_away_matches_duckdb() -> None:
 
 
 def test_models_declaration() -> None:
-    try:
-        declared = models.models()
-    except ImportError:
-        pytest.skip("shoal.models.Model is not available yet")
+    declared = models.models()
     by_name = {m.name: m for m in declared}
     assert by_name["support.tickets"].incremental_by == ("ticket_id",)
     assert by_name["support.csat_daily"].unique_key == ("day", "team", "product")

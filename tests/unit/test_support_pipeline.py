@@ -10,11 +10,10 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from shoal import decode
+from shoal.ingest import spec as ingest_spec
 from shoal.usecases.support import MESSAGE, PIPELINE_TEMPLATE, PROTO_FILE
 from shoal.usecases.support.simulator import SupportSimulator
-
-ingest_spec = pytest.importorskip("shoal.ingest.spec")
-decode = pytest.importorskip("shoal.decode")
 
 
 def _spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:

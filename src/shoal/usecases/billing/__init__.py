@@ -10,14 +10,13 @@
 from __future__ import annotations
 
 from shoal.usecases.billing.events import BillingEvent, decode_event, encode_events, message_class
-from shoal.usecases.billing.models import MODEL_SPECS, ModelSpec, models
+from shoal.usecases.billing.models import MODEL_SPECS, models
 from shoal.usecases.billing.simulator import BillingSimulator
 
 __all__ = [
     "MODEL_SPECS",
     "BillingEvent",
     "BillingSimulator",
-    "ModelSpec",
     "decode_event",
     "encode_events",
     "message_class",

@@ -40,8 +40,7 @@ rules independently, in Python ``Decimal``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from shoal.models import Model
 
 SOURCE = "billing.usage_events"
 HOURS_PER_YEAR = 24 * 365
@@ -276,23 +275,10 @@ FROM rounded
 """
 
 
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    """The fields of ``shoal.models.Model``, kept here so the SQL is usable without it."""
-
-    name: str
-    sql: str
-    unique_key: tuple[str, ...]
-    incremental_by: tuple[str, ...]  # () = recompute fully on every refresh
-    upstream: tuple[str, ...]
-    description: str
-    partition_by: tuple[str, ...] = ()
-
-
-MODEL_SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        "billing.charges_hourly",
-        CHARGES_HOURLY_SQL,
+MODEL_SPECS: tuple[Model, ...] = (
+    Model(
+        name="billing.charges_hourly",
+        sql=CHARGES_HOURLY_SQL,
         unique_key=("event_id",),
         incremental_by=("billing_month", "resource_id"),
         upstream=(SOURCE,),
@@ -300,51 +286,51 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
         "applied; a late hour restates its whole resource-month.",
         partition_by=("billing_month",),
     ),
-    ModelSpec(
-        "billing.revenue_hourly",
-        REVENUE_HOURLY_SQL,
+    Model(
+        name="billing.revenue_hourly",
+        sql=REVENUE_HOURLY_SQL,
         unique_key=("billing_hour", "product", "plan", "region", "currency"),
         incremental_by=("billing_hour",),
         upstream=(_CHARGES,),
         description="Exact revenue per hour, product, plan, region and currency.",
         partition_by=("billing_date",),
     ),
-    ModelSpec(
-        "billing.revenue_daily",
-        REVENUE_DAILY_SQL,
+    Model(
+        name="billing.revenue_daily",
+        sql=REVENUE_DAILY_SQL,
         unique_key=("billing_date", "product", "plan", "region", "currency"),
         incremental_by=("billing_date",),
         upstream=(_CHARGES,),
         description="Exact revenue per UTC day, product, plan, region and currency.",
     ),
-    ModelSpec(
-        "billing.billable_users",
-        BILLABLE_USERS_SQL,
+    Model(
+        name="billing.billable_users",
+        sql=BILLABLE_USERS_SQL,
         unique_key=("billing_date", "product"),
         incremental_by=("billing_date",),
         upstream=(_CHARGES,),
         description="Users with a nonzero charge per UTC day and product (and users metered at all).",
     ),
-    ModelSpec(
-        "billing.run_rate",
-        RUN_RATE_SQL,
+    Model(
+        name="billing.run_rate",
+        sql=RUN_RATE_SQL,
         unique_key=("product", "currency"),
         incremental_by=(),
         upstream=("billing.revenue_hourly",),
         description="Annual run rate per product: revenue of the latest complete hour × 8760.",
     ),
-    ModelSpec(
-        "billing.storage_run_rate_by_compute_spend",
-        STORAGE_RUN_RATE_SQL,
+    Model(
+        name="billing.storage_run_rate_by_compute_spend",
+        sql=STORAGE_RUN_RATE_SQL,
         unique_key=("compute_spend_bucket",),
         incremental_by=(),
         upstream=(_CHARGES,),
         description="Block-storage (volume) run rate as of the latest complete hour, by the user's "
         "month-to-date compute spend bucket (USD).",
     ),
-    ModelSpec(
-        "billing.invoice_preview",
-        INVOICE_PREVIEW_SQL,
+    Model(
+        name="billing.invoice_preview",
+        sql=INVOICE_PREVIEW_SQL,
         unique_key=("billing_month", "user_id", "resource_id", "plan"),
         incremental_by=("billing_month", "user_id"),
         upstream=(_CHARGES,),
@@ -354,19 +340,6 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
 )
 
 
-def models() -> tuple[Any, ...]:
-    """The billing models as ``shoal.models.Model`` objects (in dependency order)."""
-    from shoal.models import Model
-
-    return tuple(
-        Model(
-            name=s.name,
-            sql=s.sql,
-            unique_key=s.unique_key,
-            incremental_by=s.incremental_by,
-            upstream=s.upstream,
-            description=s.description,
-            partition_by=s.partition_by,
-        )
-        for s in MODEL_SPECS
-    )
+def models() -> tuple[Model, ...]:
+    """The billing models (in dependency order)."""
+    return MODEL_SPECS

@@ -17,10 +17,7 @@ payload_case, agent_replied.public, status_changed.to_status, satisfaction_rated
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from shoal.models import Model
+from shoal.models import Model
 
 TICKET_EVENTS = "support.ticket_events"
 TICKETS = "support.tickets"
@@ -119,9 +116,7 @@ GROUP BY day, team, product
 
 
 def models() -> tuple[Model, ...]:
-    """The support models, built on first use (shoal.models is imported lazily)."""
-    from shoal.models import Model
-
+    """The support models."""
     return (
         Model(
             name=TICKETS,
@@ -148,10 +143,3 @@ def models() -> tuple[Model, ...]:
             partition_by=(),
         ),
     )
-
-
-def __getattr__(name: str) -> Any:
-    # MODELS is computed on access so importing this module never needs shoal.models.
-    if name == "MODELS":
-        return models()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
