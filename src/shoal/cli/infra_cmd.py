@@ -17,6 +17,16 @@ DateOpt = Annotated[
 ]
 
 
+# The fleet's shape, shared by the commands that build one.
+SeedOpt = Annotated[int, typer.Option(help="Seed of the fleet and its faults.")]
+RegionsOpt = Annotated[int, typer.Option(help="Regions (1-4).")]
+DatacentersOpt = Annotated[int, typer.Option(help="Datacenters per region.")]
+PodletsOpt = Annotated[int, typer.Option(help="Podlets per datacenter.")]
+RacksOpt = Annotated[int, typer.Option(help="Racks per podlet.")]
+HostsOpt = Annotated[int, typer.Option(help="Hypervisors per rack.")]
+DisksOpt = Annotated[int, typer.Option(help="Disks per hypervisor.")]
+
+
 def _fleet_config(  # noqa: PLR0917
     seed: int, regions: int, datacenters: int, podlets: int, racks: int, hosts: int, disks: int
 ) -> TopologyConfig:
@@ -44,13 +54,13 @@ def register(app: typer.Typer) -> None:
         project: ProjectOpt = None,
         days: Annotated[int, typer.Option(help="Days of 5-minute history to write.")] = 7,
         start: Annotated[str, typer.Option(help="First UTC day (YYYY-MM-DD).")] = "2026-01-05",
-        seed: Annotated[int, typer.Option(help="Seed of the fleet and its faults.")] = 7,
-        regions: Annotated[int, typer.Option(help="Regions (1-4).")] = 1,
-        datacenters: Annotated[int, typer.Option(help="Datacenters per region.")] = 2,
-        podlets: Annotated[int, typer.Option(help="Podlets per datacenter.")] = 3,
-        racks: Annotated[int, typer.Option(help="Racks per podlet.")] = 6,
-        hosts: Annotated[int, typer.Option(help="Hypervisors per rack.")] = 12,
-        disks: Annotated[int, typer.Option(help="Disks per hypervisor.")] = 2,
+        seed: SeedOpt = 7,
+        regions: RegionsOpt = 1,
+        datacenters: DatacentersOpt = 2,
+        podlets: PodletsOpt = 3,
+        racks: RacksOpt = 6,
+        hosts: HostsOpt = 12,
+        disks: DisksOpt = 2,
         fmt: FormatOpt = OutputFormat.table,
     ) -> None:
         """Write simulated history (metrics.series/samples) and fault labels (infra.fault_labels)."""
@@ -80,13 +90,13 @@ def register(app: typer.Typer) -> None:
         ],
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 0,
-        seed: Annotated[int, typer.Option(help="Seed of the fleet.")] = 7,
-        regions: Annotated[int, typer.Option(help="Regions (1-4).")] = 1,
-        datacenters: Annotated[int, typer.Option(help="Datacenters per region.")] = 2,
-        podlets: Annotated[int, typer.Option(help="Podlets per datacenter.")] = 3,
-        racks: Annotated[int, typer.Option(help="Racks per podlet.")] = 6,
-        hosts: Annotated[int, typer.Option(help="Hypervisors per rack.")] = 12,
-        disks: Annotated[int, typer.Option(help="Disks per hypervisor.")] = 2,
+        seed: SeedOpt = 7,
+        regions: RegionsOpt = 1,
+        datacenters: DatacentersOpt = 2,
+        podlets: PodletsOpt = 3,
+        racks: RacksOpt = 6,
+        hosts: HostsOpt = 12,
+        disks: DisksOpt = 2,
     ) -> None:
         """Serve the fleet's current values as Prometheus targets (/targets/<id>/metrics) until Ctrl-C."""
         from shoal.usecases.infra.exporter import ExporterServer, FleetExporter
