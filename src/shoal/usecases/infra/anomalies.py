@@ -134,8 +134,9 @@ def temporal_anomalies(
         SELECT entity, level, metric, ts, value, baseline, dev, z
         FROM p WHERE abs(z) > {cfg.temporal_z} AND partner_z < {cfg.temporal_z * cfg.partner_ratio}
     """
-    query = _events(flagged, 300_000, cfg.gap_steps, cfg.min_points)
-    return _finish(con.sql(f"SELECT *, 'temporal' AS detector FROM ({query})", params=params))
+    return _run(
+        con, "temporal", flagged, params, step_ms=300_000, gap=cfg.gap_steps, min_points=cfg.min_points
+    )
 
 
 def rack_peer_anomalies(
@@ -163,8 +164,7 @@ def rack_peer_anomalies(
                base AS baseline, rel AS dev, rel / scale AS z
         FROM sc WHERE abs(rel / scale) > {cfg.rack_z}
     """
-    query = _events(flagged, 3_600_000, 1)
-    return _finish(con.sql(f"SELECT *, 'rack_peers' AS detector FROM ({query})", params=params))
+    return _run(con, "rack_peers", flagged, params, step_ms=3_600_000)
 
 
 def phase_anomalies(
@@ -191,8 +191,7 @@ def phase_anomalies(
                base AS baseline, dev, dev / scale AS z
         FROM sc WHERE abs(dev / scale) > {cfg.phase_z}
     """
-    query = _events(flagged, 3_600_000, 1)
-    return _finish(con.sql(f"SELECT *, 'phase_balance' AS detector FROM ({query})", params=params))
+    return _run(con, "phase_balance", flagged, params, step_ms=3_600_000)
 
 
 def disk_peer_anomalies(
@@ -222,12 +221,24 @@ def disk_peer_anomalies(
                base AS baseline, dev, dev / scale AS z
         FROM sc WHERE dev / scale > {cfg.disk_z}
     """
-    query = _events(flagged, 86_400_000, 1)
-    return _finish(con.sql(f"SELECT *, 'disk_peers' AS detector FROM ({query})", params=params))
+    return _run(con, "disk_peers", flagged, params, step_ms=86_400_000)
 
 
-def _finish(rel: Any) -> pa.Table:
-    tbl: pa.Table = rel.to_arrow_table()
+def _run(
+    con: SqlConnection,
+    detector: str,
+    flagged_sql: str,
+    params: Any,
+    *,
+    step_ms: int,
+    gap: int = 1,
+    min_points: int = 1,
+) -> pa.Table:
+    """Group a detector's flagged points into anomaly windows, in the anomalies schema."""
+    query = _events(flagged_sql, step_ms, gap, min_points)
+    tbl: pa.Table = con.sql(
+        f"SELECT *, '{detector}' AS detector FROM ({query})", params=params
+    ).to_arrow_table()
     return tbl.select(ANOMALY_SCHEMA.names).cast(ANOMALY_SCHEMA)
 
 
