@@ -48,19 +48,25 @@ def _run(argv: list[str], log_path: Path) -> None:
         subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False)
 
 
-class MySQLServer:
-    """MariaDB on 127.0.0.1:3306 (root, empty password, database `test`) unless SHOAL_TEST_MYSQL_* say
-    otherwise (HOST, PORT, USER, PASSWORD, DATABASE)."""
+class _DatabaseServer:
+    """Connection settings from SHOAL_TEST_<PREFIX>_{HOST,PORT,USER,PASSWORD,DATABASE}, with defaults."""
+
+    kind = ""
+    env_prefix = ""
+    default_port = 0
+    default_user = ""
 
     def __init__(self) -> None:
-        e = os.environ.get
+        def e(key: str, default: str) -> str:
+            return os.environ.get(f"SHOAL_TEST_{self.env_prefix}_{key}", default)
+
         self.info = DBInfo(
-            kind="mysql",
-            host=e("SHOAL_TEST_MYSQL_HOST", "127.0.0.1"),
-            port=int(e("SHOAL_TEST_MYSQL_PORT", "3306")),
-            user=e("SHOAL_TEST_MYSQL_USER", "root"),
-            password=e("SHOAL_TEST_MYSQL_PASSWORD", ""),
-            database=e("SHOAL_TEST_MYSQL_DATABASE", "test"),
+            kind=self.kind,
+            host=e("HOST", "127.0.0.1"),
+            port=int(e("PORT", str(self.default_port))),
+            user=e("USER", self.default_user),
+            password=e("PASSWORD", ""),
+            database=e("DATABASE", "test"),
         )
 
     host = property(lambda self: self.info.host)
@@ -68,6 +74,16 @@ class MySQLServer:
     user = property(lambda self: self.info.user)
     password = property(lambda self: self.info.password)
     database = property(lambda self: self.info.database)
+
+
+class MySQLServer(_DatabaseServer):
+    """MariaDB on 127.0.0.1:3306 (root, empty password, database `test`) unless SHOAL_TEST_MYSQL_* say
+    otherwise (HOST, PORT, USER, PASSWORD, DATABASE)."""
+
+    kind = "mysql"
+    env_prefix = "MYSQL"
+    default_port = 3306
+    default_user = "root"
 
     def ensure_running(self, log_dir: Path, timeout: float = 60.0) -> None:
         if port_is_open(self.port, self.host):
@@ -112,26 +128,14 @@ class MySQLServer:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
-class PostgresServer:
+class PostgresServer(_DatabaseServer):
     """PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres, database `test`) unless
     SHOAL_TEST_PG_* say otherwise (HOST, PORT, USER, PASSWORD, DATABASE)."""
 
-    def __init__(self) -> None:
-        e = os.environ.get
-        self.info = DBInfo(
-            kind="postgres",
-            host=e("SHOAL_TEST_PG_HOST", "127.0.0.1"),
-            port=int(e("SHOAL_TEST_PG_PORT", "5432")),
-            user=e("SHOAL_TEST_PG_USER", "postgres"),
-            password=e("SHOAL_TEST_PG_PASSWORD", ""),
-            database=e("SHOAL_TEST_PG_DATABASE", "test"),
-        )
-
-    host = property(lambda self: self.info.host)
-    port = property(lambda self: self.info.port)
-    user = property(lambda self: self.info.user)
-    password = property(lambda self: self.info.password)
-    database = property(lambda self: self.info.database)
+    kind = "postgres"
+    env_prefix = "PG"
+    default_port = 5432
+    default_user = "postgres"
 
     def ensure_running(self, log_dir: Path, timeout: float = 60.0) -> None:
         if port_is_open(self.port, self.host):
