@@ -10,14 +10,16 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
 from shoal.config import Project
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Piped output (no terminal) is not wrapped at 80 columns: tables stay one row per line.
 console = Console(width=None if sys.stdout.isatty() else 240)
@@ -102,7 +104,9 @@ def emit_arrow(data: pa.Table, fmt: OutputFormat, max_rows: int | None = None) -
 
 
 def emit(obj: Any, fmt: OutputFormat) -> None:
-    """A mapping or a list of mappings, in the chosen format."""
+    """An Arrow table, a mapping or a list of mappings, in the chosen format."""
+    import pyarrow as pa  # here, not at module level: `shoal --help` should not load Arrow
+
     if isinstance(obj, pa.Table):
         emit_arrow(obj, fmt)
     elif isinstance(obj, Mapping):

@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shoal.cli.common import FormatOpt, OutputFormat, ProjectOpt, emit, err_console, open_project
-from shoal.usecases.infra.topology import TopologyConfig
+
+if TYPE_CHECKING:
+    # The use case pulls in numpy, pyarrow and the simulator: imported when a command runs, so
+    # `shoal --help` and unrelated commands start fast.
+    from shoal.usecases.infra.topology import TopologyConfig
 
 DateOpt = Annotated[
     datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="UTC date or time.")
@@ -30,6 +34,8 @@ DisksOpt = Annotated[int, typer.Option(help="Disks per hypervisor.")]
 def _fleet_config(  # noqa: PLR0917
     seed: int, regions: int, datacenters: int, podlets: int, racks: int, hosts: int, disks: int
 ) -> TopologyConfig:
+    from shoal.usecases.infra.topology import TopologyConfig
+
     return TopologyConfig(
         seed=seed,
         regions=regions,
