@@ -132,6 +132,10 @@ class Lake:
             raise NotFoundError(self.not_found_message(name))
         return Table(name, self.location)
 
+    def find(self, name: str) -> Table | None:
+        """The table called ``name``, or None (one existence check, no close-match search)."""
+        return Table(name, self.location) if self.exists(name) else None
+
     def not_found_message(self, name: str) -> str:
         names = self.table_names()
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)

@@ -120,15 +120,18 @@ class ModelRunner:
     # -- one model -------------------------------------------------------------------------------
     def refresh_one(self, model: Model, *, full: bool = False) -> RefreshResult:
         start = time.perf_counter()
-        self.con.refresh()
-        missing = [u for u in model.upstream if not self.lake.exists(u)]
+        found = {u: self.lake.find(u) for u in model.upstream}
+        missing = [u for u, t in found.items() if t is None]
         if missing:
             raise NotFoundError(
                 f"model {model.name}: upstream table(s) {', '.join(missing)} do not exist yet"
             )
-        upstream = {u: self.lake.table(u) for u in model.upstream}
+        upstream = {u: t for u, t in found.items() if t is not None}
         current = {u: t.version for u, t in upstream.items()}
-        target = self.lake.table(model.name) if self.lake.exists(model.name) else None
+        target = self.lake.find(model.name)
+        needed = {*model.upstream, model.name} if target is not None else set(model.upstream)
+        if not needed <= set(self.con.tables):
+            self.con.refresh()  # mount tables created since the connection opened
 
         needs_full = full or target is None or target.app_version(SQL_APP_ID) != model.sql_hash
         if not needs_full and not model.incremental_by:
@@ -168,6 +171,7 @@ class ModelRunner:
                 owner=model.owner,
                 source=f"model: {', '.join(model.upstream)}",
             )
+            self.con.refresh()  # downstream models read it in this same run
         version = target.overwrite(data, app_transactions=self._txns(model, current))
         return RefreshResult(model.name, "full", rows_written=data.num_rows, version=version)
 
