@@ -255,8 +255,9 @@ class Table:
 
     # -- writing -------------------------------------------------------------------------------
     def _after_write(self) -> int:
-        self._dt = None
-        return self.version
+        # delta-rs advances the DeltaTable it wrote through: no need to reload the log.
+        assert self._dt is not None
+        return int(self._dt.version())
 
     def append(self, data: Data, *, app_transactions: Mapping[str, int] | None = None) -> int:
         """Append rows in one commit; new nullable columns are added to the schema."""
@@ -267,11 +268,10 @@ class Table:
 
         def commit() -> None:
             write_deltalake(
-                self.uri,
+                self.delta(),
                 payload,
                 mode="append",
                 schema_mode="merge",
-                storage_options=self.storage_options or None,
                 commit_properties=_commit_props(app_transactions),
             )
 
@@ -292,12 +292,11 @@ class Table:
 
         def commit() -> None:
             write_deltalake(
-                self.uri,
+                self.delta(),
                 payload,
                 mode="overwrite",
                 predicate=predicate,
                 schema_mode=None if predicate else "merge",
-                storage_options=self.storage_options or None,
                 commit_properties=_commit_props(app_transactions),
             )
 
