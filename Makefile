@@ -25,7 +25,7 @@ fmt: ## ruff format and safe ruff fixes
 	$(BIN)/ruff check --fix
 
 bench: ## run the benchmarks (bench/run_all.sh)
-	@if [ -f bench/run_all.sh ]; then bash bench/run_all.sh; else echo "bench/run_all.sh not present: nothing to run"; fi
+	bash bench/run_all.sh
 
 demo: ## run the end-to-end demo (scripts/demo.sh)
 	bash scripts/demo.sh

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,14 +139,3 @@ def test_invalid_arguments() -> None:
         SupportSimulator(1, START, days=1, tickets_per_day=1, duplicate_rate=1.5)
     with pytest.raises(ConfigError, match="days"):
         SupportSimulator(1, START, days=-1, tickets_per_day=1)
-
-
-def test_generation_rate() -> None:
-    # Target: >= 50k events/s (measured ~88k per CPU-second). CPU time, not wall time, so that
-    # other processes on a shared CI machine do not make this flaky; the floor is loose.
-    sim = SupportSimulator(9, START, days=7, tickets_per_day=600)
-    t0 = time.process_time()
-    n = sum(1 for _ in sim.encoded())
-    rate = n / (time.process_time() - t0)
-    assert n > 30_000
-    assert rate > 30_000, f"{rate:.0f} events per CPU-second"
