@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -12,6 +11,7 @@ from typing import Annotated
 import typer
 
 from shoal import __version__
+from shoal.cli import infra_cmd, ingest_cmd, metrics_cmd
 from shoal.cli.common import (
     FormatOpt,
     OutputFormat,
@@ -254,22 +254,9 @@ def _human(n: int) -> str:
     return f"{size:.1f} TiB"
 
 
-#: feature modules that add their own commands (each exposes register(app))
-PLUGINS = ("ingest_cmd", "metrics_cmd", "infra_cmd", "serve_cmd", "federate_cmd")
-
-
-def _register_plugins() -> None:
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(f"shoal.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"shoal.cli.{name}":
-                continue
-            raise
-        module.register(app)
-
-
-_register_plugins()
+# Stage-specific command groups live beside their stage's CLI module.
+for _module in (ingest_cmd, metrics_cmd, infra_cmd):
+    _module.register(app)
 
 
 def run() -> None:
