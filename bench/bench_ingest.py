@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--broker", choices=["noida", "tansu"], default="tansu")
     ap.add_argument("--max-rows", type=int, default=100_000, help="flush size")
+    ap.add_argument(
+        "--client", action="append", default=[], metavar="K=V", help="extra librdkafka setting for the worker"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-ingest-"))
@@ -145,6 +148,8 @@ def main() -> None:
         argv += ["--drain-idle-s", "1", "--log-level", "WARNING"]
         for k, v in overrides.items():
             argv += ["--client", f"{k}={v}"]
+        for kv in args.client:
+            argv += ["--client", kv]
         ingest = run_child(argv, broker.pid)
         stats = ingest["result"]
         table = project.lake.table("support.ticket_events")
