@@ -157,7 +157,10 @@ class Lake:
         return [Table(n, self.location) for n in self.table_names()]
 
     def describe(self, name: str) -> TableInfo:
-        table = self.table(name)
+        return self._describe(self.table(name))
+
+    def _describe(self, table: Table) -> TableInfo:
+        name = table.name
         dt = table.delta()
         meta = dt.metadata()
         side = self.location.read_json(f"{table.namespace}/{table.table_name}/{SIDECAR}") or {}
@@ -181,4 +184,5 @@ class Lake:
         )
 
     def list_tables(self) -> list[TableInfo]:
-        return [self.describe(n) for n in self.table_names()]
+        # table_names() already checked each one exists: no second check per table
+        return [self._describe(Table(n, self.location)) for n in self.table_names()]
