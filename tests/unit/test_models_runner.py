@@ -70,3 +70,56 @@ def test_cycle_is_a_config_error() -> None:
     b = Model(name="x.b", sql="select 1 k", unique_key="k", upstream="x.a")
     with pytest.raises(ConfigError, match="cycle"):
         order_models([a, b])
+
+
+def test_watch_refreshes_when_a_source_moves(tmp_path: Path) -> None:
+    import threading
+
+    lake = Lake(str(tmp_path / "lake"))
+    stop = threading.Event()
+    cycles: list[list[str]] = []
+    seen_after_cycle: list[list[tuple[object, ...]]] = []
+    with ModelRunner(lake, [DAILY, TICKETS]) as runner:
+        assert runner.sources == ["s.events"]
+
+        def on_cycle(results: list) -> None:  # type: ignore[type-arg]
+            cycles.append([r.mode for r in results])
+            seen_after_cycle.append(_snapshot(runner, "s.daily"))
+
+        worker = threading.Thread(
+            target=runner.watch, kwargs={"interval_s": 0.02, "should_stop": stop.is_set, "on_cycle": on_cycle}
+        )
+        worker.start()
+        try:
+            # the source does not exist yet: the watcher waits instead of failing
+            ev = lake.create_table("s.events", EVENTS)
+            ev.append(pa.table({"ticket": [1], "day": ["d1"], "x": [1]}, schema=EVENTS))
+            _wait(lambda: len(cycles) >= 1)
+            ev.append(pa.table({"ticket": [2], "day": ["d1"], "x": [4]}, schema=EVENTS))
+            _wait(lambda: bool(seen_after_cycle) and seen_after_cycle[-1] == [("d1", 5, 2)])
+        finally:
+            stop.set()
+            worker.join(10)
+    assert not worker.is_alive()
+    assert cycles[0] == ["full", "full"]
+    assert ["incremental", "incremental"] in cycles[1:]
+    n = len(cycles)
+    # no source change, no cycle: an idle watcher does not rewrite the models
+    with ModelRunner(lake, [DAILY, TICKETS]) as runner:
+        stop2 = threading.Event()
+        timer = threading.Timer(0.3, stop2.set)
+        timer.start()
+        extra: list[object] = []
+        runner.watch(interval_s=0.02, should_stop=stop2.is_set, on_cycle=extra.append)
+    assert len(cycles) == n
+    assert len(extra) == 1  # one first look, every model unchanged
+    assert [r.mode for r in extra[0]] == ["unchanged", "unchanged"]  # type: ignore[attr-defined]
+
+
+def _wait(cond: object, timeout_s: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)

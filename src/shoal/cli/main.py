@@ -22,7 +22,9 @@ from shoal.cli.common import (
     emit_rows,
     err_console,
     open_project,
+    to_jsonable,
 )
+from shoal.config import Project
 from shoal.errors import ShoalError
 
 app = typer.Typer(
@@ -210,16 +212,32 @@ def history(
 
 
 @app.command()
-def refresh(
+def refresh(  # noqa: PLR0917 (typer options)
     model: Annotated[list[str] | None, typer.Argument(help="Models to refresh (default: all).")] = None,
     project: ProjectOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Recompute from scratch.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Keep refreshing whenever a source table changes, until SIGTERM/SIGINT."
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.01, help="With --watch: seconds between source checks.")
+    ] = 1.0,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Bring models up to date, recomputing only what new data touched."""
+    """Bring models up to date, recomputing only what new data touched.
+
+    With --watch it keeps them fresh as ingestion commits: one line per refresh cycle (one JSON
+    object per line with --format json).
+    """
     from shoal.models import ModelRunner
 
     proj = open_project(project)
+    if watch:
+        _watch(proj, model, full=full, interval_s=interval, fmt=fmt)
+        return
     with ModelRunner(proj.lake, proj.models) as runner, err_console.status("refreshing") as status:
         results = runner.refresh(model, full=full, progress=lambda n: status.update(f"refreshing {n}"))
     emit_rows(
@@ -227,6 +245,46 @@ def refresh(
         fmt,
         columns=["model", "mode", "touched", "rows_written", "rows_deleted", "version", "seconds"],
     )
+
+
+def _watch(
+    proj: Project, names: list[str] | None, *, full: bool, interval_s: float, fmt: OutputFormat
+) -> None:
+    import json
+    import signal
+    import time
+
+    from shoal.models import ModelRunner, RefreshResult
+
+    stop = {"now": False}
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop["now"] = True  # finish the model being refreshed (each one commits atomically), then exit
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def report(results: list[RefreshResult]) -> None:
+        changed = [r for r in results if r.mode != "unchanged"]
+        if fmt is OutputFormat.json:
+            line = {"at": time.time(), "models": [r.as_dict() for r in results]}
+            sys.stdout.write(json.dumps(to_jsonable(line)) + "\n")
+            sys.stdout.flush()
+        elif changed:
+            parts = ", ".join(f"{r.model} {r.mode} +{r.rows_written}/-{r.rows_deleted}" for r in changed)
+            took = sum(r.seconds for r in results)
+            err_console.print(f"{time.strftime('%H:%M:%S')} {parts} ({took:.2f} s)")
+
+    try:
+        with ModelRunner(proj.lake, proj.models) as runner:
+            if full:
+                report(runner.refresh(names, full=True))
+            if fmt is not OutputFormat.json:
+                sources = ", ".join(runner.sources) or "no source tables"
+                err_console.print(f"watching {sources} (Ctrl-C stops)")
+            runner.watch(interval_s=interval_s, should_stop=lambda: stop["now"], on_cycle=report, names=names)
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
 
 
 @app.command()

@@ -78,6 +78,16 @@ class ModelRunner:
         self.lake = lake
         self.models = order_models(models)
         self._con = con
+        # Table handles are kept so each refresh reads only the new log entries, not the whole log.
+        self._tables: dict[str, Table] = {}
+
+    def _find(self, name: str) -> Table | None:
+        table = self._tables.get(name)
+        if table is None:
+            table = self.lake.find(name)
+            if table is not None:
+                self._tables[name] = table
+        return table
 
     @property
     def con(self) -> Connection:
@@ -117,10 +127,49 @@ class ModelRunner:
             results.append(self.refresh_one(model, full=full))
         return results
 
+    @property
+    def sources(self) -> list[str]:
+        """Tables the models read that no model of this runner writes (e.g. ingested tables)."""
+        names = {m.name for m in self.models}
+        return sorted({u for m in self.models for u in m.upstream} - names)
+
+    def source_versions(self) -> dict[str, int | None]:
+        return {name: (t.version if (t := self._find(name)) is not None else None) for name in self.sources}
+
+    def watch(
+        self,
+        *,
+        interval_s: float = 1.0,
+        should_stop: Callable[[], bool],
+        on_cycle: Callable[[list[RefreshResult]], None] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> int:
+        """Keep models fresh: refresh whenever a source table got a new version, until
+        ``should_stop()``. Polls the sources' Delta logs every ``interval_s`` (an incremental read of
+        new log entries); returns the number of refresh cycles run."""
+        seen: dict[str, int | None] = {}
+        cycles = 0
+        while not should_stop():
+            current = self.source_versions()
+            if current != seen:
+                if any(v is None for v in current.values()):
+                    seen = current  # a source does not exist yet: wait for it, quietly
+                else:
+                    results = self.refresh(names)
+                    seen = current
+                    cycles += 1
+                    if on_cycle is not None:
+                        on_cycle(results)
+                    continue  # sources may have moved while refreshing: look again at once
+            deadline = time.monotonic() + interval_s
+            while not should_stop() and time.monotonic() < deadline:
+                time.sleep(min(0.05, interval_s))
+        return cycles
+
     # -- one model -------------------------------------------------------------------------------
     def refresh_one(self, model: Model, *, full: bool = False) -> RefreshResult:
         start = time.perf_counter()
-        found = {u: self.lake.find(u) for u in model.upstream}
+        found = {u: self._find(u) for u in model.upstream}
         missing = [u for u, t in found.items() if t is None]
         if missing:
             raise NotFoundError(
@@ -128,7 +177,7 @@ class ModelRunner:
             )
         upstream = {u: t for u, t in found.items() if t is not None}
         current = {u: t.version for u, t in upstream.items()}
-        target = self.lake.find(model.name)
+        target = self._find(model.name)
         needed = {*model.upstream, model.name} if target is not None else set(model.upstream)
         if not needed <= set(self.con.tables):
             self.con.refresh()  # mount tables created since the connection opened
@@ -171,6 +220,7 @@ class ModelRunner:
                 owner=model.owner,
                 source=f"model: {', '.join(model.upstream)}",
             )
+            self._tables[model.name] = target
             self.con.refresh()  # downstream models read it in this same run
         version = target.overwrite(data, app_transactions=self._txns(model, current))
         return RefreshResult(model.name, "full", rows_written=data.num_rows, version=version)
