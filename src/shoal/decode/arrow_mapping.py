@@ -293,25 +293,30 @@ class MessageNode(Node):
         return pa.StructArray.from_arrays(children, fields=self.fields)
 
     def build_sparse(
-        self, subs: list[Any], present: list[int], n: int, rows: Rows, ctx: BuildContext
+        self, subs: list[Any], present: list[int] | np.ndarray, n: int, rows: Rows, ctx: BuildContext
     ) -> pa.Array:
         """Struct column of length ``n`` whose rows ``present`` hold ``subs`` and the rest are null.
 
         Children are built over the present messages only, then spread out with one ``take`` (null
         indices give null rows) — much cheaper than reading fields of n placeholder messages.
         """
-        if not present:
+        if not len(present):
             return pa.nulls(n, type=self.arrow_type)
         where = np.asarray(present, dtype=np.int64)
         sub_rows = where if rows is None else rows[where]
         compact = pa.StructArray.from_arrays(self.columns(subs, sub_rows, ctx), fields=self.fields)
         if len(present) == n:
             return compact
-        idx = np.zeros(n, dtype=np.int64)
-        idx[where] = np.arange(len(present))
-        null = np.ones(n, dtype=bool)
-        null[where] = False
-        return compact.take(pa.array(idx, mask=null))
+        return _spread(compact, where, n)
+
+
+def _spread(compact: pa.Array, where: np.ndarray, n: int) -> pa.Array:
+    """Array of length ``n`` holding ``compact``'s values at rows ``where`` (ascending), null elsewhere."""
+    idx = np.zeros(n, dtype=np.int64)
+    idx[where] = np.arange(len(where))
+    null = np.ones(n, dtype=bool)
+    null[where] = False
+    return compact.take(pa.array(idx, mask=null))
 
 
 # --------------------------------------------------------------------------------------- field plans
@@ -394,29 +399,39 @@ class MapPlan(FieldPlan):
 
 
 class OneofPlan(FieldPlan):
-    """Each member → its own column (null unless it is the set member) + ``<oneof>_case``."""
+    """Each member → its own column (null unless it is the set member) + ``<oneof>_case``.
+
+    ``WhichOneof`` runs once per row; rows are then grouped by case so each member's values are read
+    from only the rows that hold it and spread out with one ``take`` (the rest null).
+    """
 
     def __init__(self, name: str, members: list[tuple[FieldDescriptor, Node]]) -> None:
         self.which = methodcaller("WhichOneof", name)
         self.members = [(f.name, attrgetter(f.name), node) for f, node in members]
+        self.codes: dict[str | None, int] = {None: 0}
+        self.codes.update({f.name: k for k, (f, _) in enumerate(members, start=1)})
         self.fields = [pa.field(f.name, node.arrow_type) for f, node in members]
         self.fields.append(pa.field(f"{name}_case", pa.string()))
 
     def build(self, msgs: list[Any], rows: Rows, ctx: BuildContext) -> list[pa.Array]:
-        cases = list(map(self.which, msgs))
-        arrays: list[pa.Array] = []
         n = len(msgs)
-        for name, get, node in self.members:
+        cases = list(map(self.which, msgs))
+        codes = np.fromiter(map(self.codes.__getitem__, cases), dtype=np.int16, count=n)
+        order = np.argsort(codes, kind="stable")  # rows grouped by case, ascending within a case
+        bounds = np.searchsorted(codes[order], np.arange(len(self.codes) + 1))
+        arrays: list[pa.Array] = []
+        for k, (_, get, node) in enumerate(self.members, start=1):
+            where = order[bounds[k] : bounds[k + 1]]
+            if not len(where):
+                arrays.append(pa.nulls(n, type=node.arrow_type))
+                continue
+            subs = list(map(get, map(msgs.__getitem__, where.tolist())))
             if isinstance(node, MessageNode):
-                present = [i for i, c in enumerate(cases) if c == name]
-                subs = [get(msgs[i]) for i in present]
-                arrays.append(node.build_sparse(subs, present, n, rows, ctx))
-            elif node.is_message:
-                mask = [c != name for c in cases]
-                arrays.append(node.build(list(map(get, msgs)), mask, rows, ctx))
-            else:
-                values = [get(m) if c == name else None for m, c in zip(msgs, cases, strict=True)]
-                arrays.append(node.build(values, None, rows, ctx))
+                arrays.append(node.build_sparse(subs, where, n, rows, ctx))
+                continue
+            sub_rows = where if rows is None else rows[where]
+            compact = node.build(subs, None, sub_rows, ctx)
+            arrays.append(compact if len(where) == n else _spread(compact, where, n))
         arrays.append(pa.array(cases, type=pa.string()))
         return arrays
 
