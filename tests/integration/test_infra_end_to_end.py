@@ -4,6 +4,7 @@ and the exporter's targets read back with prometheus_client's parser."""
 from __future__ import annotations
 
 import json
+import socket
 from datetime import date
 from pathlib import Path
 
@@ -127,3 +128,22 @@ def test_cli_simulate_detect_evaluate(tmp_path: Path) -> None:
     ev = runner.invoke(app, ["infra", "evaluate", "-p", p, "--format", "json"])
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.output)["f1"] >= 0.9  # measured 0.9565 for this fleet
+
+
+def test_exporter_accepts_a_scrapers_concurrent_connections() -> None:
+    # A scraper opens `concurrency` (default 64) connections at once. While the server is not
+    # accepting, the kernel must still complete them all: with the stdlib backlog of 5 it drops the
+    # SYNs beyond it and every dropped connection waits for a 1 s+ retransmit.
+    fleet = Fleet.build(CFG, start=date(2026, 1, 5), days=1, seed=202)
+    server = ExporterServer(FleetExporter(fleet.simulator))  # not started: nothing accepts
+    host, port = server.httpd.server_address[:2]
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(100):
+            s = socket.create_connection((str(host), int(port)), timeout=5)
+            socks.append(s)
+        assert len(socks) == 100
+    finally:
+        for s in socks:
+            s.close()
+        server.httpd.server_close()
