@@ -333,6 +333,7 @@ class FieldPlan(ABC):
 
 class SingularPlan(FieldPlan):
     def __init__(self, field: FieldDescriptor, node: Node) -> None:
+        self.field = field
         self.name = field.name
         self.node = node
         self.get = attrgetter(field.name)
@@ -370,6 +371,7 @@ def _flatten(containers: list[Any], rows: Rows) -> tuple[pa.Array, np.ndarray]:
 
 class RepeatedPlan(FieldPlan):
     def __init__(self, field: FieldDescriptor, node: Node) -> None:
+        self.field = field
         self.node = node
         self.get = attrgetter(field.name)
         self.fields = [pa.field(field.name, pa.list_(node.arrow_type))]
@@ -407,6 +409,7 @@ class OneofPlan(FieldPlan):
 
     def __init__(self, name: str, members: list[tuple[FieldDescriptor, Node]]) -> None:
         self.which = methodcaller("WhichOneof", name)
+        self.member_fields = [f for f, _ in members]
         self.members = [(f.name, attrgetter(f.name), node) for f, node in members]
         self.codes: dict[str | None, int] = {None: 0}
         self.codes.update({f.name: k for k, (f, _) in enumerate(members, start=1)})

@@ -18,6 +18,7 @@ from shoal.decode import wire
 from shoal.decode.arrow_mapping import BuildContext, delta_compatible, has_required_fields, root_node
 from shoal.decode.result import DecodeFailure, Decoder, DecodeResult, gc_paused, one_line
 from shoal.decode.wire import WireMode
+from shoal.decode.wire_columns import plan_wire_columns
 
 
 class ProtobufDecoder(Decoder):
@@ -38,6 +39,7 @@ class ProtobufDecoder(Decoder):
         enums_as_numbers: bool = False,
         strict_unknown_fields: bool = False,
         delta_compatible_types: bool = False,
+        wire_columns: bool = True,
     ) -> None:
         self.descriptor = desc
         self.message_class: type[Message] = message_factory.GetMessageClass(desc)
@@ -51,6 +53,10 @@ class ProtobufDecoder(Decoder):
         self._wire: WireMode = confluent_wire
         self._strict = strict_unknown_fields
         self._check_required = has_required_fields(desc)
+        # Vectorised wire-bytes path; None when the schema has shapes only the message path handles.
+        self._wire_columns = (
+            None if self._check_required or not wire_columns else plan_wire_columns(self._root)
+        )
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -63,6 +69,43 @@ class ProtobufDecoder(Decoder):
     def _decode(self, values: Sequence[bytes | None]) -> DecodeResult:
         failures: list[DecodeFailure] = []
         payloads, positions = self._unframe(values, failures)
+        if self._wire_columns is not None and payloads:
+            batch, positions, unknown_rows = self._decode_wire(payloads, positions, failures)
+        else:
+            batch, positions, unknown_rows = self._decode_messages(payloads, positions, failures)
+        if self._cast:
+            batch = batch.cast(self._schema)
+        failures.sort(key=lambda f: f.index)
+        return DecodeResult(batch, positions, failures, unknown_rows)
+
+    def _decode_wire(
+        self, payloads: list[bytes], positions: list[int], failures: list[DecodeFailure]
+    ) -> tuple[pa.RecordBatch, list[int], int]:
+        """Columns straight from the wire bytes; records that path leaves alone go through upb."""
+        assert self._wire_columns is not None
+        columns, flagged = self._wire_columns.columns(payloads)
+        if columns is not None:
+            return pa.RecordBatch.from_arrays(columns, schema=self._built_schema), positions, 0
+        good = np.flatnonzero(~flagged).tolist()
+        rest = np.flatnonzero(flagged).tolist()
+        columns, _ = self._wire_columns.columns([payloads[i] for i in good]) if good else ([], None)
+        if columns is None:  # not expected: flagging does not depend on the other records
+            return self._decode_messages(payloads, positions, failures)
+        slow, slow_positions, unknown_rows = self._decode_messages(
+            [payloads[i] for i in rest], [positions[i] for i in rest], failures
+        )
+        if not good:
+            return slow, slow_positions, unknown_rows
+        fast = pa.RecordBatch.from_arrays(columns, schema=self._built_schema)
+        merged = [positions[i] for i in good] + slow_positions
+        order = np.argsort(np.asarray(merged, dtype=np.int64), kind="stable")
+        batch = pa.concat_batches([fast, slow]).take(pa.array(order))
+        return batch, [merged[i] for i in order.tolist()], unknown_rows
+
+    def _decode_messages(
+        self, payloads: list[bytes], positions: list[int], failures: list[DecodeFailure]
+    ) -> tuple[pa.RecordBatch, list[int], int]:
+        """Parse each record with upb and build the columns from the message objects."""
         msgs, positions = self._parse_all(payloads, positions, failures)
         if self._check_required:
             msgs, positions = self._required(msgs, positions, failures)
@@ -70,8 +113,6 @@ class ProtobufDecoder(Decoder):
         ctx = BuildContext()
         columns = self._root.columns(msgs, None, ctx)
         batch = pa.RecordBatch.from_arrays(columns, schema=self._built_schema)
-        if self._cast:
-            batch = batch.cast(self._schema)
 
         unknown_rows = 0
         if ctx.unknown:
@@ -96,8 +137,7 @@ class ProtobufDecoder(Decoder):
                 failures.append(DecodeFailure(positions[row], error_class, one_line(message)))
             batch = batch.filter(pa.array(keep))
             positions = [p for p, k in zip(positions, keep.tolist(), strict=True) if k]
-        failures.sort(key=lambda f: f.index)
-        return DecodeResult(batch, positions, failures, unknown_rows)
+        return batch, positions, unknown_rows
 
     def _unframe(
         self, values: Sequence[bytes | None], failures: list[DecodeFailure]
