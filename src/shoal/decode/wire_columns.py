@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from google.protobuf.descriptor import FieldDescriptor
+from numpy.lib.stride_tricks import as_strided
 
 from shoal.decode.arrow_mapping import (
     DurationNode,
@@ -77,12 +78,16 @@ class Unsupported(Exception):
 class _Batch:
     """The batch buffer and the per-record verdict shared by every column builder."""
 
-    __slots__ = ("bad", "buf", "data")
+    __slots__ = ("bad", "buf", "data", "w16", "w64")
 
     def __init__(self, payloads: list[bytes]) -> None:
         joined = b"".join(payloads) + bytes(_PAD)
         self.buf = pa.py_buffer(joined)
         self.data = np.frombuffer(joined, dtype=np.uint8)
+        # w16[p] / w64[p]: the 2 / 8 bytes at p as one little-endian integer (one gather per read)
+        n = len(self.data)
+        self.w16 = as_strided(self.data, shape=(n - 1, 2), strides=(1, 1)).view("<u2")[:, 0]
+        self.w64 = as_strided(self.data, shape=(n - 7, 8), strides=(1, 1)).view("<u8")[:, 0]
         self.bad = np.zeros(len(payloads), dtype=bool)
 
     def flag(self, rows: np.ndarray) -> None:
@@ -91,56 +96,82 @@ class _Batch:
 
 # --------------------------------------------------------------------------------------- tokenising
 
+_HI = _U64(0x8080808080808080)
+_LO7 = _U64(0x7F7F7F7F7F7F7F7F)
+# (keep, shift, mask of the shifted part): squeeze the 7-bit groups of 8 bytes together, pairwise
+_SQUEEZE = [
+    (_U64(0x007F007F007F007F), _U64(1), _U64(0x3F803F803F803F80)),
+    (_U64(0x00003FFF00003FFF), _U64(2), _U64(0x0FFFC0000FFFC000)),
+    (_U64(0x000000000FFFFFFF), _U64(4), _U64(0x00FFFFFFF0000000)),
+]
 
-def _varint(data: np.ndarray, p: np.ndarray, max_len: int = 10) -> tuple[np.ndarray, np.ndarray]:
+
+def _varint(batch: _Batch, p: np.ndarray, max_len: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Varints starting at positions ``p``: (values as uint64, lengths; 0 where malformed)."""
-    b = data[p]
-    val = (b & 0x7F).astype(_U64)
+    b = batch.data[p]
+    val = b.astype(_U64)
     length = np.ones(len(p), dtype=np.int64)
-    cur = np.flatnonzero(b & 0x80)
-    i = 1
-    while cur.size:
-        if i == max_len:
-            length[cur] = 0  # too long
-            break
-        b = data[p[cur] + i]
-        if i == 9:
-            length[cur[b > 1]] = 0  # bits beyond 64: leave such oddities to upb
-        val[cur] |= (b & 0x7F).astype(_U64) << _U64(7 * i)
-        length[cur] += 1
-        cur = cur[(b & 0x80) != 0]
-        i += 1
+    multi = np.flatnonzero(b >= 0x80)
+    if not multi.size:
+        return val, length
+    w = batch.w64[p[multi]]
+    stop = ~w & _HI  # high bits of the bytes that end a varint
+    low = stop & (~stop + _U64(1))  # the first of them (0: none in these 8 bytes)
+    keep = (low << _U64(1)) - _U64(1)  # bits of the bytes up to and including it
+    x = w & keep & _LO7
+    for lo, shift, hi in _SQUEEZE:
+        x = (x & lo) | ((x >> shift) & hi)
+    val[multi] = x
+    lens = (np.bitwise_count(keep) >> 3).astype(np.int64)
+    long = np.flatnonzero(low == 0)
+    if long.size:  # 9 or 10 bytes (negative int64s): the last one or two bytes
+        lp = p[multi[long]]
+        b8 = batch.data[lp + 8].astype(_U64)
+        b9 = batch.data[lp + 9].astype(_U64)
+        ten = (b8 & _U64(0x80)) != 0
+        x = x[long] | ((b8 & _U64(0x7F)) << _U64(56)) | np.where(ten, b9 << _U64(63), _U64(0))
+        val[multi[long]] = x
+        # a 10th byte above 1 (bits beyond 64) or continuing: leave such oddities to upb
+        lens[long] = np.where(ten, np.where(b9 > 1, 0, 10), 9)
+    lens[lens > max_len] = 0
+    length[multi] = lens
     return val, length
 
 
 @dataclass(slots=True)
 class _Tokens:
     """One field's occurrences in a set of message instances, in scan order: the instance, the varint
-    value (VARINT) or byte offset of the value (other wire types), the length (LEN), the wire type."""
+    value (VARINT) or byte offset of the value (other wire types), and the length (LEN)."""
 
     inst: np.ndarray
     val: np.ndarray
     ln: np.ndarray
-    wt: np.ndarray
 
 
-_EMPTY_TOKENS = _Tokens(np.zeros(0, np.int64), np.zeros(0, _U64), np.zeros(0, np.int64), np.zeros(0, np.int8))
+_EMPTY_TOKENS = _Tokens(np.zeros(0, np.int64), np.zeros(0, _U64), np.zeros(0, np.int64))
 
 
 class _Layout:
-    """Which field numbers a message type has: slot per field number and the wire types each accepts."""
+    """A message type's field numbers as a lookup table over the first two bytes of a tag: the slot
+    of the field (``nslots`` when the number is unknown, the wire type is not one the slot accepts or
+    the tag is longer than two bytes), the wire type and the tag's length."""
 
-    __slots__ = ("max_fn", "nslots", "ok_wt", "slot_table")
+    __slots__ = ("nslots", "tag_len", "tag_slot", "wire")
 
-    def __init__(self, slot_of: dict[int, int], accepts: list[frozenset[int]]) -> None:
+    def __init__(self, slot_of: dict[int, int], accepts: list[int]) -> None:
         self.nslots = len(accepts)
-        self.max_fn = max(slot_of, default=0)
-        self.slot_table = np.full(self.max_fn + 2, self.nslots, dtype=np.int16)  # nslots: unknown
-        for number, s in slot_of.items():
-            self.slot_table[number] = s
-        self.ok_wt = np.zeros((self.nslots + 1, 8), dtype=bool)
-        for s, wts in enumerate(accepts):
-            self.ok_wt[s, list(wts)] = True
+        if max(slot_of, default=0) >= 2048:
+            raise Unsupported("field numbers above 2047 (tags longer than two bytes)")
+        self.wire = accepts
+        u = np.arange(65_536, dtype=np.int64)
+        b0, b1 = u & 0xFF, u >> 8
+        one = b0 < 0x80
+        tag = np.where(one, b0, (b0 & 0x7F) | (b1 << 7))
+        self.tag_len = np.where(one, 1, 2).astype(np.int64)
+        number, wt = tag >> 3, tag & 7
+        self.tag_slot = np.full(65_536, self.nslots, dtype=np.int16)
+        for fn, s in slot_of.items():
+            self.tag_slot[(number == fn) & (wt == accepts[s]) & (one | (b1 < 0x80))] = s
 
 
 def _scan(
@@ -149,57 +180,54 @@ def _scan(
     """Tokenise message instances ``[start[i], end[i])`` (top-level record ``rows[i]``). A field
     number goes to its slot if its wire type is one the slot accepts; any other token flags the
     record. Returns the tokens of each slot."""
-    data = batch.data
-    nslots, max_fn, slot_table, ok_wt = layout.nslots, layout.max_fn, layout.slot_table, layout.ok_wt
-    chunks: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(nslots)]
-    pos = start.astype(np.int64)
-    live = np.flatnonzero(pos < end)
+    nslots, tag_slot, tag_len, wires = layout.nslots, layout.tag_slot, layout.tag_len, layout.wire
+    bounds_of = np.arange(nslots + 1)
+    chunks: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(nslots)]
+    live = np.flatnonzero(start < end)  # instances still being read, their position and end
+    p_live = start[live].astype(np.int64)
+    e_live = end[live]
     while live.size:
-        p = pos[live]
-        e = end[live]
-        tag, tlen = _varint(data, p, max_len=5)
-        fn = tag >> _U64(3)
-        wt = (tag & _U64(7)).astype(np.int8)
-        slot = slot_table[np.minimum(fn, _U64(max_fn + 1)).astype(np.int64)]
-        good = (tlen > 0) & ok_wt[slot, wt]
-        p = p + tlen
-        val = np.zeros(len(p), dtype=_U64)
-        ln = np.zeros(len(p), dtype=np.int64)
+        u = batch.w16[p_live]
+        slot = tag_slot[u]
+        p = p_live + tag_len[u]
+        good = slot < nslots
         nxt = p.copy()
-        i = np.flatnonzero(good & (wt == _VARINT))
-        if i.size:
-            v, vlen = _varint(data, p[i])
-            val[i] = v
-            nxt[i] = p[i] + vlen
-            good[i[vlen == 0]] = False
-        i = np.flatnonzero(good & (wt == _LEN))
-        if i.size:
-            v, vlen = _varint(data, p[i], max_len=5)
-            body = p[i] + vlen
-            size = np.minimum(v, _U64(2**31 - 1)).astype(np.int64)
-            val[i] = body.astype(_U64)
-            ln[i] = size
-            nxt[i] = body + size
-            good[i[(vlen == 0) | (v >= _U64(2**31 - 1))]] = False
-        for wire, width in ((_I32, 4), (_I64, 8)):
-            i = np.flatnonzero(good & (wt == wire))
-            if i.size:
-                val[i] = p[i].astype(_U64)
-                nxt[i] = p[i] + width
-        good &= nxt <= e
+        sel = np.flatnonzero(good)
+        s_sel = slot[sel]
+        order = np.argsort(s_sel, kind="stable")
+        bounds = np.searchsorted(s_sel[order], bounds_of).tolist()
+        for s in range(nslots):
+            if bounds[s] == bounds[s + 1]:
+                continue
+            i = sel[order[bounds[s] : bounds[s + 1]]]
+            at = p[i]
+            wire = wires[s]
+            if wire == _VARINT:
+                val, vlen = _varint(batch, at)
+                ln = vlen  # unused for varints; any array of the right length will do
+                ok = vlen > 0
+                nxt[i] = after = at + vlen
+            elif wire == _LEN:
+                size, vlen = _varint(batch, at, max_len=5)
+                ok = (vlen > 0) & (size < _U64(2**31 - 1))
+                body = at + vlen
+                ln = np.where(ok, size, 0).astype(np.int64)
+                val = body.astype(_U64)
+                nxt[i] = after = body + ln
+            else:
+                val = at.astype(_U64)
+                ln = at
+                nxt[i] = after = at + (4 if wire == _I32 else 8)
+                ok = np.ones(len(i), dtype=bool)
+            ok &= after <= e_live[i]
+            if not ok.all():
+                good[i[~ok]] = False
+                i, val, ln = i[ok], val[ok], ln[ok]
+            chunks[s].append((live[i], val, ln))
         if not good.all():
             batch.flag(rows[live[~good]])
-        sel = np.flatnonzero(good)
-        if sel.size:
-            s_sel = slot[sel]
-            order = np.argsort(s_sel, kind="stable")
-            bounds = np.searchsorted(s_sel[order], np.arange(nslots + 1))
-            for s in range(nslots):
-                if bounds[s] < bounds[s + 1]:
-                    t = sel[order[bounds[s] : bounds[s + 1]]]
-                    chunks[s].append((live[t], val[t], ln[t], wt[t]))
-        pos[live] = nxt
-        live = live[good & (nxt < e)]
+        more = np.flatnonzero(good & (nxt < e_live))
+        live, p_live, e_live = live[more], nxt[more], e_live[more]
     out: list[_Tokens] = []
     for parts in chunks:
         if not parts:
@@ -305,11 +333,11 @@ class _Leaf:
             if not node.as_number:
                 self.names = {v.number: v.name for v in field.enum_type.values}
         if field.type in _VARINT_TYPES:
-            self.wire = frozenset({_VARINT})
+            self.wire = _VARINT
         elif field.type in _FIXED:
-            self.wire = frozenset({_FIXED[field.type][0]})
+            self.wire = _FIXED[field.type][0]
         elif field.type in (_FD.TYPE_STRING, _FD.TYPE_BYTES):
-            self.wire = frozenset({_LEN})
+            self.wire = _LEN
         else:
             raise Unsupported(f"field type {field.type}")
 
@@ -364,11 +392,11 @@ class _Message:
             raise Unsupported("nesting too deep")
         self.fields = node.fields
         self.slot_of: dict[int, int] = {}
-        self.accepts: list[frozenset[int]] = []
+        self.accepts: list[int] = []
         self.plans: list[_Plan] = [self._plan(p, depth) for p in node.plans]
         self.layout = _Layout(self.slot_of, self.accepts)
 
-    def _slot(self, field: FieldDescriptor, wire: frozenset[int]) -> int:
+    def _slot(self, field: FieldDescriptor, wire: int) -> int:
         self.slot_of[field.number] = len(self.accepts)
         self.accepts.append(wire)
         return self.slot_of[field.number]
@@ -382,7 +410,7 @@ class _Message:
             wire = value.wire
             if plan.field.type in _VARINT_TYPES or plan.field.type in _FIXED:
                 # accept only the encoding the schema asks for; the other one goes to upb
-                wire = frozenset({_LEN}) if plan.field.is_packed else value.wire
+                wire = _LEN if plan.field.is_packed else value.wire
             return _RepeatedCol(plan.field, value, self._slot(plan.field, wire))
         if isinstance(plan, OneofPlan):
             members = []
@@ -407,7 +435,7 @@ class _Message:
 class _Value:
     """Builds a compact (null-free) Arrow array from one field's elements."""
 
-    wire: frozenset[int]
+    wire: int
     arrow_type: pa.DataType
 
     def build(self, batch: _Batch, el: _Elements) -> pa.Array:
@@ -425,7 +453,7 @@ class _LeafValue(_Value):
 
 
 class _StructValue(_Value):
-    wire = frozenset({_LEN})
+    wire = _LEN
 
     def __init__(self, node: MessageNode, depth: int) -> None:
         self.msg = _Message(node, depth + 1)
@@ -438,7 +466,7 @@ class _StructValue(_Value):
 class _InnerFields(_Value):
     """Well-known messages read field by field (Timestamp, Duration, wrappers, Empty)."""
 
-    wire = frozenset({_LEN})
+    wire = _LEN
 
     def __init__(self, node: Node, leaves: list[_Leaf]) -> None:
         self.node = node
