@@ -414,3 +414,40 @@ def test_schema_with_maps_stays_on_the_message_path() -> None:
     dec = build_decoder(DecodeSpec(format="protobuf", message="shoal.test.AllTypes", proto_file=path))
     assert isinstance(dec, ProtobufDecoder)
     assert dec._wire_columns is None
+
+
+def _encode_varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def test_varint_reader_matches_the_wire_format() -> None:
+    import numpy as np
+
+    from shoal.decode.wire_columns import _Batch, _varint
+
+    rng = random.Random(3)
+    values = [0, 1, 127, 128, 300, 2**31 - 1, 2**32 - 1, 2**56 - 1, 2**56, 2**63 - 1, 2**63, 2**64 - 1]
+    values += [rng.getrandbits(rng.randint(1, 64)) for _ in range(300)]
+    encoded = [_encode_varint(v) for v in values]
+    odd = [
+        b"\x80" * 10 + b"\x01",  # 11 bytes
+        b"\xff" * 9 + b"\x02",  # a 10th byte above 1: bits beyond 64
+        b"\x80\x80\x80\x80\x80\x80\x80\x80\x00",  # overlong but valid: 0 in 9 bytes
+    ]
+    batch = _Batch(encoded + odd)
+    starts = np.cumsum([0] + [len(e) for e in encoded + odd])[:-1]
+    val, length = _varint(batch, starts)
+    assert val[: len(values)].tolist() == values
+    assert length[: len(values)].tolist() == [len(e) for e in encoded]
+    assert length[len(values) :].tolist() == [0, 0, 9]
+    assert val[-1] == 0
+    _, short = _varint(batch, starts, max_len=5)
+    assert short[: len(values)].tolist() == [len(e) if len(e) <= 5 else 0 for e in encoded]
