@@ -262,6 +262,7 @@ def schemas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Descrip
 def _assert_same(desc: Descriptor, values: list[bytes | None], **kw: Any) -> ProtobufDecoder:
     fast = ProtobufDecoder(desc, **kw)
     assert fast._wire_columns is not None, "the schema should be planned on the wire path"
+    fast.wire_min_records = 1  # the wire path even for these small batches
     ref = ProtobufDecoder(desc, wire_columns=False, **kw)
     a, b = fast.decode(values), ref.decode(values)
     assert a.batch.schema == b.batch.schema
@@ -387,7 +388,7 @@ def test_support_bad_utf8_inside_oneof_payload(support: tuple[Descriptor, Any]) 
     # satisfaction_rated (field 28) holding comment (field 2) = b"\xff": proto3 strings must be UTF-8
     bad = _event(cls, 2, None).SerializeToString() + b"\xe2\x01\x03\x12\x01\xff"
     fast = _assert_same(desc, [good, bad, good], delta_compatible_types=True)
-    res = fast.decode([good, bad, good])
+    res = fast.decode([good, bad, good])  # through the wire path (_assert_same set it up so)
     assert [f.index for f in res.failures] == [1]
     assert res.failures[0].error_class == "ProtobufParseError"
     assert res.indices == [0, 2]

@@ -54,6 +54,9 @@ class ProtobufDecoder(Decoder):
         self._strict = strict_unknown_fields
         self._check_required = has_required_fields(desc)
         # Vectorised wire-bytes path; None when the schema has shapes only the message path handles.
+        # Its cost is mostly per batch (numpy calls), so batches below ``wire_min_records`` records
+        # go through upb messages, which are faster there (crossover near 1,000 support events).
+        self.wire_min_records = 1000
         self._wire_columns = (
             None if self._check_required or not wire_columns else plan_wire_columns(self._root)
         )
@@ -69,7 +72,7 @@ class ProtobufDecoder(Decoder):
     def _decode(self, values: Sequence[bytes | None]) -> DecodeResult:
         failures: list[DecodeFailure] = []
         payloads, positions = self._unframe(values, failures)
-        if self._wire_columns is not None and payloads:
+        if self._wire_columns is not None and len(payloads) >= self.wire_min_records:
             batch, positions, unknown_rows = self._decode_wire(payloads, positions, failures)
         else:
             batch, positions, unknown_rows = self._decode_messages(payloads, positions, failures)

@@ -274,10 +274,12 @@ def _strings(batch: _Batch, off: np.ndarray, ln: np.ndarray, rows: np.ndarray, t
     raw = _binary(batch, off, ln)
     if t == pa.binary():
         return raw.cast(t)
-    try:
+    try:  # validates UTF-8
         return raw.cast(t)
     except pa.ArrowInvalid:  # invalid UTF-8: the message path classifies those records
         bad = [i for i, v in enumerate(raw.to_pylist()) if not _utf8(v)]
+        if not bad:
+            raise  # not a UTF-8 problem (e.g. over 2 GiB of text): let the message path do the batch
         batch.flag(rows[bad])
         return pa.nulls(len(off), type=t)
 
