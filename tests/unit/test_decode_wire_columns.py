@@ -340,8 +340,11 @@ def test_packed_and_unpacked_repeated(schemas: dict[str, Any]) -> None:
     packed_r = b"\x22\x0d\x01" + b"\xff" * 9 + b"\x01\xac\x02"  # field 4 packed, declared unpacked
     unpacked_rp = b"\x28\x07\x28\x08"  # field 5 unpacked (declared packed): upb accepts both
     empty_run = b"\x2a\x00"
+    unterminated = b"\x2a\x01\x80"  # a packed run ending inside a varint, then good records
     values = [m.SerializeToString(), packed_r, unpacked_rp, empty_run, m.SerializeToString() + unpacked_rp]
     _assert_same(desc, values)
+    _assert_same(desc, [unterminated, m.SerializeToString(), unterminated, m.SerializeToString()])
+    _assert_same(desc, [empty_run, empty_run])
 
 
 # --------------------------------------------------------------------------------------- support events
@@ -452,3 +455,29 @@ def test_varint_reader_matches_the_wire_format() -> None:
     assert val[-1] == 0
     _, short = _varint(batch, starts, max_len=5)
     assert short[: len(values)].tolist() == [len(e) if len(e) <= 5 else 0 for e in encoded]
+
+
+def test_mostly_flagged_batches_pause_the_wire_path(support: tuple[Descriptor, Any]) -> None:
+    desc, cls = support
+    # every record carries an unknown field (a producer on a newer schema): all flagged
+    values: list[bytes | None] = [
+        _event(cls, i, "resolved").SerializeToString() + b"\xb8\x3e\x07" for i in range(50)
+    ]
+    fast = _assert_same(desc, values)
+    assert fast._wire_skip == 20  # after the one decode in _assert_same
+    res = fast.decode(values)  # through upb, same answer
+    assert fast._wire_skip == 19
+    assert res.unknown_field_rows == 50
+    assert len(res.indices) == 50
+
+
+def test_flagged_records_are_filtered_out_of_one_wire_pass(support: tuple[Descriptor, Any]) -> None:
+    desc, cls = support
+    values: list[bytes | None] = [_event(cls, i, "ticket_created").SerializeToString() for i in range(30)]
+    values[3] = _event(cls, 3, "ticket_created").SerializeToString()[:-2]  # truncated
+    values[17] = _event(cls, 17, None).SerializeToString() + b"\xb8\x3e\x07"  # unknown field: upb, counted
+    fast = _assert_same(desc, values)
+    res = fast.decode(values)
+    assert [f.index for f in res.failures] == [3]
+    assert res.unknown_field_rows == 1
+    assert res.indices == [i for i in range(30) if i != 3]

@@ -57,6 +57,7 @@ class ProtobufDecoder(Decoder):
         # Its cost is mostly per batch (numpy calls), so batches below ``wire_min_records`` records
         # go through upb messages, which are faster there (crossover near 1,000 support events).
         self.wire_min_records = 1000
+        self._wire_skip = 0  # batches left to decode through upb after one the wire path mostly flagged
         self._wire_columns = (
             None if self._check_required or not wire_columns else plan_wire_columns(self._root)
         )
@@ -72,9 +73,11 @@ class ProtobufDecoder(Decoder):
     def _decode(self, values: Sequence[bytes | None]) -> DecodeResult:
         failures: list[DecodeFailure] = []
         payloads, positions = self._unframe(values, failures)
-        if self._wire_columns is not None and len(payloads) >= self.wire_min_records:
+        wire = self._wire_columns is not None and len(payloads) >= self.wire_min_records
+        if wire and not self._wire_skip:
             batch, positions, unknown_rows = self._decode_wire(payloads, positions, failures)
         else:
+            self._wire_skip = max(0, self._wire_skip - 1)
             batch, positions, unknown_rows = self._decode_messages(payloads, positions, failures)
         if self._cast:
             batch = batch.cast(self._schema)
@@ -87,20 +90,21 @@ class ProtobufDecoder(Decoder):
         """Columns straight from the wire bytes; records that path leaves alone go through upb."""
         assert self._wire_columns is not None
         columns, flagged = self._wire_columns.columns(payloads)
-        if columns is not None:
-            return pa.RecordBatch.from_arrays(columns, schema=self._built_schema), positions, 0
-        good = np.flatnonzero(~flagged).tolist()
-        rest = np.flatnonzero(flagged).tolist()
-        columns, _ = self._wire_columns.columns([payloads[i] for i in good]) if good else ([], None)
-        if columns is None:  # not expected: flagging does not depend on the other records
+        if columns is None:
             return self._decode_messages(payloads, positions, failures)
+        batch = pa.RecordBatch.from_arrays(columns, schema=self._built_schema)
+        if not flagged.any():
+            return batch, positions, 0
+        if flagged.mean() > 0.5:
+            # e.g. a producer's newer schema: every record has an unknown field. Both paths ran for
+            # most records; skip the wire path for a while rather than pay twice.
+            self._wire_skip = 20
+        rest = np.flatnonzero(flagged).tolist()
         slow, slow_positions, unknown_rows = self._decode_messages(
             [payloads[i] for i in rest], [positions[i] for i in rest], failures
         )
-        if not good:
-            return slow, slow_positions, unknown_rows
-        fast = pa.RecordBatch.from_arrays(columns, schema=self._built_schema)
-        merged = [positions[i] for i in good] + slow_positions
+        fast = batch.filter(pa.array(~flagged))
+        merged = [positions[i] for i in np.flatnonzero(~flagged).tolist()] + slow_positions
         order = np.argsort(np.asarray(merged, dtype=np.int64), kind="stable")
         batch = pa.concat_batches([fast, slow]).take(pa.array(order))
         return batch, [merged[i] for i in order.tolist()], unknown_rows

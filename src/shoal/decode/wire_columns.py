@@ -6,12 +6,13 @@ batch at once with numpy — one step per field position: every record's next ta
 builds each column from the token arrays (strings are cut out of the batch buffer by Arrow's ``take``).
 
 It is strictly conservative: a record is accepted only if it is decoded here exactly as upb parsing
-plus :mod:`shoal.decode.arrow_mapping` would decode it. Anything else — an unknown or repeated
-singular field, a wire type that does not match, malformed or truncated bytes, invalid UTF-8, an
-out-of-range timestamp, several oneof members, a closed-enum value the schema does not list — flags
-the record, and the caller decodes flagged records with the message path, so values, failure classes
-and unknown-field counts stay exactly those of that path. Schemas with shapes handled only there
-(maps, JSON-mapped types, groups, proto2 required fields) are not planned here at all.
+plus :mod:`shoal.decode.arrow_mapping` would decode it. Anything else — an unknown or repeated singular
+field, a wire type that does not match, malformed or truncated bytes, invalid UTF-8, an out-of-range
+timestamp, several oneof members, a closed-enum value the schema does not list — flags the record, and
+the caller decodes flagged records with the message path, so values, failure classes and unknown-field
+counts stay exactly those of that path. Every record's values depend on its own bytes only, so flagged
+records are simply filtered out of the columns. Schemas with shapes handled only there (maps,
+JSON-mapped types, groups, proto2 required fields, field numbers above 2047) are not planned here.
 """
 
 from __future__ import annotations
@@ -281,7 +282,8 @@ def _strings(batch: _Batch, off: np.ndarray, ln: np.ndarray, rows: np.ndarray, t
         if not bad:
             raise  # not a UTF-8 problem (e.g. over 2 GiB of text): let the message path do the batch
         batch.flag(rows[bad])
-        return pa.nulls(len(off), type=t)
+        dropped = set(bad)  # null just those: the other records' values stay usable
+        return pa.array([None if i in dropped else v.decode() for i, v in enumerate(raw.to_pylist())], type=t)
 
 
 def _utf8(v: bytes) -> bool:
@@ -596,18 +598,21 @@ class _SingularCol(_Plan):
             off[tok.inst] = tok.val.astype(np.int64)
             ln[tok.inst] = tok.ln
             arr = _strings(batch, off, ln, rows, leaf.arrow_type)
-            if self.presence and len(tok.inst) < n:
+            if self.presence:
                 valid = np.zeros(n, dtype=bool)
-                valid[tok.inst] = True
-                arr = _with_validity(arr, valid)
+                valid[tok.inst] = True  # (a flagged record may hold the field twice)
+                if not valid.all():
+                    arr = _with_validity(arr, valid)
             return [arr]
         got = leaf.numbers(batch, tok.val, rows[tok.inst])
         nums = np.zeros(n, dtype=got.dtype)  # absent: the type's zero (proto3 default)
         nums[tok.inst] = got
         mask = None
-        if self.presence and len(tok.inst) < n:
+        if self.presence:
             mask = np.ones(n, dtype=bool)
             mask[tok.inst] = False
+            if not mask.any():
+                mask = None
         return [leaf.from_numbers(nums, mask)]
 
 
@@ -702,13 +707,16 @@ class _RepeatedCol(_Plan):
             starts = byte_pos[(byte_pos - np.repeat(off.astype(np.int64), ln)) % width == 0]
             run = byte_run[(byte_pos - np.repeat(off.astype(np.int64), ln)) % width == 0]
             return inst[run], starts.astype(_U64), np.zeros(len(starts), dtype=np.int64)
+        if total == 0:
+            return inst[:0], np.zeros(0, dtype=_U64), np.zeros(0, dtype=np.int64)
         b = batch.data[byte_pos]
         last = b < 0x80  # each varint ends at a byte without the continuation bit
-        ends = np.flatnonzero(last)
         run_end = first[1:] - 1
         unterminated = (ln > 0) & ~last[np.maximum(run_end, 0)]
         if unterminated.any():
             batch.flag(rows[inst[unterminated]])
+            last[run_end[unterminated]] = True  # so the next run's first varint starts on its own
+        ends = np.flatnonzero(last)
         starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else ends
         vid: np.ndarray = np.cumsum(last) - last  # varint index of each byte
         k = np.arange(total) - starts[np.minimum(vid, max(len(starts) - 1, 0))] if len(starts) else vid
@@ -733,7 +741,8 @@ class WireColumns:
         self.root = _Message(root, 0)
 
     def columns(self, payloads: list[bytes]) -> tuple[list[pa.Array] | None, np.ndarray]:
-        """The root's columns for ``payloads``, or None and the mask of records left to upb."""
+        """The root's columns for ``payloads`` and the mask of records left to upb (their rows in the
+        columns hold placeholders; every other row is final). None if the batch failed here whole."""
         batch = _Batch(payloads)
         lens = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
         end = np.cumsum(lens)
@@ -744,8 +753,6 @@ class WireColumns:
         except Exception:  # a bug here must not lose records: the message path is the reference
             logger.exception("wire-bytes decode failed; decoding the batch through upb instead")
             batch.bad[:] = True
-            return None, batch.bad
-        if batch.bad.any():
             return None, batch.bad
         return arrays, batch.bad
 
