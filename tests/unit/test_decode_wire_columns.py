@@ -481,3 +481,19 @@ def test_flagged_records_are_filtered_out_of_one_wire_pass(support: tuple[Descri
     assert [f.index for f in res.failures] == [3]
     assert res.unknown_field_rows == 1
     assert res.indices == [i for i in range(30) if i != 3]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "optional group G = 1 { optional int32 x = 2; }",  # start/end-group wire types
+        "optional int32 far = 5000;",  # a tag longer than two bytes
+        "required int32 must = 1;",  # proto2 required: checked on messages
+    ],
+)
+def test_schemas_the_wire_path_leaves_to_upb(tmp_path: Path, body: str) -> None:
+    proto = tmp_path / "odd.proto"
+    proto.write_text(f'syntax = "proto2";\npackage shoal.odd;\nmessage Odd {{ {body} }}\n')
+    dec = build_decoder(DecodeSpec(format="protobuf", message="shoal.odd.Odd", proto_file=proto))
+    assert isinstance(dec, ProtobufDecoder)
+    assert dec._wire_columns is None

@@ -517,6 +517,8 @@ class _InnerFields(_Value):
 
 
 def _value(field: FieldDescriptor, node: Node, depth: int) -> _Value:
+    if field.type == _FD.TYPE_GROUP:  # start/end-group wire types: not tokenised here
+        raise Unsupported(field.full_name)
     if isinstance(node, MessageNode):
         return _StructValue(node, depth)
     if isinstance(node, TimestampNode | DurationNode):
