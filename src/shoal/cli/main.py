@@ -25,7 +25,7 @@ from shoal.cli.common import (
     to_jsonable,
 )
 from shoal.config import Project
-from shoal.errors import ShoalError
+from shoal.errors import NotFoundError, ShoalError
 
 app = typer.Typer(
     name="shoal",
@@ -275,13 +275,19 @@ def _watch(
             err_console.print(f"{time.strftime('%H:%M:%S')} {parts} ({took:.2f} s)")
 
     try:
-        with ModelRunner(proj.lake, proj.models) as runner:
+        # Only the chosen models: their sources are then what they read and the others write, so
+        # one watcher can keep latency-critical models fresh while another does the rest.
+        chosen = [m for m in proj.models if not names or m.name in names]
+        if names and len(chosen) < len(set(names)):
+            unknown = sorted(set(names) - {m.name for m in chosen})
+            raise NotFoundError(f"no model named {', '.join(unknown)}")
+        with ModelRunner(proj.lake, chosen) as runner:
             if full:
-                report(runner.refresh(names, full=True))
+                report(runner.refresh(full=True))
             if fmt is not OutputFormat.json:
                 sources = ", ".join(runner.sources) or "no source tables"
                 err_console.print(f"watching {sources} (Ctrl-C stops)")
-            runner.watch(interval_s=interval_s, should_stop=lambda: stop["now"], on_cycle=report, names=names)
+            runner.watch(interval_s=interval_s, should_stop=lambda: stop["now"], on_cycle=report)
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shoal.errors import ConfigError
 
@@ -20,6 +20,16 @@ class Model(BaseModel):
     upstream tables' changed rows and in the model's output: a refresh recomputes only the
     values of those columns that new upstream rows touched, so the SQL must be correct for
     any subset of them (group by them, or by something finer).
+
+    ``restate_from`` (optional) names an ordered column, also in both, for models where a change
+    only affects rows at or after it within its slice (running totals over time, e.g. monthly
+    caps): a refresh then recomputes each touched slice only from the smallest changed value on.
+
+    ``incremental_sql`` (optional) replaces ``SELECT * FROM (sql) WHERE <in touched slices>`` on
+    incremental refreshes, for models that can do less work than filtering the full result: it
+    may read ``__shoal_touched`` (the touched ``incremental_by`` values, plus ``__shoal_from`` with
+    ``restate_from``; NULL means the whole slice) and the model's own table, and must return
+    exactly the rows the full ``sql`` has in that scope.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -28,6 +38,8 @@ class Model(BaseModel):
     sql: str
     unique_key: tuple[str, ...]
     incremental_by: tuple[str, ...] = ()
+    restate_from: str | None = None
+    incremental_sql: str | None = None
     upstream: tuple[str, ...] = ()
     description: str = ""
     owner: str = ""
@@ -47,10 +59,23 @@ class Model(BaseModel):
             raise ValueError("unique_key needs at least one column")
         return v
 
+    @model_validator(mode="after")
+    def _restate_needs_slices(self) -> Model:
+        if self.restate_from and not self.incremental_by:
+            raise ValueError("restate_from needs incremental_by (it orders rows within each slice)")
+        if self.incremental_sql and not self.incremental_by:
+            raise ValueError("incremental_sql needs incremental_by (it computes the touched slices)")
+        return self
+
     @property
     def sql_hash(self) -> int:
         """A stable id of the definition: a change forces a full rebuild."""
-        text = "\x1f".join([self.sql, *self.unique_key, *self.incremental_by, *self.partition_by])
+        parts = [self.sql, *self.unique_key, *self.incremental_by, *self.partition_by]
+        if self.restate_from:  # only when set: existing models keep their hash
+            parts.append(f"restate_from={self.restate_from}")
+        if self.incremental_sql:
+            parts.append(self.incremental_sql)
+        text = "\x1f".join(parts)
         return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
 
 

@@ -10,12 +10,15 @@ them into the model table, deleting rows of a touched slice that no longer exist
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import decimal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shoal.errors import ConfigError, NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake, Table
@@ -46,6 +49,51 @@ class RefreshResult:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+IN_LIST_MAX = 256  # more touched values than this: a range instead of an IN list
+
+
+def _literal(value: object) -> str | None:
+    """A SQL literal for a value of a basic type, None for anything else (no bound is derived)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | decimal.Decimal):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMPTZ '{value.isoformat()}'" if value.tzinfo else f"TIMESTAMP '{value.isoformat()}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    return None
+
+
+def _constant_bound(column_sql: str, values: pa.ChunkedArray, *, exact: bool) -> str | None:
+    """A constant condition every row in scope satisfies: ``column IN (touched values)`` when
+    ``exact`` and there are few, else ``column >= min`` (and ``<= max`` when ``exact``)."""
+    if values.null_count or len(values) == 0:
+        return None  # NULL slices and whole-slice restates: no constant bound holds
+    if pa.types.is_string_view(values.type):  # DuckDB's Arrow output; few kernels take it
+        values = values.cast(pa.string())
+    try:
+        return _bound(column_sql, values, exact=exact)
+    except pa.ArrowNotImplementedError:
+        return None  # a type without min/max or unique kernels
+
+
+def _bound(column_sql: str, values: pa.ChunkedArray, *, exact: bool) -> str | None:
+    if exact:
+        distinct = pc.unique(values).to_pylist()
+        if len(distinct) <= IN_LIST_MAX:
+            literals = [_literal(v) for v in distinct]
+            if all(lit is not None for lit in literals):
+                return f"{column_sql} IN ({', '.join(str(lit) for lit in literals)})"
+    bounds = pc.min_max(values)
+    low, high = _literal(bounds["min"].as_py()), _literal(bounds["max"].as_py())
+    if low is None or high is None:
+        return None
+    return f"{column_sql} BETWEEN {low} AND {high}" if exact else f"{column_sql} >= {low}"
 
 
 def order_models(models: Sequence[Model]) -> list[Model]:
@@ -231,8 +279,9 @@ class ModelRunner:
             raise ModelError(f"model {model.name}: its SQL does not return column(s) {', '.join(absent)}")
 
     def _touched(self, model: Model, upstream: dict[str, Table], target: Table) -> pa.Table | None:
-        """Distinct incremental_by values in upstream changes; None means 'rebuild fully'."""
-        cols = list(model.incremental_by)
+        """Distinct incremental_by values in upstream changes (with ``__shoal_from``, the smallest
+        changed ``restate_from`` value of each, when the model has one); None means 'rebuild fully'."""
+        cols = [*model.incremental_by, *([model.restate_from] if model.restate_from else [])]
         parts = []
         for name, table in upstream.items():
             since = target.app_version(f"model:{name}")
@@ -250,9 +299,43 @@ class ModelRunner:
                 return None
             parts.append(changes.select(cols))
         if not parts:
-            return pa.table({c: [] for c in cols})
+            return pa.table({c: [] for c in model.incremental_by})
         touched = pa.concat_tables(parts, promote_options="permissive")
-        return touched.group_by(cols).aggregate([])
+        if not model.restate_from:
+            return touched.group_by(cols).aggregate([])
+        by = ", ".join(_ident(c) for c in model.incremental_by)
+        rf = _ident(model.restate_from)
+        con = self.con.duckdb
+        con.register("__shoal_changes", touched)
+        try:
+            # a NULL restate_from among a slice's changes restates the whole slice
+            return con.sql(
+                f"SELECT {by}, CASE WHEN count(*) > count({rf}) THEN NULL ELSE min({rf}) END AS __shoal_from "
+                f"FROM __shoal_changes GROUP BY {by}"
+            ).to_arrow_table()
+        finally:
+            con.unregister("__shoal_changes")
+
+    def _in_scope(self, model: Model, touched: pa.Table, alias: str) -> str:
+        """SQL condition: row ``alias`` lies in a touched slice (from its restate point on).
+
+        The EXISTS alone is exact but opaque to the optimizer; constant bounds implied by it (IN
+        lists or ranges of the touched values) are ANDed in front so DuckDB can push them into the
+        Delta scans and skip files and row groups."""
+        conds = [f"__t.{_ident(c)} IS NOT DISTINCT FROM {alias}.{_ident(c)}" for c in model.incremental_by]
+        bounds = [
+            b
+            for c in model.incremental_by
+            if (b := _constant_bound(f"{alias}.{_ident(c)}", touched[c], exact=True)) is not None
+        ]
+        if model.restate_from:
+            rf = _ident(model.restate_from)
+            conds.append(f"(__t.__shoal_from IS NULL OR {alias}.{rf} >= __t.__shoal_from)")
+            low = _constant_bound(f"{alias}.{rf}", touched["__shoal_from"], exact=False)
+            if low is not None:
+                bounds.append(low)
+        exists = f"EXISTS (SELECT 1 FROM __shoal_touched AS __t WHERE {' AND '.join(conds)})"
+        return " AND ".join([*bounds, exists])
 
     def _incremental(
         self, model: Model, target: Table, upstream: dict[str, Table], current: dict[str, int]
@@ -266,33 +349,84 @@ class ModelRunner:
             version = target.append(pa.table({}), app_transactions=self._txns(model, current))
             return RefreshResult(model.name, "unchanged", version=version)
 
-        by = ", ".join(_ident(c) for c in model.incremental_by)
-        key = ", ".join(_ident(c) for c in model.unique_key)
         con = self.con.duckdb
+        registered = ["__shoal_touched"]
         con.register("__shoal_touched", touched)
         try:
-            new_rows = self._run_sql(
-                model,
-                f"SELECT * FROM ({model.sql}) AS __m WHERE ({by}) IN (SELECT ({by}) FROM __shoal_touched)",
+            scoped = model.incremental_sql or (
+                f"SELECT * FROM ({model.sql}) AS __m WHERE {self._in_scope(model, touched, '__m')}"
             )
+            new_rows = self._run_sql(model, scoped)
             self._check_columns(model, new_rows.schema)
-            con.register("__shoal_new", new_rows)
-            stale = con.sql(
-                f"SELECT {key} FROM {model.name} WHERE ({by}) IN (SELECT ({by}) FROM __shoal_touched) "
-                f"AND ({key}) NOT IN (SELECT ({key}) FROM __shoal_new)"
-            ).to_arrow_table()
+            changed, stale, updates = self._diff(model, target, touched, new_rows, registered)
         finally:
-            con.unregister("__shoal_touched")
-        with contextlib.suppress(duckdb.Error):
-            con.unregister("__shoal_new")
-        version = target.merge(
-            new_rows, model.unique_key, delete_keys=stale, app_transactions=self._txns(model, current)
-        )
+            for name in registered:
+                with contextlib.suppress(duckdb.Error):
+                    con.unregister(name)
+        txns = self._txns(model, current)
+        if changed.num_rows == 0 and stale.num_rows == 0:
+            version = target.append(pa.table({}), app_transactions=txns)
+        elif not updates and stale.num_rows == 0:
+            version = target.append(changed, app_transactions=txns)  # only new keys: no rewrite
+        else:
+            version = target.merge(changed, model.unique_key, delete_keys=stale, app_transactions=txns)
         return RefreshResult(
             model.name,
             "incremental",
             touched=touched.num_rows,
-            rows_written=new_rows.num_rows,
+            rows_written=changed.num_rows,
             rows_deleted=stale.num_rows,
             version=version,
         )
+
+    def _diff(
+        self, model: Model, target: Table, touched: pa.Table, new_rows: pa.Table, registered: list[str]
+    ) -> tuple[pa.Table, pa.Table, bool]:
+        """(rows that differ from the target's, keys of target rows in scope that are gone, whether
+        any changed row's key already exists in the target). Writing only what changed keeps
+        commits small and the change feed — what downstream models recompute from — precise."""
+        con = self.con.duckdb
+        key = ", ".join(_ident(c) for c in model.unique_key)
+        con.register("__shoal_new", new_rows)
+        registered.append("__shoal_new")
+        target_cols = set(target.schema.names)
+        same_cols = all(c in target_cols for c in new_rows.column_names)
+        cols = ", ".join(_ident(c) for c in new_rows.column_names) if same_cols else key
+        con.sql(
+            f"CREATE OR REPLACE TEMP TABLE __shoal_old AS SELECT {cols} FROM {model.name} AS __o "
+            f"WHERE {self._in_scope(model, touched, '__o')}"
+        )
+        try:
+            match = " AND ".join(
+                f"o.{_ident(c)} IS NOT DISTINCT FROM n.{_ident(c)}" for c in model.unique_key
+            )
+            stale = con.sql(
+                f"SELECT {key} FROM __shoal_old AS o "
+                f"WHERE NOT EXISTS (SELECT 1 FROM __shoal_new AS n WHERE {match})"
+            ).to_arrow_table()
+            if same_cols:
+                changed = con.sql(
+                    "SELECT * FROM __shoal_new EXCEPT ALL SELECT * FROM __shoal_old"
+                ).to_arrow_table()
+                changed = changed.select(new_rows.column_names).cast(new_rows.schema)
+            else:
+                changed = new_rows  # the target lacks a column: every row gains it
+            if changed.num_rows == 0:
+                return changed, stale, False
+            con.register("__shoal_changed", changed)
+            registered.append("__shoal_changed")
+            kmatch = " AND ".join(
+                f"t.{_ident(c)} IS NOT DISTINCT FROM c.{_ident(c)}" for c in model.unique_key
+            )
+            # Does any changed key exist already (then merge, else a plain append)? When the key
+            # holds every scope column it names its slice, so only in-scope rows can hold it;
+            # otherwise (e.g. keyed by event id) look through the whole target.
+            scope_cols = {*model.incremental_by, *([model.restate_from] if model.restate_from else [])}
+            holders = "__shoal_old" if scope_cols <= set(model.unique_key) else model.name
+            (n_existing,) = con.sql(
+                f"SELECT count(*) FROM {holders} AS t "
+                f"WHERE EXISTS (SELECT 1 FROM __shoal_changed AS c WHERE {kmatch})"
+            ).fetchone() or (0,)
+            return changed, stale, bool(n_existing)
+        finally:
+            con.sql("DROP TABLE IF EXISTS __shoal_old")

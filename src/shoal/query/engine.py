@@ -86,6 +86,9 @@ class Connection:
         # Results land in Delta tables, which only know UTC: never label timestamps with the
         # machine's zone (DuckDB would say 'Etc/UTC' or worse, e.g. 'Europe/Paris').
         self.duckdb.execute("SET TimeZone = 'UTC'")
+        # Delta data files are immutable (a write adds new files): caching their Parquet footers
+        # across queries is safe and spares re-reading them on every query of a long-lived session.
+        self.duckdb.execute("SET enable_object_cache = true")
         load_extension(self.duckdb, "delta")
         if lake.location.scheme == "s3":
             _configure_s3(self.duckdb, lake)

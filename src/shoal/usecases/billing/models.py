@@ -21,11 +21,13 @@ rules independently, in Python ``Decimal``):
    remainder, later hours pay 0. If a resize changes the cap mid-month, each
    hour is judged against its own event's cap (so an upsize keeps accruing up to
    the new cap). ``monthly_cap`` NULL = uncapped.
-4. Late events: a late usage event can move the cap-crossing hour, so the whole
-   (billing_month, resource_id) is recomputed: ``charges_hourly`` is
-   incremental by (billing_month, resource_id) and restates every hour of each
-   touched resource-month; the rollups are incremental by billing_hour /
-   billing_date / (billing_month, user_id) and pick up those restated rows.
+4. Late events: a late usage event can move the cap-crossing hour of its
+   (billing_month, resource_id), so ``charges_hourly`` is incremental by
+   (billing_month, resource_id) and restates each touched resource-month from
+   its earliest changed hour on (``restate_from``: earlier hours cannot
+   change); only rows whose values changed are written. The rollups are
+   incremental by billing_hour / billing_date / (billing_month, user_id) and
+   pick up those restated rows from the change feed.
 5. Rounding to cents happens only on invoices: each invoice line (resource,
    plan, month) is rounded half-even to the cent; the invoice total is the sum
    of the rounded lines. Revenue rollups stay exact (DECIMAL(18,6)).
@@ -59,12 +61,14 @@ def _utc_date(ts_sql: str) -> str:
     return f"CAST(make_timestamp(epoch_us({ts_sql})) AS DATE)"
 
 
-CHARGES_HOURLY_SQL = f"""
-WITH events AS (
-    SELECT *
-    FROM {SOURCE}
-    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _kafka_partition, _kafka_offset) = 1
-),
+_DEDUPE = "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _kafka_partition, _kafka_offset) = 1"
+
+
+def _charges_sql(events_cte: str, prior_micros: str = "0", prior_join: str = "") -> str:
+    """The charges query over an ``events`` CTE (deduped usage events); ``prior_micros`` is the
+    uncapped total of earlier hours not in ``events`` (incremental refreshes)."""
+    return f"""
+WITH {events_cte},
 usage AS (
     SELECT
         event_id, resource_id, user_id, team_id, region, product, plan, unit, currency,
@@ -76,13 +80,13 @@ usage AS (
 ),
 running AS (
     SELECT
-        *,
-        coalesce(sum(uncapped_micros) OVER (
+        usage.*,
+        {prior_micros} + coalesce(sum(uncapped_micros) OVER (
             PARTITION BY resource_id, billing_month
             ORDER BY billing_hour, event_id
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
         ), 0) AS before_micros
-    FROM usage
+    FROM usage{prior_join}
 ),
 charged AS (
     SELECT
@@ -113,6 +117,34 @@ SELECT
     {_money("charge_micros")} AS charge
 FROM charged
 """
+
+
+CHARGES_HOURLY_SQL = _charges_sql(f"events AS (SELECT * FROM {SOURCE} {_DEDUPE})")
+
+# Incremental refresh of touched (billing_month, resource_id) slices from their earliest changed
+# hour (``__shoal_touched.__shoal_from``, NULL = the whole slice). Hours before it cannot change, so
+# their uncapped total is read back from the model's own rows instead of re-running the window over
+# the whole month: the work is proportional to what is restated. A duplicate shares its original's
+# resource and hour, so it is in the same scope and the dedupe is exact.
+CHARGES_HOURLY_INCREMENTAL_SQL = _charges_sql(
+    f"""scope AS (SELECT billing_month, resource_id, __shoal_from FROM __shoal_touched),
+events AS (
+    SELECT u.*
+    FROM {SOURCE} AS u
+    JOIN scope AS s ON u.billing_month = s.billing_month AND u.resource_id = s.resource_id
+    WHERE s.__shoal_from IS NULL OR u.billing_hour >= s.__shoal_from
+    {_DEDUPE}
+),
+prior AS (
+    SELECT c.billing_month, c.resource_id, CAST(sum(c.uncapped_charge) * 1000000 AS BIGINT) AS prior_micros
+    FROM billing.charges_hourly AS c
+    JOIN scope AS s ON c.billing_month = s.billing_month AND c.resource_id = s.resource_id
+    WHERE c.billing_hour < s.__shoal_from
+    GROUP BY c.billing_month, c.resource_id
+)""",
+    prior_micros="coalesce(prior.prior_micros, 0)",
+    prior_join=" LEFT JOIN prior USING (billing_month, resource_id)",
+)
 
 _CHARGES = "billing.charges_hourly"
 
@@ -281,9 +313,12 @@ MODEL_SPECS: tuple[Model, ...] = (
         sql=CHARGES_HOURLY_SQL,
         unique_key=("event_id",),
         incremental_by=("billing_month", "resource_id"),
+        # caps are running totals in hour order: an event can only change its own and later hours
+        restate_from="billing_hour",
+        incremental_sql=CHARGES_HOURLY_INCREMENTAL_SQL,
         upstream=(SOURCE,),
         description="Charge of every metered resource-hour (deduped usage event) with monthly caps "
-        "applied; a late hour restates its whole resource-month.",
+        "applied; a late hour restates the later hours of its resource-month.",
         partition_by=("billing_month",),
     ),
     Model(
