@@ -23,7 +23,7 @@ decode:
 table: billing.usage_events
 partition_by:
   - {column: event_date, from: billing_hour, transform: day}
-flush: {max_rows: 200000, max_bytes: 64MiB, max_latency_s: 5}
+flush: {max_rows: 50000, max_bytes: 64MiB, max_latency_s: 5}
 dead_letter_table: billing.usage_events_dead_letters
 """
 
@@ -34,8 +34,20 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     from shoal.usecases.billing import BillingSimulator, models
     from shoal.usecases.billing.events import PROTO_PATH
 
-    users, days = (300, 2) if ctx.small else (2_000, 3)
-    sim = BillingSimulator(seed=11, start=datetime(2026, 10, 1, tzinfo=UTC), days=days, users=users)
+    # The full demo: an established company of 100,000 customers (99 % signed up before the
+    # window) and the last 6 hours of its hourly metering (~1.8M events; a whole day would be 7M,
+    # minutes of a demo). Block storage is GA from the start. --small: 300 users over 2 days.
+    if ctx.small:
+        sim = BillingSimulator(seed=11, start=datetime(2026, 10, 1, tzinfo=UTC), days=2, users=300)
+    else:
+        sim = BillingSimulator(
+            seed=11,
+            start=datetime(2026, 10, 1, 18, tzinfo=UTC),
+            days=1,
+            users=100_000,
+            existing_share=0.99,
+            hours=6,
+        )
     result = stream_use_case(
         ctx,
         pipeline="billing_usage",

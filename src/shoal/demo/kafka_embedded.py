@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +21,7 @@ from confluent_kafka import Producer
 
 if TYPE_CHECKING:
     from shoal.demo import DemoContext
+    from shoal.lake import Lake, Table
     from shoal.models import Model
 
 
@@ -34,6 +38,13 @@ def embedded_kafka() -> Iterator[str]:
         del holder
 
 
+# The mock cluster keeps only a few MB per partition and silently evicts the oldest data beyond
+# that, so the demo never lets the un-ingested backlog grow past this many events.
+MAX_BACKLOG = 60_000
+CHUNK = 20_000
+STALL_S = 180.0  # no progress this long while events are pending: the demo step fails
+
+
 def stream_use_case(
     ctx: DemoContext,
     *,
@@ -46,12 +57,14 @@ def stream_use_case(
     produce: Callable[..., int],
     models: Sequence[Model],
 ) -> dict[str, Any]:
-    """Install a pipeline in the demo project, produce ``events`` to ``topic`` on an embedded
-    cluster, drain the pipeline into the lake, then refresh the use case's models.
+    """Install a pipeline in the demo project, stream ``events`` to ``topic`` on an embedded
+    cluster while the pipeline ingests them (the backlog bounded by :data:`MAX_BACKLOG`), then
+    refresh the use case's models. Raises DemoError unless every event landed exactly once.
 
     The pipeline file reads ``${KAFKA_BROKERS}`` and ``${<topic_env>}``, set here for the run.
     """
-    from shoal.ingest import run_pipeline
+    from shoal.demo import DemoError
+    from shoal.ingest import load_pipeline, run_pipeline
     from shoal.models import ModelRunner
 
     project = ctx.project
@@ -65,15 +78,28 @@ def stream_use_case(
         os.environ["KAFKA_BROKERS"] = bootstrap
         os.environ[topic_env] = topic
         try:
-            produced = produce(bootstrap, topic, events)
-            ctx.say(f"  produced {produced:,} events to {topic} (embedded Kafka at {bootstrap})")
-            stats = run_pipeline(project, pipeline, until_drained=True, drain_timeout_s=180)
+            spec = load_pipeline(project.pipeline_file(pipeline), project.dir)
+            feeder = _Feeder(project.lake, (spec.table, spec.dlq_table), events, produce, bootstrap, topic)
+            feeder.start()
+            feeder.ready.wait()  # the topic exists before the worker subscribes to it
+            try:
+                stats = run_pipeline(project, pipeline, stop_event=feeder.done)
+            finally:
+                feeder.worker_exited.set()
+                feeder.join()
         finally:
             for k, v in previous.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+    if feeder.error is not None:
+        raise DemoError(f"streaming {topic}: {feeder.error}")
+    produced = feeder.produced
+    landed = stats.committed_rows + stats.dead_lettered
+    if landed != produced:
+        raise DemoError(f"pipeline {pipeline} landed {landed:,} of {produced:,} events produced to {topic}")
+    ctx.say(f"  streamed {produced:,} events through {topic} (embedded Kafka at {bootstrap})")
     ctx.say(f"  ingested {stats.committed_rows:,} events exactly once via pipeline {pipeline}")
     with ModelRunner(project.lake, models) as runner:
         results = runner.refresh()
@@ -82,3 +108,65 @@ def stream_use_case(
         "ingest": stats.as_dict(),
         "models": {r.model: r.rows_written for r in results},
     }
+
+
+class _Feeder(threading.Thread):
+    """Produces in chunks, keeping at most MAX_BACKLOG events not yet landed in the lake; sets
+    ``done`` once everything produced has landed (the ingest worker then stops)."""
+
+    def __init__(  # noqa: PLR0917 - internal
+        self,
+        lake: Lake,
+        tables: tuple[str, str],
+        events: Iterable[tuple[bytes, bytes]],
+        produce: Callable[..., int],
+        bootstrap: str,
+        topic: str,
+    ) -> None:
+        super().__init__(name="demo-feeder", daemon=True)
+        self.lake, self.tables, self.events = lake, tables, events
+        self.produce, self.bootstrap, self.topic = produce, bootstrap, topic
+        self.produced = 0
+        self.error: str | None = None
+        self.done = threading.Event()
+        self.ready = threading.Event()
+        self.worker_exited = threading.Event()
+        self._handles: dict[str, Table] = {}
+
+    def landed(self) -> int:
+        total = 0
+        for name in self.tables:
+            table = self._handles.get(name) or self.lake.find(name)
+            if table is not None:
+                self._handles[name] = table
+                total += table.count()
+        return total
+
+    def wait_for(self, target: int) -> bool:
+        last, since = -1, time.monotonic()
+        while not self.worker_exited.is_set():
+            landed = self.landed()
+            if landed >= target:
+                return True
+            if landed != last:
+                last, since = landed, time.monotonic()
+            elif time.monotonic() - since > STALL_S:
+                self.error = f"ingestion stalled at {landed:,} of {self.produced:,} events"
+                return False
+            time.sleep(0.2)
+        return False
+
+    def run(self) -> None:
+        try:
+            it = iter(self.events)
+            while chunk := list(islice(it, CHUNK)):
+                if not self.wait_for(self.produced + len(chunk) - MAX_BACKLOG):
+                    return
+                self.produced += self.produce(self.bootstrap, self.topic, chunk)
+                self.ready.set()
+            self.wait_for(self.produced)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.ready.set()
+            self.done.set()

@@ -25,7 +25,7 @@ SEGMENT_WEIGHTS = (0.637, 0.30, 0.06, 0.003)
 MONTHLY_CHURN = (0.07, 0.035, 0.015, 0.005)
 # VM plan index range [lo, hi] per segment into catalog.VM_PLANS.
 VM_PLAN_RANGE = ((0, 2), (1, 5), (3, 8), (5, 10))
-EXISTING_SHARE = 0.45  # users signed up before the simulated period
+EXISTING_SHARE = 0.45  # default share of users signed up before the simulated period
 
 
 class Customer(NamedTuple):
@@ -45,13 +45,17 @@ class Customer(NamedTuple):
     bandwidth_heavy: bool  # regularly exceeds its transfer allowance
 
 
-def generate_customers(seed: int, days: int, users: int) -> list[Customer]:
-    """`users` customers over a `days`-long history, ordered by sign-up hour."""
-    if users <= 0 or days <= 0:
+def generate_customers(
+    seed: int, days: int, users: int, existing_share: float = EXISTING_SHARE, *, hours: int | None = None
+) -> list[Customer]:
+    """`users` customers over a `days`-long history (or ``hours``), ordered by sign-up hour;
+    ``existing_share`` of them signed up before it (a short window of an established company:
+    close to 1)."""
+    hours = days * 24 if hours is None else hours
+    if users <= 0 or hours <= 0:
         return []
     rng = np.random.default_rng(seed)
-    hours = days * 24
-    existing = rng.random(users) < EXISTING_SHARE
+    existing = rng.random(users) < existing_share
     # inverse CDF of a density ∝ exp(g t) on [0, hours): sign-ups triple over the period
     g = math.log(3.0) / hours
     u = rng.random(users)

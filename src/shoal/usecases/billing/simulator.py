@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from shoal.usecases.billing import catalog as cat
-from shoal.usecases.billing.customers import Customer, generate_customers
+from shoal.usecases.billing.customers import EXISTING_SHARE, Customer, generate_customers
 from shoal.usecases.billing.events import (
     CREATED,
     DESTROYED,
@@ -86,9 +86,13 @@ class BillingSimulator:
         *,
         volume_ga_day: int | None = None,
         currency: str = "USD",
+        existing_share: float = EXISTING_SHARE,
+        hours: int | None = None,
     ) -> None:
         if not 0.0 <= late_share <= 1.0 or not 0.0 <= dup_share <= 1.0:
             raise ValueError("late_share and dup_share must be within [0, 1]")
+        if not 0.0 <= existing_share <= 1.0:
+            raise ValueError("existing_share must be within [0, 1]")
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
         self.seed = seed
@@ -99,6 +103,8 @@ class BillingSimulator:
         self.dup_share = dup_share
         self.volume_ga_day = days // 3 if volume_ga_day is None else volume_ga_day
         self.currency = currency
+        self.existing_share = existing_share
+        self.hours = days * 24 if hours is None else hours  # the simulated window (default: days)
 
     def encoded(self) -> Iterator[tuple[bytes, bytes]]:
         """(key = resource_id, value = serialized UsageEvent) in delivery order."""
@@ -108,8 +114,10 @@ class BillingSimulator:
         rng = random.Random(self.seed)
         rand = rng.random
         bits = rng.getrandbits
-        customers = generate_customers(self.seed, self.days, self.users)
-        hours = self.days * 24
+        customers = generate_customers(
+            self.seed, self.days, self.users, self.existing_share, hours=self.hours
+        )
+        hours = self.hours
         ga_hour = self.volume_ga_day * 24
         cur = self.currency
         late, dup = self.late_share, self.dup_share
