@@ -272,6 +272,7 @@ def _binary(batch: _Batch, off: np.ndarray, ln: np.ndarray) -> pa.Array:
 
 
 def _strings(batch: _Batch, off: np.ndarray, ln: np.ndarray, rows: np.ndarray, t: pa.DataType) -> pa.Array:
+    """A string or binary column of the byte ranges (``rows``: each one's record, to flag)."""
     raw = _binary(batch, off, ln)
     if t == pa.binary():
         return raw.cast(t)
@@ -706,9 +707,9 @@ class _RepeatedCol(_Plan):
             odd = ln % width != 0
             if odd.any():
                 batch.flag(rows[inst[odd]])
-            starts = byte_pos[(byte_pos - np.repeat(off.astype(np.int64), ln)) % width == 0]
-            run = byte_run[(byte_pos - np.repeat(off.astype(np.int64), ln)) % width == 0]
-            return inst[run], starts.astype(_U64), np.zeros(len(starts), dtype=np.int64)
+            aligned = (byte_pos - np.repeat(off.astype(np.int64), ln)) % width == 0
+            starts = byte_pos[aligned]
+            return inst[byte_run[aligned]], starts.astype(_U64), np.zeros(len(starts), dtype=np.int64)
         if total == 0:
             return inst[:0], np.zeros(0, dtype=_U64), np.zeros(0, dtype=np.int64)
         b = batch.data[byte_pos]
