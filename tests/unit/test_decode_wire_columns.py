@@ -496,3 +496,24 @@ def test_schemas_the_wire_path_leaves_to_upb(tmp_path: Path, body: str) -> None:
     dec = build_decoder(DecodeSpec(format="protobuf", message="shoal.odd.Odd", proto_file=proto))
     assert isinstance(dec, ProtobufDecoder)
     assert dec._wire_columns is None
+
+
+def test_message_path_oneof_groups_rows_by_case(support: tuple[Descriptor, Any]) -> None:
+    """The message path on its own (the reference above): members only on their rows, nulls elsewhere."""
+    desc, cls = support
+    payloads = ["ticket_created", None, "satisfaction_rated", "resolved", "ticket_created", None]
+    values: list[bytes | None] = [_event(cls, i, p).SerializeToString() for i, p in enumerate(payloads)]
+    ref = ProtobufDecoder(desc, wire_columns=False)
+    rows = ref.decode(values).batch.to_pylist()
+    assert [r["payload_case"] for r in rows] == payloads
+    assert rows[0]["ticket_created"] == {"subject": "subject 0", "description_length": 0, "tags": []}
+    assert rows[4]["ticket_created"] == {"subject": "subject 4", "description_length": 0, "tags": ["a"]}
+    assert rows[2]["satisfaction_rated"] == {"rating": 3, "comment": ""}
+    assert rows[3]["resolved"] == {"resolution_code": "RESOLUTION_CODE_UNSPECIFIED"}
+    for r, p in zip(rows, payloads, strict=True):
+        for member in ("ticket_created", "satisfaction_rated", "resolved", "escalated", "reopened"):
+            if member != p:
+                assert r[member] is None
+    nobody = ref.decode([_event(cls, i, None).SerializeToString() for i in range(3)]).batch
+    assert nobody.column("ticket_created").null_count == 3
+    assert nobody.column("payload_case").null_count == 3
