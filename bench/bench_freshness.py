@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import queue
+import shutil
 import signal
 import statistics
 import subprocess
@@ -187,6 +188,7 @@ def main() -> None:
         help="one `shoal refresh --watch` for all models, or one for the revenue path, one for the rest",
     )
     ap.add_argument("--broker", choices=["noida", "tansu"], default="noida")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (project and lake)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-fresh-"))
@@ -369,6 +371,10 @@ def main() -> None:
                 child.wait()
         for s in services:
             s.stop()
+        if args.keep:
+            print(f"kept {work} (the lake: {work / 'proj'})", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -316,26 +316,28 @@ class ModelRunner:
         finally:
             con.unregister("__shoal_changes")
 
-    def _in_scope(self, model: Model, touched: pa.Table, alias: str) -> str:
-        """SQL condition: row ``alias`` lies in a touched slice (from its restate point on).
-
-        The EXISTS alone is exact but opaque to the optimizer; constant bounds implied by it (IN
-        lists or ranges of the touched values) are ANDed in front so DuckDB can push them into the
-        Delta scans and skip files and row groups."""
-        conds = [f"__t.{_ident(c)} IS NOT DISTINCT FROM {alias}.{_ident(c)}" for c in model.incremental_by]
-        bounds = [
+    def _scoped(
+        self, model: Model, touched: pa.Table, relation: str, columns: Sequence[str] | None = None
+    ) -> str:
+        """SELECT ``columns`` of ``relation``'s rows that lie in a touched slice (from its restate
+        point on). A hash join on the slice columns (``__shoal_touched`` has one row per slice):
+        DuckDB runs an EXISTS form several times slower. Constant bounds implied by the join (IN
+        lists or ranges of the touched values) let it push filters into the Delta scans."""
+        on = [f"__t.{_ident(c)} IS NOT DISTINCT FROM __s.{_ident(c)}" for c in model.incremental_by]
+        where = [
             b
             for c in model.incremental_by
-            if (b := _constant_bound(f"{alias}.{_ident(c)}", touched[c], exact=True)) is not None
+            if (b := _constant_bound(f"__s.{_ident(c)}", touched[c], exact=True)) is not None
         ]
         if model.restate_from:
             rf = _ident(model.restate_from)
-            conds.append(f"(__t.__shoal_from IS NULL OR {alias}.{rf} >= __t.__shoal_from)")
-            low = _constant_bound(f"{alias}.{rf}", touched["__shoal_from"], exact=False)
+            where.append(f"(__t.__shoal_from IS NULL OR __s.{rf} >= __t.__shoal_from)")
+            low = _constant_bound(f"__s.{rf}", touched["__shoal_from"], exact=False)
             if low is not None:
-                bounds.append(low)
-        exists = f"EXISTS (SELECT 1 FROM __shoal_touched AS __t WHERE {' AND '.join(conds)})"
-        return " AND ".join([*bounds, exists])
+                where.append(low)
+        cols = "__s.*" if columns is None else ", ".join(f"__s.{_ident(c)}" for c in columns)
+        sql = f"SELECT {cols} FROM {relation} AS __s JOIN __shoal_touched AS __t ON {' AND '.join(on)}"
+        return f"{sql} WHERE {' AND '.join(where)}" if where else sql
 
     def _incremental(
         self, model: Model, target: Table, upstream: dict[str, Table], current: dict[str, int]
@@ -353,9 +355,7 @@ class ModelRunner:
         registered = ["__shoal_touched"]
         con.register("__shoal_touched", touched)
         try:
-            scoped = model.incremental_sql or (
-                f"SELECT * FROM ({model.sql}) AS __m WHERE {self._in_scope(model, touched, '__m')}"
-            )
+            scoped = model.incremental_sql or (self._scoped(model, touched, f"({model.sql})"))
             new_rows = self._run_sql(model, scoped)
             self._check_columns(model, new_rows.schema)
             changed, stale, updates = self._diff(model, target, touched, new_rows, registered)
@@ -391,10 +391,9 @@ class ModelRunner:
         registered.append("__shoal_new")
         target_cols = set(target.schema.names)
         same_cols = all(c in target_cols for c in new_rows.column_names)
-        cols = ", ".join(_ident(c) for c in new_rows.column_names) if same_cols else key
+        cols = new_rows.column_names if same_cols else list(model.unique_key)
         con.sql(
-            f"CREATE OR REPLACE TEMP TABLE __shoal_old AS SELECT {cols} FROM {model.name} AS __o "
-            f"WHERE {self._in_scope(model, touched, '__o')}"
+            "CREATE OR REPLACE TEMP TABLE __shoal_old AS " + self._scoped(model, touched, model.name, cols)
         )
         try:
             match = " AND ".join(

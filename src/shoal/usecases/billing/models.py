@@ -311,7 +311,9 @@ MODEL_SPECS: tuple[Model, ...] = (
     Model(
         name="billing.charges_hourly",
         sql=CHARGES_HOURLY_SQL,
-        unique_key=("event_id",),
+        # event_id alone identifies a row; the slice and hour in the key let a refresh tell new
+        # rows from restated ones within the slices it touched, without scanning the whole table
+        unique_key=("billing_month", "resource_id", "billing_hour", "event_id"),
         incremental_by=("billing_month", "resource_id"),
         # caps are running totals in hour order: an event can only change its own and later hours
         restate_from="billing_hour",
