@@ -10,13 +10,14 @@ What runs, all on this machine (a real Kafka-protocol broker from the test harne
    already holds ``--history-hours`` of usage;
 2. live: the pipeline's worker (``python -m shoal.ingest billing_usage``) and the model watcher(s)
    (``shoal refresh --watch``; with ``--watchers split`` one for charges → revenue_hourly → run
-   rate and one for the other models) run as child processes, as an operator would run them, while this
-   process produces the rest of the simulated stream at ``--rate`` events/s for ``--seconds``;
+   rate and one for the other models) run as child processes, as an operator would run them,
+   while this process produces the rest of the simulated stream at ``--rate`` events/s for ``--seconds``;
 3. probes: every ``--probe-every-s`` one extra usage event (its own region ``probe-<n>``, copied
-   from the event before it so it lands in the current hour) is produced in line with the
-   stream. A poller thread queries, through shoal's SQL engine (``shoal.connect``, the engine
-   behind ``shoal sql``), when each probe's row appears in ``billing.revenue_hourly`` and — the
-   baseline — in the raw ``billing.usage_events``. Delay = first seen − handed to the producer.
+   from the event before it, for an hour in 2020 so the pollers read small partitions) is
+   produced in line with the stream. A poller thread queries, through shoal's SQL engine
+   (``shoal.connect``, the engine behind ``shoal sql``), when each probe's row appears in
+   ``billing.revenue_hourly`` and — the baseline — in the raw ``billing.usage_events``.
+   Delay = first seen − handed to the producer.
 
 Prints one JSON object: delay percentiles (model and raw-table baseline), the CPU seconds of the
 worker and of the watcher (the cost of keeping the models fresh) per wall second and per million
@@ -40,7 +41,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ from shoal.usecases.billing.events import PROTO_PATH, BillingEvent, encode_event
 PIPELINE_NAME = "billing_usage"
 # The models on the path to billing.revenue_hourly (and the run rate read from it): with
 # --watchers split they get a watcher of their own, so they never wait behind the daily rollups.
+PROBE_DAY = datetime(2020, 1, 1, tzinfo=UTC)  # probe n is for the hour PROBE_DAY + n h: dates of their own
+PROBE_END = "2021-01-01"
 FAST_PATH = ("billing.charges_hourly", "billing.revenue_hourly", "billing.run_rate")
 
 
@@ -113,6 +116,11 @@ class Probes:
             yield from encode_events([ev])
             if i % self.every == 0:
                 n = len(self.sent)
+                # a late usage event for an hour of its own in PROBE_DAY: it travels with the stream
+                # (same topic, partitions, commits and model cycles) but lands in date partitions
+                # the pollers can read cheaply; a poller scanning the live table would compete for
+                # the very CPU it measures
+                hour = PROBE_DAY + timedelta(hours=n)
                 probe = ev._replace(
                     event_id=str(uuid.uuid4()),
                     event_type="EVENT_TYPE_USAGE",
@@ -121,6 +129,9 @@ class Probes:
                     user_id="probe",
                     team_id="probe",
                     currency="USD",
+                    occurred_at=hour,
+                    billing_hour=hour,
+                    billing_month=hour.strftime("%Y-%m"),
                 )
                 (pair,) = encode_events([probe])
                 self.sent[probe.region] = time.monotonic()
@@ -130,10 +141,11 @@ class Probes:
 class Poller(threading.Thread):
     """Polls one table for probe regions; records when each is first seen."""
 
-    def __init__(self, project: Project, table: str, interval_s: float) -> None:
+    def __init__(self, project: Project, table: str, date_column: str, interval_s: float) -> None:
         super().__init__(daemon=True, name=f"poll {table}")
         self.project = project
         self.table = table
+        self.date_column = date_column
         self.interval_s = interval_s
         self.seen: dict[str, float] = {}
         self.queries = 0
@@ -149,7 +161,8 @@ class Poller(threading.Thread):
                 try:
                     # each query reads the table's current Delta log, as any `shoal sql` query does
                     rows = con.sql(
-                        f"SELECT DISTINCT region FROM {self.table} WHERE region LIKE 'probe-%'"
+                        f"SELECT DISTINCT region FROM {self.table} "
+                        f"WHERE {self.date_column} < DATE '{PROBE_END}' AND region LIKE 'probe-%'"
                     ).fetchall()
                 except shoal.errors.ShoalError as exc:
                     self.errors.put(str(exc).splitlines()[0])
@@ -177,7 +190,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20_000, help="simulated customer base")
     ap.add_argument("--history-hours", type=int, default=24, help="simulated hours ingested before")
     ap.add_argument("--probe-every-s", type=float, default=0.5)
-    ap.add_argument("--poll-interval-s", type=float, default=0.1)
+    ap.add_argument("--poll-interval-s", type=float, default=0.25, help="resolution of the delays")
     ap.add_argument("--flush-latency-s", type=float, default=1.0, help="the pipeline's max_latency_s")
     ap.add_argument("--watch-interval-s", type=float, default=0.2, help="shoal refresh --watch --interval")
     ap.add_argument("--partitions", type=int, default=6)
@@ -275,13 +288,11 @@ def main() -> None:
             time.sleep(0.05)
         time.sleep(2)  # let the worker join its group and settle
 
-        pollers = [
-            Poller(project, t, args.poll_interval_s)
-            for t in ("billing.revenue_hourly", "billing.usage_events")
-        ]
+        tables = (("billing.revenue_hourly", "billing_date"), ("billing.usage_events", "event_date"))
+        pollers = [Poller(project, t, d, args.poll_interval_s) for t, d in tables]
         for p in pollers:
             p.start()
-        pids = {"worker": worker.pid, "broker": broker.pid}
+        pids = {"worker": worker.pid, "broker": broker.pid, "bench (producer, pollers)": os.getpid()}
         pids.update({f"watcher{i}": w.pid for i, w in enumerate(watchers)})
         procs = {k: psutil.Process(pid) for k, pid in pids.items()}
         cpu0 = {k: cpu_s(p) for k, p in procs.items()}

@@ -181,3 +181,16 @@ def test_merge_with_delete_keys_is_one_commit(lake: Lake) -> None:
     assert t.version == before + 1
     assert sorted(t.to_arrow()["id"].to_pylist()) == [2, 4]
     assert "__shoal_delete" not in t.schema.names
+
+
+def test_busy_tables_get_frequent_checkpoints(tmp_path: Path) -> None:
+    # readers replay the log since the last checkpoint on every query
+    from shoal.lake.catalog import CHECKPOINT_INTERVAL
+
+    lake = Lake(str(tmp_path / "lake"))
+    table = lake.create_table("s.busy", pa.schema([("x", pa.int64())]))
+    for i in range(CHECKPOINT_INTERVAL + 1):
+        table.append(pa.table({"x": [i]}))
+    log = tmp_path / "lake" / "s" / "busy" / "_delta_log"
+    assert (log / "_last_checkpoint").exists()
+    assert table.count() == CHECKPOINT_INTERVAL + 1

@@ -61,6 +61,12 @@ def validate_name(name: str) -> str:
     return name
 
 
+# Streaming pipelines and model watchers commit every few seconds, and every reader (each query)
+# replays the log since the last checkpoint: Delta's default of one per 100 commits made a query on
+# a busy table ~2.5x slower than with a fresh checkpoint. A checkpoint every 10 commits bounds that.
+CHECKPOINT_INTERVAL = 10
+
+
 class Lake:
     """All tables under one root (a local directory or ``s3://bucket/prefix``)."""
 
@@ -120,7 +126,10 @@ class Lake:
                 partition_by=list(partition_by) or None,
                 name=name,
                 description=description or None,
-                configuration={"delta.enableChangeDataFeed": "true"},
+                configuration={
+                    "delta.enableChangeDataFeed": "true",
+                    "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
+                },
                 storage_options=dict(self.location.storage_options) or None,
             )
         return table
