@@ -102,38 +102,47 @@ def charges(events: Iterable[BillingEvent]) -> list[Row]:
     return rows
 
 
-def _rollup(rows: list[Row], keys: tuple[str, ...]) -> list[Row]:
+def _rollup(rows: list[Row], keys: tuple[str, ...], *, distinct: bool) -> list[Row]:
+    """Sums by ``keys``; with ``distinct`` the distinct resources and users, else the number of
+    charged usage events."""
     acc: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
         k = tuple(r[c] for c in keys)
         a = acc.get(k)
         if a is None:
-            a = acc[k] = {"revenue": ZERO, "uncapped_revenue": ZERO, "quantity": ZERO, "r": set(), "u": set()}
+            a = acc[k] = {
+                "revenue": ZERO,
+                "uncapped_revenue": ZERO,
+                "quantity": ZERO,
+                "r": set(),
+                "u": set(),
+                "n": 0,
+            }
         a["revenue"] += r["charge"]
         a["uncapped_revenue"] += r["uncapped_charge"]
         a["quantity"] += r["quantity"]
         a["r"].add(r["resource_id"])
         a["u"].add(r["user_id"])
+        a["n"] += 1
     out = []
     for k, a in acc.items():
         row = dict(zip(keys, k, strict=True))
-        row.update(
-            revenue=a["revenue"],
-            uncapped_revenue=a["uncapped_revenue"],
-            quantity=a["quantity"],
-            resources=len(a["r"]),
-            users=len(a["u"]),
-        )
+        row.update(revenue=a["revenue"], uncapped_revenue=a["uncapped_revenue"], quantity=a["quantity"])
+        if distinct:
+            row.update(resources=len(a["r"]), users=len(a["u"]))
+        else:
+            row.update(usage_events=a["n"])
         out.append(row)
     return out
 
 
 def revenue_hourly(charge_rows: list[Row]) -> list[Row]:
-    return _rollup(charge_rows, ("billing_hour", "billing_date", "product", "plan", "region", "currency"))
+    keys = ("billing_hour", "billing_date", "product", "plan", "region", "currency")
+    return _rollup(charge_rows, keys, distinct=False)
 
 
 def revenue_daily(charge_rows: list[Row]) -> list[Row]:
-    return _rollup(charge_rows, ("billing_date", "product", "plan", "region", "currency"))
+    return _rollup(charge_rows, ("billing_date", "product", "plan", "region", "currency"), distinct=True)
 
 
 def billable_users(charge_rows: list[Row]) -> list[Row]:
