@@ -193,6 +193,12 @@ def main() -> None:
     ap.add_argument("--poll-interval-s", type=float, default=0.25, help="resolution of the delays")
     ap.add_argument("--flush-latency-s", type=float, default=1.0, help="the pipeline's max_latency_s")
     ap.add_argument("--watch-interval-s", type=float, default=0.2, help="shoal refresh --watch --interval")
+    ap.add_argument(
+        "--rest-interval-s",
+        type=float,
+        default=10.0,
+        help="with --watchers split: the --interval of the watcher of the other (daily) models",
+    )
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument(
         "--watchers",
@@ -269,7 +275,8 @@ def main() -> None:
         cycles: list[dict[str, Any]] = []  # every watcher's cycles, tagged by watcher index
         for i, names in enumerate(groups):
             argv = [sys.executable, "-m", "shoal", "refresh", *names, "--watch", "-p", str(project.dir)]
-            argv += ["--interval", str(args.watch_interval_s), "--format", "json"]
+            interval = args.watch_interval_s if i == 0 else args.rest_interval_s
+            argv += ["--interval", str(interval), "--format", "json"]
             w = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             children.append(w)
             watchers.append(w)
@@ -360,6 +367,7 @@ def main() -> None:
             "shoal_sql_cli": {"wall_s": round(cli_s, 2), "probes_visible": cli_probes},
             "poll_query_s_median": round(statistics.median(pollers[0].query_s), 3),
             "watchers": args.watchers,
+            "watch_interval_s": [args.watch_interval_s, args.rest_interval_s],
             "watcher0": {
                 "models": groups[0] or "all",
                 "cycles": sum(1 for c in live_cycles if c["watcher"] == 0),
