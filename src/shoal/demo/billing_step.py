@@ -23,7 +23,7 @@ decode:
 table: billing.usage_events
 partition_by:
   - {column: event_date, from: billing_hour, transform: day}
-flush: {max_rows: 50000, max_bytes: 64MiB, max_latency_s: 5}
+flush: {max_rows: 25000, max_bytes: 64MiB, max_latency_s: 5}
 dead_letter_table: billing.usage_events_dead_letters
 """
 

@@ -159,14 +159,31 @@ class _Feeder(threading.Thread):
     def run(self) -> None:
         try:
             it = iter(self.events)
-            while chunk := list(islice(it, CHUNK)):
-                if not self.wait_for(self.produced + len(chunk) - MAX_BACKLOG):
-                    return
-                self.produced += self.produce(self.bootstrap, self.topic, chunk)
-                self.ready.set()
+            # the first chunk on its own: the topic exists before the worker subscribes
+            first = self.produced = self.produce(self.bootstrap, self.topic, list(islice(it, CHUNK)))
+            self.ready.set()
+            # then one producer for the rest, paced by what has landed (a producer per chunk
+            # spent more time connecting and flushing than sending)
+            rest = self.produce(self.bootstrap, self.topic, self._paced(it))
+            self.produced = first + rest
             self.wait_for(self.produced)
+        except _WorkerGone:
+            pass  # the worker stopped first: run_pipeline reports why
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.ready.set()
             self.done.set()
+
+    def _paced(self, it: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        handed = self.produced
+        for n, event in enumerate(it):
+            if n % CHUNK == 0:
+                self.produced = handed + n  # for progress and error messages
+                if not self.wait_for(handed + n + CHUNK - MAX_BACKLOG):
+                    raise _WorkerGone
+            yield event
+
+
+class _WorkerGone(Exception):
+    """The ingest worker exited (or stalled) while events were still to be produced."""
