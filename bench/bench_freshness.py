@@ -53,7 +53,7 @@ import shoal
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the broker
 
-from harness import NoidaBroker, SeaweedS3, TansuBroker, noida_binary, tansu_binary, weed_binary  # noqa: E402
+from harness.kafka import start_broker  # noqa: E402
 from shoal.config import Project, init_project  # noqa: E402
 from shoal.demo.billing_step import PIPELINE  # noqa: E402
 from shoal.ingest import run_pipeline  # noqa: E402
@@ -214,22 +214,7 @@ def main() -> None:
     services: list[Any] = []
     children: list[subprocess.Popen[bytes]] = []
     try:
-        if args.broker == "tansu":
-            s3 = SeaweedS3(weed_binary(), work / "weed", work / "weed.log")
-            s3.start()
-            services.append(s3)
-            broker: Any = TansuBroker(
-                tansu_binary(),
-                s3_endpoint=s3.endpoint,
-                access_key=s3.access_key,
-                secret_key=s3.secret_key,
-                bucket=s3.create_bucket("tansu"),
-                log_path=work / "tansu.log",
-            )
-        else:
-            broker = NoidaBroker(noida_binary(), work / "noida", work / "noida.log")
-        broker.start()
-        services.insert(0, broker)
+        broker = start_broker(args.broker, work, services)
         topic = broker.create_topic("billing-usage", args.partitions)
         overrides = dict(broker.consumer_overrides)
         project = make_project(work, broker.bootstrap, topic, args.flush_latency_s)

@@ -30,7 +30,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts brokers (and SeaweedFS for tansu)
 
-from harness import NoidaBroker, SeaweedS3, TansuBroker, noida_binary, tansu_binary, weed_binary  # noqa: E402
+from harness.kafka import start_broker  # noqa: E402
 from shoal.ingest.testing import write_pipeline_project  # noqa: E402
 from shoal.sources.kafka.producer import produce_events  # noqa: E402
 from shoal.usecases.support import MESSAGE, PROTO_FILE  # noqa: E402
@@ -88,23 +88,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-ingest-"))
     services: list[Any] = []
     try:
-        if args.broker == "tansu":
-            s3 = SeaweedS3(weed_binary(), work / "weed", work / "weed.log")
-            s3.start()
-            services.append(s3)
-            bucket = s3.create_bucket("tansu")
-            broker: Any = TansuBroker(
-                tansu_binary(),
-                s3_endpoint=s3.endpoint,
-                access_key=s3.access_key,
-                secret_key=s3.secret_key,
-                bucket=bucket,
-                log_path=work / "tansu.log",
-            )
-        else:
-            broker = NoidaBroker(noida_binary(), work / "noida", work / "noida.log")
-        broker.start()
-        services.insert(0, broker)
+        broker = start_broker(args.broker, work, services)
         topic = broker.create_topic("bench-tickets", args.partitions)
 
         sim = SupportSimulator(

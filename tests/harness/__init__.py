@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from .browser import HEADLESS_FLAGS, chromium_binary, headless_flags
 from .databases import DatabaseUnavailable, DBInfo, MySQLServer, PostgresServer
-from .kafka import KafkaBroker, NoidaBroker, TansuBroker, noida_binary, tansu_binary, unique_topic
+from .kafka import (
+    KafkaBroker,
+    NoidaBroker,
+    TansuBroker,
+    noida_binary,
+    start_broker,
+    tansu_binary,
+    unique_topic,
+)
 from .ports import (
     ServiceStartError,
     free_port,
@@ -41,6 +49,7 @@ __all__ = [
     "log_tail",
     "noida_binary",
     "port_is_open",
+    "start_broker",
     "stop_all",
     "tansu_binary",
     "unique_topic",

@@ -265,3 +265,30 @@ class TansuBroker(KafkaBroker):
 
 def unique_topic(prefix: str = "t") -> str:
     return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def start_broker(kind: str, work: Path, services: list[Any]) -> KafkaBroker:
+    """Start a ``noida`` or ``tansu`` broker with its data under ``work`` (tansu on a SeaweedFS
+    started for it). Started services are put first in ``services``: stop them in that order."""
+    from .s3 import SeaweedS3, weed_binary
+
+    broker: KafkaBroker
+    if kind == "tansu":
+        s3 = SeaweedS3(weed_binary(), work / "weed", work / "weed.log")
+        s3.start()
+        services.insert(0, s3)
+        broker = TansuBroker(
+            tansu_binary(),
+            s3_endpoint=s3.endpoint,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            bucket=s3.create_bucket("tansu"),
+            log_path=work / "tansu.log",
+        )
+    elif kind == "noida":
+        broker = NoidaBroker(noida_binary(), work / "noida", work / "noida.log")
+    else:
+        raise ValueError(f"unknown broker {kind!r}: expected noida or tansu")
+    broker.start()
+    services.insert(0, broker)
+    return broker

@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 import shoal
+from harness.notebooks import execute_notebook
 from shoal.usecases.billing import reference
 from shoal.usecases.billing.events import BillingEvent
 
@@ -25,30 +22,7 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "billing.ipynb"
 def test_billing_notebook_executes(tmp_path: Path) -> None:
     project_dir = tmp_path / "billing"  # absent: the notebook builds the lake there
     out = tmp_path / "out.ipynb"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            str(NOTEBOOK),
-            "--output",
-            str(out),
-            "--ExecutePreprocessor.timeout=300",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SHOAL_PROJECT": str(project_dir)},
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    cells = json.loads(out.read_text())["cells"]
-    outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
+    outputs = execute_notebook(NOTEBOOK, out, {"SHOAL_PROJECT": str(project_dir)})
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(figures) >= 3  # daily revenue by product, run rate, storage run rate by compute spend
     stdout = "".join(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.notebooks import execute_notebook
+
 pytestmark = pytest.mark.integration
 
 
@@ -109,28 +111,5 @@ def test_notebook_executes(demo_dir: Path, tmp_path: Path) -> None:
     """The example notebook runs headless against the demo project."""
     nb = Path(__file__).resolve().parents[2] / "examples" / "quickstart.ipynb"
     out = tmp_path / "out.ipynb"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            str(nb),
-            "--output",
-            str(out),
-            "--ExecutePreprocessor.timeout=300",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SHOAL_PROJECT": str(demo_dir)},
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    cells = json.loads(out.read_text())["cells"]
-    outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
+    outputs = execute_notebook(nb, out, {"SHOAL_PROJECT": str(demo_dir)})
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the chart rendered
