@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,7 +56,6 @@ def test_watch_keeps_a_model_fresh_and_stops_on_sigterm(tmp_path: Path) -> None:
         got = sorted((r["k"], r["total"]) for r in rows)
         assert got == [("a", 11), ("b", 2), ("c", 5)]
     finally:
-        time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

@@ -33,8 +33,9 @@ def _run(tmp_path: Path, produce: Any) -> dict[str, Any]:
         topic="t-usage",
         topic_env="BILLING_TOPIC",
         events=sim.encoded(),
-        produce=produce,
         models=(),
+        try_sql="select 1",
+        produce=produce,
     )
 
 

@@ -36,6 +36,10 @@ class DemoContext:
         if not self.quiet:
             console.print(text)
 
+    def suggest_sql(self, query: str) -> None:
+        """A query the demo's summary offers to try on this project."""
+        self.notes.setdefault("queries", []).append(f'shoal sql -p {self.project.dir} "{query}"')
+
 
 Step = Callable[[DemoContext], dict[str, Any]]
 

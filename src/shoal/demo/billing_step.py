@@ -30,7 +30,6 @@ dead_letter_table: billing.usage_events_dead_letters
 
 def run(ctx: DemoContext) -> dict[str, Any]:
     from shoal.demo.kafka_embedded import stream_use_case
-    from shoal.sources.kafka.producer import produce_events
     from shoal.usecases.billing import BillingSimulator, models
     from shoal.usecases.billing.events import PROTO_PATH
 
@@ -48,7 +47,7 @@ def run(ctx: DemoContext) -> dict[str, Any]:
             existing_share=0.99,
             hours=6,
         )
-    result = stream_use_case(
+    return stream_use_case(
         ctx,
         pipeline="billing_usage",
         pipeline_yaml=PIPELINE,
@@ -56,11 +55,6 @@ def run(ctx: DemoContext) -> dict[str, Any]:
         topic=TOPIC,
         topic_env="BILLING_TOPIC",
         events=sim.encoded(),
-        produce=produce_events,
         models=models(),
+        try_sql="select product, run_rate from billing.run_rate order by run_rate desc",
     )
-    ctx.notes.setdefault("queries", []).append(
-        f"shoal sql -p {ctx.project.dir} "
-        '"select product, run_rate from billing.run_rate order by run_rate desc"'
-    )
-    return result

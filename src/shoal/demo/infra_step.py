@@ -42,9 +42,9 @@ def run(ctx: DemoContext) -> dict[str, Any]:
         f"  found {found.num_rows} anomalies; against the injected faults: "
         f"precision {s.get('precision', 0):.2f}, recall {s.get('recall', 0):.2f}, F1 {s.get('f1', 0):.2f}"
     )
-    ctx.notes.setdefault("queries", []).append(
-        f'shoal sql -p {ctx.project.dir} "select level, entity, metric, round(score, 1) score, window_start '
-        f'from infra.anomalies order by score desc limit 10"'
+    ctx.suggest_sql(
+        "select level, entity, metric, round(score, 1) score, window_start "
+        "from infra.anomalies order by score desc limit 10"
     )
     return {
         "samples": hist.samples,

@@ -54,18 +54,23 @@ def stream_use_case(
     topic: str,
     topic_env: str,
     events: Iterable[tuple[bytes, bytes]],
-    produce: Callable[..., int],
     models: Sequence[Model],
+    try_sql: str,
+    produce: Callable[..., int] | None = None,
 ) -> dict[str, Any]:
     """Install a pipeline in the demo project, stream ``events`` to ``topic`` on an embedded
     cluster while the pipeline ingests them (the backlog bounded by :data:`MAX_BACKLOG`), then
     refresh the use case's models. Raises DemoError unless every event landed exactly once.
+
+    ``try_sql`` is a query the demo's summary suggests; ``produce`` defaults to
+    :func:`shoal.sources.kafka.producer.produce_events` (tests pass a lossy one).
 
     The pipeline file reads ``${KAFKA_BROKERS}`` and ``${<topic_env>}``, set here for the run.
     """
     from shoal.demo import DemoError
     from shoal.ingest import load_pipeline, run_pipeline
     from shoal.models import ModelRunner
+    from shoal.sources.kafka.producer import produce_events
 
     project = ctx.project
     (project.dir / "protos").mkdir(exist_ok=True)
@@ -79,7 +84,14 @@ def stream_use_case(
         os.environ[topic_env] = topic
         try:
             spec = load_pipeline(project.pipeline_file(pipeline), project.dir)
-            feeder = _Feeder(project.lake, (spec.table, spec.dlq_table), events, produce, bootstrap, topic)
+            feeder = _Feeder(
+                project.lake,
+                (spec.table, spec.dlq_table),
+                events,
+                produce or produce_events,
+                bootstrap,
+                topic,
+            )
             feeder.start()
             feeder.ready.wait()  # the topic exists before the worker subscribes to it
             try:
@@ -101,6 +113,7 @@ def stream_use_case(
         raise DemoError(f"pipeline {pipeline} landed {landed:,} of {produced:,} events produced to {topic}")
     ctx.say(f"  streamed {produced:,} events through {topic} (embedded Kafka at {bootstrap})")
     ctx.say(f"  ingested {stats.committed_rows:,} events exactly once via pipeline {pipeline}")
+    ctx.suggest_sql(try_sql)
     with ModelRunner(project.lake, models) as runner:
         results = runner.refresh()
     return {

@@ -13,7 +13,6 @@ TOPIC = "support.ticket-events"
 
 def run(ctx: DemoContext) -> dict[str, Any]:
     from shoal.demo.kafka_embedded import stream_use_case
-    from shoal.sources.kafka.producer import produce_events
     from shoal.usecases.support import PIPELINE_TEMPLATE, PROTO_FILE
     from shoal.usecases.support.models import models
     from shoal.usecases.support.simulator import SupportSimulator
@@ -22,7 +21,7 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     sim = SupportSimulator(
         seed=42, start=datetime(2026, 10, 1, tzinfo=UTC), days=days, tickets_per_day=per_day
     )
-    result = stream_use_case(
+    return stream_use_case(
         ctx,
         pipeline="support_tickets",
         pipeline_yaml=PIPELINE_TEMPLATE.read_text(),
@@ -30,11 +29,7 @@ def run(ctx: DemoContext) -> dict[str, Any]:
         topic=TOPIC,
         topic_env="SUPPORT_TOPIC",
         events=sim.encoded(),
-        produce=produce_events,
         models=models(),
+        try_sql="select day, team, csat_pct, first_response_p50_s "
+        "from support.csat_daily order by day desc, team limit 20",
     )
-    ctx.notes.setdefault("queries", []).append(
-        f'shoal sql -p {ctx.project.dir} "select day, team, csat_pct, first_response_p50_s '
-        f'from support.csat_daily order by day desc, team limit 20"'
-    )
-    return result

@@ -62,8 +62,8 @@ def validate_name(name: str) -> str:
 
 
 # Streaming pipelines and model watchers commit every few seconds, and every reader (each query)
-# replays the log since the last checkpoint: Delta's default of one per 100 commits made a query on
-# a busy table ~2.5x slower than with a fresh checkpoint. A checkpoint every 10 commits bounds that.
+# replays the log since the last checkpoint: with Delta's default of one per 100 commits that replay
+# dominated small queries on busy tables. A checkpoint every 10 commits bounds it.
 CHECKPOINT_INTERVAL = 10
 
 

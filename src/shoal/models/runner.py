@@ -190,7 +190,6 @@ class ModelRunner:
         interval_s: float = 1.0,
         should_stop: Callable[[], bool],
         on_cycle: Callable[[list[RefreshResult]], None] | None = None,
-        names: Sequence[str] | None = None,
     ) -> int:
         """Keep models fresh: refresh whenever a source table got a new version, until
         ``should_stop()``. Polls the sources' Delta logs every ``interval_s`` (an incremental read of
@@ -203,7 +202,7 @@ class ModelRunner:
                 if any(v is None for v in current.values()):
                     seen = current  # a source does not exist yet: wait for it, quietly
                 else:
-                    results = self.refresh(names)
+                    results = self.refresh()
                     seen = current
                     cycles += 1
                     if on_cycle is not None:
