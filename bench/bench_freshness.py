@@ -9,9 +9,10 @@ What runs, all on this machine (a real Kafka-protocol broker from the test harne
    until drained) and the billing models are built once, so the live phase runs on a lake that
    already holds ``--history-hours`` of usage;
 2. live: the pipeline's worker (``python -m shoal.ingest billing_usage``) and the model watcher(s)
-   (``shoal refresh --watch``; with ``--watchers split`` one for charges → revenue_hourly → run
-   rate and one for the other models) run as child processes, as an operator would run them,
-   while this process produces the rest of the simulated stream at ``--rate`` events/s for ``--seconds``;
+   (``shoal refresh --watch``; with ``--watchers split`` one for charges (with its month-to-date
+   state) → revenue_hourly → run rate and one for the other models) run as child processes, as an
+   operator would run them, while this process produces the rest of the simulated stream
+   (encoded beforehand) at ``--rate`` events/s for ``--seconds``;
 3. probes: every ``--probe-every-s`` one extra usage event (its own region ``probe-<n>``, copied
    from the event before it, for an hour in 2020 so the pollers read small partitions) is
    produced in line with the stream. A poller thread queries, through shoal's SQL engine
@@ -67,7 +68,12 @@ PIPELINE_NAME = "billing_usage"
 # --watchers split they get a watcher of their own, so they never wait behind the daily rollups.
 PROBE_DAY = datetime(2020, 1, 1, tzinfo=UTC)  # probe n is for the hour PROBE_DAY + n h: dates of their own
 PROBE_END = "2021-01-01"
-FAST_PATH = ("billing.charges_hourly", "billing.revenue_hourly", "billing.run_rate")
+FAST_PATH = (
+    "billing.charges_hourly",
+    "billing.resource_month_to_date",  # charges_hourly's state: refreshed with it
+    "billing.revenue_hourly",
+    "billing.run_rate",
+)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -111,9 +117,12 @@ class Probes:
         self.every = every
         self.sent: dict[str, float] = {}
 
-    def interleave(self, events: Iterator[BillingEvent]) -> Iterator[tuple[bytes, bytes]]:
-        for i, ev in enumerate(events, start=1):
-            yield from encode_events([ev])
+    def interleave(
+        self, events: list[BillingEvent], encoded: list[tuple[bytes, bytes]]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        # the stream is encoded beforehand: the load generator shares the CPU it measures
+        for i, (ev, pair) in enumerate(zip(events, encoded, strict=True), start=1):
+            yield pair
             if i % self.every == 0:
                 n = len(self.sent)
                 # a late usage event for an hour of its own in PROBE_DAY: it travels with the stream
@@ -133,9 +142,9 @@ class Probes:
                     billing_hour=hour,
                     billing_month=hour.strftime("%Y-%m"),
                 )
-                (pair,) = encode_events([probe])
+                (probe_pair,) = encode_events([probe])
                 self.sent[probe.region] = time.monotonic()
-                yield pair
+                yield probe_pair
 
 
 class Poller(threading.Thread):
@@ -290,11 +299,12 @@ def main() -> None:
         cpu0 = {k: cpu_s(p) for k, p in procs.items()}
         cycles_before = len(cycles)
         probes = Probes(max(1, int(args.rate * args.probe_every_s)))
+        encoded = list(encode_events(live))
         t_live = time.monotonic()
         produced = produce_events(
             broker.bootstrap,
             topic,
-            probes.interleave(iter(live)),
+            probes.interleave(live, encoded),
             client_config=broker.client_overrides,
             rate_per_s=args.rate * (1 + 1 / probes.every),
         )

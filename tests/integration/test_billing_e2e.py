@@ -84,9 +84,10 @@ def test_billing_models_match_reference_through_broker(  # type: ignore[no-untyp
             stats = run_pipeline(project, "billing_usage", until_drained=True, extra_client_config=overrides)
             assert stats.dead_lettered == 0
             modes = {r.model: r.mode for r in runner.refresh()}
-            # models without incremental_by (run rate, storage by spend) recompute on any change
+            # models neither incremental nor additive (run rate, storage by spend) recompute on any change
             assert modes == {
-                m.name: "full" if first or not m.incremental_by else "incremental" for m in specs
+                m.name: "full" if first or not (m.incremental_by or m.additive_sql) else "incremental"
+                for m in specs
             }
 
             # every produced record landed exactly once (a duplicate event is a distinct record)

@@ -184,31 +184,47 @@ def test_incremental_restriction_equals_full_subset(con: duckdb.DuckDBPyConnecti
     assert sym_diff(con, restricted, full) == 0
 
 
-def test_charges_incremental_sql_equals_the_full_query_in_scope(con: duckdb.DuckDBPyConnection) -> None:
-    """The incremental form (earlier hours' uncapped total read back from the model's own rows)
+def test_charges_incremental_sql_equals_the_full_query_in_scope(sim_events: list[BillingEvent]) -> None:
+    """The incremental form — the model's rows in scope (``__shoal_old``) plus the new usage rows
+    (``__shoal_changes``), the earlier hours' uncapped total from ``resource_month_to_date`` —
     returns exactly the full query's rows of each touched slice from its restate hour on."""
     spec = SPECS["billing.charges_hourly"]
     assert spec.incremental_sql is not None
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE __shoal_touched AS "
-        "SELECT billing_month, resource_id, "
-        # a restate hour inside the slice (late in the month, past many cap crossings), or NULL
-        "  CASE WHEN hash(resource_id) % 7 = 0 THEN NULL ELSE "
-        "  min(billing_hour) + (max(billing_hour) - min(billing_hour)) * 0.8 END AS __shoal_from "
-        "FROM (SELECT * FROM billing.charges_hourly USING SAMPLE 30 PERCENT (bernoulli, 5)) "
-        "GROUP BY billing_month, resource_id"
+    state = SPECS["billing.resource_month_to_date"]
+    # new events: a delivery suffix late in January, past many cap crossings; its late events
+    # restate hours already billed, and its duplicates repeat events already charged
+    cut = next(i for i, e in enumerate(sim_events) if e.billing_hour >= datetime(2026, 1, 30, tzinfo=UTC))
+    head_ids = {e.event_id for e in sim_events[:cut]}
+    assert any(e.event_id in head_ids for e in sim_events[cut:])
+    c = duckdb.connect()
+    c.execute("SET TimeZone = 'America/Los_Angeles'")
+    materialize(c, sim_events[:cut], [spec, state])  # the models before the new events
+    changes = to_arrow(sim_events).slice(cut)
+    c.register("__shoal_changes", changes.append_column("_change_type", pa.array(["insert"] * len(changes))))
+    c.execute(
+        "CREATE TEMP TABLE __shoal_touched AS SELECT billing_month, resource_id, "
+        # some slices restate whole (NULL), as when a change lacks an hour
+        "  CASE WHEN hash(resource_id) % 7 = 0 THEN NULL ELSE min(billing_hour) END AS __shoal_from "
+        "FROM __shoal_changes GROUP BY billing_month, resource_id"
     )
     scope = (
         "EXISTS (SELECT 1 FROM __shoal_touched t WHERE t.billing_month = f.billing_month "
         "AND t.resource_id = f.resource_id AND (t.__shoal_from IS NULL OR f.billing_hour >= t.__shoal_from))"
     )
+    c.execute(f"CREATE TEMP TABLE __shoal_old AS SELECT * FROM billing.charges_hourly f WHERE {scope}")
+    got = c.execute(spec.incremental_sql).arrow().read_all()
+    touched = c.execute("SELECT * FROM __shoal_touched").arrow().read_all()
+
+    full = duckdb.connect()
+    materialize(full, sim_events, [spec])
+    full.register("__shoal_touched", touched)
+    full.register("got", got)
     want = f"SELECT * FROM billing.charges_hourly f WHERE {scope}"
-    n = con.execute(f"SELECT count(*) FROM ({want})").fetchall()[0][0]
-    assert 0 < n < con.execute("SELECT count(*) FROM billing.charges_hourly").fetchall()[0][0]
-    capped = con.execute(f"SELECT count(*) FROM ({want}) WHERE charge < uncapped_charge").fetchall()[0][0]
+    n = full.execute(f"SELECT count(*) FROM ({want})").fetchall()[0][0]
+    assert n == got.num_rows
+    capped = full.execute(f"SELECT count(*) FROM ({want}) WHERE charge < uncapped_charge").fetchall()[0][0]
     assert capped > 0  # the scope holds hours past a cap crossing: the prior total matters
-    assert sym_diff(con, spec.incremental_sql, want) == 0
-    con.execute("DROP TABLE __shoal_touched")
+    assert sym_diff(full, "SELECT * FROM got", want) == 0
 
 
 def test_incremental_refresh_with_late_events_restates_cap_hours(sim_events: list[BillingEvent]) -> None:

@@ -53,7 +53,8 @@ def test_month_of_incremental_refreshes_matches_reference(tmp_path: Path) -> Non
             source.append(table.slice(lo, hi - lo))
             modes = {r.model: r.mode for r in runner.refresh()}
             assert modes == {
-                m.name: "full" if lo == 0 or not m.incremental_by else "incremental" for m in specs
+                m.name: "full" if lo == 0 or not (m.incremental_by or m.additive_sql) else "incremental"
+                for m in specs
             }
             lo = hi
             ref = reference.compute(events[:hi])

@@ -281,6 +281,9 @@ def _watch(
         if names and len(chosen) < len(set(names)):
             unknown = sorted(set(names) - {m.name for m in chosen})
             raise NotFoundError(f"no model named {', '.join(unknown)}")
+        # a model's state models are refreshed with it (the runner keeps them at its version)
+        state = {s for m in chosen for s in m.state_models}
+        chosen += [m for m in proj.models if m.name in state and m not in chosen]
         with ModelRunner(proj.lake, chosen) as runner:
             if full:
                 report(runner.refresh(full=True))

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import (
     CommitFailedError,
     DeltaError,
@@ -41,6 +41,16 @@ def _as_reader(data: Data) -> pa.Table | pa.RecordBatchReader:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     return data
+
+
+# Row groups of at most this many rows (DuckDB writes 122,880): min/max statistics then let readers
+# skip most of a large file written in an order (e.g. a model rebuilt in hour order), where the
+# writer's default of 1M rows leaves one or two groups per file.
+ROW_GROUP_ROWS = 131_072
+
+
+def _writer_props() -> WriterProperties:
+    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
 
 
 def _commit_props(app_transactions: Mapping[str, int] | None, **meta: str) -> CommitProperties:
@@ -150,6 +160,15 @@ def retry_conflicts(fn: Callable[[], T], what: str, retries: int = COMMIT_RETRIE
     raise AssertionError("unreachable")
 
 
+def _without_views(table: pa.Table) -> pa.Table:
+    """String/binary views as plain strings/binaries: delta-rs returns views, which few Arrow
+    compute kernels take (a filter DuckDB pushes into a registered table would fail)."""
+    views = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
+    if not any(f.type in views for f in table.schema):
+        return table
+    return table.cast(pa.schema([f.with_type(views.get(f.type, f.type)) for f in table.schema]))
+
+
 class Table:
     """A handle on one lake table (``namespace.table``). Cheap; reloads on demand."""
 
@@ -251,7 +270,7 @@ class Table:
             return pa.table({})
         with translate_errors(f"table {self.name}"):
             reader = dt.load_cdf(starting_version=version + 1, ending_version=dt.version())
-            return pa.table(reader.read_all())
+            return _without_views(pa.table(reader.read_all()))
 
     # -- writing -------------------------------------------------------------------------------
     def _after_write(self) -> int:
@@ -272,6 +291,7 @@ class Table:
                 payload,
                 mode="append",
                 schema_mode="merge",
+                writer_properties=_writer_props(),
                 commit_properties=_commit_props(app_transactions),
             )
 
@@ -297,6 +317,7 @@ class Table:
                 mode="overwrite",
                 predicate=predicate,
                 schema_mode=None if predicate else "merge",
+                writer_properties=_writer_props(),
                 commit_properties=_commit_props(app_transactions),
             )
 
@@ -334,6 +355,7 @@ class Table:
                 source_alias="s",
                 target_alias="t",
                 merge_schema=True,
+                writer_properties=_writer_props(),
                 commit_properties=_commit_props(app_transactions),
             )
             merger.when_matched_update_all().when_not_matched_insert_all().execute()
@@ -372,6 +394,7 @@ class Table:
                     source_alias="s",
                     target_alias="t",
                     merge_schema=False,
+                    writer_properties=_writer_props(),
                     commit_properties=_commit_props(app_transactions),
                 )
                 .when_matched_delete(predicate=f"s.{flag}")

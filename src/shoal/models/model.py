@@ -29,7 +29,22 @@ class Model(BaseModel):
     incremental refreshes, for models that can do less work than filtering the full result: it
     may read ``__shoal_touched`` (the touched ``incremental_by`` values, plus ``__shoal_from`` with
     ``restate_from``; NULL means the whole slice) and the model's own table, and must return
-    exactly the rows the full ``sql`` has in that scope.
+    exactly the rows the full ``sql`` has in that scope. It may also read ``__shoal_old`` (the
+    model's current rows in that scope) and, with a single upstream, ``__shoal_changes`` (the
+    upstream's change-feed rows, with ``_change_type``).
+
+    ``state_models`` (optional) names models downstream of this one that ``incremental_sql`` reads
+    as per-slice state (e.g. month-to-date totals, so a refresh need not re-sum the month): the
+    runner brings each up to this model's current version before an incremental refresh, so the
+    state always matches the rows it summarises, also after a crash between the two commits.
+
+    ``additive_sql`` (optional) maintains a model of sums without recomputing groups: it runs over
+    ``__shoal_delta`` (the single upstream's change-feed rows, with ``__shoal_sign`` = +1 for
+    inserted rows and post-images, -1 for deleted rows and pre-images) and returns, per
+    ``unique_key``, the signed change of each ``additive`` column (other columns must depend on
+    the key alone). The runner adds it to the current rows; a row whose ``additive_count`` (the
+    additive column counting upstream rows) reaches 0 is deleted. The work is proportional to
+    what changed, not to the size of the groups.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,13 +55,17 @@ class Model(BaseModel):
     incremental_by: tuple[str, ...] = ()
     restate_from: str | None = None
     incremental_sql: str | None = None
+    state_models: tuple[str, ...] = ()
+    additive_sql: str | None = None
+    additive: tuple[str, ...] = ()
+    additive_count: str | None = None
     upstream: tuple[str, ...] = ()
     description: str = ""
     owner: str = ""
     partition_by: tuple[str, ...] = ()
 
     def __init__(self, /, **data: Any) -> None:
-        for key in ("unique_key", "incremental_by", "upstream", "partition_by"):
+        for key in ("unique_key", "incremental_by", "upstream", "partition_by", "state_models", "additive"):
             value = data.get(key)
             if isinstance(value, str):
                 data[key] = (value,)
@@ -65,6 +84,20 @@ class Model(BaseModel):
             raise ValueError("restate_from needs incremental_by (it orders rows within each slice)")
         if self.incremental_sql and not self.incremental_by:
             raise ValueError("incremental_sql needs incremental_by (it computes the touched slices)")
+        if self.state_models and not self.incremental_sql:
+            raise ValueError("state_models needs incremental_sql (the query that reads them)")
+        if self.additive_sql:
+            if len(self.upstream) != 1:
+                raise ValueError("additive_sql needs exactly one upstream (whose changes it sums)")
+            if self.incremental_by:
+                raise ValueError("additive_sql and incremental_by exclude each other")
+            if not self.additive_count or self.additive_count not in self.additive:
+                raise ValueError("additive_sql needs additive_count, one of the additive columns")
+            overlap = set(self.additive) & set(self.unique_key)
+            if overlap:
+                raise ValueError(f"additive column(s) {', '.join(sorted(overlap))} are in unique_key")
+        elif self.additive or self.additive_count:
+            raise ValueError("additive and additive_count need additive_sql")
         return self
 
     @property
@@ -75,6 +108,8 @@ class Model(BaseModel):
             parts.append(f"restate_from={self.restate_from}")
         if self.incremental_sql:
             parts.append(self.incremental_sql)
+        if self.additive_sql:
+            parts += [self.additive_sql, *self.additive, f"additive_count={self.additive_count}"]
         text = "\x1f".join(parts)
         return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
 

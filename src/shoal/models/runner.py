@@ -125,6 +125,15 @@ class ModelRunner:
     def __init__(self, lake: Lake, models: Sequence[Model], con: Connection | None = None) -> None:
         self.lake = lake
         self.models = order_models(models)
+        by_name = {m.name: m for m in self.models}
+        for m in self.models:
+            for name in m.state_models:
+                state = by_name.get(name)
+                if state is None:
+                    raise ConfigError(f"model {m.name} reads state model {name}: refresh them together")
+                if m.name not in state.upstream:
+                    raise ConfigError(f"model {m.name}: state model {name} must read it (upstream)")
+        self._by_name = by_name
         self._con = con
         # Table handles are kept so each refresh reads only the new log entries, not the whole log.
         self._tables: dict[str, Table] = {}
@@ -230,7 +239,7 @@ class ModelRunner:
             self.con.refresh()  # mount tables created since the connection opened
 
         needs_full = full or target is None or target.app_version(SQL_APP_ID) != model.sql_hash
-        if not needs_full and not model.incremental_by:
+        if not needs_full and not model.incremental_by and not model.additive_sql:
             assert target is not None
             if all(target.app_version(f"model:{u}") == v for u, v in current.items()):
                 return RefreshResult(
@@ -239,8 +248,12 @@ class ModelRunner:
             needs_full = True
         if needs_full:
             result = self._full(model, target, current)
+        elif model.additive_sql:
+            assert target is not None
+            result = self._additive(model, target, upstream, current)
         else:
             assert target is not None
+            self._sync_state(model, target)
             result = self._incremental(model, target, upstream, current)
         result.seconds = round(time.perf_counter() - start, 3)
         result.upstream_versions = current
@@ -256,7 +269,12 @@ class ModelRunner:
             raise ModelError(f"model {model.name}: {exc}") from exc
 
     def _full(self, model: Model, target: Table | None, current: dict[str, int]) -> RefreshResult:
-        data = self._run_sql(model, model.sql)
+        sql = model.sql
+        if model.restate_from:
+            # written in restate order, file and row-group statistics let incremental refreshes
+            # (which read from the restate point on) skip the rows before it
+            sql = f"SELECT * FROM ({sql}) ORDER BY {_ident(model.restate_from)}"
+        data = self._run_sql(model, sql)
         self._check_columns(model, data.schema)
         if target is None:
             target = self.lake.create_table(
@@ -277,11 +295,128 @@ class ModelRunner:
         if absent:
             raise ModelError(f"model {model.name}: its SQL does not return column(s) {', '.join(absent)}")
 
-    def _touched(self, model: Model, upstream: dict[str, Table], target: Table) -> pa.Table | None:
+    def _sync_state(self, model: Model, target: Table) -> None:
+        """Bring ``model``'s state models up to its current version (they lag after a crash
+        between its commit and theirs, or when refreshed apart)."""
+        for name in model.state_models:
+            state = self._find(name)
+            if state is None or state.app_version(f"model:{model.name}") != target.version:
+                self.refresh_one(self._by_name[name])
+
+    def _additive(
+        self, model: Model, target: Table, upstream: dict[str, Table], current: dict[str, int]
+    ) -> RefreshResult:
+        """Add the signed sums of the upstream's changed rows to the model's rows (see Model)."""
+        assert model.additive_sql is not None
+        assert model.additive_count is not None
+        ((name, table),) = upstream.items()
+        since = target.app_version(f"model:{name}")
+        if since is None:
+            return self._full(model, target, current)
+        txns = self._txns(model, current)
+        if table.version == since:
+            return RefreshResult(model.name, "unchanged", version=target.version)
+        try:
+            changes = table.changes_since(since)
+        except ShoalError:
+            return self._full(model, target, current)  # change feed unavailable (e.g. vacuumed)
+        if changes.num_rows == 0:
+            version = target.append(pa.table({}), app_transactions=txns)
+            return RefreshResult(model.name, "unchanged", version=version)
+        negative = pc.is_in(changes["_change_type"], value_set=pa.array(["delete", "update_preimage"]))
+        sign = pc.if_else(negative, pa.scalar(-1, pa.int64()), pa.scalar(1, pa.int64()))
+        con = self.con.duckdb
+        registered: list[str] = []
+        try:
+            con.register("__shoal_delta", changes.append_column("__shoal_sign", sign))
+            registered.append("__shoal_delta")
+            delta = self._run_sql(model, model.additive_sql)
+            merged = self._add_to_current(model, target, delta, registered)
+        finally:
+            for reg in registered:
+                with contextlib.suppress(duckdb.Error):
+                    con.unregister(reg)
+        if merged is None:
+            return self._full(model, target, current)  # a count below zero: out of step, rebuild
+        rows, stale, existed = merged
+        if rows.num_rows == 0 and stale.num_rows == 0:
+            version = target.append(pa.table({}), app_transactions=txns)
+        elif not existed and stale.num_rows == 0:
+            version = target.append(rows, app_transactions=txns)  # only new keys: no rewrite
+        else:
+            version = target.merge(rows, model.unique_key, delete_keys=stale, app_transactions=txns)
+        return RefreshResult(
+            model.name,
+            "incremental",
+            touched=delta.num_rows,
+            rows_written=rows.num_rows,
+            rows_deleted=stale.num_rows,
+            version=version,
+        )
+
+    def _add_to_current(
+        self, model: Model, target: Table, delta: pa.Table, registered: list[str]
+    ) -> tuple[pa.Table, pa.Table, bool] | None:
+        """(new values of the changed rows, keys of rows whose count reached 0, whether any changed
+        row exists already); None when a count would go below zero."""
+        names = target.schema.names
+        absent = [c for c in names if c not in delta.column_names]
+        if absent:
+            raise ModelError(f"model {model.name}: its additive_sql does not return {', '.join(absent)}")
+        con = self.con.duckdb
+        add = [_ident(c) for c in model.additive]
+        nonzero = " OR ".join(f"coalesce({a}, 0) <> 0" for a in add)
+        con.register("__shoal_d0", delta)
+        registered.append("__shoal_d0")
+        # a change that moves no sum (e.g. an update of other columns) writes nothing
+        con.sql(f"CREATE OR REPLACE TEMP TABLE __shoal_d AS SELECT * FROM __shoal_d0 WHERE {nonzero}")
+        try:
+            on = " AND ".join(f"o.{_ident(c)} IS NOT DISTINCT FROM d.{_ident(c)}" for c in model.unique_key)
+            keys = con.sql(f"SELECT {', '.join(_ident(c) for c in model.unique_key)} FROM __shoal_d")
+            key_values = keys.to_arrow_table()
+            # constant bounds (IN lists, ranges) let DuckDB skip partitions and files of the target
+            bounds = [
+                b
+                for c in model.unique_key
+                if (b := _constant_bound(f"o.{_ident(c)}", key_values[c], exact=True)) is not None
+            ]
+            where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
+            con.sql(
+                "CREATE OR REPLACE TEMP TABLE __shoal_cur AS SELECT o.*, TRUE AS __shoal_hit "
+                f"FROM {model.name} AS o SEMI JOIN __shoal_d AS d ON {on}{where}"
+            )
+            cols = [
+                f"coalesce(o.{_ident(c)}, 0) + d.{_ident(c)} AS {_ident(c)}"
+                if c in model.additive
+                else f"d.{_ident(c)}"
+                for c in names
+            ]
+            merged = con.sql(
+                f"SELECT {', '.join(cols)}, o.__shoal_hit IS NOT NULL AS __shoal_hit "
+                f"FROM __shoal_d AS d LEFT JOIN __shoal_cur AS o ON {on}"
+            ).to_arrow_table()
+        finally:
+            con.sql("DROP TABLE IF EXISTS __shoal_d")
+            con.sql("DROP TABLE IF EXISTS __shoal_cur")
+        count = merged[model.additive_count]
+        if pc.any(pc.less(count, 0)).as_py():
+            return None
+        gone = pc.equal(count, 0)
+        keep = pc.invert(gone)
+        rows = merged.filter(keep).select(names).cast(target.schema)
+        stale = merged.filter(pc.and_(gone, merged["__shoal_hit"])).select(list(model.unique_key))
+        existed = bool(pc.any(merged.filter(keep)["__shoal_hit"]).as_py())
+        return rows, stale, existed
+
+    def _touched(
+        self, model: Model, upstream: dict[str, Table], target: Table
+    ) -> tuple[pa.Table, pa.Table | None] | None:
         """Distinct incremental_by values in upstream changes (with ``__shoal_from``, the smallest
-        changed ``restate_from`` value of each, when the model has one); None means 'rebuild fully'."""
+        changed ``restate_from`` value of each, when the model has one), and with a single upstream
+        its change rows; None means 'rebuild fully'."""
         cols = [*model.incremental_by, *([model.restate_from] if model.restate_from else [])]
         parts = []
+        feeds = []
         for name, table in upstream.items():
             since = target.app_version(f"model:{name}")
             if since is None:
@@ -297,23 +432,26 @@ class ModelRunner:
             if any(c not in changes.column_names for c in cols):
                 return None
             parts.append(changes.select(cols))
+            feeds.append(changes)
+        single = feeds[0] if len(upstream) == 1 and feeds else None
         if not parts:
-            return pa.table({c: [] for c in model.incremental_by})
+            return pa.table({c: [] for c in model.incremental_by}), single
         touched = pa.concat_tables(parts, promote_options="permissive")
         if not model.restate_from:
-            return touched.group_by(cols).aggregate([])
+            return touched.group_by(cols).aggregate([]), single
         by = ", ".join(_ident(c) for c in model.incremental_by)
         rf = _ident(model.restate_from)
         con = self.con.duckdb
         con.register("__shoal_changes", touched)
         try:
             # a NULL restate_from among a slice's changes restates the whole slice
-            return con.sql(
+            slices = con.sql(
                 f"SELECT {by}, CASE WHEN count(*) > count({rf}) THEN NULL ELSE min({rf}) END AS __shoal_from "
                 f"FROM __shoal_changes GROUP BY {by}"
             ).to_arrow_table()
         finally:
             con.unregister("__shoal_changes")
+        return slices, single
 
     def _scoped(
         self, model: Model, touched: pa.Table, relation: str, columns: Sequence[str] | None = None
@@ -341,9 +479,10 @@ class ModelRunner:
     def _incremental(
         self, model: Model, target: Table, upstream: dict[str, Table], current: dict[str, int]
     ) -> RefreshResult:
-        touched = self._touched(model, upstream, target)
-        if touched is None:
+        found = self._touched(model, upstream, target)
+        if found is None:
             return self._full(model, target, current)
+        touched, changes = found
         if touched.num_rows == 0:
             if all(target.app_version(f"model:{u}") == v for u, v in current.items()):
                 return RefreshResult(model.name, "unchanged", version=target.version)
@@ -353,12 +492,19 @@ class ModelRunner:
         con = self.con.duckdb
         registered = ["__shoal_touched"]
         con.register("__shoal_touched", touched)
+        if changes is not None:
+            con.register("__shoal_changes", changes)
+            registered.append("__shoal_changes")
+        # the model's current rows in scope: what the new ones are compared with (and what an
+        # incremental_sql may build on)
+        con.sql("CREATE OR REPLACE TEMP TABLE __shoal_old AS " + self._scoped(model, touched, model.name))
         try:
             scoped = model.incremental_sql or (self._scoped(model, touched, f"({model.sql})"))
             new_rows = self._run_sql(model, scoped)
             self._check_columns(model, new_rows.schema)
-            changed, stale, updates = self._diff(model, target, touched, new_rows, registered)
+            changed, stale, updates = self._diff(model, target, new_rows, registered)
         finally:
+            con.sql("DROP TABLE IF EXISTS __shoal_old")
             for name in registered:
                 with contextlib.suppress(duckdb.Error):
                     con.unregister(name)
@@ -379,52 +525,54 @@ class ModelRunner:
         )
 
     def _diff(
-        self, model: Model, target: Table, touched: pa.Table, new_rows: pa.Table, registered: list[str]
+        self, model: Model, target: Table, new_rows: pa.Table, registered: list[str]
     ) -> tuple[pa.Table, pa.Table, bool]:
-        """(rows that differ from the target's, keys of target rows in scope that are gone, whether
-        any changed row's key already exists in the target). Writing only what changed keeps
-        commits small and the change feed — what downstream models recompute from — precise."""
+        """(rows that differ from the target's rows in scope, ``__shoal_old``; keys of those that are
+        gone; whether any changed row's key already exists in the target). Writing only what
+        changed keeps commits small and the change feed — what downstream models recompute from —
+        precise."""
         con = self.con.duckdb
         key = ", ".join(_ident(c) for c in model.unique_key)
         con.register("__shoal_new", new_rows)
         registered.append("__shoal_new")
         target_cols = set(target.schema.names)
         same_cols = all(c in target_cols for c in new_rows.column_names)
-        cols = new_rows.column_names if same_cols else list(model.unique_key)
-        con.sql(
-            "CREATE OR REPLACE TEMP TABLE __shoal_old AS " + self._scoped(model, touched, model.name, cols)
-        )
-        try:
-            match = " AND ".join(
-                f"o.{_ident(c)} IS NOT DISTINCT FROM n.{_ident(c)}" for c in model.unique_key
-            )
-            stale = con.sql(
-                f"SELECT {key} FROM __shoal_old AS o "
-                f"WHERE NOT EXISTS (SELECT 1 FROM __shoal_new AS n WHERE {match})"
-            ).to_arrow_table()
-            if same_cols:
-                changed = con.sql(
-                    "SELECT * FROM __shoal_new EXCEPT ALL SELECT * FROM __shoal_old"
-                ).to_arrow_table()
-                changed = changed.select(new_rows.column_names).cast(new_rows.schema)
-            else:
-                changed = new_rows  # the target lacks a column: every row gains it
-            if changed.num_rows == 0:
-                return changed, stale, False
-            con.register("__shoal_changed", changed)
-            registered.append("__shoal_changed")
-            kmatch = " AND ".join(
-                f"t.{_ident(c)} IS NOT DISTINCT FROM c.{_ident(c)}" for c in model.unique_key
-            )
-            # Does any changed key exist already (then merge, else a plain append)? When the key
-            # holds every scope column it names its slice, so only in-scope rows can hold it;
-            # otherwise (e.g. keyed by event id) look through the whole target.
-            scope_cols = {*model.incremental_by, *([model.restate_from] if model.restate_from else [])}
-            holders = "__shoal_old" if scope_cols <= set(model.unique_key) else model.name
-            (n_existing,) = con.sql(
-                f"SELECT count(*) FROM {holders} AS t "
-                f"WHERE EXISTS (SELECT 1 FROM __shoal_changed AS c WHERE {kmatch})"
-            ).fetchone() or (0,)
-            return changed, stale, bool(n_existing)
-        finally:
-            con.sql("DROP TABLE IF EXISTS __shoal_old")
+        match = " AND ".join(f"o.{_ident(c)} IS NOT DISTINCT FROM n.{_ident(c)}" for c in model.unique_key)
+        stale = con.sql(
+            f"SELECT {key} FROM __shoal_old AS o "
+            f"WHERE NOT EXISTS (SELECT 1 FROM __shoal_new AS n WHERE {match})"
+        ).to_arrow_table()
+        if not same_cols:
+            changed = new_rows  # the target lacks a column: every row gains it
+            return changed, stale, self._any_exists(model, new_rows, registered)
+        # Rows with a key not in scope are new; only the others need comparing value by value
+        # (hashing every column of every row is most of a diff's cost when most rows are new).
+        cols = ", ".join(_ident(c) for c in new_rows.column_names)
+        added = con.sql(f"SELECT n.* FROM __shoal_new AS n ANTI JOIN __shoal_old AS o ON {match}")
+        updated = con.sql(
+            f"SELECT n.* FROM __shoal_new AS n SEMI JOIN __shoal_old AS o ON {match} "
+            f"EXCEPT ALL SELECT {cols} FROM __shoal_old"
+        ).to_arrow_table()
+        parts = [added.to_arrow_table(), updated]
+        changed = pa.concat_tables([t.select(new_rows.column_names).cast(new_rows.schema) for t in parts])
+        if changed.num_rows == 0:
+            return changed, stale, False
+        # Does any changed key exist already (then merge, else a plain append)? When the key holds
+        # every scope column it names its slice, so only in-scope rows can hold it (the updated
+        # ones); otherwise (e.g. keyed by event id) look through the whole target.
+        scope_cols = {*model.incremental_by, *([model.restate_from] if model.restate_from else [])}
+        if scope_cols <= set(model.unique_key):
+            return changed, stale, updated.num_rows > 0
+        return changed, stale, self._any_exists(model, changed, registered)
+
+    def _any_exists(self, model: Model, rows: pa.Table, registered: list[str]) -> bool:
+        """Whether the target holds any of ``rows``' keys."""
+        con = self.con.duckdb
+        con.register("__shoal_changed", rows)
+        registered.append("__shoal_changed")
+        kmatch = " AND ".join(f"t.{_ident(c)} IS NOT DISTINCT FROM c.{_ident(c)}" for c in model.unique_key)
+        (n_existing,) = con.sql(
+            f"SELECT count(*) FROM {model.name} AS t "
+            f"WHERE EXISTS (SELECT 1 FROM __shoal_changed AS c WHERE {kmatch})"
+        ).fetchone() or (0,)
+        return bool(n_existing)

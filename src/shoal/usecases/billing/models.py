@@ -25,9 +25,12 @@ rules independently, in Python ``Decimal``):
    (billing_month, resource_id), so ``charges_hourly`` is incremental by
    (billing_month, resource_id) and restates each touched resource-month from
    its earliest changed hour on (``restate_from``: earlier hours cannot
-   change); only rows whose values changed are written. The rollups are
-   incremental by billing_hour / billing_date / (billing_month, user_id) and
-   pick up those restated rows from the change feed.
+   change); only rows whose values changed are written. The uncapped total of
+   the earlier hours comes from ``resource_month_to_date`` (a state model, see
+   ADR 0007). ``revenue_hourly`` and ``resource_month_to_date`` are additive:
+   kept as sums of charges_hourly's change feed (restated rows arrive as pre-
+   and post-images); the daily rollups are incremental by billing_date /
+   (billing_month, user_id).
 5. Rounding to cents happens only on invoices: each invoice line (resource,
    plan, month) is rounded half-even to the cent; the invoice total is the sum
    of the rounded lines. Revenue rollups stay exact (DECIMAL(18,6)).
@@ -121,32 +124,86 @@ FROM charged
 
 CHARGES_HOURLY_SQL = _charges_sql(f"events AS (SELECT * FROM {SOURCE} {_DEDUPE})")
 
-# Incremental refresh of touched (billing_month, resource_id) slices from their earliest changed
-# hour (``__shoal_touched.__shoal_from``, NULL = the whole slice). Hours before it cannot change, so
-# their uncapped total is read back from the model's own rows instead of re-running the window over
-# the whole month: the work is proportional to what is restated. A duplicate shares its original's
+
+def _micros(dollars_sql: str) -> str:
+    """DECIMAL(18,6) units -> exact integer micro-units (NULL stays NULL)."""
+    return f"CAST({dollars_sql} * 1000000 AS BIGINT)"
+
+
+_CHARGES = "billing.charges_hourly"
+MONTH_TO_DATE = "billing.resource_month_to_date"
+_EVENT_COLUMNS = (
+    "event_id, event_type, resource_id, user_id, team_id, region, product, plan, unit, currency, "
+    "billing_month, billing_hour, quantity_micros, hourly_price_micros, monthly_cap_micros"
+)
+
+# Incremental refresh of the touched (billing_month, resource_id) slices from their earliest changed
+# hour (``__shoal_touched.__shoal_from``, NULL = the whole slice): the work is proportional to what
+# changed, not to the month. The events of a slice from that hour on are its charged rows from there
+# (``__shoal_old``, the model's own rows in scope) plus the new usage rows (``__shoal_changes``, the
+# change feed of usage_events) that are not already charged; the uncapped total of the hours before
+# it is the slice's month-to-date total (``billing.resource_month_to_date``, which the runner keeps
+# at this model's version) minus the restated rows' share. A duplicate shares its original's
 # resource and hour, so it is in the same scope and the dedupe is exact.
 CHARGES_HOURLY_INCREMENTAL_SQL = _charges_sql(
     f"""scope AS (SELECT billing_month, resource_id, __shoal_from FROM __shoal_touched),
-events AS (
-    SELECT u.*
-    FROM {SOURCE} AS u
-    JOIN scope AS s ON u.billing_month = s.billing_month AND u.resource_id = s.resource_id
-    WHERE s.__shoal_from IS NULL OR u.billing_hour >= s.__shoal_from
+fresh AS (
+    SELECT * FROM __shoal_changes
+    WHERE _change_type IN ('insert', 'update_postimage')
     {_DEDUPE}
 ),
+events AS (
+    SELECT
+        event_id, 'EVENT_TYPE_USAGE' AS event_type, resource_id, user_id, team_id, region, product,
+        plan, unit, currency, billing_month, billing_hour, {_micros("quantity")} AS quantity_micros,
+        {_micros("hourly_price")} AS hourly_price_micros, {_micros("monthly_cap")} AS monthly_cap_micros
+    FROM __shoal_old
+    UNION ALL
+    SELECT {_EVENT_COLUMNS}
+    FROM fresh AS f
+    WHERE NOT EXISTS (SELECT 1 FROM __shoal_old AS o WHERE o.event_id = f.event_id)
+),
+restated AS (
+    SELECT billing_month, resource_id, sum({_micros("uncapped_charge")}) AS micros
+    FROM __shoal_old
+    GROUP BY billing_month, resource_id
+),
 prior AS (
-    SELECT c.billing_month, c.resource_id, CAST(sum(c.uncapped_charge) * 1000000 AS BIGINT) AS prior_micros
-    FROM billing.charges_hourly AS c
-    JOIN scope AS s ON c.billing_month = s.billing_month AND c.resource_id = s.resource_id
-    WHERE c.billing_hour < s.__shoal_from
-    GROUP BY c.billing_month, c.resource_id
+    SELECT
+        s.billing_month,
+        s.resource_id,
+        coalesce({_micros("m.uncapped_charge")}, 0) - coalesce(r.micros, 0) AS prior_micros
+    FROM scope AS s
+    LEFT JOIN {MONTH_TO_DATE} AS m USING (billing_month, resource_id)
+    LEFT JOIN restated AS r USING (billing_month, resource_id)
 )""",
     prior_micros="coalesce(prior.prior_micros, 0)",
     prior_join=" LEFT JOIN prior USING (billing_month, resource_id)",
 )
 
-_CHARGES = "billing.charges_hourly"
+MONTH_TO_DATE_SQL = f"""
+SELECT
+    billing_month,
+    resource_id,
+    count(*) AS usage_events,
+    CAST(sum(uncapped_charge) AS DECIMAL(18,6)) AS uncapped_charge,
+    CAST(sum(charge) AS DECIMAL(18,6)) AS charge
+FROM {_CHARGES}
+GROUP BY billing_month, resource_id
+"""
+
+# Additive maintenance (see Model.additive_sql): the signed sums of charges_hourly's changed rows.
+MONTH_TO_DATE_ADDITIVE_SQL = """
+SELECT
+    billing_month,
+    resource_id,
+    CAST(sum(__shoal_sign) AS BIGINT) AS usage_events,
+    CAST(sum(__shoal_sign * uncapped_charge) AS DECIMAL(18,6)) AS uncapped_charge,
+    CAST(sum(__shoal_sign * charge) AS DECIMAL(18,6)) AS charge
+FROM __shoal_delta
+GROUP BY billing_month, resource_id
+"""
+
 
 REVENUE_HOURLY_SQL = f"""
 SELECT
@@ -164,6 +221,22 @@ SELECT
     count(*) AS usage_events
 FROM {_CHARGES}
 GROUP BY billing_hour, billing_date, product, plan, region, currency
+"""
+
+REVENUE_HOURLY_ADDITIVE_SQL = """
+SELECT
+    billing_hour,
+    any_value(billing_date) AS billing_date,
+    product,
+    plan,
+    region,
+    currency,
+    CAST(sum(__shoal_sign * charge) AS DECIMAL(18,6)) AS revenue,
+    CAST(sum(__shoal_sign * uncapped_charge) AS DECIMAL(18,6)) AS uncapped_revenue,
+    CAST(sum(__shoal_sign * quantity) AS DECIMAL(18,6)) AS quantity,
+    CAST(sum(__shoal_sign) AS BIGINT) AS usage_events
+FROM __shoal_delta
+GROUP BY billing_hour, product, plan, region, currency
 """
 
 REVENUE_DAILY_SQL = f"""
@@ -319,16 +392,32 @@ MODEL_SPECS: tuple[Model, ...] = (
         # caps are running totals in hour order: an event can only change its own and later hours
         restate_from="billing_hour",
         incremental_sql=CHARGES_HOURLY_INCREMENTAL_SQL,
+        state_models=(MONTH_TO_DATE,),
         upstream=(SOURCE,),
         description="Charge of every metered resource-hour (deduped usage event) with monthly caps "
         "applied; a late hour restates the later hours of its resource-month.",
         partition_by=("billing_month",),
     ),
     Model(
+        name=MONTH_TO_DATE,
+        sql=MONTH_TO_DATE_SQL,
+        unique_key=("billing_month", "resource_id"),
+        additive_sql=MONTH_TO_DATE_ADDITIVE_SQL,
+        additive=("usage_events", "uncapped_charge", "charge"),
+        additive_count="usage_events",
+        upstream=(_CHARGES,),
+        description="Month-to-date charged usage events, uncapped and capped charges per resource "
+        "(what charges_hourly's refresh reads instead of re-summing the month).",
+        partition_by=("billing_month",),
+    ),
+    Model(
         name="billing.revenue_hourly",
         sql=REVENUE_HOURLY_SQL,
         unique_key=("billing_hour", "product", "plan", "region", "currency"),
-        incremental_by=("billing_hour",),
+        # sums of charges: maintained from the change feed, not by re-aggregating touched hours
+        additive_sql=REVENUE_HOURLY_ADDITIVE_SQL,
+        additive=("revenue", "uncapped_revenue", "quantity", "usage_events"),
+        additive_count="usage_events",
         upstream=(_CHARGES,),
         description="Exact revenue per hour, product, plan, region and currency.",
         partition_by=("billing_date",),

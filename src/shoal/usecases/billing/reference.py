@@ -136,6 +136,26 @@ def _rollup(rows: list[Row], keys: tuple[str, ...], *, distinct: bool) -> list[R
     return out
 
 
+def resource_month_to_date(charge_rows: list[Row]) -> list[Row]:
+    """Charged usage events and charge totals per (billing_month, resource_id)."""
+    acc: dict[tuple[str, str], Row] = {}
+    for r in charge_rows:
+        k = (r["billing_month"], r["resource_id"])
+        a = acc.get(k)
+        if a is None:
+            a = acc[k] = {
+                "billing_month": k[0],
+                "resource_id": k[1],
+                "usage_events": 0,
+                "uncapped_charge": ZERO,
+                "charge": ZERO,
+            }
+        a["usage_events"] += 1
+        a["uncapped_charge"] += r["uncapped_charge"]
+        a["charge"] += r["charge"]
+    return list(acc.values())
+
+
 def revenue_hourly(charge_rows: list[Row]) -> list[Row]:
     keys = ("billing_hour", "billing_date", "product", "plan", "region", "currency")
     return _rollup(charge_rows, keys, distinct=False)
@@ -252,6 +272,7 @@ def invoice_preview(charge_rows: list[Row]) -> list[Row]:
 @dataclass(frozen=True)
 class Reference:
     charges_hourly: list[Row]
+    resource_month_to_date: list[Row]
     revenue_hourly: list[Row]
     revenue_daily: list[Row]
     billable_users: list[Row]
@@ -265,6 +286,7 @@ def compute(events: Iterable[BillingEvent]) -> Reference:
     rows = charges(events)
     return Reference(
         charges_hourly=rows,
+        resource_month_to_date=resource_month_to_date(rows),
         revenue_hourly=revenue_hourly(rows),
         revenue_daily=revenue_daily(rows),
         billable_users=billable_users(rows),
