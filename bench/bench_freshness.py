@@ -164,9 +164,19 @@ class Poller(threading.Thread):
 
     def run(self) -> None:
         con = shoal.connect(self.project.dir)
+        handle = self.project.lake.table(self.table)
+        queried_at: int | None = None
         try:
             while not self.stop.is_set():
                 t0 = time.monotonic()
+                # query only when the table has a new version (a read of new Delta log entries):
+                # what becomes visible becomes visible at a commit, and an idle poller would
+                # otherwise take CPU from what it measures
+                version = handle.version
+                if version == queried_at:
+                    self.stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
+                    continue
+                queried_at = version
                 try:
                     # each query reads the table's current Delta log, as any `shoal sql` query does
                     rows = con.sql(

@@ -545,13 +545,13 @@ class ModelRunner:
         if not same_cols:
             changed = new_rows  # the target lacks a column: every row gains it
             return changed, stale, self._any_exists(model, new_rows, registered)
-        # Rows with a key not in scope are new; only the others need comparing value by value
-        # (hashing every column of every row is most of a diff's cost when most rows are new).
-        cols = ", ".join(_ident(c) for c in new_rows.column_names)
+        # Rows with a key not in scope are new; the others are joined to the old row of their key
+        # and kept if any value differs (an EXCEPT ALL would hash every column of every row).
+        others = [c for c in new_rows.column_names if c not in model.unique_key]
+        differs = " OR ".join(f"n.{_ident(c)} IS DISTINCT FROM o.{_ident(c)}" for c in others) or "FALSE"
         added = con.sql(f"SELECT n.* FROM __shoal_new AS n ANTI JOIN __shoal_old AS o ON {match}")
         updated = con.sql(
-            f"SELECT n.* FROM __shoal_new AS n SEMI JOIN __shoal_old AS o ON {match} "
-            f"EXCEPT ALL SELECT {cols} FROM __shoal_old"
+            f"SELECT n.* FROM __shoal_new AS n JOIN __shoal_old AS o ON {match} WHERE {differs}"
         ).to_arrow_table()
         parts = [added.to_arrow_table(), updated]
         changed = pa.concat_tables([t.select(new_rows.column_names).cast(new_rows.schema) for t in parts])

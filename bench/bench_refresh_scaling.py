@@ -1,0 +1,140 @@
+"""Billing fast-path refresh cost against how much of the month is already in the lake.
+
+    .venv/bin/python bench/bench_refresh_scaling.py                       # the reference run
+    .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --cycles 3   # quick
+
+A near-real-time refresh should cost in proportion to what changed, not to the month so far. For
+each ``--history-hours`` value (hours of the month already billed), on a fresh local lake:
+
+1. setup (not timed): a simulated customer base (``--users``, with its late and duplicate events)
+   is written to ``billing.usage_events`` up to that hour (the Arrow shape the ingest engine lands)
+   and every billing model is built;
+2. cycles: the stream goes on in batches of ``--batch`` events (late ones included); after each
+   batch the fast path (``billing.charges_hourly`` with its state → ``billing.revenue_hourly`` →
+   ``billing.run_rate``) is refreshed incrementally by one ``ModelRunner``, as a watcher would;
+3. baseline, same lake and connection: a full rebuild of the same models (what a refresh that
+   recomputes everything costs at that point of the month).
+
+Prints one JSON object: per history size, the median incremental cycle (wall and process CPU
+seconds, and per model) and the full rebuild, each with its ratio. Run it from another checkout
+(``PYTHONPATH=<checkout>/src``) to compare versions of the runner on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "unit"))  # the ingest-shaped Arrow table of the billing tests
+
+from test_billing_models import to_arrow  # noqa: E402
+
+from shoal.lake import Lake  # noqa: E402
+from shoal.models import ModelRunner  # noqa: E402
+from shoal.usecases.billing import BillingSimulator, models  # noqa: E402
+
+FAST_PATH = {
+    "billing.charges_hourly",
+    "billing.resource_month_to_date",
+    "billing.revenue_hourly",
+    "billing.run_rate",
+}
+
+
+def run_one(work: Path, users: int, history_hours: int, batch: int, cycles: int) -> dict[str, Any]:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    sim = BillingSimulator(7, start, days=history_hours // 24 + 2, users=users)
+    stream = sim.events()
+    cutoff = start.timestamp() + history_hours * 3600
+    history = []
+    for ev in stream:
+        history.append(ev)
+        if ev.billing_hour.timestamp() >= cutoff:
+            break
+    live = list(islice(stream, batch * cycles))
+    table = to_arrow(history + live)
+    # the demo pipeline's layout: partitioned by the day of billing_hour
+    table = table.append_column("event_date", pc.cast(table["billing_hour"], pa.date32()))
+    lake = Lake(str(work / f"lake-{history_hours}h"))
+    source = lake.create_table("billing.usage_events", table.schema, partition_by=("event_date",))
+    source.append(table.slice(0, len(history)))
+    fast = [m for m in models() if m.name in FAST_PATH]
+    t0 = time.perf_counter()
+    with ModelRunner(lake, models()) as runner:
+        runner.refresh()
+    build_s = time.perf_counter() - t0
+    walls: list[float] = []
+    cpus: list[float] = []
+    per_model: dict[str, list[float]] = {}
+    with ModelRunner(lake, fast) as runner:
+        runner.refresh()  # open handles and the connection, as a running watcher has them
+        for i in range(cycles):
+            source.append(table.slice(len(history) + i * batch, batch))
+            c0, w0 = time.process_time(), time.perf_counter()
+            results = runner.refresh()
+            walls.append(time.perf_counter() - w0)
+            cpus.append(time.process_time() - c0)
+            assert all(r.mode == "incremental" or r.model == "billing.run_rate" for r in results), results
+            for r in results:
+                per_model.setdefault(r.model, []).append(r.seconds)
+        c0, w0 = time.process_time(), time.perf_counter()
+        runner.refresh(full=True)
+        full_wall, full_cpu = time.perf_counter() - w0, time.process_time() - c0
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
+    return {
+        "history_hours": history_hours,
+        "history_events": len(history),
+        "charges_rows": lake.table("billing.charges_hourly").count(),
+        "setup_build_s": round(build_s, 1),
+        "incremental_cycle": {
+            "events": batch,
+            "wall_s_median": round(wall, 3),
+            "cpu_s_median": round(cpu, 3),
+            "per_model_s_median": {k: round(statistics.median(v), 3) for k, v in per_model.items()},
+        },
+        "baseline_full_rebuild": {"wall_s": round(full_wall, 3), "cpu_s": round(full_cpu, 3)},
+        "full_over_incremental_wall": round(full_wall / wall, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=3_000)
+    ap.add_argument("--history-hours", type=int, nargs="+", default=[24, 168, 504])
+    ap.add_argument("--batch", type=int, default=10_000, help="events per refresh cycle")
+    ap.add_argument("--cycles", type=int, default=5)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="shoal-bench-scaling-"))
+    try:
+        runs = [run_one(work, args.users, h, args.batch, args.cycles) for h in sorted(args.history_hours)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "users": args.users,
+                "runs": runs,
+                "cpus": os.cpu_count(),
+                "loadavg_1m": os.getloadavg()[0],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
