@@ -28,9 +28,4 @@ def open_project(project: str | Path | None = None) -> Project:
 
 def connect(project: str | Path | None = None) -> Connection:
     """A DuckDB connection where every table of the project's lake is queryable as ``ns.table``."""
-    from shoal.query import connect_lake
-
-    proj = open_project(project)
-    return connect_lake(
-        proj.lake, threads=proj.settings.query.threads, memory_limit=proj.settings.query.memory_limit
-    )
+    return open_project(project).connect()

@@ -56,3 +56,21 @@ def test_invalid_project_file_names_file_and_field(tmp_path: Path, text: str, ne
 def test_missing_project(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no shoal project here"):
         Project.load(tmp_path / "nowhere")
+
+
+def test_query_settings_apply_to_the_projects_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `shoal sql`, `shoal.connect` and model refreshes (`shoal refresh`, watchers) share them
+    init_project(tmp_path, "demo")
+    monkeypatch.setenv("SHOAL_QUERY__THREADS", "1")
+    monkeypatch.setenv("SHOAL_QUERY__MEMORY_LIMIT", "512MB")
+    con = Project.load(tmp_path).connect()
+    try:
+        threads, limit = con.duckdb.sql(
+            "SELECT current_setting('threads'), current_setting('memory_limit')"
+        ).fetchone() or (None, None)
+    finally:
+        con.close()
+    assert threads == 1
+    assert limit == "488.2 MiB"  # 512 MB as DuckDB prints it

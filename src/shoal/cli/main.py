@@ -238,7 +238,8 @@ def refresh(  # noqa: PLR0917 (typer options)
     if watch:
         _watch(proj, model, full=full, interval_s=interval, fmt=fmt)
         return
-    with ModelRunner(proj.lake, proj.models) as runner, err_console.status("refreshing") as status:
+    runner = ModelRunner(proj.lake, proj.models, con=proj.connect())
+    with runner, err_console.status("refreshing") as status:
         results = runner.refresh(model, full=full, progress=lambda n: status.update(f"refreshing {n}"))
     emit_rows(
         [r.as_dict() for r in results],
@@ -284,7 +285,7 @@ def _watch(
         # a model's state models are refreshed with it (the runner keeps them at its version)
         state = {s for m in chosen for s in m.state_models}
         chosen += [m for m in proj.models if m.name in state and m not in chosen]
-        with ModelRunner(proj.lake, chosen) as runner:
+        with ModelRunner(proj.lake, chosen, con=proj.connect()) as runner:
             if full:
                 report(runner.refresh(full=True))
             if fmt is not OutputFormat.json:

@@ -22,6 +22,7 @@ from shoal.errors import ConfigError, NotFoundError
 if TYPE_CHECKING:
     from shoal.lake import Lake
     from shoal.models import Model
+    from shoal.query import Connection
 
 PROJECT_FILE = "shoal.yaml"
 
@@ -134,6 +135,13 @@ class Project:
         from shoal.lake import Lake
 
         return Lake(self.lake_root, self.settings.lake.storage_options)
+
+    def connect(self) -> Connection:
+        """A query connection on the lake with the project's ``query`` settings (threads, memory)."""
+        from shoal.query import connect_lake
+
+        q = self.settings.query
+        return connect_lake(self.lake, threads=q.threads, memory_limit=q.memory_limit)
 
     @property
     def pipelines_path(self) -> Path:

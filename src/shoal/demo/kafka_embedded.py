@@ -114,7 +114,7 @@ def stream_use_case(
     ctx.say(f"  streamed {produced:,} events through {topic} (embedded Kafka at {bootstrap})")
     ctx.say(f"  ingested {stats.committed_rows:,} events exactly once via pipeline {pipeline}")
     ctx.suggest_sql(try_sql)
-    with ModelRunner(project.lake, models) as runner:
+    with ModelRunner(project.lake, models, con=project.connect()) as runner:
         results = runner.refresh()
     return {
         "produced": produced,
