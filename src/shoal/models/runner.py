@@ -495,10 +495,10 @@ class ModelRunner:
         if changes is not None:
             con.register("__shoal_changes", changes)
             registered.append("__shoal_changes")
-        # the model's current rows in scope: what the new ones are compared with (and what an
-        # incremental_sql may build on)
-        con.sql("CREATE OR REPLACE TEMP TABLE __shoal_old AS " + self._scoped(model, touched, model.name))
         try:
+            # the model's current rows in scope: what the new ones are compared with (and what an
+            # incremental_sql may build on)
+            con.sql("CREATE OR REPLACE TEMP TABLE __shoal_old AS " + self._scoped(model, touched, model.name))
             scoped = model.incremental_sql or (self._scoped(model, touched, f"({model.sql})"))
             new_rows = self._run_sql(model, scoped)
             self._check_columns(model, new_rows.schema)
