@@ -7,6 +7,7 @@ PY=.venv/bin/python
 echo "== decode and generators"; "$PY" bench/bench_decode.py --events 100000 --repeats 3
 echo "== ingest (one worker vs bare consumer)"; "$PY" bench/bench_ingest.py --events 200000 --broker noida
 echo "== billing freshness"; "$PY" bench/bench_freshness.py --rate 5000 --seconds 20 --users 5000
+echo "== billing refresh vs month so far"; "$PY" bench/bench_refresh_scaling.py --users 1000 --history-hours 24 168 --cycles 3
 echo "== remote_write"; "$PY" bench/bench_remote_write.py --samples 1000000
 echo "== scrape 1,000 targets"; "$PY" bench/bench_scrape.py --rounds 2
 echo "== 30-day rack power rollup"; "$PY" bench/bench_power_rollup.py --days 7 --repeats 2 --cold-runs 1
