@@ -70,7 +70,7 @@ PROBE_DAY = datetime(2020, 1, 1, tzinfo=UTC)  # probe n is for the hour PROBE_DA
 PROBE_END = "2021-01-01"
 FAST_PATH = (
     "billing.charges_hourly",
-    "billing.resource_month_to_date",  # charges_hourly's state: refreshed with it
+    "billing.invoice_lines",  # charges_hourly's state: refreshed with it
     "billing.revenue_hourly",
     "billing.run_rate",
 )

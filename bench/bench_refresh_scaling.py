@@ -49,7 +49,7 @@ from shoal.usecases.billing import BillingSimulator, models  # noqa: E402
 
 FAST_PATH = {
     "billing.charges_hourly",
-    "billing.resource_month_to_date",
+    "billing.invoice_lines",
     "billing.revenue_hourly",
     "billing.run_rate",
 }

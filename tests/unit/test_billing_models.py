@@ -186,11 +186,11 @@ def test_incremental_restriction_equals_full_subset(con: duckdb.DuckDBPyConnecti
 
 def test_charges_incremental_sql_equals_the_full_query_in_scope(sim_events: list[BillingEvent]) -> None:
     """The incremental form — the model's rows in scope (``__shoal_old``) plus the new usage rows
-    (``__shoal_changes``), the earlier hours' uncapped total from ``resource_month_to_date`` —
+    (``__shoal_changes``), the earlier hours' uncapped total from ``invoice_lines`` —
     returns exactly the full query's rows of each touched slice from its restate hour on."""
     spec = SPECS["billing.charges_hourly"]
     assert spec.incremental_sql is not None
-    state = SPECS["billing.resource_month_to_date"]
+    state = SPECS["billing.invoice_lines"]
     # new events: a delivery suffix late in January, past many cap crossings; its late events
     # restate hours already billed, and its duplicates repeat events already charged
     cut = next(i for i, e in enumerate(sim_events) if e.billing_hour >= datetime(2026, 1, 30, tzinfo=UTC))

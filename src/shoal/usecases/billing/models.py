@@ -26,8 +26,8 @@ rules independently, in Python ``Decimal``):
    (billing_month, resource_id) and restates each touched resource-month from
    its earliest changed hour on (``restate_from``: earlier hours cannot
    change); only rows whose values changed are written. The uncapped total of
-   the earlier hours comes from ``resource_month_to_date`` (a state model, see
-   ADR 0007). ``revenue_hourly`` and ``resource_month_to_date`` are additive:
+   the earlier hours comes from ``invoice_lines`` (a state model, see
+   ADR 0007). ``revenue_hourly`` and ``invoice_lines`` are additive:
    kept as sums of charges_hourly's change feed (restated rows arrive as pre-
    and post-images); the daily rollups are incremental by billing_date /
    (billing_month, user_id).
@@ -131,7 +131,7 @@ def _micros(dollars_sql: str) -> str:
 
 
 _CHARGES = "billing.charges_hourly"
-MONTH_TO_DATE = "billing.resource_month_to_date"
+INVOICE_LINES = "billing.invoice_lines"
 _EVENT_COLUMNS = (
     "event_id, event_type, resource_id, user_id, team_id, region, product, plan, unit, currency, "
     "billing_month, billing_hour, quantity_micros, hourly_price_micros, monthly_cap_micros"
@@ -142,7 +142,7 @@ _EVENT_COLUMNS = (
 # changed, not to the month. The events of a slice from that hour on are its charged rows from there
 # (``__shoal_old``, the model's own rows in scope) plus the new usage rows (``__shoal_changes``, the
 # change feed of usage_events) that are not already charged; the uncapped total of the hours before
-# it is the slice's month-to-date total (``billing.resource_month_to_date``, which the runner keeps
+# it is the slice's month-to-date total (its lines in ``billing.invoice_lines``, which the runner keeps
 # at this model's version) minus the restated rows' share. A duplicate shares its original's
 # resource and hour, so it is in the same scope and the dedupe is exact.
 CHARGES_HOURLY_INCREMENTAL_SQL = _charges_sql(
@@ -172,38 +172,47 @@ prior AS (
     SELECT
         s.billing_month,
         s.resource_id,
-        coalesce({_micros("m.uncapped_charge")}, 0) - coalesce(r.micros, 0) AS prior_micros
+        coalesce(m.micros, 0) - coalesce(r.micros, 0) AS prior_micros
     FROM scope AS s
-    LEFT JOIN {MONTH_TO_DATE} AS m USING (billing_month, resource_id)
+    LEFT JOIN (
+        SELECT l.billing_month, l.resource_id, sum({_micros("l.uncapped_amount")}) AS micros
+        FROM {INVOICE_LINES} AS l
+        JOIN scope USING (billing_month, resource_id)
+        GROUP BY l.billing_month, l.resource_id
+    ) AS m USING (billing_month, resource_id)
     LEFT JOIN restated AS r USING (billing_month, resource_id)
 )""",
     prior_micros="coalesce(prior.prior_micros, 0)",
     prior_join=" LEFT JOIN prior USING (billing_month, resource_id)",
 )
 
-MONTH_TO_DATE_SQL = f"""
+_LINE_KEY = "billing_month, user_id, team_id, resource_id, product, plan, region, currency"
+
+# Month-to-date invoice lines (resource and plan, with the user's attributes): sums of charges,
+# kept additively from charges_hourly's change feed. The state charges_hourly reads each
+# resource's month-to-date uncapped total from, and what invoice_preview rounds.
+INVOICE_LINES_SQL = f"""
 SELECT
-    billing_month,
-    resource_id,
-    count(*) AS usage_events,
-    CAST(sum(uncapped_charge) AS DECIMAL(18,6)) AS uncapped_charge,
-    CAST(sum(charge) AS DECIMAL(18,6)) AS charge
+    {_LINE_KEY},
+    count(*) AS hours,
+    CAST(sum(quantity) AS DECIMAL(18,6)) AS quantity,
+    CAST(sum(uncapped_charge) AS DECIMAL(18,6)) AS uncapped_amount,
+    CAST(sum(charge) AS DECIMAL(18,6)) AS amount
 FROM {_CHARGES}
-GROUP BY billing_month, resource_id
+GROUP BY {_LINE_KEY}
 """
 
 # Additive maintenance (see Model.additive_sql): the signed sums of charges_hourly's changed rows.
-MONTH_TO_DATE_ADDITIVE_SQL = """
+INVOICE_LINES_ADDITIVE_SQL = f"""
 SELECT
-    billing_month,
-    resource_id,
-    CAST(sum(__shoal_sign) AS BIGINT) AS usage_events,
-    CAST(sum(__shoal_sign * uncapped_charge) AS DECIMAL(18,6)) AS uncapped_charge,
-    CAST(sum(__shoal_sign * charge) AS DECIMAL(18,6)) AS charge
+    {_LINE_KEY},
+    CAST(sum(__shoal_sign) AS BIGINT) AS hours,
+    CAST(sum(__shoal_sign * quantity) AS DECIMAL(18,6)) AS quantity,
+    CAST(sum(__shoal_sign * uncapped_charge) AS DECIMAL(18,6)) AS uncapped_amount,
+    CAST(sum(__shoal_sign * charge) AS DECIMAL(18,6)) AS amount
 FROM __shoal_delta
-GROUP BY billing_month, resource_id
+GROUP BY {_LINE_KEY}
 """
-
 
 REVENUE_HOURLY_SQL = f"""
 SELECT
@@ -338,23 +347,7 @@ GROUP BY b.bucket_order, b.bucket, a.as_of_hour
 
 INVOICE_PREVIEW_SQL = f"""
 WITH lines AS (
-    SELECT
-        billing_month,
-        user_id,
-        team_id,
-        resource_id,
-        product,
-        plan,
-        region,
-        currency,
-        count(*) AS hours,
-        min(billing_hour) AS first_hour,
-        max(billing_hour) AS last_hour,
-        CAST(sum(quantity) AS DECIMAL(18,6)) AS quantity,
-        CAST(sum(uncapped_charge) AS DECIMAL(18,6)) AS uncapped_amount,
-        CAST(sum(charge) AS DECIMAL(18,6)) AS amount
-    FROM {_CHARGES}
-    GROUP BY billing_month, user_id, team_id, resource_id, product, plan, region, currency
+    SELECT * FROM {INVOICE_LINES}
 ),
 micros AS (
     SELECT *, CAST(amount * 1000000 AS BIGINT) AS amount_micros FROM lines
@@ -392,22 +385,22 @@ MODEL_SPECS: tuple[Model, ...] = (
         # caps are running totals in hour order: an event can only change its own and later hours
         restate_from="billing_hour",
         incremental_sql=CHARGES_HOURLY_INCREMENTAL_SQL,
-        state_models=(MONTH_TO_DATE,),
+        state_models=(INVOICE_LINES,),
         upstream=(SOURCE,),
         description="Charge of every metered resource-hour (deduped usage event) with monthly caps "
         "applied; a late hour restates the later hours of its resource-month.",
         partition_by=("billing_month",),
     ),
     Model(
-        name=MONTH_TO_DATE,
-        sql=MONTH_TO_DATE_SQL,
-        unique_key=("billing_month", "resource_id"),
-        additive_sql=MONTH_TO_DATE_ADDITIVE_SQL,
-        additive=("usage_events", "uncapped_charge", "charge"),
-        additive_count="usage_events",
+        name=INVOICE_LINES,
+        sql=INVOICE_LINES_SQL,
+        unique_key=tuple(c.strip() for c in _LINE_KEY.split(",")),
+        additive_sql=INVOICE_LINES_ADDITIVE_SQL,
+        additive=("hours", "quantity", "uncapped_amount", "amount"),
+        additive_count="hours",
         upstream=(_CHARGES,),
-        description="Month-to-date charged usage events, uncapped and capped charges per resource "
-        "(what charges_hourly's refresh reads instead of re-summing the month).",
+        description="Month-to-date invoice lines per resource and plan (charged hours, quantity, "
+        "uncapped and capped amounts, exact); charges_hourly reads its month-to-date totals here.",
         partition_by=("billing_month",),
     ),
     Model(
@@ -460,7 +453,7 @@ MODEL_SPECS: tuple[Model, ...] = (
         sql=INVOICE_PREVIEW_SQL,
         unique_key=("billing_month", "user_id", "resource_id", "plan"),
         incremental_by=("billing_month", "user_id"),
-        upstream=(_CHARGES,),
+        upstream=(INVOICE_LINES,),
         description="Month-to-date invoice lines per user (caps applied, lines rounded half-even to "
         "cents; invoice_total = sum of rounded lines).",
     ),

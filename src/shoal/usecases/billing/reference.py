@@ -136,26 +136,6 @@ def _rollup(rows: list[Row], keys: tuple[str, ...], *, distinct: bool) -> list[R
     return out
 
 
-def resource_month_to_date(charge_rows: list[Row]) -> list[Row]:
-    """Charged usage events and charge totals per (billing_month, resource_id)."""
-    acc: dict[tuple[str, str], Row] = {}
-    for r in charge_rows:
-        k = (r["billing_month"], r["resource_id"])
-        a = acc.get(k)
-        if a is None:
-            a = acc[k] = {
-                "billing_month": k[0],
-                "resource_id": k[1],
-                "usage_events": 0,
-                "uncapped_charge": ZERO,
-                "charge": ZERO,
-            }
-        a["usage_events"] += 1
-        a["uncapped_charge"] += r["uncapped_charge"]
-        a["charge"] += r["charge"]
-    return list(acc.values())
-
-
 def revenue_hourly(charge_rows: list[Row]) -> list[Row]:
     keys = ("billing_hour", "billing_date", "product", "plan", "region", "currency")
     return _rollup(charge_rows, keys, distinct=False)
@@ -237,29 +217,28 @@ def storage_run_rate_by_compute_spend(charge_rows: list[Row]) -> list[Row]:
     ]
 
 
-def invoice_preview(charge_rows: list[Row]) -> list[Row]:
-    """Invoice lines per (month, user, resource, plan); lines rounded half-even to cents."""
-    keys = ("billing_month", "user_id", "team_id", "resource_id", "product", "plan", "region", "currency")
+LINE_KEYS = ("billing_month", "user_id", "team_id", "resource_id", "product", "plan", "region", "currency")
+
+
+def invoice_lines(charge_rows: list[Row]) -> list[Row]:
+    """Month-to-date lines per (month, user, resource, plan): exact sums of charges."""
     lines: dict[tuple[Any, ...], Row] = {}
     for r in charge_rows:
-        k = tuple(r[c] for c in keys)
+        k = tuple(r[c] for c in LINE_KEYS)
         line = lines.get(k)
         if line is None:
-            line = lines[k] = dict(zip(keys, k, strict=True))
-            line.update(
-                hours=0,
-                first_hour=r["billing_hour"],
-                last_hour=r["billing_hour"],
-                quantity=ZERO,
-                uncapped_amount=ZERO,
-                amount=ZERO,
-            )
+            line = lines[k] = dict(zip(LINE_KEYS, k, strict=True))
+            line.update(hours=0, quantity=ZERO, uncapped_amount=ZERO, amount=ZERO)
         line["hours"] += 1
-        line["first_hour"] = min(line["first_hour"], r["billing_hour"])
-        line["last_hour"] = max(line["last_hour"], r["billing_hour"])
         line["quantity"] += r["quantity"]
         line["uncapped_amount"] += r["uncapped_charge"]
         line["amount"] += r["charge"]
+    return list(lines.values())
+
+
+def invoice_preview(charge_rows: list[Row]) -> list[Row]:
+    """Invoice lines rounded half-even to cents; invoice_total = sum of a user's rounded lines."""
+    lines = {tuple(line[c] for c in LINE_KEYS): dict(line) for line in invoice_lines(charge_rows)}
     totals: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     for line in lines.values():
         line["amount_due"] = line["amount"].quantize(CENT, rounding=ROUND_HALF_EVEN)
@@ -272,7 +251,7 @@ def invoice_preview(charge_rows: list[Row]) -> list[Row]:
 @dataclass(frozen=True)
 class Reference:
     charges_hourly: list[Row]
-    resource_month_to_date: list[Row]
+    invoice_lines: list[Row]
     revenue_hourly: list[Row]
     revenue_daily: list[Row]
     billable_users: list[Row]
@@ -286,7 +265,7 @@ def compute(events: Iterable[BillingEvent]) -> Reference:
     rows = charges(events)
     return Reference(
         charges_hourly=rows,
-        resource_month_to_date=resource_month_to_date(rows),
+        invoice_lines=invoice_lines(rows),
         revenue_hourly=revenue_hourly(rows),
         revenue_daily=revenue_daily(rows),
         billable_users=billable_users(rows),
