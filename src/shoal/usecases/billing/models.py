@@ -299,17 +299,27 @@ _BUCKET_VALUES = ", ".join(f"({i}, '{b}')" for i, b in enumerate(SPEND_BUCKETS, 
 
 STORAGE_RUN_RATE_SQL = f"""
 WITH as_of AS (
+    -- revenue_hourly has exactly the hours charges_hourly has, in far fewer rows
     SELECT
         max(billing_hour) - INTERVAL 1 HOUR AS as_of_hour,
         strftime(make_timestamp(epoch_us(max(billing_hour) - INTERVAL 1 HOUR)), '%Y-%m') AS as_of_month
-    FROM {_CHARGES}
+    FROM billing.revenue_hourly
 ),
 compute AS (
-    SELECT c.user_id, sum(c.charge) AS mtd_compute
-    FROM {_CHARGES} AS c, as_of AS a
-    WHERE c.product IN ({_COMPUTE_LIST}) AND c.currency = 'USD'
-        AND c.billing_month = a.as_of_month AND c.billing_hour <= a.as_of_hour
-    GROUP BY c.user_id
+    -- month-to-date through the as-of hour: the month's invoice lines less the hours after it
+    -- (the newest, still metered), not a sum over the month's charges
+    SELECT user_id, sum(amount) AS mtd_compute
+    FROM (
+        SELECT l.user_id, l.amount
+        FROM {INVOICE_LINES} AS l, as_of AS a
+        WHERE l.product IN ({_COMPUTE_LIST}) AND l.currency = 'USD' AND l.billing_month = a.as_of_month
+        UNION ALL
+        SELECT c.user_id, -c.charge
+        FROM {_CHARGES} AS c, as_of AS a
+        WHERE c.product IN ({_COMPUTE_LIST}) AND c.currency = 'USD'
+            AND c.billing_month = a.as_of_month AND c.billing_hour > a.as_of_hour
+    )
+    GROUP BY user_id
 ),
 storage AS (
     SELECT c.user_id, sum(c.charge) AS storage_hourly
@@ -444,7 +454,7 @@ MODEL_SPECS: tuple[Model, ...] = (
         sql=STORAGE_RUN_RATE_SQL,
         unique_key=("compute_spend_bucket",),
         incremental_by=(),
-        upstream=(_CHARGES,),
+        upstream=(_CHARGES, INVOICE_LINES, "billing.revenue_hourly"),
         description="Block-storage (volume) run rate as of the latest complete hour, by the user's "
         "month-to-date compute spend bucket (USD).",
     ),
