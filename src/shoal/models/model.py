@@ -79,7 +79,7 @@ class Model(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _restate_needs_slices(self) -> Model:
+    def _options_fit_together(self) -> Model:
         if self.restate_from and not self.incremental_by:
             raise ValueError("restate_from needs incremental_by (it orders rows within each slice)")
         if self.incremental_sql and not self.incremental_by:

@@ -333,22 +333,40 @@ class ModelRunner:
             delta = self._run_sql(model, model.additive_sql)
             merged = self._add_to_current(model, target, delta, registered)
         finally:
-            for reg in registered:
-                with contextlib.suppress(duckdb.Error):
-                    con.unregister(reg)
+            self._unregister(registered)
         if merged is None:
             return self._full(model, target, current)  # a count below zero: out of step, rebuild
         rows, stale, existed = merged
+        return self._write(model, target, rows, stale, existed=existed, txns=txns, touched=delta.num_rows)
+
+    def _unregister(self, names: Sequence[str]) -> None:
+        for name in names:
+            with contextlib.suppress(duckdb.Error):
+                self.con.duckdb.unregister(name)
+
+    def _write(
+        self,
+        model: Model,
+        target: Table,
+        rows: pa.Table,
+        stale: pa.Table,
+        *,
+        existed: bool,
+        txns: dict[str, int],
+        touched: int,
+    ) -> RefreshResult:
+        """Commit changed ``rows`` and deletes of ``stale`` keys with the progress ``txns``: a plain
+        append (no file rewrite) when no changed key exists yet and nothing is deleted."""
         if rows.num_rows == 0 and stale.num_rows == 0:
             version = target.append(pa.table({}), app_transactions=txns)
         elif not existed and stale.num_rows == 0:
-            version = target.append(rows, app_transactions=txns)  # only new keys: no rewrite
+            version = target.append(rows, app_transactions=txns)
         else:
             version = target.merge(rows, model.unique_key, delete_keys=stale, app_transactions=txns)
         return RefreshResult(
             model.name,
             "incremental",
-            touched=delta.num_rows,
+            touched=touched,
             rows_written=rows.num_rows,
             rows_deleted=stale.num_rows,
             version=version,
@@ -442,15 +460,15 @@ class ModelRunner:
         by = ", ".join(_ident(c) for c in model.incremental_by)
         rf = _ident(model.restate_from)
         con = self.con.duckdb
-        con.register("__shoal_changes", touched)
+        con.register("__shoal_changed_values", touched)
         try:
             # a NULL restate_from among a slice's changes restates the whole slice
             slices = con.sql(
                 f"SELECT {by}, CASE WHEN count(*) > count({rf}) THEN NULL ELSE min({rf}) END AS __shoal_from "
-                f"FROM __shoal_changes GROUP BY {by}"
+                f"FROM __shoal_changed_values GROUP BY {by}"
             ).to_arrow_table()
         finally:
-            con.unregister("__shoal_changes")
+            con.unregister("__shoal_changed_values")
         return slices, single
 
     def _scoped(
@@ -505,23 +523,10 @@ class ModelRunner:
             changed, stale, updates = self._diff(model, target, new_rows, registered)
         finally:
             con.sql("DROP TABLE IF EXISTS __shoal_old")
-            for name in registered:
-                with contextlib.suppress(duckdb.Error):
-                    con.unregister(name)
+            self._unregister(registered)
         txns = self._txns(model, current)
-        if changed.num_rows == 0 and stale.num_rows == 0:
-            version = target.append(pa.table({}), app_transactions=txns)
-        elif not updates and stale.num_rows == 0:
-            version = target.append(changed, app_transactions=txns)  # only new keys: no rewrite
-        else:
-            version = target.merge(changed, model.unique_key, delete_keys=stale, app_transactions=txns)
-        return RefreshResult(
-            model.name,
-            "incremental",
-            touched=touched.num_rows,
-            rows_written=changed.num_rows,
-            rows_deleted=stale.num_rows,
-            version=version,
+        return self._write(
+            model, target, changed, stale, existed=updates, txns=txns, touched=touched.num_rows
         )
 
     def _diff(
