@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -114,6 +116,38 @@ def test_watch_refreshes_when_a_source_moves(tmp_path: Path) -> None:
     assert len(cycles) == n
     assert len(extra) == 1  # one first look, every model unchanged
     assert [r.mode for r in extra[0]] == ["unchanged", "unchanged"]  # type: ignore[attr-defined]
+
+
+def test_watch_starts_a_cycle_at_most_once_per_interval(tmp_path: Path) -> None:
+    """A source that moves during every cycle does not make the watcher refresh back to back: a
+    watcher given a long interval batches what its sources commit meanwhile."""
+    import threading
+
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(pa.table({"ticket": [1], "day": ["d1"], "x": [1]}, schema=EVENTS))
+    starts: list[float] = []
+    interval_s, run_s = 0.4, 2.0
+
+    def on_cycle(_results: object) -> None:
+        # the source moves while (right after) every cycle, as a busy upstream's does
+        ev.append(pa.table({"ticket": [len(starts) + 2], "day": ["d1"], "x": [1]}, schema=EVENTS))
+
+    def refresh_and_time(*args: object, **kw: object) -> object:
+        starts.append(time.monotonic())
+        return refresh(*args, **kw)
+
+    stop = threading.Event()
+    with ModelRunner(lake, [TICKETS]) as runner:
+        refresh = runner.refresh
+        runner.refresh = refresh_and_time  # type: ignore[method-assign]
+        timer = threading.Timer(run_s, stop.set)
+        timer.start()
+        runner.watch(interval_s=interval_s, should_stop=stop.is_set, on_cycle=on_cycle)
+    assert len(starts) >= 2  # the source moved: it refreshed again
+    assert len(starts) <= run_s / interval_s + 1
+    # never back to back (half the interval: slack for a slow look at the Delta logs)
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= interval_s / 2
 
 
 def _wait(cond: object, timeout_s: float = 20.0) -> None:

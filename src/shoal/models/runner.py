@@ -201,11 +201,14 @@ class ModelRunner:
         on_cycle: Callable[[list[RefreshResult]], None] | None = None,
     ) -> int:
         """Keep models fresh: refresh whenever a source table got a new version, until
-        ``should_stop()``. Polls the sources' Delta logs every ``interval_s`` (an incremental read of
-        new log entries); returns the number of refresh cycles run."""
+        ``should_stop()``. Looks at the sources' Delta logs (an incremental read of new log
+        entries) every ``interval_s``: a cycle starts at most once per interval, at once when the
+        previous cycle took longer, so a watcher of slow-moving rollups given a long interval
+        batches what its busy sources commit meanwhile. Returns the number of refresh cycles run."""
         seen: dict[str, int | None] = {}
         cycles = 0
         while not should_stop():
+            looked = time.monotonic()
             current = self.source_versions()
             if current != seen:
                 if any(v is None for v in current.values()):
@@ -216,8 +219,7 @@ class ModelRunner:
                     cycles += 1
                     if on_cycle is not None:
                         on_cycle(results)
-                    continue  # sources may have moved while refreshing: look again at once
-            deadline = time.monotonic() + interval_s
+            deadline = looked + interval_s
             while not should_stop() and time.monotonic() < deadline:
                 time.sleep(min(0.05, interval_s))
         return cycles
