@@ -385,6 +385,8 @@ FROM rounded
 
 
 MODEL_SPECS: tuple[Model, ...] = (
+    # the revenue path first: a watcher refreshes in this order where models do not depend on
+    # each other, and invoice_lines (charges_hourly's state) is needed only by the next cycle
     Model(
         name="billing.charges_hourly",
         sql=CHARGES_HOURLY_SQL,
@@ -402,18 +404,6 @@ MODEL_SPECS: tuple[Model, ...] = (
         partition_by=("billing_month",),
     ),
     Model(
-        name=INVOICE_LINES,
-        sql=INVOICE_LINES_SQL,
-        unique_key=tuple(c.strip() for c in _LINE_KEY.split(",")),
-        additive_sql=INVOICE_LINES_ADDITIVE_SQL,
-        additive=("hours", "quantity", "uncapped_amount", "amount"),
-        additive_count="hours",
-        upstream=(_CHARGES,),
-        description="Month-to-date invoice lines per resource and plan (charged hours, quantity, "
-        "uncapped and capped amounts, exact); charges_hourly reads its month-to-date totals here.",
-        partition_by=("billing_month",),
-    ),
-    Model(
         name="billing.revenue_hourly",
         sql=REVENUE_HOURLY_SQL,
         unique_key=("billing_hour", "product", "plan", "region", "currency"),
@@ -424,6 +414,26 @@ MODEL_SPECS: tuple[Model, ...] = (
         upstream=(_CHARGES,),
         description="Exact revenue per hour, product, plan, region and currency.",
         partition_by=("billing_date",),
+    ),
+    Model(
+        name="billing.run_rate",
+        sql=RUN_RATE_SQL,
+        unique_key=("product", "currency"),
+        incremental_by=(),
+        upstream=("billing.revenue_hourly",),
+        description="Annual run rate per product: revenue of the latest complete hour × 8760.",
+    ),
+    Model(
+        name=INVOICE_LINES,
+        sql=INVOICE_LINES_SQL,
+        unique_key=tuple(c.strip() for c in _LINE_KEY.split(",")),
+        additive_sql=INVOICE_LINES_ADDITIVE_SQL,
+        additive=("hours", "quantity", "uncapped_amount", "amount"),
+        additive_count="hours",
+        upstream=(_CHARGES,),
+        description="Month-to-date invoice lines per resource and plan (charged hours, quantity, "
+        "uncapped and capped amounts, exact); charges_hourly reads its month-to-date totals here.",
+        partition_by=("billing_month",),
     ),
     Model(
         name="billing.revenue_daily",
@@ -440,14 +450,6 @@ MODEL_SPECS: tuple[Model, ...] = (
         incremental_by=("billing_date",),
         upstream=(_CHARGES,),
         description="Users with a nonzero charge per UTC day and product (and users metered at all).",
-    ),
-    Model(
-        name="billing.run_rate",
-        sql=RUN_RATE_SQL,
-        unique_key=("product", "currency"),
-        incremental_by=(),
-        upstream=("billing.revenue_hourly",),
-        description="Annual run rate per product: revenue of the latest complete hour × 8760.",
     ),
     Model(
         name="billing.storage_run_rate_by_compute_spend",
