@@ -225,7 +225,7 @@ def main() -> None:
         default="split",
         help="one `shoal refresh --watch` for all models, or one for the revenue path, one for the rest",
     )
-    ap.add_argument("--broker", choices=["noida", "tansu"], default="noida")
+    ap.add_argument("--broker", choices=["noida", "tansu", "tansu-memory"], default="noida")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (project and lake)")
     args = ap.parse_args()
 
@@ -352,6 +352,11 @@ def main() -> None:
         rev_s = [
             m["seconds"] for c in live_cycles for m in c["models"] if m["model"] == "billing.revenue_hourly"
         ]
+        per_model: dict[str, list[float]] = {}
+        for c in live_cycles:
+            for m in c["models"]:
+                if m["mode"] != "unchanged":
+                    per_model.setdefault(m["model"], []).append(m["seconds"])
         used = {k: cpu1[k] - cpu0[k] for k in cpu0}
         result = {
             "rate_target_ev_s": args.rate,
@@ -380,6 +385,9 @@ def main() -> None:
                 "cycle_s_max": round(max(cycle_s), 2) if cycle_s else None,
                 "revenue_hourly_s_median": round(statistics.median(rev_s), 2) if rev_s else None,
             },
+            "watcher1_cycles": sum(1 for c in live_cycles if c["watcher"] == 1),
+            # each model's refresh seconds (cycles where it had something to do)
+            "model_s_median": {k: round(statistics.median(v), 3) for k, v in per_model.items()},
             "cpu_s": {k: round(v, 1) for k, v in used.items()},
             "cores_used": {k: round(v / live_wall, 2) for k, v in used.items()},
             "cpu_s_per_million_events": {k: round(v / produced * 1e6, 1) for k, v in used.items()},

