@@ -223,7 +223,12 @@ def refresh(  # noqa: PLR0917 (typer options)
         ),
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.01, help="With --watch: seconds between source checks.")
+        float,
+        typer.Option(
+            "--interval",
+            min=0.01,
+            help="With --watch: seconds between source checks; a cycle starts at most once per interval.",
+        ),
     ] = 1.0,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
