@@ -193,6 +193,53 @@ def test_restate_from_rewrites_only_changed_rows_and_equals_a_full_rebuild(tmp_p
     assert ("a", 6, 6) in got
 
 
+MONTHLY_SCHEMA = pa.schema([("m", pa.string()), ("k", pa.string()), ("t", pa.int64()), ("x", pa.int64())])
+MONTHLY = Model(
+    name="s.monthly",
+    sql="select m, k, t, sum(x) over (partition by m, k order by t)::BIGINT as total from s.mev",
+    unique_key=("m", "k", "t"),
+    incremental_by=("m", "k"),
+    restate_from="t",
+    upstream=("s.mev",),
+)
+
+
+def test_restate_scope_is_read_per_group_with_its_own_bounds(tmp_path: Path) -> None:
+    """A late change in an old group (last month) does not lower the restate bound of the others."""
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.mev", MONTHLY_SCHEMA)
+    ev.append(
+        pa.table(
+            {
+                "m": ["m1"] * 5 + ["m2"] * 8,
+                "k": ["a"] * 5 + ["a"] * 5 + ["b"] * 3,
+                "t": [1, 3, 4, 5, 6, 1, 2, 3, 4, 5, 1, 2, 3],
+                "x": [1] * 13,
+            },
+            schema=MONTHLY_SCHEMA,
+        )
+    )
+    with ModelRunner(lake, [MONTHLY]) as runner:
+        runner.refresh()
+        # late in m1 (restates a from t=2), on time in m2
+        late = {"m": ["m1", "m2", "m2"], "k": ["a", "b", "a"], "t": [2, 4, 6], "x": [10, 1, 1]}
+        ev.append(pa.table(late, schema=MONTHLY_SCHEMA))
+        (r,) = runner.refresh()
+        assert (r.mode, r.touched) == ("incremental", 3)
+        got = _snapshot(runner, "s.monthly")
+        runner.refresh(full=True)
+        assert _snapshot(runner, "s.monthly") == got
+        touched = pa.table({"m": ["m1", "m2", "m2"], "k": ["a", "b", "a"], "__shoal_from": [2, 4, 6]})
+        branches = runner._scoped(MONTHLY, touched, "s.monthly").split(" UNION ALL ")
+    assert ("m1", "a", 2, 11) in got
+    assert ("m1", "a", 5, 14) in got
+    assert ("m2", "b", 4, 4) in got
+    assert len(branches) == 2
+    (m2,) = [b for b in branches if "'m2'" in b]
+    assert '__s."t" >= 4' in m2
+    assert ">= 2" not in m2
+
+
 def test_incremental_sql_replaces_the_scoped_query(tmp_path: Path) -> None:
     # the incremental form reads its own earlier rows instead of re-running the window
     inc = RUNNING.model_copy(

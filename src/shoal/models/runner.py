@@ -52,6 +52,7 @@ def _ident(name: str) -> str:
 
 
 IN_LIST_MAX = 256  # more touched values than this: a range instead of an IN list
+SPLIT_GROUPS_MAX = 8  # restate scopes are read per group of slices up to this many groups
 
 
 def _literal(value: object) -> str | None:
@@ -479,7 +480,33 @@ class ModelRunner:
         """SELECT ``columns`` of ``relation``'s rows that lie in a touched slice (from its restate
         point on). A hash join on the slice columns (``__shoal_touched`` has one row per slice):
         DuckDB runs an EXISTS form several times slower. Constant bounds implied by the join (IN
-        lists or ranges of the touched values) let it push filters into the Delta scans."""
+        lists or ranges of the touched values) let it push filters into the Delta scans.
+
+        With ``restate_from``, slices are read per value of the first ``incremental_by`` column
+        (e.g. per month), each group with its own bounds: one slice restated from an old point
+        (a late event for last month) would otherwise lower the restate bound of every slice and
+        make each refresh read the current month whole."""
+        first = model.incremental_by[0] if model.incremental_by else None
+        keys = touched[first] if model.restate_from and first else pa.chunked_array([], pa.null())
+        if pa.types.is_string_view(keys.type):  # DuckDB's Arrow output; few kernels take it
+            keys = keys.cast(pa.string())
+        groups = pc.unique(keys)
+        if first and 1 < len(groups) <= SPLIT_GROUPS_MAX:
+            literals = [_literal(v) for v in groups.to_pylist()]
+            if all(lit is not None for lit in literals):
+                branches = []
+                for value, literal in zip(groups, literals, strict=True):
+                    mask = pc.equal(keys, value)
+                    where = f"{_ident(first)} = {literal}"
+                    group = f"(SELECT * FROM __shoal_touched WHERE {where})"
+                    branches.append(self._scoped_group(model, touched.filter(mask), relation, columns, group))
+                return " UNION ALL ".join(branches)
+        return self._scoped_group(model, touched, relation, columns, "__shoal_touched")
+
+    def _scoped_group(
+        self, model: Model, touched: pa.Table, relation: str, columns: Sequence[str] | None, slices: str
+    ) -> str:
+        """:meth:`_scoped` for the slices of ``touched``, read from the relation ``slices``."""
         on = [f"__t.{_ident(c)} IS NOT DISTINCT FROM __s.{_ident(c)}" for c in model.incremental_by]
         where = [
             b
@@ -493,7 +520,7 @@ class ModelRunner:
             if low is not None:
                 where.append(low)
         cols = "__s.*" if columns is None else ", ".join(f"__s.{_ident(c)}" for c in columns)
-        sql = f"SELECT {cols} FROM {relation} AS __s JOIN __shoal_touched AS __t ON {' AND '.join(on)}"
+        sql = f"SELECT {cols} FROM {relation} AS __s JOIN {slices} AS __t ON {' AND '.join(on)}"
         return f"{sql} WHERE {' AND '.join(where)}" if where else sql
 
     def _incremental(
