@@ -15,6 +15,9 @@ each ``--history-hours`` value (hours of the month already billed), on a fresh l
 3. baseline, same lake and connection: a full rebuild of the same models (what a refresh that
    recomputes everything costs at that point of the month).
 
+``--last-month-late`` makes one event of each cycle a late delivery for the month before, whose
+slice is restated from a point far before the others' (the case per-group restate bounds are for).
+
 Prints one JSON object: per history size, the median incremental cycle (wall and process CPU
 seconds, and per model) and the full rebuild, each with its ratio. Run it from another checkout
 (``PYTHONPATH=<checkout>/src``) to compare versions of the runner on the same machine.
@@ -30,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -55,7 +58,9 @@ FAST_PATH = {
 }
 
 
-def run_one(work: Path, users: int, history_hours: int, batch: int, cycles: int) -> dict[str, Any]:
+def run_one(
+    work: Path, users: int, history_hours: int, batch: int, cycles: int, *, last_month_late: bool = False
+) -> dict[str, Any]:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     sim = BillingSimulator(7, start, days=history_hours // 24 + 2, users=users)
     stream = sim.events()
@@ -66,6 +71,21 @@ def run_one(work: Path, users: int, history_hours: int, batch: int, cycles: int)
         if ev.billing_hour.timestamp() >= cutoff:
             break
     live = list(islice(stream, batch * cycles))
+    if last_month_late:
+        # one usage event per cycle for an hour of the month before (a late delivery across the
+        # month boundary): its slice is restated from a point far before every other slice's
+        live = [
+            ev._replace(
+                event_id=f"last-month-{i}",
+                event_type="EVENT_TYPE_USAGE",
+                billing_hour=(hour := start - timedelta(hours=1 + i // batch)),
+                occurred_at=hour,
+                billing_month=hour.strftime("%Y-%m"),
+            )
+            if i % batch == batch // 2
+            else ev
+            for i, ev in enumerate(live)
+        ]
     table = to_arrow(history + live)
     # the demo pipeline's layout: partitioned by the day of billing_hour
     table = table.append_column("event_date", pc.cast(table["billing_hour"], pa.date32()))
@@ -117,16 +137,25 @@ def main() -> None:
     ap.add_argument("--history-hours", type=int, nargs="+", default=[24, 168, 504])
     ap.add_argument("--batch", type=int, default=10_000, help="events per refresh cycle")
     ap.add_argument("--cycles", type=int, default=5)
+    ap.add_argument(
+        "--last-month-late",
+        action="store_true",
+        help="one event of each cycle is for an hour of the month before (replacing a live one)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-scaling-"))
     try:
-        runs = [run_one(work, args.users, h, args.batch, args.cycles) for h in sorted(args.history_hours)]
+        runs = [
+            run_one(work, args.users, h, args.batch, args.cycles, last_month_late=args.last_month_late)
+            for h in sorted(args.history_hours)
+        ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
         json.dumps(
             {
                 "users": args.users,
+                "last_month_late": args.last_month_late,
                 "runs": runs,
                 "cpus": os.cpu_count(),
                 "loadavg_1m": os.getloadavg()[0],
