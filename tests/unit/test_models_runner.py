@@ -11,7 +11,7 @@ import pytest
 
 from shoal.errors import ConfigError
 from shoal.lake import Lake
-from shoal.models import Model, ModelRunner, order_models
+from shoal.models import Model, ModelError, ModelRunner, order_models
 
 EVENTS = pa.schema([("ticket", pa.int64()), ("day", pa.string()), ("x", pa.int64())])
 TICKETS = Model(
@@ -238,6 +238,23 @@ def test_restate_scope_is_read_per_group_with_its_own_bounds(tmp_path: Path) -> 
     (m2,) = [b for b in branches if "'m2'" in b]
     assert '__s."t" >= 4' in m2
     assert ">= 2" not in m2
+
+
+def test_a_duplicate_unique_key_is_a_one_line_model_error(tmp_path: Path) -> None:
+    """Rows of one key would be appended twice (or fail the merge with delta-rs's message)."""
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.ev", RUNNING_SCHEMA)
+    ev.append(pa.table({"k": ["a", "a"], "t": [1, 2], "x": [1, 1]}, schema=RUNNING_SCHEMA))
+    with ModelRunner(lake, [RUNNING]) as runner:
+        runner.refresh()
+        ev.append(pa.table({"k": ["a"], "t": [2], "x": [5]}, schema=RUNNING_SCHEMA))  # t=2 again
+        with pytest.raises(
+            ModelError, match=r"^model s\.running: its SQL returned 2 rows for one unique_key \(k='a', t=2\)$"
+        ):
+            runner.refresh()
+        with pytest.raises(ModelError, match="returned 2 rows for one unique_key"):
+            runner.refresh(full=True)
+        assert _snapshot(runner, "s.running") == [("a", 1, 1), ("a", 2, 2)]  # nothing committed
 
 
 def test_incremental_sql_replaces_the_scoped_query(tmp_path: Path) -> None:

@@ -279,6 +279,7 @@ class ModelRunner:
             sql = f"SELECT * FROM ({sql}) ORDER BY {_ident(model.restate_from)}"
         data = self._run_sql(model, sql)
         self._check_columns(model, data.schema)
+        self._check_unique(model, data)
         if target is None:
             target = self.lake.create_table(
                 model.name,
@@ -292,6 +293,23 @@ class ModelRunner:
             self.con.refresh()  # downstream models read it in this same run
         version = target.overwrite(data, app_transactions=self._txns(model, current))
         return RefreshResult(model.name, "full", rows_written=data.num_rows, version=version)
+
+    def _check_unique(self, model: Model, rows: pa.Table, what: str = "SQL") -> None:
+        """One row per ``unique_key``: a duplicate would otherwise be appended silently, or fail a
+        merge with delta-rs's internal message."""
+        con = self.con.duckdb
+        key = ", ".join(_ident(c) for c in model.unique_key)
+        con.register("__shoal_keys", rows.select(list(model.unique_key)))
+        try:
+            dup = con.sql(
+                f"SELECT {key}, count(*) FROM __shoal_keys GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+        finally:
+            con.unregister("__shoal_keys")
+        if dup is not None:
+            *values, n = dup
+            shown = ", ".join(f"{c}={v!r}" for c, v in zip(model.unique_key, values, strict=True))
+            raise ModelError(f"model {model.name}: its {what} returned {n} rows for one unique_key ({shown})")
 
     def _check_columns(self, model: Model, schema: pa.Schema) -> None:
         absent = [c for c in (*model.unique_key, *model.incremental_by) if c not in schema.names]
@@ -384,6 +402,7 @@ class ModelRunner:
         absent = [c for c in names if c not in delta.column_names]
         if absent:
             raise ModelError(f"model {model.name}: its additive_sql does not return {', '.join(absent)}")
+        self._check_unique(model, delta, "additive_sql")
         con = self.con.duckdb
         add = [_ident(c) for c in model.additive]
         nonzero = " OR ".join(f"coalesce({a}, 0) <> 0" for a in add)
@@ -549,6 +568,7 @@ class ModelRunner:
             scoped = model.incremental_sql or (self._scoped(model, touched, f"({model.sql})"))
             new_rows = self._run_sql(model, scoped)
             self._check_columns(model, new_rows.schema)
+            self._check_unique(model, new_rows, "incremental SQL" if model.incremental_sql else "SQL")
             changed, stale, updates = self._diff(model, target, new_rows, registered)
         finally:
             con.sql("DROP TABLE IF EXISTS __shoal_old")
