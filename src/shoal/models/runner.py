@@ -505,20 +505,24 @@ class ModelRunner:
         (e.g. per month), each group with its own bounds: one slice restated from an old point
         (a late event for last month) would otherwise lower the restate bound of every slice and
         make each refresh read the current month whole."""
-        first = model.incremental_by[0] if model.incremental_by else None
-        keys = touched[first] if model.restate_from and first else pa.chunked_array([], pa.null())
-        if pa.types.is_string_view(keys.type):  # DuckDB's Arrow output; few kernels take it
-            keys = keys.cast(pa.string())
-        groups = pc.unique(keys)
-        if first and 1 < len(groups) <= SPLIT_GROUPS_MAX:
-            literals = [_literal(v) for v in groups.to_pylist()]
-            if all(lit is not None for lit in literals):
-                branches = []
-                for value, literal in zip(groups, literals, strict=True):
-                    mask = pc.equal(keys, value)
-                    where = f"{_ident(first)} = {literal}"
-                    group = f"(SELECT * FROM __shoal_touched WHERE {where})"
-                    branches.append(self._scoped_group(model, touched.filter(mask), relation, columns, group))
+        if model.restate_from and model.incremental_by:
+            first = model.incremental_by[0]
+            keys = touched[first]
+            if pa.types.is_string_view(keys.type):  # DuckDB's Arrow output; few kernels take it
+                keys = keys.cast(pa.string())
+            groups = pc.unique(keys)
+            literals = [_literal(v) for v in groups.to_pylist()] if len(groups) <= SPLIT_GROUPS_MAX else []
+            if len(literals) > 1 and all(lit is not None for lit in literals):
+                branches = [
+                    self._scoped_group(
+                        model,
+                        touched.filter(pc.equal(keys, value)),
+                        relation,
+                        columns,
+                        f"(SELECT * FROM __shoal_touched WHERE {_ident(first)} = {literal})",
+                    )
+                    for value, literal in zip(groups, literals, strict=True)
+                ]
                 return " UNION ALL ".join(branches)
         return self._scoped_group(model, touched, relation, columns, "__shoal_touched")
 
