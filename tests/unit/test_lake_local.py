@@ -183,6 +183,28 @@ def test_merge_with_delete_keys_is_one_commit(lake: Lake) -> None:
     assert "__shoal_delete" not in t.schema.names
 
 
+@pytest.mark.parametrize("with_deletes", [False, True])
+def test_merge_reads_only_the_partitions_its_keys_name(lake: Lake, with_deletes: bool) -> None:
+    t = lake.create_table("a.p", SCHEMA, partition_by=["day"])
+    for d in range(1, 6):
+        t.append(_rows([d * 10, d * 10 + 1], day=f"2026-01-0{d}"))
+    t.append(pa.table({"id": [99], "name": ["n"], "day": [None]}, schema=SCHEMA))  # a NULL partition
+    upsert = pa.concat_tables([_rows([20], day="2026-01-02"), _rows([77], day="2026-01-07")])
+    upsert = upsert.set_column(1, "name", pa.array(["changed", "new"]))
+    deletes = pa.table({"id": [31, 99], "day": ["2026-01-03", None]}) if with_deletes else None
+    t.merge(upsert, keys=["id", "day"], delete_keys=deletes)
+    metrics = t.history(1)[0]["operationMetrics"]
+    # the touched days (and the NULL one when deleting from it), not the other days
+    assert metrics["num_target_files_scanned"] == (3 if with_deletes else 1)
+    assert metrics["num_target_files_skipped_during_scan"] == 6 - metrics["num_target_files_scanned"]
+    got = {r["id"]: (r["name"], r["day"]) for r in t.to_arrow().to_pylist()}
+    assert got[20] == ("changed", "2026-01-02")
+    assert got[77] == ("new", "2026-01-07")
+    assert got[10] == ("n10", "2026-01-01")
+    assert (31 in got, 99 in got) == ((False, False) if with_deletes else (True, True))
+    assert len(got) == (10 if with_deletes else 12)
+
+
 def test_busy_tables_get_frequent_checkpoints(tmp_path: Path) -> None:
     # readers replay the log since the last checkpoint on every query
     from shoal.lake.catalog import CHECKPOINT_INTERVAL

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pyarrow as pa
@@ -132,6 +132,20 @@ def check_compatible(name: str, table_schema: pa.Schema, data_schema: pa.Schema)
         raise SchemaMismatch(
             f"{name}: column {field.name!r} is {have} in the table but {got} in the new data"
         )
+
+
+PARTITION_FILTER_MAX = 200  # partitions named in a merge's pruning condition, per column
+
+
+def _partition_literal(value: object) -> str | None:
+    """A literal delta-rs compares with a partition value of the same type (None: no form)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) or (isinstance(value, date) and not isinstance(value, datetime)):
+        return "'" + str(value).replace("'", "''") + "'"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -344,6 +358,9 @@ class Table:
         if isinstance(source, pa.RecordBatchReader):
             source = source.read_all()
         predicate = " AND ".join(f'(t."{k}" IS NOT DISTINCT FROM s."{k}")' for k in keys)
+        pruning = self._partitions_of(keys, [source, *([delete_keys] if delete_keys is not None else [])])
+        if pruning:
+            predicate = f"{predicate} AND {pruning}"
         if delete_keys is not None and delete_keys.num_rows:
             self._merge_with_deletes(source, delete_keys, predicate, app_transactions)
             return self._after_write()
@@ -362,6 +379,30 @@ class Table:
 
         retry_conflicts(commit, f"merge into {self.name}")
         return self._after_write()
+
+    def _partitions_of(self, keys: Sequence[str], tables: Sequence[pa.Table]) -> str | None:
+        """A condition on the target's partition columns (those among ``keys``) naming the
+        partitions ``tables`` touch: a merge streams its source, so delta-rs prunes target files
+        only by such constant terms and would otherwise read every partition. Target rows
+        outside them cannot match a key, so the merge's result is the same."""
+        terms = []
+        for column in self.partition_by:
+            if column not in keys or any(column not in t.column_names for t in tables):
+                continue
+            values: set[object] = set()
+            for t in tables:
+                values.update(_without_views(t.select([column]))[column].unique().to_pylist())
+            if len(values) > PARTITION_FILTER_MAX:
+                continue
+            nulls = None in values
+            literals = [_partition_literal(v) for v in values if v is not None]
+            if any(lit is None for lit in literals):
+                continue  # a type without a literal form here: no pruning on this column
+            ors = [f't."{column}" = {lit}' for lit in sorted(str(lit) for lit in literals)]
+            ors += [f't."{column}" IS NULL'] if nulls else []
+            if ors:
+                terms.append(f"({' OR '.join(ors)})")
+        return " AND ".join(terms) or None
 
     def _merge_with_deletes(
         self,
