@@ -6,7 +6,7 @@
 What runs, all on this machine (a real Kafka-protocol broker from the test harness; by default
 tansu keeping its log in memory: like Apache Kafka it answers a fetch with at most what was asked
 for, where noida-db (``--broker noida``) returns nearly the whole remaining log, which took 0.7 of
-this 2-core machine's cores and tripled the worker's CPU at 20k events/s, see docs/benchmarks.md):
+this 2-core machine's cores and took the worker's CPU up 3–4× at 20k events/s, see docs/benchmarks.md):
 
 1. history: a simulated customer base (``--users``) is produced and ingested (``run_pipeline``,
    until drained) and the billing models are built once, so the live phase runs on a lake that
