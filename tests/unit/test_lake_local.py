@@ -205,6 +205,18 @@ def test_merge_reads_only_the_partitions_its_keys_name(lake: Lake, with_deletes:
     assert len(got) == (10 if with_deletes else 12)
 
 
+def test_merge_prunes_date_partitions(lake: Lake) -> None:
+    from datetime import date
+
+    schema = pa.schema([("id", pa.int64()), ("v", pa.int64()), ("d", pa.date32())])
+    t = lake.create_table("a.dated", schema, partition_by=["d"])
+    for day in (1, 2, 3):
+        t.append(pa.table({"id": [day], "v": [0], "d": [date(2026, 1, day)]}, schema=schema))
+    t.merge(pa.table({"id": [2], "v": [5], "d": [date(2026, 1, 2)]}, schema=schema), keys=["id", "d"])
+    assert t.history(1)[0]["operationMetrics"]["num_target_files_scanned"] == 1
+    assert sorted((r["id"], r["v"]) for r in t.to_arrow().to_pylist()) == [(1, 0), (2, 5), (3, 0)]
+
+
 def test_busy_tables_get_frequent_checkpoints(tmp_path: Path) -> None:
     # readers replay the log since the last checkpoint on every query
     from shoal.lake.catalog import CHECKPOINT_INTERVAL

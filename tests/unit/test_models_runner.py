@@ -284,16 +284,21 @@ def test_incremental_sql_replaces_the_scoped_query(tmp_path: Path) -> None:
         Model(name="s.x", sql="select 1 k", unique_key="k", incremental_sql="select 1 k")
 
 
-BY_DAY = Model(
-    name="s.by_day",
-    sql="select day, sum(x)::BIGINT as x, count(*) as n from s.events group by day",
-    unique_key=("day",),
-    additive_sql="select day, sum(__shoal_sign * x)::BIGINT as x, sum(__shoal_sign)::BIGINT as n "
-    "from __shoal_delta group by day",
-    additive=("x", "n"),
-    additive_count="n",
-    upstream=("s.events",),
-)
+def _sums(name: str, key: str, upstream: str) -> Model:
+    """An additive model: sum(x) and count(*) of ``upstream`` per ``key``."""
+    return Model(
+        name=name,
+        sql=f"select {key}, sum(x)::BIGINT as x, count(*) as n from {upstream} group by {key}",
+        unique_key=(key,),
+        additive_sql=f"select {key}, sum(__shoal_sign * x)::BIGINT as x, sum(__shoal_sign)::BIGINT as n "
+        f"from __shoal_delta group by {key}",
+        additive=("x", "n"),
+        additive_count="n",
+        upstream=(upstream,),
+    )
+
+
+BY_DAY = _sums("s.by_day", "day", "s.events")
 
 
 def test_additive_model_follows_inserts_updates_and_deletes(tmp_path: Path) -> None:
@@ -352,16 +357,7 @@ ROWS = Model(
     state_models=("s.state",),
     upstream=("s.ev",),
 )
-STATE = Model(
-    name="s.state",
-    sql="select k, sum(x)::BIGINT as x, count(*) as n from s.rows group by k",
-    unique_key=("k",),
-    additive_sql="select k, sum(__shoal_sign * x)::BIGINT as x, sum(__shoal_sign)::BIGINT as n "
-    "from __shoal_delta group by k",
-    additive=("x", "n"),
-    additive_count="n",
-    upstream=("s.rows",),
-)
+STATE = _sums("s.state", "k", "s.rows")
 
 
 def test_state_model_is_brought_to_its_models_version_first(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from shoal.lake.catalog import Lake, TableInfo, validate_name
 from shoal.lake.errors import CommitConflict, LakeError, SchemaMismatch, StorageUnavailable, TableExists
 from shoal.lake.storage import LakeLocation, redact
-from shoal.lake.table import Table
+from shoal.lake.table import Table, sql_literal
 
 __all__ = [
     "CommitConflict",
@@ -18,5 +18,6 @@ __all__ = [
     "TableExists",
     "TableInfo",
     "redact",
+    "sql_literal",
     "validate_name",
 ]

@@ -137,14 +137,17 @@ def check_compatible(name: str, table_schema: pa.Schema, data_schema: pa.Schema)
 PARTITION_FILTER_MAX = 200  # partitions named in a merge's pruning condition, per column
 
 
-def _partition_literal(value: object) -> str | None:
-    """A literal delta-rs compares with a partition value of the same type (None: no form)."""
+def sql_literal(value: object) -> str | None:
+    """A SQL literal both DuckDB and delta-rs (DataFusion) read as ``value``, for booleans,
+    integers, strings and dates; None for any other type (callers then derive no condition)."""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, str) or (isinstance(value, date) and not isinstance(value, datetime)):
-        return "'" + str(value).replace("'", "''") + "'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return f"DATE '{value.isoformat()}'"
     return None
 
 
@@ -395,7 +398,7 @@ class Table:
             if len(values) > PARTITION_FILTER_MAX:
                 continue
             nulls = None in values
-            literals = [_partition_literal(v) for v in values if v is not None]
+            literals = [sql_literal(v) for v in values if v is not None]
             if any(lit is None for lit in literals):
                 continue  # a type without a literal form here: no pruning on this column
             ors = [f't."{column}" = {lit}' for lit in sorted(str(lit) for lit in literals)]

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.errors import ConfigError, NotFoundError, ShoalError, Terminal
-from shoal.lake import Lake, Table
+from shoal.lake import Lake, Table, sql_literal
 from shoal.models.model import Model
 from shoal.query import Connection, connect_lake
 
@@ -56,18 +56,17 @@ SPLIT_GROUPS_MAX = 8  # restate scopes are read per group of slices up to this m
 
 
 def _literal(value: object) -> str | None:
-    """A SQL literal for a value of a basic type, None for anything else (no bound is derived)."""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | decimal.Decimal):
+    """A DuckDB literal for a value of a basic type, None for anything else (no bound is derived)."""
+    if isinstance(value, decimal.Decimal):
         return str(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
     if isinstance(value, dt.datetime):
         return f"TIMESTAMPTZ '{value.isoformat()}'" if value.tzinfo else f"TIMESTAMP '{value.isoformat()}'"
-    if isinstance(value, dt.date):
-        return f"DATE '{value.isoformat()}'"
-    return None
+    return sql_literal(value)
+
+
+def _plain(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """String views (DuckDB's Arrow output) as strings: few compute kernels take views."""
+    return values.cast(pa.string()) if pa.types.is_string_view(values.type) else values
 
 
 def _constant_bound(column_sql: str, values: pa.ChunkedArray, *, exact: bool) -> str | None:
@@ -75,8 +74,7 @@ def _constant_bound(column_sql: str, values: pa.ChunkedArray, *, exact: bool) ->
     ``exact`` and there are few, else ``column >= min`` (and ``<= max`` when ``exact``)."""
     if values.null_count or len(values) == 0:
         return None  # NULL slices and whole-slice restates: no constant bound holds
-    if pa.types.is_string_view(values.type):  # DuckDB's Arrow output; few kernels take it
-        values = values.cast(pa.string())
+    values = _plain(values)
     try:
         return _bound(column_sql, values, exact=exact)
     except pa.ArrowNotImplementedError:
@@ -507,9 +505,7 @@ class ModelRunner:
         make each refresh read the current month whole."""
         if model.restate_from and model.incremental_by:
             first = model.incremental_by[0]
-            keys = touched[first]
-            if pa.types.is_string_view(keys.type):  # DuckDB's Arrow output; few kernels take it
-                keys = keys.cast(pa.string())
+            keys = _plain(touched[first])
             groups = pc.unique(keys)
             literals = [_literal(v) for v in groups.to_pylist()] if len(groups) <= SPLIT_GROUPS_MAX else []
             if len(literals) > 1 and all(lit is not None for lit in literals):
