@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from shoal.config import Project
+    from shoal.project import Project
     from shoal.query import Connection
 
 __all__ = ["__version__", "connect", "open_project"]
@@ -21,7 +21,7 @@ __all__ = ["__version__", "connect", "open_project"]
 
 def open_project(project: str | Path | None = None) -> Project:
     """Load the project in ``project`` (default: ``$SHOAL_PROJECT`` or the current directory)."""
-    from shoal.config import Project
+    from shoal.project import Project
 
     return Project.load(project)
 

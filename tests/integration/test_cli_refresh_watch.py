@@ -13,7 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from shoal.config import Project, init_project
+from shoal.config import init_project
+from shoal.project import Project
 
 pytestmark = pytest.mark.integration
 

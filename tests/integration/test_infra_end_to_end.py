@@ -94,7 +94,7 @@ def test_cli_simulate_detect_evaluate(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from shoal.cli.infra_cmd import register
-    from shoal.config.project import init_project
+    from shoal.config import init_project
 
     init_project(tmp_path)
     app = typer.Typer()

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from shoal.config import Project, init_project
+from shoal.config import init_project
 from shoal.ingest import run_pipeline
 from shoal.models import ModelRunner
+from shoal.project import Project
 from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.support import PIPELINE_TEMPLATE, PROTO_FILE, reference
 from shoal.usecases.support.models import models

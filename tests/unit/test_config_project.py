@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shoal.config import Project, init_project
+from shoal.config import init_project
 from shoal.errors import ConfigError
+from shoal.project import Project
 
 
 def test_init_and_load(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from shoal.config import Project, init_project
+from shoal.config import init_project
 from shoal.demo import DemoContext, DemoError, billing_step, kafka_embedded
+from shoal.project import Project
 from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.billing import BillingSimulator
 from shoal.usecases.billing.events import PROTO_PATH

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from shoal.config import Project
+from shoal.project import Project
 
 if TYPE_CHECKING:
     import pyarrow as pa

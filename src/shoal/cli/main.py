@@ -24,8 +24,8 @@ from shoal.cli.common import (
     open_project,
     to_jsonable,
 )
-from shoal.config import Project
-from shoal.errors import NotFoundError, ShoalError
+from shoal.errors import ShoalError
+from shoal.project import Project
 
 app = typer.Typer(
     name="shoal",
@@ -237,14 +237,11 @@ def refresh(  # noqa: PLR0917 (typer options)
     With --watch it keeps them fresh as ingestion commits: one line per refresh cycle (one JSON
     object per line with --format json).
     """
-    from shoal.models import ModelRunner
-
     proj = open_project(project)
     if watch:
         _watch(proj, model, full=full, interval_s=interval, fmt=fmt)
         return
-    runner = ModelRunner(proj.lake, proj.models, con=proj.connect())
-    with runner, err_console.status("refreshing") as status:
+    with proj.runner() as runner, err_console.status("refreshing") as status:
         results = runner.refresh(model, full=full, progress=lambda n: status.update(f"refreshing {n}"))
     emit_rows(
         [r.as_dict() for r in results],
@@ -260,7 +257,7 @@ def _watch(
     import signal
     import time
 
-    from shoal.models import ModelRunner, RefreshResult
+    from shoal.models import RefreshResult
 
     stop = {"now": False}
 
@@ -281,16 +278,10 @@ def _watch(
             err_console.print(f"{time.strftime('%H:%M:%S')} {parts} ({took:.2f} s)")
 
     try:
-        # Only the chosen models: their sources are then what they read and the others write, so
-        # one watcher can keep latency-critical models fresh while another does the rest.
-        chosen = [m for m in proj.models if not names or m.name in names]
-        if names and len(chosen) < len(set(names)):
-            unknown = sorted(set(names) - {m.name for m in chosen})
-            raise NotFoundError(f"no model named {', '.join(unknown)}")
-        # a model's state models are refreshed with it (the runner keeps them at its version)
-        state = {s for m in chosen for s in m.state_models}
-        chosen += [m for m in proj.models if m.name in state and m not in chosen]
-        with ModelRunner(proj.lake, chosen, con=proj.connect()) as runner:
+        # Only the chosen models (and the state models they read): their sources are then what
+        # they read and the others write, so one watcher can keep latency-critical models fresh
+        # while another does the rest.
+        with proj.runner(names) as runner:
             if full:
                 report(runner.refresh(full=True))
             if fmt is not OutputFormat.json:

@@ -1,27 +1,29 @@
-"""Project and settings: ``shoal.yaml`` plus ``SHOAL_*`` environment overrides."""
+"""Settings: ``shoal.yaml`` plus ``SHOAL_*`` environment overrides, frozen once loaded.
+
+This stage holds settings only; :mod:`shoal.project` builds the lake, the query connection and
+the models from them.
+"""
 
 from __future__ import annotations
 
-from shoal.config.project import (
+from shoal.config.settings import (
     PROJECT_FILE,
     LakeSettings,
-    Project,
     QuerySettings,
     ServeSettings,
     Settings,
     find_project_dir,
-    import_object,
     init_project,
+    load_settings,
 )
 
 __all__ = [
     "PROJECT_FILE",
     "LakeSettings",
-    "Project",
     "QuerySettings",
     "ServeSettings",
     "Settings",
     "find_project_dir",
-    "import_object",
     "init_project",
+    "load_settings",
 ]

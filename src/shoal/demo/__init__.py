@@ -15,8 +15,9 @@ from typing import Any
 
 from rich.console import Console
 
-from shoal.config import Project, init_project
+from shoal.config import init_project
 from shoal.errors import ShoalError
+from shoal.project import Project
 
 console = Console(stderr=True)
 

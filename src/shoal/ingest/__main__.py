@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 
-from shoal.config import Project
 from shoal.errors import ShoalError
 from shoal.ingest.logging import configure_json_logging
 from shoal.ingest.runner import run_pipeline
+from shoal.project import Project
 
 
 def main(argv: list[str] | None = None) -> int:

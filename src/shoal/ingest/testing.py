@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from shoal.config import Project, init_project
+from shoal.config import init_project
+from shoal.project import Project
 
 
 def write_pipeline_project(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from shoal.lake import progress
 from shoal.lake.catalog import Lake, TableInfo, validate_name
 from shoal.lake.errors import CommitConflict, LakeError, SchemaMismatch, StorageUnavailable, TableExists
+from shoal.lake.progress import Progress
 from shoal.lake.storage import LakeLocation, redact
 from shoal.lake.table import Table, sql_literal
 
@@ -12,11 +14,13 @@ __all__ = [
     "Lake",
     "LakeError",
     "LakeLocation",
+    "Progress",
     "SchemaMismatch",
     "StorageUnavailable",
     "Table",
     "TableExists",
     "TableInfo",
+    "progress",
     "redact",
     "sql_literal",
     "validate_name",

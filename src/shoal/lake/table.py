@@ -243,6 +243,16 @@ class Table:
             v = dt.transaction_version(app_id)
             return None if v is None else int(v)
 
+    def app_versions(self, app_ids: list[str]) -> tuple[int, dict[str, int | None]]:
+        """The table version and the ``txn`` version of each of ``app_ids``, from one snapshot."""
+        with translate_errors(f"table {self.name}"):
+            dt = self.delta()
+            out: dict[str, int | None] = {}
+            for app_id in app_ids:
+                v = dt.transaction_version(app_id)
+                out[app_id] = None if v is None else int(v)
+            return int(dt.version()), out
+
     def files(self, version: int | str | datetime | None = None) -> list[str]:
         return list(self.delta(version).file_uris())
 

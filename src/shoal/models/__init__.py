@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from shoal.models.model import Model, load_models
+from shoal.models.model import Model, import_object, load_models, select_models
 from shoal.models.runner import ModelError, ModelRunner, RefreshResult, order_models
 
-__all__ = ["Model", "ModelError", "ModelRunner", "RefreshResult", "load_models", "order_models"]
+__all__ = [
+    "Model",
+    "ModelError",
+    "ModelRunner",
+    "RefreshResult",
+    "import_object",
+    "load_models",
+    "order_models",
+    "select_models",
+]

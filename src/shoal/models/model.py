@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shoal.errors import ConfigError
+from shoal.errors import ConfigError, NotFoundError
 
 
 class Model(BaseModel):
@@ -148,10 +149,34 @@ def _models_from_yaml(path: Path) -> list[Model]:
     return out
 
 
+def import_object(spec: str) -> Any:
+    """``package.module:attr`` or ``package.module`` → the object."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}") from exc
+    return getattr(module, attr) if attr else module
+
+
+def select_models(models: Sequence[Model], names: Sequence[str] | None) -> list[Model]:
+    """The models named (all when ``names`` is empty) plus the state models they read.
+
+    A model's state models are refreshed with it (the runner keeps them at its version), so a
+    watcher of a subset owns them too. Unknown names are one error naming them all.
+    """
+    if not names:
+        return list(models)
+    chosen = [m for m in models if m.name in names]
+    unknown = sorted(set(names) - {m.name for m in chosen})
+    if unknown:
+        raise NotFoundError(f"no model named {', '.join(unknown)}")
+    state = {s for m in chosen for s in m.state_models}
+    return chosen + [m for m in models if m.name in state and m not in chosen]
+
+
 def load_models(specs: Iterable[str], base_dir: Path) -> list[Model]:
     """Resolve ``models:`` entries: YAML files (globs allowed) or python modules with ``models()``."""
-    from shoal.config import import_object
-
     found: list[Model] = []
     for spec in specs:
         if spec.endswith((".yaml", ".yml")):

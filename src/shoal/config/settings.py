@@ -1,0 +1,131 @@
+"""Settings of a shoal project: ``shoal.yaml`` plus ``SHOAL_*`` environment overrides.
+
+Settings come from the project file, overridden by ``SHOAL_*`` environment variables
+(nested with ``__``, e.g. ``SHOAL_LAKE__ROOT=s3://lake/prod``). Everything is frozen once
+loaded; errors name the file, the field and what was expected, on one line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shoal.errors import ConfigError
+
+PROJECT_FILE = "shoal.yaml"
+
+
+class LakeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    root: str = Field("lake", description="local path (relative to the project) or s3://bucket/prefix")
+    storage_options: dict[str, str] = Field(default_factory=dict, description="object-store options")
+
+
+class QuerySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threads: int | None = Field(None, ge=1)
+    memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '4GB'")
+
+
+class ServeSettings(BaseModel):
+    """``shoal serve``: where the HTTP API, dashboard and Postgres wire listener bind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """The validated content of ``shoal.yaml`` plus ``SHOAL_*`` overrides."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix="SHOAL_", env_nested_delimiter="__"
+    )
+
+    name: str = "shoal"
+    description: str = ""
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    pipelines_dir: str = "pipelines"
+    models: list[str] = Field(
+        default_factory=list, description="python modules exposing models(), or YAML model files"
+    )
+    query: QuerySettings = Field(default_factory=QuerySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, so one project file serves dev and prod.
+        return (env_settings, init_settings)
+
+
+def _format_validation(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{path}: {loc}: {first['msg']}{shown}"
+
+
+def find_project_dir(project: str | Path | None) -> Path:
+    """``--project``, else ``SHOAL_PROJECT``, else the current directory."""
+    chosen = project or os.environ.get("SHOAL_PROJECT") or "."
+    return Path(chosen).expanduser().resolve()
+
+
+def load_settings(directory: Path) -> Settings:
+    """Read and validate ``directory/shoal.yaml``; every error is one line naming file and field."""
+    path = directory / PROJECT_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: no shoal project here (create one with `shoal init {directory}`)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(path, exc)) from exc
+
+
+PROJECT_TEMPLATE = """\
+# A shoal project. Every setting can be overridden by SHOAL_* environment variables,
+# e.g. SHOAL_LAKE__ROOT=s3://bucket/prefix SHOAL_LAKE__STORAGE_OPTIONS__AWS_ENDPOINT_URL=...
+name: {name}
+description: ""
+lake:
+  root: lake            # a path relative to this file, or s3://bucket/prefix
+  storage_options: {{}}   # for S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
+pipelines_dir: pipelines
+models: []              # python modules exposing models(), e.g. shoal.usecases.support.models
+"""
+
+
+def init_project(directory: Path, name: str | None = None, *, exist_ok: bool = False) -> Path:
+    """Create a project skeleton; refuse to overwrite an existing project file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PROJECT_FILE
+    if path.exists() and not exist_ok:
+        raise ConfigError(f"{path}: a project already exists here")
+    if not path.exists():
+        path.write_text(PROJECT_TEMPLATE.format(name=name or directory.name or "shoal"))
+    (directory / "pipelines").mkdir(exist_ok=True)
+    (directory / "lake").mkdir(exist_ok=True)
+    return path

@@ -1,0 +1,101 @@
+"""Exactly-once progress: where each writer stands, kept in the table it writes.
+
+Every writer that must not apply its input twice (a Kafka pipeline, a model refresh, a scrape
+round, a generated history) names its progress with a key from this module and writes the new
+position as a Delta ``txn`` action *in the same commit as its rows* (ADR 0004). Before a commit it
+reads its keys from one snapshot of the table (:meth:`Progress.read`) and asks what would be written
+twice:
+
+* :meth:`Progress.applied` — the whole unit already landed (a scrape round, a model input version);
+* :meth:`Progress.advancing` — the ``txn`` versions that move forward (the ones to write);
+* :meth:`Progress.position` — a stream's committed position, below which a replayed record is
+  dropped (Kafka offsets: the data below the next offset is already in the table).
+
+The key strings are part of the on-disk format: the spellings below are those earlier releases
+wrote, so existing lakes resume where they stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shoal.lake.table import Table
+
+#: the ``txn`` key a model commits its SQL's hash under (a changed definition means a rebuild)
+MODEL_DEFINITION = "model:definition"
+
+
+def kafka_offset(pipeline: str, topic: str, partition: int) -> str:
+    """The key of a pipeline's next offset in one topic partition."""
+    return f"shoal:{pipeline}:{topic}:{partition}"
+
+
+def model_input(upstream: str) -> str:
+    """The key of the upstream table version a model was last refreshed from."""
+    return f"model:{upstream}"
+
+
+def scrape_round(job: str) -> str:
+    """The key of a scrape job's last written round (its interval-aligned timestamp in ms)."""
+    return f"scrape:{job}"
+
+
+def generated(source: str, *parts: object) -> str:
+    """The key of a deterministic generator's progress (e.g. a simulated fleet's history)."""
+    return ":".join([source, *(str(p) for p in parts)])
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The positions of some keys in one snapshot of a table (None: never written)."""
+
+    positions: Mapping[str, int | None] = field(default_factory=dict)
+    #: the snapshot the positions were read from (None: the table does not exist yet)
+    table_version: int | None = None
+
+    @classmethod
+    def read(cls, table: Table | None, keys: Iterable[str]) -> Progress:
+        """Read ``keys`` from the latest snapshot of ``table`` (all from the same snapshot)."""
+        wanted = list(dict.fromkeys(keys))
+        if table is None:
+            return cls(dict.fromkeys(wanted), None)
+        version, positions = table.app_versions(wanted)
+        return cls(positions, version)
+
+    def position(self, key: str) -> int | None:
+        return self.positions.get(key)
+
+    def applied(self, proposed: Mapping[str, int]) -> bool:
+        """Whether every key already stands at or past its proposed position (a replay)."""
+        if not proposed:
+            return False
+        for key, version in proposed.items():
+            have = self.positions.get(key)
+            if have is None or have < version:
+                return False
+        return True
+
+    def advancing(self, proposed: Mapping[str, int]) -> dict[str, int]:
+        """The proposed positions that move forward: what a commit should write as ``txn``."""
+        out: dict[str, int] = {}
+        for key, version in proposed.items():
+            have = self.positions.get(key)
+            if have is None or version > have:
+                out[key] = int(version)
+        return out
+
+    def stale(self, first: Mapping[str, int]) -> dict[str, int]:
+        """For streams whose unit starts at ``first[key]``: the committed positions past that start.
+
+        Records of such a stream below its committed position are already in the table and must
+        be dropped before the commit (a replay after a crash, or a zombie worker's batch).
+        """
+        out: dict[str, int] = {}
+        for key, start in first.items():
+            have = self.positions.get(key)
+            if have is not None and have > start:
+                out[key] = have
+        return out
