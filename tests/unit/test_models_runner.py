@@ -12,6 +12,7 @@ import pytest
 from shoal.errors import ConfigError
 from shoal.lake import Lake
 from shoal.models import Model, ModelError, ModelRunner, order_models
+from shoal.models.slices import scoped
 
 EVENTS = pa.schema([("ticket", pa.int64()), ("day", pa.string()), ("x", pa.int64())])
 TICKETS = Model(
@@ -230,7 +231,7 @@ def test_restate_scope_is_read_per_group_with_its_own_bounds(tmp_path: Path) -> 
         runner.refresh(full=True)
         assert _snapshot(runner, "s.monthly") == got
         touched = pa.table({"m": ["m1", "m2", "m2"], "k": ["a", "b", "a"], "__shoal_from": [2, 4, 6]})
-        branches = runner._scoped(MONTHLY, touched, "s.monthly").split(" UNION ALL ")
+        branches = scoped(MONTHLY, touched, "s.monthly").split(" UNION ALL ")
     assert ("m1", "a", 2, 11) in got
     assert ("m1", "a", 5, 14) in got
     assert ("m2", "b", 4, 4) in got

@@ -8,6 +8,9 @@ twice:
 
 * :meth:`Progress.applied` — the whole unit already landed (a scrape round, a model input version);
 * :meth:`Progress.advancing` — the ``txn`` versions that move forward (the ones to write);
+* :meth:`Progress.at` — every key stands exactly where proposed (for keys that name a snapshot
+  rather than a position in a stream, e.g. a model's definition hash and input versions: a
+  different value either way means the writer must redo its work);
 * :meth:`Progress.position` — a stream's committed position, below which a replayed record is
   dropped (Kafka offsets: the data below the next offset is already in the table).
 
@@ -77,6 +80,15 @@ class Progress:
             if have is None or have < version:
                 return False
         return True
+
+    def at(self, proposed: Mapping[str, int]) -> bool:
+        """Whether every key stands exactly at its proposed position (vacuously true when empty).
+
+        For keys that identify what was consumed rather than how far: a model's definition hash
+        may go down when it changes, an upstream's version when the table is recreated; both
+        mean "not applied", which :meth:`applied` (at or past) would miss.
+        """
+        return all(self.positions.get(key) == version for key, version in proposed.items())
 
     def advancing(self, proposed: Mapping[str, int]) -> dict[str, int]:
         """The proposed positions that move forward: what a commit should write as ``txn``."""

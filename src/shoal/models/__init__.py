@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from shoal.models.context import RefreshResult
+from shoal.models.errors import ModelError
 from shoal.models.model import Model, import_object, load_models, select_models
-from shoal.models.runner import ModelError, ModelRunner, RefreshResult, order_models
+from shoal.models.runner import ModelRunner, order_models
 
 __all__ = [
     "Model",

@@ -1,0 +1,274 @@
+"""The refresh context: what one model's refresh reads, checks and commits.
+
+A :class:`Session` is what a runner's refreshes share: the lake, a warm DuckDB connection, and
+table handles (kept so each refresh reads only the new log entries, not the whole log). A
+:class:`RefreshContext` is one refresh of one model: its target and upstream tables, the upstream
+versions it consumes, and the target's progress keys (``shoal.lake.progress``) read once, from one
+snapshot. Every strategy checks its rows and commits through it, so each commit carries the same
+progress ``txn``s: the definition's hash and the upstream versions consumed (ADR 0004, 0005).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shoal.errors import NotFoundError, ShoalError
+from shoal.lake import Lake, Progress, Table
+from shoal.lake.progress import MODEL_DEFINITION, model_input
+from shoal.models.errors import ModelError
+from shoal.models.model import Model
+from shoal.models.sql import ident
+from shoal.query import Connection, connect_lake
+
+
+@dataclass
+class RefreshResult:
+    model: str
+    mode: str  # "full", "incremental", "unchanged"
+    touched: int = 0
+    rows_written: int = 0
+    rows_deleted: int = 0
+    version: int | None = None
+    seconds: float = 0.0
+    upstream_versions: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class Session:
+    """The lake, connection and table handles the refreshes of one runner share."""
+
+    def __init__(self, lake: Lake, con: Connection | None = None) -> None:
+        self.lake = lake
+        self._con = con
+        self._tables: dict[str, Table] = {}
+
+    def find(self, name: str) -> Table | None:
+        table = self._tables.get(name)
+        if table is None:
+            table = self.lake.find(name)
+            if table is not None:
+                self._tables[name] = table
+        return table
+
+    @property
+    def con(self) -> Connection:
+        if self._con is None:
+            self._con = connect_lake(self.lake)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def create(self, model: Model, schema: pa.Schema) -> Table:
+        """Create ``model``'s table and mount it: downstream models read it in this same run."""
+        table = self.lake.create_table(
+            model.name,
+            schema,
+            partition_by=model.partition_by,
+            description=model.description,
+            owner=model.owner,
+            source=f"model: {', '.join(model.upstream)}",
+        )
+        self._tables[model.name] = table
+        self.con.refresh()
+        return table
+
+    def begin(self, model: Model) -> RefreshContext:
+        """The context of one refresh of ``model``: its upstream tables must exist."""
+        found = {u: self.find(u) for u in model.upstream}
+        missing = [u for u, t in found.items() if t is None]
+        if missing:
+            raise NotFoundError(
+                f"model {model.name}: upstream table(s) {', '.join(missing)} do not exist yet"
+            )
+        upstream = {u: t for u, t in found.items() if t is not None}
+        current = {u: t.version for u, t in upstream.items()}
+        target = self.find(model.name)
+        needed = {*model.upstream, model.name} if target is not None else set(model.upstream)
+        if not needed <= set(self.con.tables):
+            self.con.refresh()  # mount tables created since the connection opened
+        keys = [MODEL_DEFINITION, *(model_input(u) for u in model.upstream)]
+        return RefreshContext(self, model, target, upstream, current, Progress.read(target, keys))
+
+
+class Scratch:
+    """Arrow tables registered and temp tables created in the connection for one step of a
+    refresh; :meth:`release` drops them all."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self._views: list[str] = []
+        self._temps: list[str] = []
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.con.register(name, table)
+        self._views.append(name)
+
+    def temp(self, name: str, select: str) -> None:
+        self._temps.append(name)
+        self.con.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS {select}")
+
+    def release(self) -> None:
+        try:
+            for name in self._temps:
+                self.con.sql(f"DROP TABLE IF EXISTS {name}")
+        finally:
+            for name in self._views:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.unregister(name)
+
+
+@dataclass
+class RefreshContext:
+    """One refresh of one model (see the module docstring)."""
+
+    session: Session
+    model: Model
+    target: Table | None
+    upstream: dict[str, Table]
+    #: the upstream versions this refresh consumes (recorded as ``model_input`` txns)
+    current: dict[str, int]
+    #: the target's progress keys, from the snapshot this refresh started at
+    progress: Progress
+
+    # -- progress ------------------------------------------------------------------------------
+    @property
+    def inputs(self) -> dict[str, int]:
+        return {model_input(u): v for u, v in self.current.items()}
+
+    @property
+    def txns(self) -> dict[str, int]:
+        """What every commit of this refresh records. Written whole, not just the keys that
+        advance: a changed definition's hash, or a recreated upstream's version, may be lower."""
+        return {MODEL_DEFINITION: self.model.sql_hash, **self.inputs}
+
+    def since(self, upstream: str) -> int | None:
+        """The version of ``upstream`` the target was last refreshed from (None: never)."""
+        return self.progress.position(model_input(upstream))
+
+    def changes(self, upstream: str) -> pa.Table:
+        """``upstream``'s change-feed rows after the version last consumed, up to the version this
+        refresh records: a commit landing meanwhile is left to the next refresh, which records it,
+        so no change is applied twice. Raises ShoalError when the feed is unavailable (vacuumed)."""
+        since = self.since(upstream)
+        assert since is not None
+        rows = self.upstream[upstream].changes_since(since)
+        until = self.current[upstream]
+        if rows.num_rows and "_commit_version" in rows.column_names:
+            versions = rows["_commit_version"]
+            if pc.max(versions).as_py() > until:
+                rows = rows.filter(pc.less_equal(versions, pa.scalar(until, versions.type)))
+        return rows
+
+    @property
+    def definition_current(self) -> bool:
+        """The target exists and was built by this definition of the model."""
+        return self.target is not None and self.progress.at({MODEL_DEFINITION: self.model.sql_hash})
+
+    @property
+    def inputs_current(self) -> bool:
+        """The target was refreshed from exactly the upstream versions there are now."""
+        return self.progress.at(self.inputs)
+
+    # -- reading and checking ------------------------------------------------------------------
+    @property
+    def table(self) -> Table:
+        """The target table (every strategy but a rebuild runs only when it exists)."""
+        assert self.target is not None
+        return self.target
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        return self.session.con.duckdb
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Scratch]:
+        scratch = Scratch(self.con)
+        try:
+            yield scratch
+        finally:
+            scratch.release()
+
+    def run_sql(self, sql: str) -> pa.Table:
+        try:
+            return self.session.con.query_arrow(sql)
+        except ShoalError as exc:
+            raise ModelError(f"model {self.model.name}: {exc}") from exc
+
+    def check_columns(self, schema: pa.Schema) -> None:
+        model = self.model
+        absent = [c for c in (*model.unique_key, *model.incremental_by) if c not in schema.names]
+        if absent:
+            raise ModelError(f"model {model.name}: its SQL does not return column(s) {', '.join(absent)}")
+
+    def check_unique(self, rows: pa.Table, what: str = "SQL") -> None:
+        """One row per ``unique_key``: a duplicate would otherwise be appended silently, or fail a
+        merge with delta-rs's internal message."""
+        model, con = self.model, self.con
+        key = ", ".join(ident(c) for c in model.unique_key)
+        con.register("__shoal_keys", rows.select(list(model.unique_key)))
+        try:
+            dup = con.sql(
+                f"SELECT {key}, count(*) FROM __shoal_keys GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+        finally:
+            con.unregister("__shoal_keys")
+        if dup is not None:
+            *values, n = dup
+            shown = ", ".join(f"{c}={v!r}" for c, v in zip(model.unique_key, values, strict=True))
+            raise ModelError(f"model {model.name}: its {what} returned {n} rows for one unique_key ({shown})")
+
+    # -- committing ----------------------------------------------------------------------------
+    def rebuild(self) -> RefreshResult:
+        """Recompute the whole model and overwrite the target (creating it if need be)."""
+        model = self.model
+        sql = model.sql
+        if model.restate_from:
+            # written in restate order, file and row-group statistics let incremental refreshes
+            # (which read from the restate point on) skip the rows before it
+            sql = f"SELECT * FROM ({sql}) ORDER BY {ident(model.restate_from)}"
+        data = self.run_sql(sql)
+        self.check_columns(data.schema)
+        self.check_unique(data)
+        if self.target is None:
+            self.target = self.session.create(model, data.schema)
+        version = self.target.overwrite(data, app_transactions=self.txns)
+        return RefreshResult(model.name, "full", rows_written=data.num_rows, version=version)
+
+    def unchanged(self) -> RefreshResult:
+        """Nothing to do and nothing to record: the target stays at its version."""
+        return RefreshResult(self.model.name, "unchanged", version=self.progress.table_version)
+
+    def consumed(self) -> RefreshResult:
+        """The upstream changes touch no row of the model: record only that they were consumed."""
+        version = self.table.append(pa.table({}), app_transactions=self.txns)
+        return RefreshResult(self.model.name, "unchanged", version=version)
+
+    def write(self, rows: pa.Table, stale: pa.Table, *, existed: bool, touched: int) -> RefreshResult:
+        """Commit changed ``rows`` and deletes of ``stale`` keys with the progress txns: a plain
+        append (no file rewrite) when no changed key exists yet and nothing is deleted."""
+        target, txns = self.table, self.txns
+        if rows.num_rows == 0 and stale.num_rows == 0:
+            version = target.append(pa.table({}), app_transactions=txns)
+        elif not existed and stale.num_rows == 0:
+            version = target.append(rows, app_transactions=txns)
+        else:
+            version = target.merge(rows, self.model.unique_key, delete_keys=stale, app_transactions=txns)
+        return RefreshResult(
+            self.model.name,
+            "incremental",
+            touched=touched,
+            rows_written=rows.num_rows,
+            rows_deleted=stale.num_rows,
+            version=version,
+        )
