@@ -2,10 +2,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from shoal.lake import Lake
-from shoal.sources.prometheus import MetricsWriter, SampleBatch, refresh_rollups, series_id
+from shoal.models import ModelRunner
+from shoal.query import connect_lake
+from shoal.sources.prometheus import MetricsWriter, SampleBatch, series_id
+from shoal.usecases.metrics import models
 
 DAY_MS = 86_400_000
 T0 = 20_000 * DAY_MS  # 2024-10-04 00:00 UTC
@@ -41,6 +46,22 @@ def test_round_is_written_once_per_app_transaction(tmp_path: Path) -> None:
     assert lake.table("metrics.series").count() == 2
 
 
+def refresh_rollups(lake: Lake) -> dict[str, list[str]]:
+    """The rollup models refreshed by the model runner: the days each one recomputed."""
+    before = {m.name: lake.table(m.name).version if lake.exists(m.name) else -1 for m in models()}
+    with ModelRunner(lake, list(models()), con=connect_lake(lake)) as runner:
+        runner.refresh()
+    out: dict[str, list[str]] = {}
+    for name, version in before.items():
+        changes = lake.table(name).changes_since(version)  # the rows this refresh wrote
+        if not changes.num_columns:
+            out[name] = []
+            continue
+        written = changes.filter(pc.is_in(changes["_change_type"], pa.array(["insert", "update_postimage"])))
+        out[name] = sorted({d.isoformat() for d in written.column("day").to_pylist()})
+    return out
+
+
 def test_rollups_incremental_by_day(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
     w = MetricsWriter(lake)
@@ -73,8 +94,6 @@ def test_rollups_incremental_by_day(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["metrics.samples_5m", "metrics.samples_1h"])
 def test_rollup_models_declared(name: str) -> None:
-    from shoal.sources.prometheus import rollup_models
-
-    model = next(m for m in rollup_models() if m.name == name)
+    model = next(m for m in models() if m.name == name)
     assert model.incremental_by == ("day",)
     assert model.unique_key == ("series_id", "bucket")
