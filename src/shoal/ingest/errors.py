@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.errors import ConfigError, ShoalError, Terminal, Transient
+from shoal.errors import ConfigError, ShoalError, Terminal
 
 
 class IngestError(ShoalError):
@@ -23,12 +23,6 @@ class PipelineStopped(IngestError, Terminal):
 
 class TransformSqlError(IngestError, Terminal):
     """``transform_sql`` is invalid for every row (syntax, unknown column, dropped metadata columns)."""
-
-
-class KafkaError(IngestError, Transient):
-    """The Kafka client reported an error worth retrying (broker down, transport)."""
-
-    retry_after = 1.0
 
 
 class KafkaFatalError(IngestError, Terminal):

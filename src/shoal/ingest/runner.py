@@ -32,7 +32,7 @@ from shoal.decode import build_decoder
 from shoal.ingest.buffer import DeadRecord, FlushBuffer, TopicPartition
 from shoal.ingest.dead_letter import MISSING_PARTITION_VALUE
 from shoal.ingest.errors import KafkaFatalError, PipelineStopped, TransformSqlError
-from shoal.ingest.logging import get_logger
+from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
 from shoal.ingest.sink import LakeSink, Positions
 from shoal.ingest.spec import PipelineSpec, load_pipeline

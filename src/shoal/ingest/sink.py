@@ -33,7 +33,7 @@ from shoal.errors import NotFoundError
 from shoal.ingest.buffer import FlushUnit, TopicPartition, keep_mask
 from shoal.ingest.dead_letter import DEAD_LETTER_SCHEMA, dead_filter_below, dead_letter_table
 from shoal.ingest.errors import PipelineStopped
-from shoal.ingest.logging import get_logger
+from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
 from shoal.ingest.spec import PipelineSpec
 from shoal.lake import Progress, SchemaMismatch, progress
