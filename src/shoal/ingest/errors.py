@@ -1,4 +1,9 @@
-"""Errors of the ingest stage (Kafka topic → lake table)."""
+"""Errors of the ingest stage (a record source → lake table).
+
+Each carries what it is about as attributes (``pipeline``, ``table``, ``topic``, ``partition``,
+``offset``; None when not known) besides its one-line message, so a supervisor can act on them
+without parsing the text.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,23 @@ from shoal.errors import ConfigError, ShoalError, Terminal
 
 class IngestError(ShoalError):
     """Root of ingest-stage errors."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pipeline: str | None = None,
+        table: str | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.pipeline = pipeline
+        self.table = table
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
 
 class PipelineSpecError(ConfigError, IngestError):

@@ -174,7 +174,9 @@ class LakeSink:
             raise self._stopped(exc) from exc
 
     def _stopped(self, exc: SchemaMismatch) -> PipelineStopped:
-        return PipelineStopped(f"{exc}; nothing committed, offsets untouched")
+        return PipelineStopped(
+            f"{exc}; nothing committed, offsets untouched", pipeline=self.spec.name, table=self.spec.table
+        )
 
     def _commit_once(self, unit: FlushUnit) -> CommitResult:
         name = self.spec.name
