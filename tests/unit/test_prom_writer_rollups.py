@@ -97,3 +97,41 @@ def test_rollup_models_declared(name: str) -> None:
     model = next(m for m in models() if m.name == name)
     assert model.incremental_by == ("day",)
     assert model.unique_key == ("series_id", "bucket")
+
+
+def test_shoal_refresh_builds_a_rollup_of_a_project_listing_the_metrics_use_case(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from shoal.config import init_project
+    from shoal.project import Project
+
+    init_project(tmp_path)
+    config = tmp_path / "shoal.yaml"
+    text = config.read_text()
+    assert "\nmodels: []" in text
+    config.write_text(text.replace("\nmodels: []", "\nmodels: [shoal.usecases.metrics]"))
+    lake = Project.load(tmp_path).lake
+    MetricsWriter(lake).write(_batch([("a", T0, 1.0), ("a", T0 + 60_000, 3.0)]), first_seen_ms=T0)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shoal",
+            "refresh",
+            "metrics.samples_5m",
+            "-p",
+            str(tmp_path),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [r["model"] for r in json.loads(out.stdout)] == ["metrics.samples_5m"]
+    rows = lake.table("metrics.samples_5m").to_arrow().to_pylist()
+    assert [(r["count"], r["sum"], r["last"]) for r in rows] == [(2, 4.0, 3.0)]
