@@ -136,7 +136,7 @@ class IngestWorker:
         self.stop_event = stop_event or threading.Event()
         self.metrics = IngestMetrics(spec.name)
         self.decoder = build_decoder(spec.decode)
-        self.sink = LakeSink(lake, spec, self.metrics, stop_event=self.stop_event)
+        self.sink = LakeSink(lake, spec, self.metrics)
         self.buffer = FlushBuffer(spec.flush)
         self.extra_client_config = dict(extra_client_config or {})
         self.drain_idle_s = drain_idle_s

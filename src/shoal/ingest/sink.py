@@ -72,16 +72,15 @@ class LakeSink:
         *,
         max_attempts: int = 30,
         max_backoff_s: float = 10.0,
-        stop_event: threading.Event | None = None,
     ) -> None:
         self.lake = lake
         self.spec = spec
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.max_backoff_s = max_backoff_s
-        # no stop event for the waits: the shutdown flush runs after stop is set and must commit
+        # waits are not cut short by the worker's stop event: the shutdown flush runs after it is
+        # set and must still commit
         self._policy = RetryPolicy(attempts=max_attempts, base_s=0.2, max_delay_s=max_backoff_s)
-        self._stop = stop_event
         self._log = get_logger()
         self._table: Table | None = None
         self._dlq: Table | None = None
