@@ -102,8 +102,19 @@ def register(app: typer.Typer) -> None:
         ] = False,
         fmt: FormatOpt = OutputFormat.table,
     ) -> None:
-        """Refresh metrics.samples_5m / metrics.samples_1h from metrics.samples (changed days only)."""
-        from shoal.sources.prometheus import refresh_rollups
+        """Refresh metrics.samples_5m / metrics.samples_1h from metrics.samples (changed days only).
 
-        done = refresh_rollups(open_project(project).lake, full=full)
-        emit({name: ",".join(days) for name, days in done.items()}, fmt)
+        The same as ``shoal refresh metrics.samples_5m metrics.samples_1h``: the rollups are models
+        of the ``shoal.usecases.metrics`` use case, which the project must list under ``models:``.
+        """
+        from shoal.errors import NotFoundError
+        from shoal.sources.prometheus import ROLLUPS
+
+        proj = open_project(project)
+        try:
+            runner = proj.runner(list(ROLLUPS))
+        except NotFoundError as exc:
+            raise NotFoundError(f"{exc}: add shoal.usecases.metrics to models: in shoal.yaml") from exc
+        with runner:
+            results = runner.refresh(full=full)
+        emit({r.model: r.mode for r in results}, fmt)

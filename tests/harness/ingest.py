@@ -1,5 +1,5 @@
-"""Helpers for tests and benchmarks of ingestion: a project with one pipeline, worker subprocesses,
-and exactly-once checks. Real processes and real tables only."""
+"""Helpers for tests and benchmarks of ingestion: a project with one pipeline and worker subprocesses
+(``python -m shoal ingest``, as a user runs them). Real processes and real tables only."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def write_pipeline_project(
 
 
 class WorkerProcess:
-    """``python -m shoal.ingest`` as a child process (own session, so kill -9 hits only it)."""
+    """``python -m shoal ingest`` as a child process (own session, so kill -9 hits only it)."""
 
     def __init__(
         self,
@@ -56,7 +56,7 @@ class WorkerProcess:
         log_path: Path | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self.argv = [sys.executable, "-m", "shoal.ingest", pipeline, "--project", str(project_dir)]
+        self.argv = [sys.executable, "-m", "shoal", "ingest", pipeline, "--project", str(project_dir)]
         for k, v in (client or {}).items():
             self.argv += ["--client", f"{k}={v}"]
         if until_drained:
