@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-WireMode = Literal["auto", "always", "never"]
+FramingMode = Literal["auto", "always", "never"]
 
 _MAX_INDEXES = 100_000
 
@@ -53,7 +53,7 @@ def header_length(value: bytes, *, protobuf: bool) -> int:
     return pos
 
 
-def strip(value: bytes, mode: WireMode, *, protobuf: bool) -> bytes:
+def strip(value: bytes, mode: FramingMode, *, protobuf: bool) -> bytes:
     """The payload of ``value`` with any Confluent framing removed according to ``mode``."""
     if mode == "never":
         return value

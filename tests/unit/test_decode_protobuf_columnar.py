@@ -1,4 +1,4 @@
-"""The wire-bytes decode path (shoal.decode.wire_columns) against the message path it stands in for.
+"""The wire-bytes decode path (shoal.decode.protobuf_columnar) against the message path it stands in for.
 
 Every test decodes the same values twice — with the vectorised wire path (the default) and with
 ``wire_columns=False`` (upb messages → arrow_mapping, the reference) — and requires identical batches,
@@ -434,7 +434,7 @@ def _encode_varint(v: int) -> bytes:
 def test_varint_reader_matches_the_wire_format() -> None:
     import numpy as np
 
-    from shoal.decode.wire_columns import _Batch, _varint
+    from shoal.decode.protobuf_columnar import _Batch, _varint
 
     rng = random.Random(3)
     values = [0, 1, 127, 128, 300, 2**31 - 1, 2**32 - 1, 2**56 - 1, 2**56, 2**63 - 1, 2**63, 2**64 - 1]
