@@ -11,20 +11,10 @@ from typing import Annotated
 import typer
 
 from shoal import __version__
-from shoal.cli import infra_cmd, ingest_cmd, metrics_cmd
-from shoal.cli.common import (
-    FormatOpt,
-    OutputFormat,
-    ProjectOpt,
-    console,
-    emit,
-    emit_arrow,
-    emit_rows,
-    err_console,
-    open_project,
-    to_jsonable,
-)
+from shoal.cli import ingest_cmd, plugins
 from shoal.errors import ShoalError
+from shoal.options import FormatOpt, ProjectOpt
+from shoal.output import OutputFormat, console, emit, emit_arrow, emit_rows, err_console, to_jsonable
 from shoal.project import Project
 
 app = typer.Typer(
@@ -73,7 +63,7 @@ def init(
 @app.command()
 def tables(project: ProjectOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """List every lake table with its description, size and last commit."""
-    proj = open_project(project)
+    proj = Project.load(project)
     infos = proj.lake.list_tables()
     if fmt is OutputFormat.json:
         emit([i.as_dict() for i in infos], fmt)
@@ -101,7 +91,7 @@ def describe(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Show one table: owner, source, schema, partitioning, size and recent history."""
-    proj = open_project(project)
+    proj = Project.load(project)
     info = proj.lake.describe(table)
     data = info.as_dict()
     data["history"] = [
@@ -149,7 +139,7 @@ def compact(
     """Rewrite small files into large ones (readers and writers carry on)."""
     from rich.progress import Progress
 
-    proj = open_project(project)
+    proj = Project.load(project)
     names = table or proj.lake.table_names()
     rows = []
     with Progress(console=err_console, transient=True, disable=fmt is not OutputFormat.table) as bar:
@@ -177,7 +167,7 @@ def vacuum(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Delete data files no longer referenced by recent versions (limits time travel to the retention)."""
-    proj = open_project(project)
+    proj = Project.load(project)
     names = table or proj.lake.table_names()
     rows = []
     for name in names:
@@ -196,7 +186,7 @@ def history(
     """The table's commits (versions usable with VERSION AS OF)."""
     from datetime import UTC, datetime
 
-    proj = open_project(project)
+    proj = Project.load(project)
     rows = [
         {
             "version": h.get("version"),
@@ -237,7 +227,7 @@ def refresh(  # noqa: PLR0917 (typer options)
     With --watch it keeps them fresh as ingestion commits: one line per refresh cycle (one JSON
     object per line with --format json).
     """
-    proj = open_project(project)
+    proj = Project.load(project)
     if watch:
         _watch(proj, model, full=full, interval_s=interval, fmt=fmt)
         return
@@ -293,22 +283,6 @@ def _watch(
             signal.signal(sig, h)
 
 
-@app.command()
-def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo project.")] = Path(
-        ".shoal-demo"
-    ),
-    fmt: FormatOpt = OutputFormat.table,
-    small: Annotated[bool, typer.Option("--small", help="A smaller, faster demo (for tests).")] = False,
-) -> None:
-    """Create a demo project for a simulated hosting company and fill its tables (no services needed)."""
-    from shoal.demo import run_demo
-
-    summary = run_demo(directory.resolve(), small=small, quiet=fmt is not OutputFormat.table)
-    if fmt is OutputFormat.json:
-        emit(summary, fmt)
-
-
 def _human(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -318,14 +292,16 @@ def _human(n: int) -> str:
     return f"{size:.1f} TiB"
 
 
-# Stage-specific command groups live beside their stage's CLI module.
-for _module in (ingest_cmd, metrics_cmd, infra_cmd):
-    _module.register(app)
+ingest_cmd.register(app)
 
 
 def run() -> None:
-    """Entry point: one-line errors and exit code 1, tracebacks only with --debug."""
+    """Entry point: one-line errors and exit code 1, tracebacks only with --debug.
+
+    The use cases' groups and plugged commands (``shoal infra``, ``shoal demo`` …) are mounted
+    here, from their entry points, so a broken one is reported like any other error."""
     try:
+        plugins.mount(app)
         app(standalone_mode=False)
     except ShoalError as exc:
         if _state["debug"]:

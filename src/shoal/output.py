@@ -1,4 +1,8 @@
-"""Shared CLI plumbing: options, output formats, and one-line errors."""
+"""Command output: a rich table for people, CSV or JSON (``--format``) for scripts.
+
+Every command (the core CLI, use-case groups, the demo) prints through these, so ``--format``
+means the same everywhere. The option itself is in :mod:`shoal.options`.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.console import Console
 from rich.table import Table as RichTable
-
-from shoal.project import Project
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,26 +30,6 @@ class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
-
-
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        "-p",
-        help="Project directory (default: $SHOAL_PROJECT or the current directory).",
-        envvar="SHOAL_PROJECT",
-        show_default=False,
-    ),
-]
-FormatOpt = Annotated[
-    OutputFormat,
-    typer.Option("--format", "-f", help="Output format: table for people, csv/json for scripts."),
-]
-
-
-def open_project(project: Path | None) -> Project:
-    return Project.load(project)
 
 
 def to_jsonable(value: Any) -> Any:
