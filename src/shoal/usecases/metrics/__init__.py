@@ -9,6 +9,7 @@ from shoal.usecases.registry import UseCase
 USECASE = UseCase(
     name="metrics",
     title="Prometheus metrics and smartctl reports",
+    # models="shoal.usecases.metrics.models",  # the rollups as models: set once that module exists
     cli="shoal.usecases.metrics.cli:app",
 )
 
