@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from shoal.config import init_project
 from shoal.errors import ShoalError
 from shoal.project import Project
-from shoal.usecases.registry import UseCase, discover, load
+from shoal.usecases.registry import DemoStep, StepContext, UseCase, discover, load
+
+if TYPE_CHECKING:
+    from shoal.models import Model
 
 console = Console(stderr=True)
 
@@ -30,6 +33,8 @@ class DemoError(ShoalError):
 
 @dataclass
 class DemoContext:
+    """The demo's side of :class:`shoal.usecases.registry.StepContext`, which each step is given."""
+
     project: Project
     small: bool
     quiet: bool
@@ -43,11 +48,35 @@ class DemoContext:
         """A query the demo's summary offers to try on this project."""
         self.notes.setdefault("queries", []).append(f'shoal sql -p {self.project.dir} "{query}"')
 
+    def stream(
+        self,
+        *,
+        pipeline: str,
+        pipeline_yaml: str,
+        proto: Path,
+        topic: str,
+        topic_env: str,
+        events: Iterable[tuple[bytes, bytes]],
+        models: Sequence[Model],
+        try_sql: str,
+    ) -> dict[str, Any]:
+        """Stream through the embedded Kafka (:func:`shoal.demo.kafka_embedded.stream_use_case`)."""
+        from shoal.demo.kafka_embedded import stream_use_case
 
-Step = Callable[[DemoContext], dict[str, Any]]
+        return stream_use_case(
+            self,
+            pipeline=pipeline,
+            pipeline_yaml=pipeline_yaml,
+            proto=proto,
+            topic=topic,
+            topic_env=topic_env,
+            events=events,
+            models=models,
+            try_sql=try_sql,
+        )
 
 
-def _company_step(ctx: DemoContext) -> dict[str, Any]:
+def _company_step(ctx: StepContext) -> dict[str, Any]:
     from shoal.demo.company import simulate_company
 
     company = simulate_company(users=2_000 if ctx.small else 100_000)
@@ -65,9 +94,9 @@ def _company_step(ctx: DemoContext) -> dict[str, Any]:
     return out
 
 
-def steps(usecases: Sequence[UseCase]) -> list[tuple[str, Step]]:
+def steps(usecases: Sequence[UseCase]) -> list[tuple[str, DemoStep]]:
     """The company the use cases share, then each use case's own demo step."""
-    found: list[tuple[str, Step]] = [("company", _company_step)]
+    found: list[tuple[str, DemoStep]] = [("company", _company_step)]
     for usecase in usecases:
         if usecase.demo_step:
             found.append((usecase.title, load(usecase.demo_step, f"demo step of use case {usecase.name}")))

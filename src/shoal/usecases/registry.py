@@ -9,12 +9,18 @@ the CLI mounts ``cli`` as ``shoal <name> …``, the demo runs ``demo_step``, a p
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from pkgutil import resolve_name
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shoal.models import Model
+    from shoal.project import Project
 
 ENTRY_POINT_GROUP = "shoal.usecases"
 
@@ -23,11 +29,44 @@ class UseCaseError(ConfigError):
     """A use case's entry point or one of its import strings does not load."""
 
 
+class StepContext(Protocol):
+    """What a use case's demo step is given (``shoal.demo.DemoContext`` provides it)."""
+
+    @property
+    def project(self) -> Project: ...
+
+    @property
+    def small(self) -> bool: ...
+
+    def say(self, text: str) -> None:
+        """A progress line for the person watching."""
+
+    def suggest_sql(self, query: str) -> None:
+        """A query the demo's summary offers to try."""
+
+    def stream(
+        self,
+        *,
+        pipeline: str,
+        pipeline_yaml: str,
+        proto: Path,
+        topic: str,
+        topic_env: str,
+        events: Iterable[tuple[bytes, bytes]],
+        models: Sequence[Model],
+        try_sql: str,
+    ) -> dict[str, Any]:
+        """Stream ``events`` through an embedded Kafka and the pipeline, then refresh ``models``."""
+
+
+DemoStep = Callable[[StepContext], dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class UseCase:
     """One use case. ``models``: the module whose ``models()`` a project loads (a ``models:``
     entry of shoal.yaml); ``cli``: ``"module:attr"`` of a Typer group; ``demo_step``:
-    ``"module:attr"`` of a ``(DemoContext) -> dict`` step, shown as ``title`` in the demo."""
+    ``"module:attr"`` of a :data:`DemoStep`, shown as ``title`` in the demo."""
 
     name: str
     title: str

@@ -19,7 +19,7 @@ USECASE = UseCase(
     name="billing",
     title="billing → revenue",
     models="shoal.usecases.billing.models",
-    demo_step="shoal.demo.billing_step:run",
+    demo_step="shoal.usecases.billing.demo_step:run",
 )
 
 __all__ = [

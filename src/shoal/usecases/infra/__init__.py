@@ -39,7 +39,7 @@ USECASE = UseCase(
     name="infra",
     title="infrastructure → power and disk outliers",
     cli="shoal.usecases.infra.cli:app",
-    demo_step="shoal.demo.infra_step:run",
+    demo_step="shoal.usecases.infra.demo_step:run",
 )
 
 # The names below load on first use (PEP 562): the CLI reads USECASE and mounts the command group

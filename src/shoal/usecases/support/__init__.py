@@ -23,7 +23,7 @@ USECASE = UseCase(
     name="support",
     title="support tickets → CSAT",
     models="shoal.usecases.support.models",
-    demo_step="shoal.demo.support_step:run",
+    demo_step="shoal.usecases.support.demo_step:run",
 )
 
 __all__ = ["MESSAGE", "PIPELINE_TEMPLATE", "PROTO_FILE", "USECASE"]

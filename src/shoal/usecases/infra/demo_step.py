@@ -1,4 +1,4 @@
-"""Demo step: a small fleet's PDU, host and disk history with injected faults → infra.anomalies."""
+"""The infra demo step: a small fleet's PDU, host and disk history with injected faults → infra.anomalies."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shoal.demo import DemoContext
+    from shoal.usecases.registry import StepContext
 
 
-def run(ctx: DemoContext) -> dict[str, Any]:
+def run(ctx: StepContext) -> dict[str, Any]:
     from shoal.query import connect_lake
     from shoal.usecases.infra.anomalies import ANOMALIES, detect_all, write_anomalies
     from shoal.usecases.infra.evaluate import score_events

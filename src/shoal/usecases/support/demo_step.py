@@ -1,4 +1,4 @@
-"""Demo step: support ticket events through Kafka into support.ticket_events, then CSAT models."""
+"""The support demo step: support ticket events through Kafka into support.ticket_events, then CSAT models."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shoal.demo import DemoContext
+    from shoal.usecases.registry import StepContext
 
 TOPIC = "support.ticket-events"
 
 
-def run(ctx: DemoContext) -> dict[str, Any]:
-    from shoal.demo.kafka_embedded import stream_use_case
+def run(ctx: StepContext) -> dict[str, Any]:
     from shoal.usecases.support import PIPELINE_TEMPLATE, PROTO_FILE
     from shoal.usecases.support.models import models
     from shoal.usecases.support.simulator import SupportSimulator
@@ -21,8 +20,7 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     sim = SupportSimulator(
         seed=42, start=datetime(2026, 10, 1, tzinfo=UTC), days=days, tickets_per_day=per_day
     )
-    return stream_use_case(
-        ctx,
+    return ctx.stream(
         pipeline="support_tickets",
         pipeline_yaml=PIPELINE_TEMPLATE.read_text(),
         proto=PROTO_FILE,

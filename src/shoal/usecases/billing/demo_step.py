@@ -1,4 +1,4 @@
-"""Demo step: billable usage events through Kafka into billing.usage_events, then revenue models."""
+"""The billing demo step: usage events through Kafka into billing.usage_events, then revenue models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shoal.demo import DemoContext
+    from shoal.usecases.registry import StepContext
 
 TOPIC = "billing.usage-events"
 
@@ -28,8 +28,7 @@ dead_letter_table: billing.usage_events_dead_letters
 """
 
 
-def run(ctx: DemoContext) -> dict[str, Any]:
-    from shoal.demo.kafka_embedded import stream_use_case
+def run(ctx: StepContext) -> dict[str, Any]:
     from shoal.usecases.billing import BillingSimulator, models
     from shoal.usecases.billing.events import PROTO_PATH
 
@@ -47,8 +46,7 @@ def run(ctx: DemoContext) -> dict[str, Any]:
             existing_share=0.99,
             hours=6,
         )
-    return stream_use_case(
-        ctx,
+    return ctx.stream(
         pipeline="billing_usage",
         pipeline_yaml=PIPELINE,
         proto=PROTO_PATH,
