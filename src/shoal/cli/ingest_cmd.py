@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from shoal import open_project
 from shoal.options import FormatOpt, ProjectOpt
 from shoal.output import OutputFormat, emit, emit_rows, err_console
-from shoal.project import Project
 
 
 def _client_option(values: list[str] | None) -> dict[str, str]:
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         from shoal.ingest.logging import configure_json_logging
 
         configure_json_logging(getattr(logging, log_level.upper(), logging.INFO))
-        proj = Project.load(project)
+        proj = open_project(project)
         stats = run_pipeline(
             proj,
             pipeline,
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         from shoal.errors import ShoalError
         from shoal.ingest import load_pipeline
 
-        proj = Project.load(project)
+        proj = open_project(project)
         rows: list[dict[str, Any]] = []
         for name, path in proj.pipeline_files.items():
             try:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from shoal import __version__
+from shoal import __version__, open_project
 from shoal.cli import ingest_cmd, plugins
 from shoal.errors import ShoalError
 from shoal.options import FormatOpt, ProjectOpt
@@ -63,7 +63,7 @@ def init(
 @app.command()
 def tables(project: ProjectOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """List every lake table with its description, size and last commit."""
-    proj = Project.load(project)
+    proj = open_project(project)
     infos = proj.lake.list_tables()
     if fmt is OutputFormat.json:
         emit([i.as_dict() for i in infos], fmt)
@@ -91,7 +91,7 @@ def describe(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Show one table: owner, source, schema, partitioning, size and recent history."""
-    proj = Project.load(project)
+    proj = open_project(project)
     info = proj.lake.describe(table)
     data = info.as_dict()
     data["history"] = [
@@ -139,7 +139,7 @@ def compact(
     """Rewrite small files into large ones (readers and writers carry on)."""
     from rich.progress import Progress
 
-    proj = Project.load(project)
+    proj = open_project(project)
     names = table or proj.lake.table_names()
     rows = []
     with Progress(console=err_console, transient=True, disable=fmt is not OutputFormat.table) as bar:
@@ -167,7 +167,7 @@ def vacuum(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Delete data files no longer referenced by recent versions (limits time travel to the retention)."""
-    proj = Project.load(project)
+    proj = open_project(project)
     names = table or proj.lake.table_names()
     rows = []
     for name in names:
@@ -186,7 +186,7 @@ def history(
     """The table's commits (versions usable with VERSION AS OF)."""
     from datetime import UTC, datetime
 
-    proj = Project.load(project)
+    proj = open_project(project)
     rows = [
         {
             "version": h.get("version"),
@@ -227,7 +227,7 @@ def refresh(  # noqa: PLR0917 (typer options)
     With --watch it keeps them fresh as ingestion commits: one line per refresh cycle (one JSON
     object per line with --format json).
     """
-    proj = Project.load(project)
+    proj = open_project(project)
     if watch:
         _watch(proj, model, full=full, interval_s=interval, fmt=fmt)
         return

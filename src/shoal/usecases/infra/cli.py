@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from shoal import open_project
 from shoal.options import FormatOpt, ProjectOpt
 from shoal.output import OutputFormat, emit, err_console
-from shoal.project import Project
 
 if TYPE_CHECKING:
     # The use case pulls in numpy, pyarrow and the simulator: imported when a command runs, so
@@ -76,7 +76,7 @@ def simulate(  # noqa: PLR0917 (typer options)
 
     cfg = _fleet_config(seed, regions, datacenters, podlets, racks, hosts, disks)
     fleet = Fleet(build_topology(cfg), date.fromisoformat(start), days, seed=seed)
-    res = write_history(Project.load(project).lake, fleet)
+    res = write_history(open_project(project).lake, fleet)
     emit(
         {
             "days_written": res.days_written,
@@ -134,7 +134,7 @@ def detect(
     from shoal.query.engine import connect_lake
     from shoal.usecases.infra.anomalies import detect_all, write_anomalies
 
-    lake = Project.load(project).lake
+    lake = open_project(project).lake
     with connect_lake(lake) as con:
         found = detect_all(con, since=_utc(since), until=_utc(until))
     version = write_anomalies(lake, found)
@@ -182,6 +182,6 @@ def evaluate(
     from shoal.usecases.infra.evaluate import score_events
     from shoal.usecases.infra.history import FAULT_LABELS
 
-    lake = Project.load(project).lake
+    lake = open_project(project).lake
     score = score_events(lake.table(ANOMALIES).to_arrow(), lake.table(FAULT_LABELS).to_arrow(), strict=strict)
     emit(score.as_dict(), fmt)

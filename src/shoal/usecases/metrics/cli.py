@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
+from shoal import open_project
 from shoal.options import FormatOpt, ProjectOpt
 from shoal.output import OutputFormat, emit, err_console
-from shoal.project import Project
 
 app = typer.Typer(
     help="Prometheus metrics and smartctl reports into the lake: scrape, remote_write, rollups."
@@ -37,7 +37,7 @@ def scrape(  # noqa: PLR0917 (typer options)
     """Scrape Prometheus targets into metrics.samples / metrics.series / metrics.targets."""
     from shoal.sources.prometheus import MetricsWriter, ScrapeConfig, Scraper, TargetsFile
 
-    proj = Project.load(project)
+    proj = open_project(project)
     config = ScrapeConfig(
         job=job, interval_s=interval, jitter_s=jitter, timeout_s=timeout, concurrency=concurrency
     )
@@ -76,7 +76,7 @@ def remote_write(
     from shoal.sources.prometheus import MetricsWriter, ReceiverConfig
     from shoal.sources.prometheus.remote_write import serve
 
-    proj = Project.load(project)
+    proj = open_project(project)
     config = ReceiverConfig(max_batch_samples=max_batch_samples, max_batch_delay_s=max_batch_delay)
     err_console.print(f"remote_write receiver on http://{host}:{port}/api/v1/write -> {proj.lake.root}")
     serve(MetricsWriter(proj.lake), host=host, port=port, config=config)
@@ -98,7 +98,7 @@ def smartctl_load(
     for p in paths:
         files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
     reports = [parse_smartctl_file(f, host=host) for f in files]
-    devices, attrs = write_reports(Project.load(project).lake, reports)
+    devices, attrs = write_reports(open_project(project).lake, reports)
     emit({"files": len(files), "devices": devices, "attributes": attrs}, fmt)
 
 
@@ -111,5 +111,5 @@ def metrics_rollup(
     """Refresh metrics.samples_5m / metrics.samples_1h from metrics.samples (changed days only)."""
     from shoal.sources.prometheus import refresh_rollups
 
-    done = refresh_rollups(Project.load(project).lake, full=full)
+    done = refresh_rollups(open_project(project).lake, full=full)
     emit({name: ",".join(days) for name, days in done.items()}, fmt)
