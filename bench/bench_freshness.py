@@ -59,12 +59,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the broker
 
 from harness.kafka import start_broker  # noqa: E402
 from shoal.config import init_project  # noqa: E402
-from shoal.demo.billing_step import PIPELINE  # noqa: E402
 from shoal.ingest import run_pipeline  # noqa: E402
 from shoal.models import ModelRunner  # noqa: E402
 from shoal.project import Project  # noqa: E402
 from shoal.sources.kafka.producer import produce_events  # noqa: E402
 from shoal.usecases.billing import BillingSimulator, models  # noqa: E402
+from shoal.usecases.billing.demo_step import PIPELINE  # noqa: E402
 from shoal.usecases.billing.events import PROTO_PATH, BillingEvent, encode_events  # noqa: E402
 
 PIPELINE_NAME = "billing_usage"

@@ -48,7 +48,7 @@ from shoal.sources.prometheus.tables import SAMPLES, SAMPLES_1H, SERIES
 from shoal.usecases.infra.history import Fleet, write_history
 from shoal.usecases.infra.power import peak_vs_average
 from shoal.usecases.infra.topology import TopologyConfig
-from shoal.usecases.metrics import models as metrics_models
+from shoal.usecases.metrics.models import models as metrics_models
 
 START = date(2026, 1, 5)
 

@@ -10,7 +10,7 @@ from shoal.lake import Lake
 from shoal.models import ModelRunner
 from shoal.query import connect_lake
 from shoal.sources.prometheus import MetricsWriter, SampleBatch, series_id
-from shoal.usecases.metrics import models
+from shoal.usecases.metrics.models import models
 
 DAY_MS = 86_400_000
 T0 = 20_000 * DAY_MS  # 2024-10-04 00:00 UTC
@@ -111,7 +111,7 @@ def test_shoal_refresh_builds_a_rollup_of_a_project_listing_the_metrics_use_case
     config = tmp_path / "shoal.yaml"
     text = config.read_text()
     assert "\nmodels: []" in text
-    config.write_text(text.replace("\nmodels: []", "\nmodels: [shoal.usecases.metrics]"))
+    config.write_text(text.replace("\nmodels: []", "\nmodels: [shoal.usecases.metrics.models]"))
     lake = Project.load(tmp_path).lake
     MetricsWriter(lake).write(_batch([("a", T0, 1.0), ("a", T0 + 60_000, 3.0)]), first_seen_ms=T0)
     out = subprocess.run(

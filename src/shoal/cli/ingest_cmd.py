@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from shoal.cli.common import FormatOpt, OutputFormat, ProjectOpt, emit, emit_rows, err_console, open_project
+from shoal import open_project
+from shoal.options import FormatOpt, ProjectOpt
+from shoal.output import OutputFormat, emit, emit_rows, err_console
 
 
 def _client_option(values: list[str] | None) -> dict[str, str]:
