@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         asd_dir: Annotated[
             Path | None,
-            typer.Option(help="Directory of omi-*.csv.gz (default: $SHOAL_ASD_DIR or shared/data/asd)."),
+            typer.Option(help="Directory of omi-*.csv.gz (default: $SHOAL_ASD_DIR; required with --asd)."),
         ] = None,
         strict: Annotated[
             bool, typer.Option(help="Only an anomaly on the fault's own entity counts.")
@@ -159,9 +159,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD."""
         if asd:
-            from shoal.usecases.infra.asd import evaluate_asd, find_asd_dir
+            from shoal.usecases.infra.asd import evaluate_asd, resolve_asd_dir
 
-            result = evaluate_asd(asd_dir or find_asd_dir())
+            result = evaluate_asd(resolve_asd_dir(asd_dir))
             if fmt is OutputFormat.json:
                 emit(result, fmt)
             else:
