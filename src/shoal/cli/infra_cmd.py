@@ -157,28 +157,15 @@ def register(app: typer.Typer) -> None:
         ] = False,
         fmt: FormatOpt = OutputFormat.table,
     ) -> None:
-        """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD."""
+        """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD: the
+        streaming detector, the fitted one and a rolling z-score, point-wise, event-wise, early-detection
+        score and point-adjusted (protocol asd-stream-v1, see docs/benchmarks.md)."""
         if asd:
-            from shoal.usecases.infra.asd import evaluate_asd, resolve_asd_dir
+            from shoal.usecases.infra.asd import resolve_asd_dir
+            from shoal.usecases.infra.asd_compare import compare_on_asd, summary_rows
 
-            result = evaluate_asd(resolve_asd_dir(asd_dir))
-            if fmt is OutputFormat.json:
-                emit(result, fmt)
-            else:
-                rows = [
-                    {
-                        "server": s["server"],
-                        **{
-                            f"{p}_{k}": s[p][k]
-                            for p in ("point", "point_adjust")
-                            for k in ("precision", "recall", "f1")
-                        },
-                        "oracle_best_f1_pa": s["best_f1_point_adjust"]["f1"],
-                    }
-                    for s in result["servers"]
-                ]
-                emit(rows, fmt)
-                emit(result["overall"], fmt)
+            result = compare_on_asd(resolve_asd_dir(asd_dir))
+            emit(result if fmt is OutputFormat.json else summary_rows(result), fmt)
             return
         from shoal.usecases.infra.anomalies import ANOMALIES
         from shoal.usecases.infra.evaluate import score_events

@@ -1,0 +1,151 @@
+"""ASD: the streaming detector against the fitted detector and a rolling z-score, in one run.
+
+Protocol (named ``asd-stream-v1`` in the output): each server's rows are streamed in order (the
+unlabelled ``train`` part first, then ``test``); figures are computed on the ``test`` part only.
+Per metric a raw score, per server the mean of the top 3 per-metric raw scores (the same combiner for
+all three detectors). No threshold looks at a label or at a later sample of the same series:
+
+- ``streaming``: ``streaming.StreamConfig`` defaults (one configuration for every server); the alarm
+  threshold is on the likelihood, which each series calibrates against its own past;
+- ``fitted`` (the detector before issue 16, ``asd.fit``): fitted once on the train part, threshold the
+  train scores' 99th percentile, never adapts;
+- ``rolling_z``: |value - mean| / std over the previous 288 samples (one day), threshold the 99th
+  percentile of the server's own train-part scores.
+
+Alarms for ``fitted`` and ``rolling_z`` follow the same episode rule as the streaming detector (a flag
+with no flag in the previous ``cooldown_steps`` steps), so event-wise and early-detection figures compare.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from shoal.usecases.infra.asd import Server, fit, load_asd
+from shoal.usecases.infra.scoring import Tally, alarm_onsets
+from shoal.usecases.infra.streaming import StreamConfig, likelihood_sql, raw_score_sql
+
+PROTOCOL = "asd-stream-v1"
+TOP_K = 3
+ROLLING_STEPS = 288
+QUANTILE = 0.99
+
+
+def _top_k_mean(z: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    k = min(k, z.shape[1])
+    return np.asarray(np.mean(np.sort(z, axis=1)[:, -k:], axis=1))
+
+
+def stream_scores(
+    servers: list[Server], cfg: StreamConfig
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per server, over train+test: (score, hot, alarm) from the streaming SQL run in DuckDB."""
+    parts = []
+    for srv in servers:
+        values = np.concatenate([srv.train, srv.test], axis=0)
+        n, m = values.shape
+        parts.append(
+            pa.table(
+                {
+                    "series": pa.array([f"{srv.name}/m{j}" for j in range(m)] * n),
+                    "ts": pa.array(np.repeat(np.arange(n, dtype=np.int64), m)),
+                    "value": pa.array(values.reshape(-1)),
+                }
+            )
+        )
+    samples = pa.concat_tables(parts)
+    con = duckdb.connect()
+    con.register("asd_samples", samples)
+    raw = raw_score_sql("SELECT series, ts, value FROM asd_samples", cfg)
+    combined = f"""
+        SELECT split_part(series, '/', 1) AS series, ts,
+               list_avg(list_slice(list_sort(list(z), 'DESC'), 1, {TOP_K})) AS z, max(n) AS n
+        FROM ({raw}) GROUP BY ALL
+    """
+    out = con.sql(
+        f"SELECT series, ts, score, hot, alarm FROM ({likelihood_sql(combined, cfg)}) ORDER BY series, ts"
+    )
+    tbl = out.to_arrow_table()
+    con.close()
+    result: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    names = np.asarray(tbl.column("series").to_pylist())
+    score = tbl.column("score").to_numpy()
+    hot = tbl.column("hot").to_numpy(zero_copy_only=False)
+    alarm = tbl.column("alarm").to_numpy(zero_copy_only=False)
+    for srv in servers:
+        sel = names == srv.name
+        result[srv.name] = (score[sel], hot[sel].astype(bool), alarm[sel].astype(bool))
+    return result
+
+
+def rolling_z_scores(values: np.ndarray, window: int = ROLLING_STEPS, floor: float = 0.01) -> np.ndarray:
+    """Per step, the top-3 mean of |x - mean| / std over the previous ``window`` steps (0 before that)."""
+    csum = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+    csq = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values**2, axis=0)])
+    n = len(values)
+    idx = np.arange(n)
+    lo = np.maximum(idx - window, 0)
+    count = (idx - lo)[:, None].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (csum[idx] - csum[lo]) / count
+        var = (csq[idx] - csq[lo]) / count - mean**2
+        z = np.abs(values - mean) / np.maximum(np.sqrt(np.maximum(var, 0)), floor)
+    z[idx < window] = 0.0
+    return _top_k_mean(np.nan_to_num(z))
+
+
+def compare_on_asd(
+    directory: Path, cfg: StreamConfig | None = None, servers: list[str] | None = None
+) -> dict[str, Any]:
+    cfg = cfg or StreamConfig()
+    data = [s for s in load_asd(directory) if not servers or s.name in servers]
+    streamed = stream_scores(data, cfg)
+    tallies = {"streaming": Tally(), "fitted": Tally(), "rolling_z": Tally()}
+    per_server: list[dict[str, Any]] = []
+    for srv in data:
+        n_train = len(srv.train)
+        _score, hot, alarm = streamed[srv.name]
+        det = fit(srv.train)
+        fitted_flags = det.score(srv.test, history=srv.train) > det.threshold
+        rz = rolling_z_scores(np.concatenate([srv.train, srv.test], axis=0))
+        rz_threshold = float(np.quantile(rz[ROLLING_STEPS:n_train], QUANTILE))
+        rz_flags = rz[n_train:] > rz_threshold
+        runs = {
+            "streaming": (hot[n_train:], alarm[n_train:]),
+            "fitted": (fitted_flags, alarm_onsets(fitted_flags, cfg.cooldown_steps)),
+            "rolling_z": (rz_flags, alarm_onsets(rz_flags, cfg.cooldown_steps)),
+        }
+        row: dict[str, Any] = {"server": srv.name}
+        for name, (flags, alarms) in runs.items():
+            tallies[name].add(srv.labels, flags, alarms, cfg.cooldown_steps)
+            one = Tally()
+            one.add(srv.labels, flags, alarms, cfg.cooldown_steps)
+            row[name] = one.report()
+        per_server.append(row)
+    return {
+        "protocol": PROTOCOL,
+        "config": cfg.model_dump(),
+        "overall": {name: t.report() for name, t in tallies.items()},
+        "servers": per_server,
+    }
+
+
+def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table row per detector (overall figures), point-adjusted last."""
+    rows = []
+    for name, rep in result["overall"].items():
+        row: dict[str, Any] = {"detector": name, "protocol": result["protocol"]}
+        for kind in ("point", "event"):
+            row.update({f"{kind}_{k}": v for k, v in rep[kind].items()})
+        row.update(
+            early_detection_score=rep["early_detection_score"],
+            alarms=rep["alarms"],
+            false_alarms=rep["false_alarms"],
+            point_adjusted_f1=rep["point_adjusted"]["f1"],
+        )
+        rows.append(row)
+    return rows
