@@ -1,6 +1,6 @@
 """Streaming detector throughput (series x samples per second) against the SQL temporal detector.
 
-    .venv/bin/python bench/bench_detect.py [--racks 6] [--hosts 10] [--days 7] [--repeats 3]
+    .venv/bin/python bench/bench_detect.py [--racks 6] [--hosts 10] [--days 10] [--repeats 3]
 
 A simulated fleet's PDU history (``--days`` of 5-minute samples) is written to a local lake, then:
 - ``sql_temporal``: the detector before issue 16 (``anomalies.temporal_anomalies``) over the whole
@@ -53,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--racks", type=int, default=6)
     ap.add_argument("--hosts", type=int, default=10)
-    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--days", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     cfg = TopologyConfig(
