@@ -362,3 +362,20 @@ def write_drive_risk(lake: Lake, risk: pa.Table) -> int:
         source="shoal.usecases.infra.drive_risk",
     )
     return table.overwrite(risk.cast(RISK_SCHEMA))
+
+
+def calibration(run: DriveRiskRun, bins: int = 10) -> pa.Table:
+    """Held-out landmarks in ``bins`` equal-count bins of predicted probability: mean predicted
+    against observed failure rate (a calibrated model has them equal)."""
+    y = run.test_rows.column("label").to_numpy(zero_copy_only=False).astype(np.float64)
+    p = run.test_scores
+    order = np.argsort(p, kind="mergesort")
+    parts = np.array_split(order, bins)
+    return pa.table(
+        {
+            "bin": list(range(1, len(parts) + 1)),
+            "landmarks": [len(ix) for ix in parts],
+            "mean_predicted": [float(p[ix].mean()) for ix in parts],
+            "observed_rate": [float(y[ix].mean()) for ix in parts],
+        }
+    )
