@@ -35,7 +35,7 @@ from shoal.query.engine import connect_lake
 from shoal.sources.prometheus.tables import SAMPLES, SERIES, ensure_metrics_tables
 from shoal.usecases.infra.anomalies import temporal_anomalies
 from shoal.usecases.infra.history import Fleet
-from shoal.usecases.infra.models import FLEET_STREAM, STREAM_METRICS, models
+from shoal.usecases.infra.models import FLEET_STREAM, STREAM_METRICS, stream_models
 from shoal.usecases.infra.topology import TopologyConfig
 
 
@@ -85,7 +85,7 @@ def main() -> None:
             for _ in range(args.repeats):
                 base.append(timed(lambda: temporal_anomalies(con)))
         full = []
-        with ModelRunner(lake, models()) as runner:
+        with ModelRunner(lake, stream_models()) as runner:
             for _ in range(args.repeats):
                 full.append(timed(lambda: runner.refresh(full=True)))
             inc = []

@@ -13,7 +13,7 @@ from shoal.lake import Lake
 from shoal.models import ModelRunner
 from shoal.sources.prometheus.tables import SAMPLES, SERIES, ensure_metrics_tables
 from shoal.usecases.infra.history import Fleet
-from shoal.usecases.infra.models import STREAM_ALARMS, models
+from shoal.usecases.infra.models import STREAM_ALARMS, stream_models
 from shoal.usecases.infra.topology import TopologyConfig
 
 MEASURED_RECALL_FLOOR = 1.0  # measured: 10 of 10 power faults (seed 303)
@@ -45,7 +45,7 @@ def test_refresh_follows_the_samples_and_matches_a_full_run(tmp_path: Path, flee
     ensure_metrics_tables(lake)
     lake.table(SERIES).append(fleet.series_table())
     days = [batch for _, batch in fleet.iter_days()]
-    with ModelRunner(lake, models()) as runner:
+    with ModelRunner(lake, stream_models()) as runner:
         for batch in days[:3]:
             lake.table(SAMPLES).append(batch)
         (first,) = runner.refresh()
@@ -56,7 +56,7 @@ def test_refresh_follows_the_samples_and_matches_a_full_run(tmp_path: Path, flee
         (third,) = runner.refresh()
         assert third.mode == "unchanged"
         kept = lake.table(STREAM_ALARMS).to_arrow()
-        rebuilt = runner.con.query_arrow(models()[0].sql)
+        rebuilt = runner.con.query_arrow(stream_models()[0].sql)
     assert _rows(kept) == _rows(rebuilt)
     last_day = fleet_start_ts(days[3])
     assert any(ts >= last_day for _, ts, _, _ in _rows(kept))  # type: ignore[operator]  # the new day was scored
@@ -74,7 +74,7 @@ def test_alarms_point_at_injected_faults(tmp_path: Path, fleet: Fleet) -> None:
     lake.table(SERIES).append(fleet.series_table())
     for _, batch in fleet.iter_days():
         lake.table(SAMPLES).append(batch)
-    with ModelRunner(lake, models()) as runner:
+    with ModelRunner(lake, stream_models()) as runner:
         runner.refresh()
     alarms = lake.table(STREAM_ALARMS).to_arrow().filter(pa.compute.field("alarm"))
     truth = fleet.ground_truth().to_pylist()

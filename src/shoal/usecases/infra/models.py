@@ -6,7 +6,8 @@ series from the first new sample on (``restate_from = ts``): a refresh reads, fo
 samples, the ``StreamConfig.lookback_steps`` samples before the first new one (the state the trailing
 windows need, kept in the lake as the samples themselves) and scores only the new ones, so the work
 per refresh follows what landed, not the history. List ``shoal.usecases.infra.models`` under
-``models:`` in shoal.yaml to keep it up to date with ``shoal refresh`` / the watcher.
+``models:`` in shoal.yaml to keep it (and the hypervisor profiles, ``profiles.py``) up to date with
+``shoal refresh`` / the watcher.
 
 ``metrics.series`` (labels, read for the entity names) is a lookup, not an upstream: a series' labels
 do not change once written.
@@ -71,6 +72,13 @@ def stream_alarms_incremental_sql(cfg: StreamConfig = FLEET_STREAM) -> str:
 
 
 def models() -> list[Model]:
+    """Every infrastructure model: the streaming detector and the hypervisor profiles."""
+    from shoal.usecases.infra.profiles import models as profile_models
+
+    return stream_models() + profile_models()
+
+
+def stream_models() -> list[Model]:
     return [
         Model(
             name=STREAM_ALARMS,
