@@ -11,9 +11,12 @@ import pytest
 
 from shoal.lake import Lake
 from shoal.models import ModelRunner
+from shoal.query.engine import connect_lake
 from shoal.sources.prometheus.tables import SAMPLES, SERIES, ensure_metrics_tables
+from shoal.usecases.infra.anomalies import ANOMALY_SCHEMA, temporal_anomalies
+from shoal.usecases.infra.evaluate import score_events
 from shoal.usecases.infra.history import Fleet
-from shoal.usecases.infra.models import STREAM_ALARMS, stream_models
+from shoal.usecases.infra.models import STREAM_ALARMS, stream_episodes, stream_models
 from shoal.usecases.infra.topology import TopologyConfig
 
 MEASURED_RECALL_FLOOR = 1.0  # measured: 10 of 10 power faults (seed 303)
@@ -92,3 +95,26 @@ def test_alarms_point_at_injected_faults(tmp_path: Path, fleet: Fleet) -> None:
     # measured (seed 303): 69 of 71 alarms explained by a fault (the first day is the warm-up)
     assert explained / len(rows) >= 0.9
     assert found / len(power_faults) >= MEASURED_RECALL_FLOOR, (found, len(power_faults))
+
+
+def test_episodes_score_against_fault_labels_like_the_batch_detectors(tmp_path: Path, fleet: Fleet) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ensure_metrics_tables(lake)
+    lake.table(SERIES).append(fleet.series_table())
+    for _, batch in fleet.iter_days():
+        lake.table(SAMPLES).append(batch)
+    with ModelRunner(lake, stream_models()) as runner:
+        runner.refresh()
+    with connect_lake(lake) as con:
+        episodes = stream_episodes(con)
+        temporal = temporal_anomalies(con)
+    assert episodes.schema == ANOMALY_SCHEMA
+    assert set(episodes.column("detector").to_pylist()) == {"stream"}
+    stream = score_events(episodes, fleet.ground_truth())
+    sql = score_events(temporal, fleet.ground_truth())
+    # measured (seed 303): streaming P 0.97 / R 0.83 (10 of 12: the 2 disk faults are not in its PDU
+    # metrics); the SQL temporal detector on the same samples P 1.0 / R 0.42
+    assert stream.precision >= 0.95, stream.as_dict()
+    assert stream.recall_by_kind.get("disk_degrade", 0.0) == 0.0
+    assert stream.detected == stream.faults - 2, stream.as_dict()
+    assert stream.recall > sql.recall

@@ -15,8 +15,11 @@ do not change once written.
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from shoal.models import Model
-from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL
+from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL, flagged_windows
+from shoal.usecases.infra.power import SqlConnection
 from shoal.usecases.infra.streaming import StreamConfig, stream_sql
 
 STREAM_ALARMS = "infra.stream_alarms"
@@ -93,3 +96,11 @@ def stream_models() -> list[Model]:
             owner="infra",
         )
     ]
+
+
+def stream_episodes(con: SqlConnection, cfg: StreamConfig = FLEET_STREAM) -> pa.Table:
+    """``infra.stream_alarms`` as anomaly windows in the ``infra.anomalies`` layout (detector ``stream``):
+    hot samples of a series less than ``cooldown_steps`` apart form one window, so the streaming
+    detector is scored against fault labels like the batch detectors (``evaluate.score_events``)."""
+    flagged = f"SELECT entity, level, metric, ts, value, baseline, deviation AS dev, z FROM {STREAM_ALARMS}"
+    return flagged_windows(con, "stream", flagged, step_ms=STEP_MINUTES * 60_000, gap=cfg.cooldown_steps)
