@@ -187,19 +187,26 @@ def register(app: typer.Typer) -> None:
         ],
         project: ProjectOpt = None,
         write: Annotated[
-            bool, typer.Option(help="Write the held-out drives' scores to infra.drive_risk.")
+            bool,
+            typer.Option(
+                help="Write the held-out drives' scores to infra.drive_risk and the trees to "
+                "infra.drive_risk_trees (what infra.fleet_drive_risk scores the fleet with)."
+            ),
         ] = True,
         fmt: FormatOpt = OutputFormat.table,
     ) -> None:
         """Train the 30-day drive failure model, split by drive; AUC and precision at 50/67 % recall
         against the 'reallocated or pending > 0' rule and the per-model failure rate, in one run."""
         from shoal.usecases.infra.drive_risk import latest_risk, train_and_evaluate, write_drive_risk
+        from shoal.usecases.infra.drive_risk_sql import write_trees
 
         with err_console.status("training and evaluating the drive failure model"):
             run = train_and_evaluate(data)
         report = dict(run.report)
         if write:
-            report["table_version"] = write_drive_risk(open_project(project).lake, latest_risk(run))
+            lake = open_project(project).lake
+            report["table_version"] = write_drive_risk(lake, latest_risk(run))
+            report["trees_version"] = write_trees(lake, run.model.booster)
         if fmt is OutputFormat.json:
             emit(report, fmt)
         else:
