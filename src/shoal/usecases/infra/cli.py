@@ -150,33 +150,20 @@ def evaluate(
     asd: Annotated[bool, typer.Option("--asd", help="Evaluate on the labelled ASD dataset instead.")] = False,
     asd_dir: Annotated[
         Path | None,
-        typer.Option(help="Directory of omi-*.csv.gz (default: $SHOAL_ASD_DIR or shared/data/asd)."),
+        typer.Option(help="Directory of omi-*.csv.gz (default: $SHOAL_ASD_DIR; required with --asd)."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Only an anomaly on the fault's own entity counts.")] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD."""
+    """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD: the
+    streaming detector, the fitted one and a rolling z-score, point-wise, event-wise, early-detection
+    score and point-adjusted (protocol asd-stream-v1, see docs/benchmarks.md)."""
     if asd:
-        from shoal.usecases.infra.asd import evaluate_asd, find_asd_dir
+        from shoal.usecases.infra.asd import resolve_asd_dir
+        from shoal.usecases.infra.asd_compare import compare_on_asd, summary_rows
 
-        result = evaluate_asd(asd_dir or find_asd_dir())
-        if fmt is OutputFormat.json:
-            emit(result, fmt)
-        else:
-            rows = [
-                {
-                    "server": s["server"],
-                    **{
-                        f"{p}_{k}": s[p][k]
-                        for p in ("point", "point_adjust")
-                        for k in ("precision", "recall", "f1")
-                    },
-                    "oracle_best_f1_pa": s["best_f1_point_adjust"]["f1"],
-                }
-                for s in result["servers"]
-            ]
-            emit(rows, fmt)
-            emit(result["overall"], fmt)
+        result = compare_on_asd(resolve_asd_dir(asd_dir))
+        emit(result if fmt is OutputFormat.json else summary_rows(result), fmt)
         return
     from shoal.usecases.infra.anomalies import ANOMALIES
     from shoal.usecases.infra.evaluate import score_events
@@ -185,3 +172,39 @@ def evaluate(
     lake = open_project(project).lake
     score = score_events(lake.table(ANOMALIES).to_arrow(), lake.table(FAULT_LABELS).to_arrow(), strict=strict)
     emit(score.as_dict(), fmt)
+
+
+@app.command("drive-risk")
+def drive_risk(
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", help="Start-stop SMART history (parquet, Backblaze hds layout), read in place."
+        ),
+    ],
+    project: ProjectOpt = None,
+    write: Annotated[
+        bool,
+        typer.Option(
+            help="Write the held-out drives' scores to infra.drive_risk and the trees to "
+            "infra.drive_risk_trees (what infra.fleet_drive_risk scores the fleet with)."
+        ),
+    ] = True,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Train the 30-day drive failure model, split by drive; AUC and precision at 50/67 % recall
+    against the 'reallocated or pending > 0' rule and the per-model failure rate, in one run."""
+    from shoal.usecases.infra.drive_risk import latest_risk, train_and_evaluate, write_drive_risk
+    from shoal.usecases.infra.drive_risk_sql import write_trees
+
+    with err_console.status("training and evaluating the drive failure model"):
+        run = train_and_evaluate(data)
+    report = dict(run.report)
+    if write:
+        lake = open_project(project).lake
+        report["table_version"] = write_drive_risk(lake, latest_risk(run))
+        report["trees_version"] = write_trees(lake, run.model.booster)
+    if fmt is OutputFormat.json:
+        emit(report, fmt)
+    else:
+        emit([{"scorer": k, **v} for k, v in report["scorers"].items()], fmt)
