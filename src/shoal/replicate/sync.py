@@ -1,0 +1,229 @@
+"""The sync loop: snapshot each table in key chunks, then apply committed source transactions.
+
+Exactly once (ADR 0017): every Delta commit carries, as ``txn`` actions, where the table stands in
+the source (``shoal.lake.progress`` keys):
+
+* while snapshotting: ``snapshot-from`` (the source position change capture will start from, taken
+  before the first chunk is read) and ``snapshot`` (the last copied key, for one integer key);
+* afterwards: ``binlog``/``lsn`` (the end of the last applied source transaction).
+
+A restart reads them and goes on: chunks after the last key, transactions after the position.
+Replaying changes from ``snapshot-from`` over rows read later converges, because every change
+carries the full row and is applied by key (an upsert or a delete is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.config import DatabaseSyncSettings
+from shoal.lake import Lake, Progress, Table, progress
+from shoal.query.federation import Endpoint
+from shoal.replicate.apply import apply_changes
+from shoal.replicate.errors import SyncError
+from shoal.replicate.model import Change, Source, SourceTable
+from shoal.retry import RetryPolicy, retry
+
+log = logging.getLogger("shoal.replicate")
+
+#: (table, rows done, rows expected or None, phase)
+ProgressCallback = Callable[[str, int, int | None, str], None]
+
+
+@dataclass
+class TableReport:
+    table: str
+    lake_table: str
+    snapshot_rows: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    position: int | None = None
+
+
+@dataclass
+class SyncReport:
+    database: str
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    rounds: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "rounds": self.rounds,
+            "tables": [vars(t) for t in self.tables.values()],
+        }
+
+
+def make_source(endpoint: Endpoint, settings: DatabaseSyncSettings) -> Source:
+    if endpoint.kind == "mysql":
+        from shoal.replicate.mysql import MySQLSource
+
+        return MySQLSource(endpoint, server_id=settings.server_id)
+    from shoal.replicate.postgres import PostgresSource
+
+    return PostgresSource(endpoint, slot=settings.slot, publication=settings.publication)
+
+
+class Syncer:
+    """Copies the tables of one declared database into ``namespace`` of the lake."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        endpoint: Endpoint,
+        settings: DatabaseSyncSettings | None = None,
+        *,
+        source: Source | None = None,
+        on_progress: ProgressCallback | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.lake = lake
+        self.endpoint = endpoint
+        self.settings = settings or endpoint.settings.sync
+        self.namespace = self.settings.namespace or f"{endpoint.name}_replica"
+        self.source = source or make_source(endpoint, self.settings)
+        self.on_progress = on_progress
+        self.policy = policy or RetryPolicy(attempts=10, base_s=0.5, max_delay_s=5.0)
+        self.report = SyncReport(endpoint.name)
+        self._targets: dict[str, Table] = {}
+        self._described: dict[str, SourceTable] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def lake_name(self, table: str) -> str:
+        return f"{self.namespace}.{table.lower()}"
+
+    def _target(self, st: SourceTable) -> Table:
+        if st.name not in self._targets:
+            self._targets[st.name] = self.lake.create_table(
+                self.lake_name(st.name),
+                st.schema,
+                description=f"replica of {self.endpoint.name}.{st.name} ({self.endpoint.kind})",
+                source=f"{self.endpoint.kind}:{self.endpoint.name}",
+            )
+        return self._targets[st.name]
+
+    def _tell(self, table: str, done: int, total: int | None, phase: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(table, done, total, phase)
+
+    def _retry(self, fn: Callable[[], Any], what: str) -> Any:
+        return retry(fn, f"sync {self.endpoint.name}: {what}", self.policy)
+
+    def tables(self, names: Sequence[str] = ()) -> list[SourceTable]:
+        wanted = (
+            list(names) or list(self.settings.tables) or self._retry(self.source.list_tables, "list tables")
+        )
+        return list(self._retry(lambda: self.source.describe(wanted), "describe tables"))
+
+    # -- the snapshot ------------------------------------------------------------------------------
+    def snapshot(self, st: SourceTable) -> None:
+        """Copy ``st`` in key chunks unless its change position is already in the lake."""
+        target = self._target(st)
+        pos_key = self.source.position_key(st.name)
+        chunk_key = progress.snapshot_chunk(self.endpoint.name, st.name)
+        start_key = progress.snapshot_start(self.endpoint.name, st.name)
+        have = Progress.read(target, [pos_key, chunk_key, start_key])
+        report = self.report.tables.setdefault(st.name, TableReport(st.name, target.name))
+        if have.position(pos_key) is not None:
+            report.position = have.position(pos_key)
+            return
+        start = have.position(start_key)
+        if start is None:
+            start = int(self._retry(self.source.start_position, "read the current position"))
+        after = have.position(chunk_key) if st.int_key else None
+        total = self._retry(lambda: self.source.count(st), f"count {st.name}")
+        done = target.count() if after is not None else 0
+        self._tell(st.name, done, total, "snapshot")
+        for rows in self.source.chunks(st, None if after is None else [after], self.settings.chunk_rows):
+            data = st.to_arrow(rows)
+            if st.int_key:
+                last = int(rows[-1][st.key[0]])
+                target.append(data, app_transactions={start_key: start, chunk_key: last})
+            else:
+                # Keys with no integer form cannot be a txn position: chunks are merged by key,
+                # and a restart copies the table again (idempotently).
+                target.merge(data, list(st.key), app_transactions={start_key: start})
+            done += len(rows)
+            report.snapshot_rows += len(rows)
+            self._tell(st.name, done, total, "snapshot")
+        target.append(st.to_arrow([]), app_transactions={start_key: start, pos_key: start})
+        report.position = start
+
+    # -- change capture ---------------------------------------------------------------------------
+    def catch_up(self, tables: Sequence[SourceTable], max_changes: int = 50_000) -> int:
+        """Apply the transactions committed since the lake's positions; returns rows applied."""
+        keys = {st.name: self.source.position_key(st.name) for st in tables}
+        positions: dict[str, int] = {}
+        for st in tables:
+            pos = Progress.read(self._target(st), [keys[st.name]]).position(keys[st.name])
+            if pos is None:
+                raise SyncError(f"sync {self.endpoint.name}: table {st.name} has no snapshot yet")
+            positions[st.name] = pos
+        since = min(positions.values())
+        pending: dict[str, list[Change]] = {st.name: [] for st in tables}
+        last: dict[str, int] = {}
+        by_name = {st.name: st for st in tables}
+        for txn in self.source.changes(since, tables, max_changes):
+            for change in txn.changes:
+                if change.table in by_name and txn.position > positions[change.table]:
+                    pending[change.table].append(change)
+                    last[change.table] = txn.position
+        applied = 0
+        for name, changes in pending.items():
+            if not changes:
+                continue
+            st = self._refresh_columns(by_name[name], changes)
+            by_name[name] = st
+            up, down = apply_changes(self._target(st), st, changes, {keys[name]: last[name]})
+            report = self.report.tables.setdefault(name, TableReport(name, self.lake_name(name)))
+            report.upserted += up
+            report.deleted += down
+            report.position = last[name]
+            positions[name] = last[name]
+            applied += len(changes)
+        self.source.acknowledge(min(positions.values()))
+        return applied
+
+    def _refresh_columns(self, st: SourceTable, changes: Sequence[Change]) -> SourceTable:
+        """An upstream ADD COLUMN: rows name a column the table shape lacks; describe it again."""
+        known = set(st.column_names)
+        if all(set(c.row) <= known for c in changes):
+            return st
+        fresh: SourceTable = self.source.describe([st.name])[0]
+        self._described[st.name] = fresh
+        return fresh
+
+    def run(
+        self,
+        names: Sequence[str] = (),
+        *,
+        follow: bool = False,
+        stop: threading.Event | None = None,
+        poll_s: float = 0.2,
+    ) -> SyncReport:
+        """Snapshot what is new, apply changes until caught up; with ``follow`` keep going until
+        ``stop`` is set."""
+        stop = stop or threading.Event()
+        self._described = {st.name: st for st in self.tables(names)}
+        try:
+            for st in self._described.values():
+                self.snapshot(st)
+            while True:
+                applied = self._retry(lambda: self.catch_up(list(self._described.values())), "apply changes")
+                self.report.rounds += 1
+                for st in self._described.values():
+                    rep = self.report.tables[st.name]
+                    self._tell(st.name, rep.upserted + rep.deleted, None, "changes")
+                if applied == 0 and not follow:
+                    break
+                if applied == 0 and stop.wait(poll_s):
+                    break
+                if stop.is_set():
+                    break
+        finally:
+            self.source.close()
+        return self.report
