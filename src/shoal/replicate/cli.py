@@ -21,7 +21,7 @@ from shoal.errors import ShoalError
 from shoal.project import Project
 
 console = Console(width=None if sys.stdout.isatty() else 240)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line
 
 ProjectOpt = Annotated[
     Path | None,

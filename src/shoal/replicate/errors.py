@@ -15,6 +15,10 @@ class SourceUnavailable(SyncError, Transient):
     retry_after = 0.5
 
 
+class CredentialsRejected(SyncError, Terminal):
+    """The database refused the login (wrong user or password): retrying cannot help."""
+
+
 class NoPrimaryKey(SyncError, Terminal):
     """A table without a primary key cannot be applied by key (use mode: full)."""
 

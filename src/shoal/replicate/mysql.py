@@ -19,7 +19,13 @@ import pymysql.cursors
 
 from shoal.lake import progress
 from shoal.query.federation import Endpoint
-from shoal.replicate.errors import NoPrimaryKey, ReplicationNotConfigured, SourceUnavailable, SyncError
+from shoal.replicate.errors import (
+    CredentialsRejected,
+    NoPrimaryKey,
+    ReplicationNotConfigured,
+    SourceUnavailable,
+    SyncError,
+)
 from shoal.replicate.model import Change, SourceTable, Transaction
 from shoal.replicate.typemap import check_ident, mysql_column
 
@@ -64,10 +70,13 @@ class MySQLSource:
         self._basename: str | None = None
 
     # -- plain connection ---------------------------------------------------------------------
-    def _unavailable(self, exc: BaseException) -> SourceUnavailable:
-        return SourceUnavailable(
-            f"database {self.name} ({self.endpoint.where()}): {self.endpoint.scrub(str(exc))}"
-        )
+    def _unavailable(self, exc: BaseException) -> SyncError:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        detail = str(exc.args[1]) if code and len(exc.args) > 1 else str(exc)
+        text = f"database {self.name} ({self.endpoint.where()}): {self.endpoint.scrub(detail)}"
+        if code in (1044, 1045, 1698):  # access denied
+            return CredentialsRejected(text)
+        return SourceUnavailable(text)
 
     def connection(self) -> pymysql.Connection[Any]:
         if self._con is None:

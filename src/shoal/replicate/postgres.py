@@ -18,7 +18,13 @@ import psycopg
 
 from shoal.lake import progress
 from shoal.query.federation import Endpoint
-from shoal.replicate.errors import NoPrimaryKey, ReplicationNotConfigured, SourceUnavailable, SyncError
+from shoal.replicate.errors import (
+    CredentialsRejected,
+    NoPrimaryKey,
+    ReplicationNotConfigured,
+    SourceUnavailable,
+    SyncError,
+)
 from shoal.replicate.model import Change, SourceTable, Transaction
 from shoal.replicate.pgoutput import UNCHANGED, Decoder
 from shoal.replicate.typemap import check_ident, pg_column, pg_select_expr
@@ -51,7 +57,12 @@ class PostgresSource:
         self._tables: list[str] = []
         self._decoder = Decoder()
 
-    def _unavailable(self, exc: BaseException) -> SourceUnavailable:
+    def _unavailable(self, exc: BaseException) -> SyncError:
+        if "authentication failed" in str(exc) or "no pg_hba.conf entry" in str(exc):
+            return CredentialsRejected(
+                f"database {self.name} ({self.endpoint.where()}): "
+                + self.endpoint.scrub(" ".join(str(exc).split()))
+            )
         return SourceUnavailable(
             f"database {self.name} ({self.endpoint.where()}): "
             + self.endpoint.scrub(" ".join(str(exc).split()))
