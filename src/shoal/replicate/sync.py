@@ -208,8 +208,8 @@ class Syncer:
         """Snapshot what is new, apply changes until caught up; with ``follow`` keep going until
         ``stop`` is set."""
         stop = stop or threading.Event()
-        self._described = {st.name: st for st in self.tables(names)}
         try:
+            self._described = {st.name: st for st in self.tables(names)}
             for st in self._described.values():
                 self.snapshot(st)
             while True:
