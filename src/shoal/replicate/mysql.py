@@ -10,6 +10,7 @@ and column names (``binlog_row_metadata=FULL``): both are checked before a sync 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,6 +29,8 @@ from shoal.replicate.errors import (
 )
 from shoal.replicate.model import Change, SourceTable, Transaction
 from shoal.replicate.typemap import check_ident, mysql_column
+
+log = logging.getLogger("shoal.replicate.mysql")
 
 
 def _q(name: str) -> str:
@@ -226,7 +229,6 @@ class MySQLSource:
 
         seq, pos = progress.decode_binlog(since)
         by_name = {t.name: t for t in tables}
-        version = str(self.query("SELECT VERSION()")[0][0]).lower()
         try:
             stream = BinLogStreamReader(
                 connection_settings=_connect_kwargs(self.endpoint),
@@ -244,7 +246,9 @@ class MySQLSource:
                     QueryEvent,
                 ],
                 only_schemas=[self.endpoint.database],
-                is_mariadb="mariadb" in version,
+                # file/position dumps (COM_BINLOG_DUMP) on MariaDB too: the library's MariaDB mode
+                # asks for a GTID dump and, without a GTID, starts from the oldest binlog
+                is_mariadb=False,
                 pymysql_wrapper=_wrap,
             )
         except pymysql.err.OperationalError as exc:
@@ -266,16 +270,19 @@ class MySQLSource:
                 if isinstance(event, XidEvent) or (
                     isinstance(event, QueryEvent) and event.query.strip().upper() == "COMMIT"
                 ):
-                    if current:
+                    if current and end > since:
                         yielded += len(current)
                         yield Transaction(end, current)
-                        current = []
+                    current = []
                     if yielded >= max_changes:
                         return
-        except pymysql.err.OperationalError as exc:
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, ConnectionError) as exc:
             raise self._unavailable(exc) from None
         finally:
-            stream.close()
+            try:
+                stream.close()
+            except Exception:  # the connection may be gone already; nothing to release then
+                log.debug("closing the binlog stream failed", exc_info=True)
 
     def acknowledge(self, position: int) -> None:
         """The binlog is kept by the server's expiry settings; nothing to release."""

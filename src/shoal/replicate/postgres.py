@@ -93,7 +93,7 @@ class PostgresSource:
         try:
             cur = self.connection().execute(sql, args)
             return list(cur.fetchall()) if cur.description else []
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise self._unavailable(exc) from None
 

@@ -173,6 +173,12 @@ class Syncer:
                     pending[change.table].append(change)
                     last[change.table] = txn.position
         applied = 0
+        log.debug(
+            "round from %s: %s changes pending",
+            since,
+            {k: len(v) for k, v in pending.items()},
+            extra={"database": self.endpoint.name},
+        )
         for name, changes in pending.items():
             if not changes:
                 continue
@@ -211,7 +217,8 @@ class Syncer:
         try:
             self._described = {st.name: st for st in self.tables(names)}
             for st in self._described.values():
-                self.snapshot(st)
+                # idempotent: a retry reads the lake's progress again and goes on from there
+                self._retry(lambda st=st: self.snapshot(st), f"snapshot {st.name}")
             while True:
                 applied = self._retry(lambda: self.catch_up(list(self._described.values())), "apply changes")
                 self.report.rounds += 1
