@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from shoal.config import DatabaseSyncSettings
@@ -218,7 +219,7 @@ class Syncer:
             self._described = {st.name: st for st in self.tables(names)}
             for st in self._described.values():
                 # idempotent: a retry reads the lake's progress again and goes on from there
-                self._retry(lambda st=st: self.snapshot(st), f"snapshot {st.name}")
+                self._retry(partial(self.snapshot, st), f"snapshot {st.name}")
             while True:
                 applied = self._retry(lambda: self.catch_up(list(self._described.values())), "apply changes")
                 self.report.rounds += 1
