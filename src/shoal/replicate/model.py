@@ -87,16 +87,27 @@ class Source(Protocol):
 
     def list_tables(self) -> list[str]: ...
 
-    def describe(self, tables: Sequence[str]) -> list[SourceTable]: ...
+    def describe(self, tables: Sequence[str], *, need_key: bool = True) -> list[SourceTable]: ...
+
+    def stream(self, table: SourceTable, rows: int) -> Iterator[list[dict[str, Any]]]:
+        """All rows, ``rows`` at a time, in one streaming read (tables without a key)."""
+        ...
 
     def start_position(self) -> int:
         """Where change capture of a snapshot taken from now on must start (retained by the source)."""
         ...
 
     def chunks(
-        self, table: SourceTable, after: Sequence[Any] | None, rows: int
+        self,
+        table: SourceTable,
+        after: Sequence[Any] | None,
+        rows: int,
+        *,
+        order: Sequence[str] | None = None,
+        floor: tuple[str, Any] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """The table's rows in key order after ``after``, ``rows`` at a time."""
+        """The table's rows in ``order`` (default: the key) after the values ``after``, ``rows`` at
+        a time; ``floor=(column, value)``: only rows whose column is at least the value."""
         ...
 
     def count(self, table: SourceTable) -> int: ...

@@ -27,6 +27,7 @@ from shoal.replicate.errors import (
     SourceUnavailable,
     SyncError,
 )
+from shoal.replicate.keyset import keyset_chunks
 from shoal.replicate.model import Change, SourceTable, Transaction
 from shoal.replicate.typemap import check_ident, mysql_column
 
@@ -152,24 +153,43 @@ class MySQLSource:
         return int(self.query(f"SELECT COUNT(*) FROM {_q(table.name)}")[0][0])
 
     def chunks(
-        self, table: SourceTable, after: Sequence[Any] | None, rows: int
+        self,
+        table: SourceTable,
+        after: Sequence[Any] | None,
+        rows: int,
+        *,
+        order: Sequence[str] | None = None,
+        floor: tuple[str, Any] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        cols = ", ".join(_q(c) for c in table.column_names)
-        keys = ", ".join(_q(k) for k in table.key)
-        last = list(after) if after is not None else None
+        yield from keyset_chunks(
+            self.query,
+            _q(table.name),
+            [_q(c) for c in table.column_names],
+            table.column_names,
+            [_q(c) for c in (order or table.key)],
+            rows,
+            after=after,
+            floor=(_q(floor[0]), floor[1]) if floor else None,
+        )
+
+    def stream(self, table: SourceTable, rows: int) -> Iterator[list[dict[str, Any]]]:
         names = table.column_names
-        while True:
-            where = f"WHERE ({keys}) > ({', '.join(['%s'] * len(table.key))})" if last is not None else ""
-            batch = self.query(
-                f"SELECT {cols} FROM {_q(table.name)} {where} ORDER BY {keys} LIMIT {int(rows)}", last
+        try:
+            con = pymysql.connect(
+                database=self.endpoint.database, autocommit=True, **_connect_kwargs(self.endpoint)
             )
-            if not batch:
-                return
-            dicts = [dict(zip(names, r, strict=True)) for r in batch]
-            yield dicts
-            last = [dicts[-1][k] for k in table.key]
-            if len(batch) < rows:
-                return
+        except pymysql.err.OperationalError as exc:
+            raise self._unavailable(exc) from None
+        try:
+            with con.cursor(pymysql.cursors.SSCursor) as cur:
+                cur.execute("SET time_zone = '+00:00'")
+                cur.execute(f"SELECT {', '.join(_q(c) for c in names)} FROM {_q(table.name)}")
+                while batch := cur.fetchmany(rows):
+                    yield [dict(zip(names, r, strict=True)) for r in batch]
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            con.close()
 
     # -- the binlog -------------------------------------------------------------------------------
     def check_replication(self) -> None:

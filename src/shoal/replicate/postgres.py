@@ -25,6 +25,7 @@ from shoal.replicate.errors import (
     SourceUnavailable,
     SyncError,
 )
+from shoal.replicate.keyset import keyset_chunks
 from shoal.replicate.model import Change, SourceTable, Transaction
 from shoal.replicate.pgoutput import UNCHANGED, Decoder
 from shoal.replicate.typemap import check_ident, pg_column, pg_select_expr
@@ -150,23 +151,38 @@ class PostgresSource:
         return int(self.query(f"SELECT COUNT(*) FROM {_q(self.endpoint.schema)}.{_q(table.name)}")[0][0])
 
     def chunks(
-        self, table: SourceTable, after: Sequence[Any] | None, rows: int
+        self,
+        table: SourceTable,
+        after: Sequence[Any] | None,
+        rows: int,
+        *,
+        order: Sequence[str] | None = None,
+        floor: tuple[str, Any] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        cols = ", ".join(pg_select_expr(c) for c in table.columns)
-        keys = ", ".join(_q(k) for k in table.key)
+        yield from keyset_chunks(
+            self.query,
+            f"{_q(self.endpoint.schema)}.{_q(table.name)}",
+            [pg_select_expr(c) for c in table.columns],
+            table.column_names,
+            [_q(c) for c in (order or table.key)],
+            rows,
+            after=after,
+            floor=(_q(floor[0]), floor[1]) if floor else None,
+        )
+
+    def stream(self, table: SourceTable, rows: int) -> Iterator[list[dict[str, Any]]]:
         names = table.column_names
-        last = list(after) if after is not None else None
-        rel = f"{_q(self.endpoint.schema)}.{_q(table.name)}"
-        while True:
-            where = f"WHERE ({keys}) > ({', '.join(['%s'] * len(table.key))})" if last is not None else ""
-            batch = self.query(f"SELECT {cols} FROM {rel} {where} ORDER BY {keys} LIMIT {int(rows)}", last)
-            if not batch:
-                return
-            dicts = [dict(zip(names, r, strict=True)) for r in batch]
-            yield dicts
-            last = [dicts[-1][k] for k in table.key]
-            if len(batch) < rows:
-                return
+        select = ", ".join(pg_select_expr(c) for c in table.columns)
+        con = self.connection()
+        try:
+            # a server-side cursor lives in a transaction: rows arrive ``rows`` at a time
+            with con.transaction(), con.cursor(name=f"shoal_full_{table.name}") as cur:
+                cur.execute(f"SELECT {select} FROM {_q(self.endpoint.schema)}.{_q(table.name)}")
+                while batch := cur.fetchmany(rows):
+                    yield [dict(zip(names, r, strict=True)) for r in batch]
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            raise self._unavailable(exc) from None
 
     # -- logical decoding ---------------------------------------------------------------------------
     def check_replication(self) -> None:

@@ -25,6 +25,7 @@ from shoal.config import DatabaseSyncSettings
 from shoal.lake import Lake, Progress, Table, progress
 from shoal.query.federation import Endpoint
 from shoal.replicate.apply import apply_changes
+from shoal.replicate.cursor import cursor_round, full_refresh
 from shoal.replicate.errors import SyncError
 from shoal.replicate.model import Change, Source, SourceTable
 from shoal.retry import RetryPolicy, retry
@@ -114,11 +115,11 @@ class Syncer:
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
         return retry(fn, f"sync {self.endpoint.name}: {what}", self.policy)
 
-    def tables(self, names: Sequence[str] = ()) -> list[SourceTable]:
+    def tables(self, names: Sequence[str] = (), *, need_key: bool = True) -> list[SourceTable]:
         wanted = (
             list(names) or list(self.settings.tables) or self._retry(self.source.list_tables, "list tables")
         )
-        return list(self._retry(lambda: self.source.describe(wanted), "describe tables"))
+        return list(self._retry(lambda: self.source.describe(wanted, need_key=need_key), "describe tables"))
 
     # -- the snapshot ------------------------------------------------------------------------------
     def snapshot(self, st: SourceTable) -> None:
@@ -212,21 +213,37 @@ class Syncer:
         stop: threading.Event | None = None,
         poll_s: float = 0.2,
     ) -> SyncReport:
-        """Snapshot what is new, apply changes until caught up; with ``follow`` keep going until
-        ``stop`` is set."""
+        """Bring the lake up to date (snapshot, changes); with ``follow`` keep going until ``stop``."""
         stop = stop or threading.Event()
+        mode = self.settings.mode
         try:
-            self._described = {st.name: st for st in self.tables(names)}
-            for st in self._described.values():
-                # idempotent: a retry reads the lake's progress again and goes on from there
-                self._retry(partial(self.snapshot, st), f"snapshot {st.name}")
+            self._described = {st.name: st for st in self.tables(names, need_key=mode != "full")}
+            if mode == "cdc":
+                for st in self._described.values():
+                    # idempotent: a retry reads the lake's progress again and goes on from there
+                    self._retry(partial(self.snapshot, st), f"snapshot {st.name}")
             while True:
-                applied = self._retry(lambda: self.catch_up(list(self._described.values())), "apply changes")
+                if mode == "cdc":
+                    applied = self._retry(
+                        lambda: self.catch_up(list(self._described.values())), "apply changes"
+                    )
+                elif mode == "cursor":
+                    check = self.report.rounds % self.settings.delete_check_every == 0
+                    applied = sum(
+                        self._retry(partial(cursor_round, self, st, check_deletes=check), f"cursor {st.name}")
+                        for st in self._described.values()
+                    )
+                else:
+                    for st in self._described.values():
+                        self._retry(partial(full_refresh, self, st), f"refresh {st.name}")
+                    applied = 0
                 self.report.rounds += 1
                 for st in self._described.values():
-                    rep = self.report.tables[st.name]
+                    rep = self.report.tables.setdefault(
+                        st.name, TableReport(st.name, self.lake_name(st.name))
+                    )
                     self._tell(st.name, rep.upserted + rep.deleted, None, "changes")
-                if applied == 0 and not follow:
+                if not follow and (applied == 0 or mode != "cdc"):
                     break
                 if applied == 0 and stop.wait(poll_s):
                     break
