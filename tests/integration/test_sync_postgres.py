@@ -164,3 +164,28 @@ def test_add_column_and_no_primary_key(tmp_path: Path, pg: PrivatePostgres, db: 
     table = project.lake.table("warehouse_replica.plans")
     got = sorted((r["id"], r["name"], r["price"]) for r in table.to_arrow().to_pylist())
     assert got == [(1, "free", None), (2, "pro", Decimal("9.50")), (3, "team", Decimal("49.00"))]
+
+
+def test_a_quiet_table_does_not_hold_the_slot_back(tmp_path: Path, pg: PrivatePostgres, db: str) -> None:
+    pg.execute("CREATE TABLE busy (id INT PRIMARY KEY, n INT)", db)
+    pg.execute("CREATE TABLE quiet (id INT PRIMARY KEY, n INT)", db)
+    pg.execute("INSERT INTO quiet VALUES (1, 1)", db)
+    project = _project(tmp_path, pg, db)
+    _syncer(project).run()
+    quiet = project.lake.table("warehouse_replica.quiet")
+    before = quiet.app_version(progress.lsn("warehouse", "quiet"))
+    for i in range(3):
+        pg.execute(f"INSERT INTO busy VALUES ({i}, {i})", db)
+    syncer = _syncer(project)
+    syncer.quiet_advance_s = 0.0
+    syncer.run()
+    busy_pos = project.lake.table("warehouse_replica.busy").app_version(progress.lsn("warehouse", "busy"))
+    quiet_pos = quiet.app_version(progress.lsn("warehouse", "quiet"))
+    assert before is not None
+    assert busy_pos is not None
+    assert quiet_pos == busy_pos > before
+    assert quiet.count() == 1
+    confirmed = pg.execute(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'shoal_warehouse'", db
+    )
+    assert lsn_to_int(confirmed[0][0]) >= busy_pos

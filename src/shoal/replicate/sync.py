@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -93,6 +94,9 @@ class Syncer:
         self.report = SyncReport(endpoint.name)
         self._targets: dict[str, Table] = {}
         self._described: dict[str, SourceTable] = {}
+        #: seconds between position-only commits of a table without changes (see _advance_quiet)
+        self.quiet_advance_s = 10.0
+        self._advanced_at: dict[str, float] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def lake_name(self, table: str) -> str:
@@ -169,7 +173,9 @@ class Syncer:
         pending: dict[str, list[Change]] = {st.name: [] for st in tables}
         last: dict[str, int] = {}
         by_name = {st.name: st for st in tables}
+        end = since
         for txn in self.source.changes(since, tables, max_changes):
+            end = max(end, txn.position)
             for change in txn.changes:
                 if change.table in by_name and txn.position > positions[change.table]:
                     pending[change.table].append(change)
@@ -193,8 +199,33 @@ class Syncer:
             report.position = last[name]
             positions[name] = last[name]
             applied += len(changes)
+        self._advance_quiet(by_name, pending, positions, keys, end)
         self.source.acknowledge(min(positions.values()))
         return applied
+
+    def _advance_quiet(
+        self,
+        tables: dict[str, SourceTable],
+        pending: dict[str, list[Change]],
+        positions: dict[str, int],
+        keys: dict[str, str],
+        end: int,
+    ) -> None:
+        """Move a table without changes up to ``end`` now and then (a commit without rows).
+
+        Every transaction up to ``end`` was read and none touched it, so its copy is current there.
+        Without this a quiet table would hold every round's start (the least position) back, and
+        the source would keep what the lake already has (a PostgreSQL slot's WAL).
+        """
+        now = time.monotonic()
+        for name, st in tables.items():
+            if pending[name] or positions[name] >= end:
+                continue
+            if now - self._advanced_at.get(name, 0.0) < self.quiet_advance_s:
+                continue
+            self._target(st).append(st.to_arrow([]), app_transactions={keys[name]: end})
+            positions[name] = end
+            self._advanced_at[name] = now
 
     def _refresh_columns(self, st: SourceTable, changes: Sequence[Change]) -> SourceTable:
         """An upstream ADD COLUMN: rows name a column the table shape lacks; describe it again."""
