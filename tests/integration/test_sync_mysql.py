@@ -3,6 +3,7 @@ exactly once, with the binlog position in the same Delta commit as the rows."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -234,3 +235,23 @@ def test_sync_command_reports_json_and_names_unknown_databases(
     assert "no database 'nope' in shoal.yaml (declared: crm)" in result.output
     assert runner.invoke(app, ["sync", "--help"]).exit_code == 0
     assert runner.invoke(app, ["databases", "--help"]).exit_code == 0
+
+
+def test_purged_binlog_is_a_terminal_one_line_error(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
+    """Runs last in this module: it purges the server's binlogs."""
+    maria.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY)")
+    project = _project(tmp_path, maria, db)
+    _syncer(project).run()
+    maria.execute(f"INSERT INTO {db}.t VALUES (1)")
+    maria.execute("FLUSH BINARY LOGS")
+    current = maria.execute("SHOW MASTER STATUS")[0][0]
+    deadline = time.monotonic() + 10
+    while len(maria.execute("SHOW BINARY LOGS")) > 1:  # a finished dump thread may still hold the log
+        assert time.monotonic() < deadline, maria.execute("SHOW BINARY LOGS")
+        maria.execute(f"PURGE BINARY LOGS TO '{current}'")
+        time.sleep(0.2)
+    with pytest.raises(
+        ReplicationNotConfigured, match=r"no longer on the server: delete the replica"
+    ) as info:
+        _syncer(project).run()
+    assert isinstance(info.value, Terminal)

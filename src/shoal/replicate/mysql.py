@@ -80,6 +80,11 @@ class MySQLSource:
         text = f"database {self.name} ({self.endpoint.where()}): {self.endpoint.scrub(detail)}"
         if code in (1044, 1045, 1698):  # access denied
             return CredentialsRejected(text)
+        if code == 1236:  # the binlog the lake stands at is gone (purged): only a new snapshot helps
+            return ReplicationNotConfigured(
+                f"{text}; the replica's binlog position is no longer on the server: delete the replica "
+                "tables and sync again"
+            )
         return SourceUnavailable(text)
 
     def connection(self) -> pymysql.Connection[Any]:
@@ -266,6 +271,7 @@ class MySQLSource:
                     QueryEvent,
                 ],
                 only_schemas=[self.endpoint.database],
+                only_tables=list(by_name),
                 # file/position dumps (COM_BINLOG_DUMP) on MariaDB too: the library's MariaDB mode
                 # asks for a GTID dump and, without a GTID, starts from the oldest binlog
                 is_mariadb=False,
