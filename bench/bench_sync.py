@@ -117,7 +117,7 @@ def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> 
     batch = max(1, rate // 20)  # 20 transactions a second
 
     def writer() -> None:
-        next_id = 10_000_000
+        next_id = 10_000_000 + rate * 1_000  # each rate's run has ids of its own
         started = time.monotonic()
         n = 0
         while not stop.is_set() and time.monotonic() - started < seconds:
@@ -136,7 +136,7 @@ def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> 
             if now != seen:
                 seen = now
                 at = time.monotonic()
-                top = table.to_arrow(columns=["id"], filter="id >= 10000000")
+                top = table.to_arrow(columns=["id"], filter=f"id >= {10_000_000 + rate * 1_000}")
                 ids = set(top.column("id").to_pylist()) if top.num_rows else set()
                 for last in list(committed):
                     if last in ids and last not in visible:

@@ -56,6 +56,21 @@ class SourceTable:
             arrays.append(pa.array(values, type=c.type))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
+    def conform(self, data: pa.Table) -> pa.Table:
+        """A columnar reader's chunk in the exact lake types: cast where Arrow can, else each
+        value through the column's converter (e.g. BIT bytes to an integer)."""
+        arrays = []
+        for c in self.columns:
+            col = data.column(c.name)
+            try:
+                arrays.append(col.cast(c.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                values = col.to_pylist()
+                if c.convert is not None:
+                    values = [None if v is None else c.convert(v) for v in values]
+                arrays.append(pa.chunked_array([pa.array(values, type=c.type)]))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
 
 @dataclass
 class Change:

@@ -15,10 +15,14 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import duckdb
+import pyarrow as pa
 import pymysql
+import pymysql.converters
 import pymysql.cursors
 
 from shoal.lake import progress
+from shoal.query.extensions import load_extension
 from shoal.query.federation import Endpoint
 from shoal.replicate.errors import (
     CredentialsRejected,
@@ -72,6 +76,7 @@ class MySQLSource:
         self.server_id = server_id
         self._con: pymysql.Connection[Any] | None = None
         self._basename: str | None = None
+        self._duck: duckdb.DuckDBPyConnection | None = None
 
     # -- plain connection ---------------------------------------------------------------------
     def _unavailable(self, exc: BaseException) -> SyncError:
@@ -109,6 +114,9 @@ class MySQLSource:
             raise self._unavailable(exc) from None
 
     def close(self) -> None:
+        if self._duck is not None:
+            self._duck.close()
+            self._duck = None
         if self._con is not None:
             with contextlib.suppress(Exception):
                 self._con.close()
@@ -176,6 +184,48 @@ class MySQLSource:
             after=after,
             floor=(_q(floor[0]), floor[1]) if floor else None,
         )
+
+    def arrow_chunks(self, table: SourceTable, after: Sequence[Any] | None, rows: int) -> Iterator[pa.Table]:
+        """Snapshot chunks through DuckDB's mysql scanner (C++, straight into Arrow): the same keyset
+        queries as :meth:`chunks`, ~10x faster than decoding rows in Python (docs/benchmarks.md)."""
+        con = self._duckdb()
+        cols = ", ".join(_q(c) for c in table.column_names)
+        keys = [_q(k) for k in table.key]
+        last = list(after) if after is not None else None
+        while True:
+            where = ""
+            if last is not None:
+                literals = ", ".join(pymysql.converters.escape_item(v, "utf8mb4") for v in last)
+                where = f"WHERE ({', '.join(keys)}) > ({literals})"
+            sql = f"SELECT {cols} FROM {_q(table.name)} {where} ORDER BY {', '.join(keys)} LIMIT {int(rows)}"
+            try:
+                data = con.execute("SELECT * FROM mysql_query('src', ?)", [sql]).to_arrow_table()
+            except duckdb.Error as exc:
+                raise self._unavailable(exc) from None
+            if data.num_rows == 0:
+                return
+            conformed = table.conform(data)
+            yield conformed
+            # the next chunk starts after the last key, as the driver would return it
+            last = [data.column(k)[-1].as_py() for k in table.key]
+            if data.num_rows < rows:
+                return
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        if self._duck is None:
+            con = duckdb.connect(
+                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+            )
+            load_extension(con, "mysql_scanner")
+            con.execute("SET mysql_session_time_zone = '+00:00'")
+            dsn = self.endpoint.duckdb_dsn().replace("'", "''")
+            try:
+                con.execute(f"ATTACH '{dsn}' AS src (TYPE mysql, READ_ONLY)")
+            except duckdb.Error as exc:
+                con.close()
+                raise self._unavailable(exc) from None
+            self._duck = con
+        return self._duck
 
     def stream(self, table: SourceTable, rows: int) -> Iterator[list[dict[str, Any]]]:
         names = table.column_names

@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+
+import pyarrow as pa
 
 from shoal.config import DatabaseSyncSettings
 from shoal.lake import Lake, Progress, Table, progress
@@ -144,20 +146,29 @@ class Syncer:
         total = self._retry(lambda: self.source.count(st), f"count {st.name}")
         done = target.count() if after is not None else 0
         self._tell(st.name, done, total, "snapshot")
-        for rows in self.source.chunks(st, None if after is None else [after], self.settings.chunk_rows):
-            data = st.to_arrow(rows)
+        for data in self._snapshot_chunks(st, None if after is None else [after]):
             if st.int_key:
-                last = int(rows[-1][st.key[0]])
+                last = int(data.column(st.key[0])[-1].as_py())
                 target.append(data, app_transactions={start_key: start, chunk_key: last})
             else:
                 # Keys with no integer form cannot be a txn position: chunks are merged by key,
                 # and a restart copies the table again (idempotently).
                 target.merge(data, list(st.key), app_transactions={start_key: start})
-            done += len(rows)
-            report.snapshot_rows += len(rows)
+            done += data.num_rows
+            report.snapshot_rows += data.num_rows
             self._tell(st.name, done, total, "snapshot")
         target.append(st.to_arrow([]), app_transactions={start_key: start, pos_key: start})
         report.position = start
+
+    def _snapshot_chunks(self, st: SourceTable, after: Sequence[Any] | None) -> Iterator[pa.Table]:
+        """Snapshot chunks as Arrow: a source's columnar reader when it has one (MySQL: DuckDB's
+        scanner), else its rows converted here."""
+        arrow_chunks = getattr(self.source, "arrow_chunks", None)
+        if arrow_chunks is not None:
+            yield from arrow_chunks(st, after, self.settings.chunk_rows)
+            return
+        for rows in self.source.chunks(st, after, self.settings.chunk_rows):
+            yield st.to_arrow(rows)
 
     # -- change capture ---------------------------------------------------------------------------
     def catch_up(self, tables: Sequence[SourceTable], max_changes: int = 50_000) -> int:
