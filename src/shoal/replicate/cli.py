@@ -9,6 +9,7 @@ import json
 import signal
 import sys
 import threading
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +30,14 @@ ProjectOpt = Annotated[
         "--project", "-p", help="Project directory (default: $SHOAL_PROJECT or .).", envvar="SHOAL_PROJECT"
     ),
 ]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table for people, json for scripts.")]
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for scripts.")]
 
 
 def _fail(exc: ShoalError) -> typer.Exit:
@@ -41,7 +49,7 @@ def _json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def databases(project: ProjectOpt = None, fmt: FormatOpt = "table") -> None:
+def databases(project: ProjectOpt = None, fmt: FormatOpt = Format.table) -> None:
     """List the databases declared in shoal.yaml and whether each answers (password never shown)."""
     from shoal.replicate.probe import probe
 
@@ -50,7 +58,7 @@ def databases(project: ProjectOpt = None, fmt: FormatOpt = "table") -> None:
         results = [probe(ep) for ep in proj.endpoints()]
     except ShoalError as exc:
         raise _fail(exc) from None
-    if fmt == "json":
+    if fmt is Format.json:
         _json([{**ep.describe(), **r.as_dict()} for ep, r in zip(proj.endpoints(), results, strict=True)])
     else:
         table = RichTable("name", "where", "reachable", "detail", "ms")
@@ -73,7 +81,7 @@ def sync(  # noqa: PLR0917 (typer arguments and options)
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between change polls with --follow.")] = 0.2,
     project: ProjectOpt = None,
-    fmt: FormatOpt = "table",
+    fmt: FormatOpt = Format.table,
 ) -> None:
     """Copy a database's tables into the lake: a snapshot in key chunks, then its changes, exactly once."""
     from shoal.replicate.sync import Syncer
@@ -88,7 +96,7 @@ def sync(  # noqa: PLR0917 (typer arguments and options)
         if endpoint is None:
             known = ", ".join(proj.settings.databases) or "none"
             raise _fail(ShoalError(f"no database {name!r} in shoal.yaml (declared: {known})"))
-        show = fmt != "json" and sys.stderr.isatty()
+        show = fmt is not Format.json and sys.stderr.isatty()
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=err_console, disable=not show,
@@ -105,7 +113,7 @@ def sync(  # noqa: PLR0917 (typer arguments and options)
             report = syncer.run(tables or (), follow=follow, stop=stop, poll_s=poll)
     except ShoalError as exc:
         raise _fail(exc) from None
-    if fmt == "json":
+    if fmt is Format.json:
         _json(report.as_dict())
         return
     out = RichTable("table", "lake table", "snapshot rows", "upserted", "deleted")
