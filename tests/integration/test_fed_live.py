@@ -198,3 +198,36 @@ def test_shoal_databases_lists_reachability_without_secrets(
     assert re.search(
         r"error: database wrong \(mysql root@127\.0\.0\.1:\d+/crm_\w+\): .*Access denied", result.output
     )
+
+
+def test_postgres_wrong_password_is_one_line_without_the_secret(
+    tmp_path: Path, pg: PrivatePostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = f"u_{uuid.uuid4().hex[:8]}"
+    pg.execute(f"CREATE ROLE {user} LOGIN PASSWORD 'right-one'")
+    hba = pg.datadir / "pg_hba.conf"
+    hba.write_text(f"host all {user} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    pg.execute("SELECT pg_reload_conf()")
+    secret = f"wrong-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SHOAL_DB_WH_PASSWORD", secret)
+    decl = {"kind": "postgres", "host": "127.0.0.1", "port": pg.port, "database": "postgres", "user": user}
+    directory = write_project(tmp_path / "pw", {"wh": decl})
+    runner = CliRunner()
+    result = runner.invoke(app, ["databases", "--project", str(directory), "--format", "json"])
+    assert result.exit_code == 1
+    assert secret not in result.output
+    (row,) = json.loads(result.output)
+    assert row["reachable"] is False
+    assert "password authentication failed" in row["detail"]
+    result = runner.invoke(app, ["sync", "wh", "--project", str(directory)])
+    assert result.exit_code == 1
+    assert secret not in result.output
+    assert result.output.count("\n") == 1
+    assert "password authentication failed" in result.output
+    with Project.load(directory).connect() as con:  # the lake still answers
+        assert "password authentication failed" in con.unreachable["wh"]
+        assert secret not in con.unreachable["wh"]
+        assert con.sql("SELECT 42").fetchone() == (42,)
+    monkeypatch.setenv("SHOAL_DB_WH_PASSWORD", "right-one")
+    result = runner.invoke(app, ["databases", "--project", str(directory), "--format", "json"])
+    assert result.exit_code == 0, result.output
