@@ -1,6 +1,8 @@
 """Faults during `shoal sync --follow` against real databases: kill -9 of the sync at random moments
 during a mixed insert/update/delete workload, the database restarted mid-stream and connections cut;
-afterwards the lake table equals the source table row for row (nothing lost, nothing applied twice)."""
+afterwards the lake table equals the source table row for row (nothing lost, nothing applied twice).
+
+For bisecting a failure: FAULT_KILLS, FAULT_CHANGES, FAULT_RESTART=0 and FAULT_CUT=0 shrink the run."""
 
 from __future__ import annotations
 
