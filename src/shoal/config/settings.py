@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,6 +43,46 @@ class ServeSettings(BaseModel):
     port: int = Field(8787, ge=0, le=65535)
 
 
+class DatabaseSyncSettings(BaseModel):
+    """How ``shoal sync NAME`` copies a database's tables into the lake."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["cdc", "cursor", "full"] = Field(
+        "cdc", description="cdc: snapshot then binlog/pgoutput; cursor: by cursor_column; full: refresh"
+    )
+    tables: list[str] = Field(default_factory=list, description="tables to copy (default: all)")
+    namespace: str | None = Field(None, description="lake namespace (default: NAME_replica)")
+    chunk_rows: int = Field(50_000, ge=1, description="rows per snapshot chunk (bounds memory)")
+    cursor_column: str = Field("updated_at", description="cursor mode: an increasing column")
+    delete_check_every: int = Field(10, ge=1, description="cursor mode: key scan every N rounds")
+    slot: str | None = Field(None, description="PostgreSQL: replication slot (default: shoal_NAME)")
+    publication: str | None = Field(None, description="PostgreSQL: publication (default: shoal_NAME)")
+    server_id: int = Field(54_321, ge=1, description="MySQL: the replica server id the sync uses")
+
+
+class DatabaseSettings(BaseModel):
+    """One operational database (``databases.NAME``): connection facts, never a secret.
+
+    The password comes from the environment variable named by ``password_env`` (default
+    ``SHOAL_DB_<NAME>_PASSWORD``), so ``shoal.yaml`` can be committed and nothing prints it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["mysql", "postgres"]
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="default: 3306 / 5432")
+    database: str
+    user: str
+    password_env: str | None = Field(None, description="env var holding the password")
+    schema_: str | None = Field(None, alias="schema", description="PostgreSQL schema (default public)")
+    tls: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        None, description="TLS mode (also SHOAL_DB_<NAME>_TLS); CA file from SHOAL_DB_<NAME>_TLS_CA"
+    )
+    sync: DatabaseSyncSettings = Field(default_factory=DatabaseSyncSettings)
+
+
 class Settings(BaseSettings):
     """The validated content of ``shoal.yaml`` plus ``SHOAL_*`` overrides."""
 
@@ -58,6 +99,9 @@ class Settings(BaseSettings):
     )
     query: QuerySettings = Field(default_factory=QuerySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    databases: dict[str, DatabaseSettings] = Field(
+        default_factory=dict, description="operational databases: live in SQL, copied by `shoal sync`"
+    )
 
     @classmethod
     def settings_customise_sources(
