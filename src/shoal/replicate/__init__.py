@@ -10,7 +10,8 @@ restart resumes exactly where the lake stands: nothing lost, nothing applied twi
 from __future__ import annotations
 
 from shoal.replicate.errors import NoPrimaryKey, ReplicationNotConfigured, SourceUnavailable, SyncError
-from shoal.replicate.sync import Syncer, SyncReport
+from shoal.replicate.model import SyncReport
+from shoal.replicate.sync import Syncer
 
 __all__ = [
     "NoPrimaryKey",

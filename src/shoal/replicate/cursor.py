@@ -15,16 +15,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
-from shoal.lake import Progress, progress
+from shoal.config import DatabaseSyncSettings
+from shoal.lake import Progress, Table, progress
+from shoal.query.federation import Endpoint
 from shoal.replicate.errors import SyncError
-from shoal.replicate.model import Column, SourceTable
+from shoal.replicate.model import Column, Source, SourceTable, SyncReport, TableReport
 
-if TYPE_CHECKING:
-    from shoal.replicate.sync import Syncer
+
+class Syncer(Protocol):
+    """What a cursor or full-refresh round needs of the syncer driving it (``sync.Syncer``)."""
+
+    endpoint: Endpoint
+    settings: DatabaseSyncSettings
+    source: Source
+    report: SyncReport
+
+    def target(self, st: SourceTable) -> Table: ...
+
+    def tell(self, table: str, done: int, total: int | None, phase: str) -> None: ...
+
 
 _EPOCH = datetime(1970, 1, 1)
 
@@ -76,10 +89,9 @@ def _cursor_column(syncer: Syncer, st: SourceTable) -> Column:
 
 def cursor_round(syncer: Syncer, st: SourceTable, *, check_deletes: bool) -> int:
     """Upsert rows at or past the high-water mark; detect deletes when asked. Returns rows changed."""
-    from shoal.replicate.sync import TableReport
 
     column = _cursor_column(syncer, st)
-    target = syncer._target(st)
+    target = syncer.target(st)
     key = progress.cursor(syncer.endpoint.name, st.name)
     mark = Progress.read(target, [key]).position(key)
     report = syncer.report.tables.setdefault(st.name, TableReport(st.name, target.name))
@@ -115,7 +127,7 @@ def _delete_missing(syncer: Syncer, st: SourceTable) -> int:
     for rows in syncer.source.chunks(keys_only, None, max(syncer.settings.chunk_rows, 10_000)):
         # through Arrow, so source and lake keys compare as the same Python values
         source_keys.update(tuple(r.values()) for r in keys_only.to_arrow(rows).to_pylist())
-    target = syncer._target(st)
+    target = syncer.target(st)
     lake = target.to_arrow(columns=list(st.key)).to_pylist()
     gone = [r for r in lake if tuple(r[k] for k in st.key) not in source_keys]
     if not gone:
@@ -128,9 +140,8 @@ def _delete_missing(syncer: Syncer, st: SourceTable) -> int:
 
 def full_refresh(syncer: Syncer, st: SourceTable) -> int:
     """Replace the lake table with the source's rows in one commit (streamed in chunks)."""
-    from shoal.replicate.sync import TableReport
 
-    target = syncer._target(st)
+    target = syncer.target(st)
     report = syncer.report.tables.setdefault(st.name, TableReport(st.name, target.name))
     count = 0
 
@@ -138,7 +149,7 @@ def full_refresh(syncer: Syncer, st: SourceTable) -> int:
         nonlocal count
         for rows in syncer.source.stream(st, syncer.settings.chunk_rows):
             count += len(rows)
-            syncer._tell(st.name, count, None, "refresh")
+            syncer.tell(st.name, count, None, "refresh")
             yield from st.to_arrow(rows).to_batches()
 
     target.overwrite(pa.RecordBatchReader.from_batches(st.schema, batches()))

@@ -137,3 +137,27 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass
+class TableReport:
+    table: str
+    lake_table: str
+    snapshot_rows: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    position: int | None = None
+
+
+@dataclass
+class SyncReport:
+    database: str
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    rounds: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "rounds": self.rounds,
+            "tables": [vars(t) for t in self.tables.values()],
+        }

@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -30,37 +29,13 @@ from shoal.query.federation import Endpoint
 from shoal.replicate.apply import apply_changes
 from shoal.replicate.cursor import cursor_round, full_refresh
 from shoal.replicate.errors import SyncError
-from shoal.replicate.model import Change, Source, SourceTable
+from shoal.replicate.model import Change, Source, SourceTable, SyncReport, TableReport
 from shoal.retry import RetryPolicy, retry
 
 log = logging.getLogger("shoal.replicate")
 
 #: (table, rows done, rows expected or None, phase)
 ProgressCallback = Callable[[str, int, int | None, str], None]
-
-
-@dataclass
-class TableReport:
-    table: str
-    lake_table: str
-    snapshot_rows: int = 0
-    upserted: int = 0
-    deleted: int = 0
-    position: int | None = None
-
-
-@dataclass
-class SyncReport:
-    database: str
-    tables: dict[str, TableReport] = field(default_factory=dict)
-    rounds: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "database": self.database,
-            "rounds": self.rounds,
-            "tables": [vars(t) for t in self.tables.values()],
-        }
 
 
 def make_source(endpoint: Endpoint, settings: DatabaseSyncSettings) -> Source:
@@ -104,7 +79,7 @@ class Syncer:
     def lake_name(self, table: str) -> str:
         return f"{self.namespace}.{table.lower()}"
 
-    def _target(self, st: SourceTable) -> Table:
+    def target(self, st: SourceTable) -> Table:
         if st.name not in self._targets:
             self._targets[st.name] = self.lake.create_table(
                 self.lake_name(st.name),
@@ -114,7 +89,7 @@ class Syncer:
             )
         return self._targets[st.name]
 
-    def _tell(self, table: str, done: int, total: int | None, phase: str) -> None:
+    def tell(self, table: str, done: int, total: int | None, phase: str) -> None:
         if self.on_progress is not None:
             self.on_progress(table, done, total, phase)
 
@@ -130,7 +105,7 @@ class Syncer:
     # -- the snapshot ------------------------------------------------------------------------------
     def snapshot(self, st: SourceTable) -> None:
         """Copy ``st`` in key chunks unless its change position is already in the lake."""
-        target = self._target(st)
+        target = self.target(st)
         pos_key = self.source.position_key(st.name)
         chunk_key = progress.snapshot_chunk(self.endpoint.name, st.name)
         start_key = progress.snapshot_start(self.endpoint.name, st.name)
@@ -145,7 +120,7 @@ class Syncer:
         after = have.position(chunk_key) if st.int_key else None
         total = self._retry(lambda: self.source.count(st), f"count {st.name}")
         done = target.count() if after is not None else 0
-        self._tell(st.name, done, total, "snapshot")
+        self.tell(st.name, done, total, "snapshot")
         for data in self._snapshot_chunks(st, None if after is None else [after]):
             if st.int_key:
                 last = int(data.column(st.key[0])[-1].as_py())
@@ -156,7 +131,7 @@ class Syncer:
                 target.merge(data, list(st.key), app_transactions={start_key: start})
             done += data.num_rows
             report.snapshot_rows += data.num_rows
-            self._tell(st.name, done, total, "snapshot")
+            self.tell(st.name, done, total, "snapshot")
         target.append(st.to_arrow([]), app_transactions={start_key: start, pos_key: start})
         report.position = start
 
@@ -176,7 +151,7 @@ class Syncer:
         keys = {st.name: self.source.position_key(st.name) for st in tables}
         positions: dict[str, int] = {}
         for st in tables:
-            pos = Progress.read(self._target(st), [keys[st.name]]).position(keys[st.name])
+            pos = Progress.read(self.target(st), [keys[st.name]]).position(keys[st.name])
             if pos is None:
                 raise SyncError(f"sync {self.endpoint.name}: table {st.name} has no snapshot yet")
             positions[st.name] = pos
@@ -203,7 +178,7 @@ class Syncer:
                 continue
             st = self._refresh_columns(by_name[name], changes)
             by_name[name] = st
-            up, down = apply_changes(self._target(st), st, changes, {keys[name]: last[name]})
+            up, down = apply_changes(self.target(st), st, changes, {keys[name]: last[name]})
             report = self.report.tables.setdefault(name, TableReport(name, self.lake_name(name)))
             report.upserted += up
             report.deleted += down
@@ -234,7 +209,7 @@ class Syncer:
                 continue
             if now - self._advanced_at.get(name, 0.0) < self.quiet_advance_s:
                 continue
-            self._target(st).append(st.to_arrow([]), app_transactions={keys[name]: end})
+            self.target(st).append(st.to_arrow([]), app_transactions={keys[name]: end})
             positions[name] = end
             self._advanced_at[name] = now
 
@@ -284,7 +259,7 @@ class Syncer:
                     rep = self.report.tables.setdefault(
                         st.name, TableReport(st.name, self.lake_name(st.name))
                     )
-                    self._tell(st.name, rep.upserted + rep.deleted, None, "changes")
+                    self.tell(st.name, rep.upserted + rep.deleted, None, "changes")
                 if not follow and (applied == 0 or mode != "cdc"):
                     break
                 if applied == 0 and stop.wait(poll_s):
