@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,10 +145,8 @@ class Result:
 
     def close(self) -> None:
         """Release the cursor (a cursor left to the garbage collector can outlive its database)."""
-        try:
+        with suppress(duckdb.Error):
             self._cursor.close()
-        except duckdb.Error:
-            pass
 
     def cancel(self) -> None:
         """Interrupt the query (from any thread): a client that disconnected."""
