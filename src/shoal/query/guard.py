@@ -126,12 +126,34 @@ _FORBIDDEN_FUNCTIONS = frozenset(
     }
 )
 
-#: catalog views served read-only; they list only what the caller's engine holds (granted tables)
+#: catalog views served read-only; they list only what the caller's engine holds (granted tables).
+#: Views that show view definitions (information_schema.views, pg_views: they hold the masking
+#: key) or settings (pg_settings: server paths) are left out.
+PG_CATALOG = frozenset(
+    {
+        "pg_namespace",
+        "pg_class",
+        "pg_attribute",
+        "pg_type",
+        "pg_tables",
+        "pg_database",
+        "pg_index",
+        "pg_description",
+        "pg_attrdef",
+        "pg_constraint",
+        "pg_am",
+        "pg_enum",
+        "pg_collation",
+        "pg_sequence",
+        "pg_sequences",
+    }
+)
 ALLOWED_CATALOG = frozenset(
     {
         "information_schema.tables",
         "information_schema.columns",
         "information_schema.schemata",
+        *(f"pg_catalog.{name}" for name in PG_CATALOG),
     }
 )
 
@@ -221,7 +243,7 @@ def _check_table(
         raise RefusedQuery(f"three-part name {node.sql(dialect='duckdb')} is not allowed")
     db = str(node.db) if node.db else ""
     if not db:
-        if name.lower() in ctes:
+        if name.lower() in ctes or name.lower() in PG_CATALOG:
             return ""
         if "." in name or "/" in name or ":" in name:
             # DuckDB's replacement scans read a file named by a quoted identifier ("x.csv")

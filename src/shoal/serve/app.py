@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -106,6 +107,16 @@ def create_app(state: ServeState) -> FastAPI:
     @app.exception_handler(ShoalError)
     async def _shoal_error(request: Request, exc: ShoalError) -> JSONResponse:
         return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input back, which fails on bytes that are not UTF-8
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"error": {"type": "InvalidRequest", "message": "; ".join(problems)[:2000]}}, status_code=422
+        )
 
     @app.middleware("http")
     async def _measure(request: Request, call_next: Any) -> Response:

@@ -138,7 +138,7 @@ class Result:
                 f"query ran longer than {self._limits.timeout_s:g} s (serve.limits.timeout_s)"
             )
         if self.cancelled:
-            return QueryCancelled("query cancelled: the client went away")
+            return QueryCancelled("query cancelled (client request or disconnect)")
         if isinstance(exc, duckdb.Error):
             return _query_error(exc)
         return QueryError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -233,6 +233,7 @@ class Executor:
         params: Sequence[Any] | None = None,
         *,
         protocol: str = "http",
+        on_start: Callable[[Result], None] | None = None,
     ) -> Iterator[Result]:
         """Run ``sql`` for ``token``; the Result streams inside the block. Logs the outcome."""
         started = time.perf_counter()
@@ -256,6 +257,8 @@ class Executor:
             timer = threading.Timer(self.limits.timeout_s, running._timeout)
             timer.daemon = True
             timer.start()
+            if on_start is not None:
+                on_start(running)  # e.g. a wire connection, so a CancelRequest can reach it
             running._start(checked.sql, params)
             result = running
             yield result
