@@ -306,3 +306,27 @@ def test_serve_command_starts_and_answers(tmp_path: Path, served: SampleProject)
         proc.terminate()
         proc.communicate(timeout=30)
     assert proc.returncode in (0, -15)
+
+
+def test_http_client_that_disconnects_cancels_its_query(server: Server, served: SampleProject) -> None:
+    marker = "select range, 'disconnect-marker' as m from range(900000)"
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{server.settings.port}", timeout=30) as http,
+        http.stream(
+            "POST", "/v1/query", json={"sql": marker}, headers={"Authorization": f"Bearer {served.admin}"}
+        ) as r,
+    ):
+        assert r.status_code == 200
+        next(r.iter_bytes())  # the first batch arrived; now go away
+    assert server.state is not None
+    deadline = time.monotonic() + 20
+    outcome = None
+    while time.monotonic() < deadline and outcome is None:
+        server.state.query_log.flush()
+        table = served.project.lake.find("_shoal.query_log")
+        log = table.to_arrow().to_pylist() if table is not None else []
+        outcome = next((e["outcome"] for e in log if e["query"] == marker), None)
+        time.sleep(0.3)
+    assert outcome == "cancelled"
+    assert server.state.executor.running == 0
+    alive(server, served)

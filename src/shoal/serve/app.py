@@ -79,6 +79,19 @@ def _format_from(requested: Format | None, accept: str | None) -> Format:
     return Format.json
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that always closes its body: Starlette stops iterating a body whose
+    client went away but leaves it open, which would leave the query running (and its slot taken)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+
 def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Token:
     """The token of ``Authorization: Bearer <token>``; 401 without a valid one."""
     state: ServeState = request.app.state.shoal
@@ -189,7 +202,7 @@ def create_app(state: ServeState) -> FastAPI:
                 stack.close()
 
         headers = {"X-Shoal-Columns": ",".join(result.schema.names)[:4000]}
-        return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt], headers=headers)
+        return ClosingStreamingResponse(body(), media_type=MEDIA_TYPES[fmt], headers=headers)
 
     @app.post(f"/{API_VERSION}/query", tags=["query"])
     async def query_post(

@@ -14,6 +14,7 @@ Both front doors (HTTP API and Postgres wire protocol) run SQL through :meth:`Ex
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -151,7 +152,8 @@ class Result:
     def cancel(self) -> None:
         """Interrupt the query (from any thread): a client that disconnected."""
         self.cancelled = True
-        self._cursor.interrupt()
+        with contextlib.suppress(duckdb.Error):
+            self._cursor.interrupt()
 
     def _timeout(self) -> None:
         self.timed_out = True
