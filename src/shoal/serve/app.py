@@ -170,13 +170,19 @@ def create_app(state: ServeState) -> FastAPI:
 
     async def run(token: Token, sql: str, params: list[Any] | None, fmt: Format) -> StreamingResponse:
         stack = ExitStack()
+        release = await state.gate.acquire()
 
         def start() -> Any:
             with stack:
+                stack.callback(release)
                 result = stack.enter_context(state.executor.query(token, sql, params))
                 return result, stack.pop_all()
 
-        result, stack = await run_in_threadpool(start)
+        try:
+            result, stack = await run_in_threadpool(start)
+        except BaseException:
+            release()  # idempotent: also released by the stack when the query failed to start
+            raise
         if fmt is Format.json:
             chunks: Generator[bytes, None, None] = encode_json(
                 result.schema, result.batches(), lambda: result.rows

@@ -14,6 +14,7 @@ Both front doors (HTTP API and Postgres wire protocol) run SQL through :meth:`Ex
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -117,7 +118,8 @@ class Result:
                 batch = self._reader.read_next_batch()
             except StopIteration:
                 return
-            except (duckdb.Error, pa.ArrowException) as exc:
+            except (duckdb.Error, pa.ArrowException, OSError) as exc:
+                # pyarrow re-raises an engine error met while reading a batch as OSError
                 raise self._interrupted(exc) from exc
             self.rows += batch.num_rows
             self.bytes += batch.nbytes
@@ -158,6 +160,37 @@ class Result:
     def _timeout(self) -> None:
         self.timed_out = True
         self._cursor.interrupt()
+
+
+class SlotGate:
+    """The query slots as seen from the event loop: a request waits here, on the loop, not on a
+    worker thread (threads waiting for a slot would starve the running queries of the threads
+    they stream with). ``acquire`` returns a release callable that is safe from any thread."""
+
+    def __init__(self, limits: ServeLimits) -> None:
+        self.limits = limits
+        self._sem: asyncio.Semaphore | None = None
+
+    async def acquire(self) -> Callable[[], None]:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.limits.max_concurrent)
+        sem = self._sem
+        try:
+            await asyncio.wait_for(sem.acquire(), self.limits.queue_timeout_s or None)
+        except TimeoutError:
+            raise ServerBusy(
+                f"all {self.limits.max_concurrent} query slots stayed busy for "
+                f"{self.limits.queue_timeout_s:g} s: retry later"
+            ) from None
+        loop = asyncio.get_running_loop()
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                loop.call_soon_threadsafe(sem.release)
+
+        return release
 
 
 class Executor:

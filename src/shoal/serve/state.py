@@ -7,7 +7,7 @@ from types import TracebackType
 
 from shoal.config.settings import ServeSettings
 from shoal.project import Project
-from shoal.serve.executor import Executor
+from shoal.serve.executor import Executor, SlotGate
 from shoal.serve.metrics import ServerMetrics
 from shoal.serve.querylog import QueryLog
 from shoal.serve.tokens import TokenStore
@@ -37,6 +37,7 @@ class ServeState:
             on_outcome=self.metrics.observe_query,
         )
         self.metrics.track_running(lambda: self.executor.running)
+        self.gate = SlotGate(self.settings.limits)
 
     def start(self) -> ServeState:
         self.query_log.start()

@@ -845,14 +845,21 @@ class Connection:
             sql = f"SELECT * FROM ({_strip(sql)}) AS shoal_describe LIMIT 0"
         params = portal.params or None
 
+        release = await self.state.gate.acquire()
+
         def begin() -> tuple[Result, ExitStack]:
             with ExitStack() as stack:
+                stack.callback(release)
                 result = stack.enter_context(
                     self.state.executor.query(token, sql, params, protocol="pg", on_start=self.set_running)
                 )
                 return result, stack.pop_all()
 
-        result, portal.stack = await asyncio.to_thread(begin)
+        try:
+            result, portal.stack = await asyncio.to_thread(begin)
+        except BaseException:
+            release()
+            raise
         portal.result = self.running = result
         portal.batches = result.batches()
         portal.oids = [type_oid(f.type) for f in result.schema]
