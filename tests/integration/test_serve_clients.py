@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -330,3 +331,54 @@ def test_http_client_that_disconnects_cancels_its_query(server: Server, served: 
     assert outcome == "cancelled"
     assert server.state.executor.running == 0
     alive(server, served)
+
+
+def test_tls_for_https_and_the_wire(tmp_path: Path, served: SampleProject) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    http_port, pg_port = free_ports(2)
+    settings = served.project.settings.serve.model_copy(
+        update={"port": http_port, "pg_port": pg_port, "tls_cert": str(cert), "tls_key": str(key)}
+    )
+    with serving_in_thread(served.project, settings):
+        r = httpx.get(
+            f"https://127.0.0.1:{http_port}/v1/tables",
+            headers={"Authorization": f"Bearer {served.support_reader}"},
+            verify=ssl.create_default_context(cafile=str(cert)),
+            timeout=30,
+        )
+        assert r.status_code == 200
+        assert len(r.json()["tables"]) == 2
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=pg_port,
+            user="ana",
+            password=served.support_reader,
+            dbname="lake",
+            sslmode="require",
+            connect_timeout=10,
+        ) as c:
+            assert c.info.pgconn.ssl_in_use
+            assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
