@@ -4,6 +4,7 @@ malformed wire messages and HTTP requests that must never take the server down."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -382,3 +383,39 @@ def test_tls_for_https_and_the_wire(tmp_path: Path, served: SampleProject) -> No
         ) as c:
             assert c.info.pgconn.ssl_in_use
             assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {"sql": st.text(max_size=80)},
+            optional={"params": json_values, "format": st.sampled_from(["json", "csv", "arrow", "x"])},
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+    path=st.sampled_from(
+        ["/v1/query", "/v1/tables", "/v1/tables/support.tickets", "/v1/nothing", "/metrics"]
+    ),
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    token=st.sampled_from(["admin", "reader", "none", "garbage"]),
+)
+def test_fuzzed_http_requests_never_get_a_500(
+    server: Server, served: SampleProject, *, body: bytes, path: str, method: str, token: str
+) -> None:
+    secret = {"admin": served.admin, "reader": served.support_reader, "none": "", "garbage": "shoal_x_y"}[
+        token
+    ]
+    headers = {"Authorization": f"Bearer {secret}", "content-type": "application/json"} if secret else {}
+    r = httpx.request(
+        method, f"http://127.0.0.1:{server.settings.port}{path}", content=body, headers=headers, timeout=30
+    )
+    assert r.status_code < 500 or r.status_code in (503, 504), r.text
