@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shoal.errors import ConfigError
@@ -64,6 +64,14 @@ class ServeSettings(BaseModel):
         ".shoal/tokens.json", description="hashed access tokens (relative to the project directory)"
     )
     limits: ServeLimits = Field(default_factory=ServeLimits)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServeSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together (got only one)")
+        if self.pg_port is not None and self.pg_port != 0 and self.pg_port == self.port:
+            raise ValueError(f"pg_port {self.pg_port} is the HTTP port too")
+        return self
 
 
 class Settings(BaseSettings):
