@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_refresh_scaling.py                       # the reference run
     .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --cycles 3   # quick
+    .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --ab-handoff  # ADR 0020 A/B
 
 A near-real-time refresh should cost in proportion to what changed, not to the month so far. For
 each ``--history-hours`` value (hours of the month already billed), on a fresh local lake:
@@ -59,7 +60,14 @@ FAST_PATH = {
 
 
 def run_one(
-    work: Path, users: int, history_hours: int, batch: int, cycles: int, *, last_month_late: bool = False
+    work: Path,
+    users: int,
+    history_hours: int,
+    batch: int,
+    cycles: int,
+    *,
+    last_month_late: bool = False,
+    ab_handoff: bool = False,
 ) -> dict[str, Any]:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     sim = BillingSimulator(7, start, days=history_hours // 24 + 2, users=users)
@@ -70,7 +78,7 @@ def run_one(
         history.append(ev)
         if ev.billing_hour.timestamp() >= cutoff:
             break
-    live = list(islice(stream, batch * cycles))
+    live = list(islice(stream, batch * cycles * (2 if ab_handoff else 1)))
     if last_month_late:
         # one usage event per cycle for an hour of the month before (a late delivery across the
         # month boundary): its slice is restated from a point far before every other slice's
@@ -97,38 +105,55 @@ def run_one(
     with ModelRunner(lake, models()) as runner:
         runner.refresh()
     build_s = time.perf_counter() - t0
-    walls: list[float] = []
-    cpus: list[float] = []
-    per_model: dict[str, list[float]] = {}
-    with ModelRunner(lake, fast) as runner:
-        runner.refresh()  # open handles and the connection, as a running watcher has them
-        for i in range(cycles):
+    # with ab_handoff, cycles alternate between a runner that hands each commit's change rows to
+    # the downstream models (ADR 0020) and one that reads them back from the change feed
+    variants = {"handoff": True, "change_feed": False} if ab_handoff else {"handoff": True}
+    walls: dict[str, list[float]] = {v: [] for v in variants}
+    cpus: dict[str, list[float]] = {v: [] for v in variants}
+    per_model: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
+    runners = {v: ModelRunner(lake, fast, handoff=on) for v, on in variants.items()}
+    try:
+        for runner in runners.values():
+            runner.refresh()  # open handles and the connection, as a running watcher has them
+        order = list(variants)
+        for i in range(cycles * len(variants)):
+            v = order[i % len(order)]
+            runner = runners[v]
             source.append(table.slice(len(history) + i * batch, batch))
             c0, w0 = time.process_time(), time.perf_counter()
             results = runner.refresh()
-            walls.append(time.perf_counter() - w0)
-            cpus.append(time.process_time() - c0)
+            walls[v].append(time.perf_counter() - w0)
+            cpus[v].append(time.process_time() - c0)
             assert all(r.mode == "incremental" or r.model == "billing.run_rate" for r in results), results
             for r in results:
-                per_model.setdefault(r.model, []).append(r.seconds)
+                per_model[v].setdefault(r.model, []).append(r.seconds)
+        runner = runners[order[0]]
         c0, w0 = time.process_time(), time.perf_counter()
         runner.refresh(full=True)
         full_wall, full_cpu = time.perf_counter() - w0, time.process_time() - c0
-    wall, cpu = statistics.median(walls), statistics.median(cpus)
-    return {
+    finally:
+        for runner in runners.values():
+            runner.close()
+    out: dict[str, Any] = {
         "history_hours": history_hours,
         "history_events": len(history),
         "charges_rows": lake.table("billing.charges_hourly").count(),
         "setup_build_s": round(build_s, 1),
-        "incremental_cycle": {
+    }
+    for v in variants:
+        wall, cpu = statistics.median(walls[v]), statistics.median(cpus[v])
+        key = "incremental_cycle" if v == "handoff" else "incremental_cycle_change_feed"
+        out[key] = {
             "events": batch,
             "wall_s_median": round(wall, 3),
             "cpu_s_median": round(cpu, 3),
-            "per_model_s_median": {k: round(statistics.median(v), 3) for k, v in per_model.items()},
-        },
-        "baseline_full_rebuild": {"wall_s": round(full_wall, 3), "cpu_s": round(full_cpu, 3)},
-        "full_over_incremental_wall": round(full_wall / wall, 1),
-    }
+            "cpu_s_per_million_events": round(cpu / batch * 1e6, 1),
+            "per_model_s_median": {k: round(statistics.median(x), 3) for k, x in per_model[v].items()},
+        }
+    wall = statistics.median(walls["handoff"])
+    out["baseline_full_rebuild"] = {"wall_s": round(full_wall, 3), "cpu_s": round(full_cpu, 3)}
+    out["full_over_incremental_wall"] = round(full_wall / wall, 1)
+    return out
 
 
 def main() -> None:
@@ -142,11 +167,25 @@ def main() -> None:
         action="store_true",
         help="one event of each cycle is for an hour of the month before (replacing a live one)",
     )
+    ap.add_argument(
+        "--ab-handoff",
+        action="store_true",
+        help="alternate cycles with a runner that reads every change back from the change feed "
+        "(no handoff, ADR 0020): --cycles of each",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-scaling-"))
     try:
         runs = [
-            run_one(work, args.users, h, args.batch, args.cycles, last_month_late=args.last_month_late)
+            run_one(
+                work,
+                args.users,
+                h,
+                args.batch,
+                args.cycles,
+                last_month_late=args.last_month_late,
+                ab_handoff=args.ab_handoff,
+            )
             for h in sorted(args.history_hours)
         ]
     finally:

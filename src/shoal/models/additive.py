@@ -46,10 +46,14 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
         scratch.register("__shoal_delta", changes.append_column("__shoal_sign", sign))
         delta = ctx.run_sql(model.additive_sql)
         merged = _add_to_current(ctx, delta, scratch)
+        feed = None
+        if merged is not None and ctx.feeds_downstream:
+            # __shoal_cur holds the current row of every key written: the commit's change rows
+            feed = ctx.change_rows(scratch, "__shoal_cur", merged[0], merged[1])
     if merged is None:
         return ctx.rebuild()  # a count below zero: out of step, rebuild
     rows, stale, existed = merged
-    return ctx.write(rows, stale, existed=existed, touched=delta.num_rows)
+    return ctx.write(rows, stale, existed=existed, touched=delta.num_rows, changes=feed)
 
 
 def _add_to_current(

@@ -58,12 +58,20 @@ def order_models(models: Sequence[Model]) -> list[Model]:
 class ModelRunner:
     """Refreshes models of one lake; reuse it to keep a DuckDB connection warm."""
 
-    def __init__(self, lake: Lake, models: Sequence[Model], con: Connection | None = None) -> None:
+    def __init__(
+        self, lake: Lake, models: Sequence[Model], con: Connection | None = None, *, handoff: bool = True
+    ) -> None:
+        """``handoff=False`` makes every model read its upstream's changes back from the Delta
+        change feed (the behaviour before ADR 0020; kept for A/B measurements)."""
         self.lake = lake
         self.models = order_models(models)
         check_state_models(self.models)
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
+        if handoff:
+            # a model whose commits another model of this runner reads hands its change rows on
+            names = set(self._by_name)
+            self._session.feeding = frozenset(u for m in self.models for u in m.upstream if u in names)
 
     @property
     def con(self) -> Connection:
@@ -91,12 +99,17 @@ class ModelRunner:
             if unknown:
                 raise NotFoundError(f"no model named {', '.join(sorted(unknown))}")
         results = []
-        for model in self.models:
-            if wanted and model.name not in wanted:
-                continue
-            if progress:
-                progress(model.name)
-            results.append(self.refresh_one(model, full=full))
+        try:
+            # one pipeline per cycle: a model's downstream models take its commit's change rows
+            # from memory (each still commits its own table with its own progress keys)
+            for model in self.models:
+                if wanted and model.name not in wanted:
+                    continue
+                if progress:
+                    progress(model.name)
+                results.append(self.refresh_one(model, full=full))
+        finally:
+            self._session.end_cycle()
         return results
 
     @property
@@ -132,6 +145,7 @@ class ModelRunner:
         result = self._dispatch(ctx, full=full)
         result.seconds = round(time.perf_counter() - start, 3)
         result.upstream_versions = ctx.current
+        result.handed_off = ctx.handed_off
         return result
 
     def _dispatch(self, ctx: RefreshContext, *, full: bool) -> RefreshResult:
