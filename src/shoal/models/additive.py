@@ -49,7 +49,8 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
         feed = None
         if merged is not None and ctx.feeds_downstream:
             # __shoal_cur holds the current row of every key written: the commit's change rows
-            feed = ctx.change_rows(scratch, "__shoal_cur", merged[0], merged[1])
+            rows, stale, existed = merged
+            feed = ctx.change_rows(scratch, "__shoal_cur", rows, stale, existed=existed)
     if merged is None:
         return ctx.rebuild()  # a count below zero: out of step, rebuild
     rows, stale, existed = merged

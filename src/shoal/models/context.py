@@ -323,12 +323,19 @@ class RefreshContext:
         """Whether a model of this runner reads this one's commits (then they are handed off)."""
         return self.model.name in self.session.feeding
 
-    def change_rows(self, scratch: Scratch, old: str, rows: pa.Table, stale: pa.Table) -> pa.Table:
+    def change_rows(
+        self, scratch: Scratch, old: str, rows: pa.Table, stale: pa.Table, *, existed: bool
+    ) -> pa.Table:
         """The change feed's rows for a commit of ``rows`` (upserts) and deletes of ``stale`` keys,
         given ``old``, a relation holding the current row of every key either names that exists:
-        pre-images and deletes from ``old``, post-images and inserts from ``rows``."""
+        pre-images and deletes from ``old``, post-images and inserts from ``rows``. When no key of
+        ``rows`` exists (``existed`` False) and nothing is deleted, every row is an insert."""
         model, target = self.model, self.table
         names = target.schema.names
+        schema = pa.schema([*target.schema, pa.field(CHANGE_TYPE, pa.string())])
+        if not existed and stale.num_rows == 0:
+            kinds = pa.repeat(pa.scalar("insert", pa.string()), rows.num_rows)
+            return rows.select(names).cast(target.schema).append_column(CHANGE_TYPE, kinds).cast(schema)
         scratch.register("__shoal_up", rows)
         scratch.register("__shoal_gone", stale)
         cols = ", ".join(f"x.{ident(c)}" for c in names)
@@ -342,9 +349,7 @@ class RefreshContext:
                 ("insert", "__shoal_up", "ANTI", old),
             )
         )
-        out = self.con.sql(sql).to_arrow_table()
-        schema = pa.schema([*target.schema, pa.field(CHANGE_TYPE, pa.string())])
-        return out.cast(schema)
+        return self.con.sql(sql).to_arrow_table().cast(schema)
 
     def write(
         self,

@@ -69,9 +69,12 @@ class ModelRunner:
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
         if handoff:
-            # a model whose commits another model of this runner reads hands its change rows on
+            # a model whose changes another model of this runner reads (an additive or slice
+            # refresh; a rebuild reads none) hands its commits' change rows on
             names = set(self._by_name)
-            self._session.feeding = frozenset(u for m in self.models for u in m.upstream if u in names)
+            self._session.feeding = frozenset(
+                u for m in self.models if m.additive_sql or m.incremental_by for u in m.upstream if u in names
+            )
 
     @property
     def con(self) -> Connection:

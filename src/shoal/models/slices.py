@@ -44,7 +44,7 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
         changed, stale, updates = _diff(ctx, new_rows, scratch)
         feed = None
         if ctx.feeds_downstream and _old_holds_every_key(model, ctx.table.schema, new_rows.schema):
-            feed = ctx.change_rows(scratch, "__shoal_old", changed, stale)
+            feed = ctx.change_rows(scratch, "__shoal_old", changed, stale, existed=updates)
     return ctx.write(changed, stale, existed=updates, touched=touched.num_rows, changes=feed)
 
 
