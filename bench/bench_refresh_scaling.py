@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_refresh_scaling.py                       # the reference run
     .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --cycles 3   # quick
-    .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --ab-handoff  # ADR 0020 A/B
+    .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --ab-pipeline  # ADR 0020 A/B
 
 A near-real-time refresh should cost in proportion to what changed, not to the month so far. For
 each ``--history-hours`` value (hours of the month already billed), on a fresh local lake:
@@ -67,7 +67,7 @@ def run_one(
     cycles: int,
     *,
     last_month_late: bool = False,
-    ab_handoff: bool = False,
+    ab_pipeline: bool = False,
 ) -> dict[str, Any]:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     sim = BillingSimulator(7, start, days=history_hours // 24 + 2, users=users)
@@ -78,7 +78,7 @@ def run_one(
         history.append(ev)
         if ev.billing_hour.timestamp() >= cutoff:
             break
-    live = list(islice(stream, batch * cycles * (2 if ab_handoff else 1)))
+    live = list(islice(stream, batch * cycles))
     if last_month_late:
         # one usage event per cycle for an hour of the month before (a late delivery across the
         # month boundary): its slice is restated from a point far before every other slice's
@@ -97,21 +97,28 @@ def run_one(
     table = to_arrow(history + live)
     # the demo pipeline's layout: partitioned by the day of billing_hour
     table = table.append_column("event_date", pc.cast(table["billing_hour"], pa.date32()))
-    lake = Lake(str(work / f"lake-{history_hours}h"))
-    source = lake.create_table("billing.usage_events", table.schema, partition_by=("event_date",))
-    source.append(table.slice(0, len(history)))
+    # with ab_pipeline, two lakes with the same history: on one the fast path runs as one pipeline
+    # (handoffs and in-memory additive models, ADR 0020), on the other every model reads its input
+    # back from Delta (the change feed and the tables); their cycles alternate, same batches
+    variants = {"pipeline": True, "per_model": False} if ab_pipeline else {"pipeline": True}
+    lakes: dict[str, Lake] = {}
+    sources = {}
+    build_s = 0.0
+    for v in variants:
+        lake = lakes[v] = Lake(str(work / f"lake-{history_hours}h-{v}"))
+        source = sources[v] = lake.create_table(
+            "billing.usage_events", table.schema, partition_by=("event_date",)
+        )
+        source.append(table.slice(0, len(history)))
+        t0 = time.perf_counter()
+        with ModelRunner(lake, models()) as runner:
+            runner.refresh()
+        build_s = time.perf_counter() - t0
     fast = [m for m in models() if m.name in FAST_PATH]
-    t0 = time.perf_counter()
-    with ModelRunner(lake, models()) as runner:
-        runner.refresh()
-    build_s = time.perf_counter() - t0
-    # with ab_handoff, cycles alternate between a runner that hands each commit's change rows to
-    # the downstream models (ADR 0020) and one that reads them back from the change feed
-    variants = {"handoff": True, "change_feed": False} if ab_handoff else {"handoff": True}
     walls: dict[str, list[float]] = {v: [] for v in variants}
     cpus: dict[str, list[float]] = {v: [] for v in variants}
     per_model: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
-    runners = {v: ModelRunner(lake, fast, handoff=on) for v, on in variants.items()}
+    runners = {v: ModelRunner(lakes[v], fast, handoff=on, arrange=on) for v, on in variants.items()}
     try:
         for runner in runners.values():
             runner.refresh()  # open handles and the connection, as a running watcher has them
@@ -119,7 +126,7 @@ def run_one(
         for i in range(cycles * len(variants)):
             v = order[i % len(order)]
             runner = runners[v]
-            source.append(table.slice(len(history) + i * batch, batch))
+            sources[v].append(table.slice(len(history) + (i // len(order)) * batch, batch))
             c0, w0 = time.process_time(), time.perf_counter()
             results = runner.refresh()
             walls[v].append(time.perf_counter() - w0)
@@ -127,6 +134,10 @@ def run_one(
             assert all(r.mode == "incremental" or r.model == "billing.run_rate" for r in results), results
             for r in results:
                 per_model[v].setdefault(r.model, []).append(r.seconds)
+        if ab_pipeline:  # both ways of refreshing arrive at the same rows
+            for name in FAST_PATH:
+                a, b = (runners[v].con.sql(f"SELECT * FROM {name}").fetchall() for v in variants)
+                assert sorted(a, key=repr) == sorted(b, key=repr), name
         runner = runners[order[0]]
         c0, w0 = time.process_time(), time.perf_counter()
         runner.refresh(full=True)
@@ -137,12 +148,12 @@ def run_one(
     out: dict[str, Any] = {
         "history_hours": history_hours,
         "history_events": len(history),
-        "charges_rows": lake.table("billing.charges_hourly").count(),
+        "charges_rows": lakes["pipeline"].table("billing.charges_hourly").count(),
         "setup_build_s": round(build_s, 1),
     }
     for v in variants:
         wall, cpu = statistics.median(walls[v]), statistics.median(cpus[v])
-        key = "incremental_cycle" if v == "handoff" else "incremental_cycle_change_feed"
+        key = "incremental_cycle" if v == "pipeline" else "incremental_cycle_per_model"
         out[key] = {
             "events": batch,
             "wall_s_median": round(wall, 3),
@@ -150,7 +161,7 @@ def run_one(
             "cpu_s_per_million_events": round(cpu / batch * 1e6, 1),
             "per_model_s_median": {k: round(statistics.median(x), 3) for k, x in per_model[v].items()},
         }
-    wall = statistics.median(walls["handoff"])
+    wall = statistics.median(walls["pipeline"])
     out["baseline_full_rebuild"] = {"wall_s": round(full_wall, 3), "cpu_s": round(full_cpu, 3)}
     out["full_over_incremental_wall"] = round(full_wall / wall, 1)
     return out
@@ -168,10 +179,10 @@ def main() -> None:
         help="one event of each cycle is for an hour of the month before (replacing a live one)",
     )
     ap.add_argument(
-        "--ab-handoff",
+        "--ab-pipeline",
         action="store_true",
-        help="alternate cycles with a runner that reads every change back from the change feed "
-        "(no handoff, ADR 0020): --cycles of each",
+        help="alternate cycles with a runner that reads every model's input back from Delta (no "
+        "handoffs, no in-memory additive models; ADR 0020): --cycles of each",
     )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-scaling-"))
@@ -184,7 +195,7 @@ def main() -> None:
                 args.batch,
                 args.cycles,
                 last_month_late=args.last_month_late,
-                ab_handoff=args.ab_handoff,
+                ab_pipeline=args.ab_pipeline,
             )
             for h in sorted(args.history_hours)
         ]

@@ -149,3 +149,52 @@ def test_a_commit_by_another_writer_in_between_is_not_handed_off(tmp_path: Path)
         results = {r.model: r for r in (runner.refresh_one(BY_DAY), runner.refresh_one(DAY_TOTALS))}
         assert results["s.by_day"].handed_off == []
         assert _rows(lake, "s.by_day") == [("d1", 3, 2)]
+
+
+def _view_sql(runner: ModelRunner, name: str) -> str:
+    ns, table = name.split(".")
+    (sql,) = runner.con.sql(
+        f"SELECT sql FROM duckdb_views() WHERE schema_name = '{ns}' AND view_name = '{table}'"
+    ).fetchone() or ("",)
+    return str(sql)
+
+
+def test_additive_models_are_read_from_memory_during_a_cycle_and_from_delta_after(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(_batch([1, 2], ["d1", "d2"], [1, 2]))
+    with ModelRunner(lake, CHAIN) as runner:
+        arranged = runner._session.arranged
+        for batch in (_batch([3], ["d1"], [3]), _batch([4], ["d3"], [4])):
+            runner.refresh()
+            # the copy reflects the version the runner wrote; between cycles the view reads Delta
+            assert arranged.held("s.by_day") == lake.table("s.by_day").version
+            assert "delta_scan" in _view_sql(runner, "s.by_day")
+            ev.append(batch)
+        runner.refresh()
+        got = _rows(lake, "s.by_day")
+        assert sorted(runner.con.sql("SELECT * FROM s.by_day").fetchall()) == got
+        runner.refresh(full=True)
+        assert _rows(lake, "s.by_day") == got == [("d1", 4, 2), ("d2", 2, 1), ("d3", 4, 1)]
+
+
+def test_a_copy_is_not_read_once_its_table_moved_without_the_runner(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(_batch([1, 2], ["d1", "d2"], [1, 2]))
+    with ModelRunner(lake, CHAIN) as runner:
+        runner.refresh()
+        ev.append(_batch([3], ["d2"], [3]))
+        runner.refresh()
+        assert runner._session.arranged.held("s.by_day") is not None
+        # another writer deletes a row of the additive model itself (its progress keys stay)
+        lake.table("s.by_day").delete("day = 'd1'")
+        # s.day_totals reads s.by_day's rows of the day the delete touched: Delta's, not the copy's
+        results = {r.model: r.mode for r in runner.refresh()}
+        assert results == {"s.tickets": "unchanged", "s.by_day": "unchanged", "s.day_totals": "incremental"}
+        assert _rows(lake, "s.day_totals") == [("d2", 50)]
+        ev.append(_batch([4], ["d1"], [4]))
+        runner.refresh()
+        # the additive refresh added to what Delta holds (no d1), not to the stale copy (d1 = 1)
+        assert _rows(lake, "s.by_day") == [("d1", 4, 1), ("d2", 5, 2)]
+        assert runner._session.arranged.held("s.by_day") == lake.table("s.by_day").version

@@ -40,6 +40,11 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
         return ctx.rebuild()  # change feed unavailable (e.g. vacuumed)
     if changes.num_rows == 0:
         return ctx.consumed()
+    arranged = ctx.session.arranged
+    before = ctx.progress.table_version
+    if model.name in arranged.models and before is not None and arranged.held(model.name) != before:
+        # the first refresh of this runner: keep the model's rows in memory from now on
+        arranged.load(model.name, ctx.table, before)
     negative = pc.is_in(changes["_change_type"], value_set=pa.array(["delete", "update_preimage"]))
     sign = pc.if_else(negative, pa.scalar(-1, pa.int64()), pa.scalar(1, pa.int64()))
     with ctx.scratch() as scratch:

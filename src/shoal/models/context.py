@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from shoal.errors import NotFoundError, ShoalError
 from shoal.lake import Lake, Progress, Table
 from shoal.lake.progress import MODEL_DEFINITION, model_input
+from shoal.models.arrangements import Arrangements
 from shoal.models.errors import ModelError
 from shoal.models.model import Model
 from shoal.models.sql import ident
@@ -74,6 +75,8 @@ class Session:
         self._handoffs: dict[str, Handoff] = {}
         #: models whose commits a model of this runner reads (their change rows are handed off)
         self.feeding: frozenset[str] = frozenset()
+        #: in-memory copies of models this runner writes (its ``models`` are set by the runner)
+        self.arranged = Arrangements(lambda: self.con.duckdb, self.find)
 
     def hand_off(self, name: str, handoff: Handoff | None) -> None:
         """Keep (or, with None, forget) the change rows of ``name``'s latest commit."""
@@ -92,8 +95,11 @@ class Session:
 
     def end_cycle(self) -> None:
         """Drop the handoffs: the next cycle's models read what they have not yet consumed from
-        the log (what a handoff holds is either consumed by then or to be re-read anyway)."""
+        the log (what a handoff holds is either consumed by then or to be re-read anyway). Every
+        view reads its Delta table again until the next refresh checks the copies."""
         self._handoffs.clear()
+        if self._con is not None:
+            self.arranged.release()
 
     def find(self, name: str) -> Table | None:
         table = self._tables.get(name)
@@ -110,6 +116,7 @@ class Session:
         return self._con
 
     def close(self) -> None:
+        self.arranged.forget()  # the copies die with the connection
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -142,6 +149,7 @@ class Session:
         needed = {*model.upstream, model.name} if target is not None else set(model.upstream)
         if not needed <= set(self.con.tables):
             self.con.refresh()  # mount tables created since the connection opened
+        self.arranged.check()  # copies of tables that moved without this runner are dropped
         keys = [MODEL_DEFINITION, *(model_input(u) for u in model.upstream)]
         return RefreshContext(self, model, target, upstream, current, Progress.read(target, keys))
 
@@ -295,7 +303,19 @@ class RefreshContext:
             self.target = self.session.create(model, data.schema)
         version = self.target.overwrite(data, app_transactions=self.txns)
         self.session.hand_off(model.name, None)  # downstream models read the change feed
+        if model.name in self.session.arranged.models:
+            names = self.target.schema.names
+            self.session.arranged.replace(model.name, version, data.select(names))
         return RefreshResult(model.name, "full", rows_written=data.num_rows, version=version)
+
+    def _arrange(self, version: int, rows: pa.Table, stale: pa.Table) -> None:
+        """Apply this refresh's commit to the model's in-memory copy, if the runner keeps one."""
+        arranged = self.session.arranged
+        if self.model.name in arranged.models:
+            before = self.progress.table_version
+            arranged.apply(
+                self.model.name, rows, stale, key=self.model.unique_key, before=before, version=version
+            )
 
     def _hand_off(self, version: int, changes: pa.Table | None) -> None:
         before = self.progress.table_version
@@ -316,6 +336,7 @@ class RefreshContext:
         version = self.table.append(pa.table({}), app_transactions=self.txns)
         empty = pa.schema([*self.table.schema, pa.field(CHANGE_TYPE, pa.string())]).empty_table()
         self._hand_off(version, empty)
+        self._arrange(version, self.table.schema.empty_table(), self.table.schema.empty_table())
         return RefreshResult(self.model.name, "unchanged", version=version)
 
     @property
@@ -373,6 +394,7 @@ class RefreshContext:
         else:
             version = target.merge(rows, self.model.unique_key, delete_keys=stale, app_transactions=txns)
         self._hand_off(version, changes)
+        self._arrange(version, rows, stale)
         return RefreshResult(
             self.model.name,
             "incremental",

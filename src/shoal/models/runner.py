@@ -59,15 +59,25 @@ class ModelRunner:
     """Refreshes models of one lake; reuse it to keep a DuckDB connection warm."""
 
     def __init__(
-        self, lake: Lake, models: Sequence[Model], con: Connection | None = None, *, handoff: bool = True
+        self,
+        lake: Lake,
+        models: Sequence[Model],
+        con: Connection | None = None,
+        *,
+        handoff: bool = True,
+        arrange: bool = True,
     ) -> None:
         """``handoff=False`` makes every model read its upstream's changes back from the Delta
-        change feed (the behaviour before ADR 0020; kept for A/B measurements)."""
+        change feed, ``arrange=False`` every model read from its Delta table (the behaviour
+        before ADR 0020; kept for A/B measurements)."""
         self.lake = lake
         self.models = order_models(models)
         check_state_models(self.models)
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
+        if arrange:
+            # additive models (sums: small) are kept in memory and read there (ADR 0020)
+            self._session.arranged.models = frozenset(m.name for m in self.models if m.additive_sql)
         if handoff:
             # a model whose changes another model of this runner reads (an additive or slice
             # refresh; a rebuild reads none) hands its commits' change rows on
