@@ -136,8 +136,9 @@ def run_one(
                 per_model[v].setdefault(r.model, []).append(r.seconds)
         if ab_pipeline:  # both ways of refreshing arrive at the same rows
             for name in FAST_PATH:
-                a, b = (runners[v].con.sql(f"SELECT * FROM {name}").fetchall() for v in variants)
-                assert sorted(a, key=repr) == sorted(b, key=repr), name
+                a, b = (runners[v].con.query_arrow(f"SELECT * FROM {name}") for v in variants)
+                order_by = [(c, "ascending") for c in a.column_names]
+                assert a.sort_by(order_by).equals(b.sort_by(order_by)), name
         runner = runners[order[0]]
         c0, w0 = time.process_time(), time.perf_counter()
         runner.refresh(full=True)
