@@ -82,11 +82,13 @@ def _add_to_current(
     on = " AND ".join(f"o.{ident(c)} IS NOT DISTINCT FROM d.{ident(c)}" for c in model.unique_key)
     keys = con.sql(f"SELECT {', '.join(ident(c) for c in model.unique_key)} FROM __shoal_d")
     key_values = keys.to_arrow_table()
-    # constant bounds (IN lists, ranges) let DuckDB skip partitions and files of the target
+    # constant bounds (IN lists, ranges) let DuckDB skip partitions and files of the target; an
+    # in-memory copy has none to skip
     bounds = [
         b
         for c in model.unique_key
-        if (b := constant_bound(f"o.{ident(c)}", key_values[c], exact=True)) is not None
+        if not ctx.session.arranged.reads_copy(model.name)
+        and (b := constant_bound(f"o.{ident(c)}", key_values[c], exact=True)) is not None
     ]
     where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
     scratch.temp(

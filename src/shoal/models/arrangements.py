@@ -65,6 +65,10 @@ class Arrangements:
     def held(self, name: str) -> int | None:
         return self._held.get(name)
 
+    def reads_copy(self, name: str) -> bool:
+        """Whether ``name``'s view reads its in-memory copy now."""
+        return name in self._pointed
+
     def load(self, name: str, table: Table, version: int) -> None:
         """Copy ``table`` as of ``version`` (the first refresh that can use it)."""
         self.drop(name)
