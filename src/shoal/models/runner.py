@@ -75,6 +75,7 @@ class ModelRunner:
         check_state_models(self.models)
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
+        self._in_cycle = False
         if arrange:
             # additive models (sums: small) are kept in memory and read there (ADR 0020)
             self._session.arranged.models = frozenset(m.name for m in self.models if m.additive_sql)
@@ -112,6 +113,7 @@ class ModelRunner:
             if unknown:
                 raise NotFoundError(f"no model named {', '.join(sorted(unknown))}")
         results = []
+        self._in_cycle = True
         try:
             # one pipeline per cycle: a model's downstream models take its commit's change rows
             # from memory (each still commits its own table with its own progress keys)
@@ -122,6 +124,7 @@ class ModelRunner:
                     progress(model.name)
                 results.append(self.refresh_one(model, full=full))
         finally:
+            self._in_cycle = False
             self._session.end_cycle()
         return results
 
@@ -159,6 +162,10 @@ class ModelRunner:
         result.seconds = round(time.perf_counter() - start, 3)
         result.upstream_versions = ctx.current
         result.handed_off = ctx.handed_off
+        if not self._in_cycle:
+            # called on its own: the connection's views read Delta again (handoffs are kept for
+            # the next model's refresh_one)
+            self._session.arranged.release()
         return result
 
     def _dispatch(self, ctx: RefreshContext, *, full: bool) -> RefreshResult:
