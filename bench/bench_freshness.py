@@ -11,7 +11,7 @@ this 2-core machine's cores and took the worker's CPU up 3–4× at 20k events/s
 1. history: a simulated customer base (``--users``) is produced and ingested (``run_pipeline``,
    until drained) and the billing models are built once, so the live phase runs on a lake that
    already holds ``--history-hours`` of usage;
-2. live: the pipeline's worker (``python -m shoal.ingest billing_usage``) and the model watcher(s)
+2. live: the pipeline's worker (``python -m shoal ingest billing_usage``) and the model watcher(s)
    (``shoal refresh --watch``; with ``--watchers split`` one for charges (with its month-to-date
    state) → revenue_hourly → run rate and one for the other models) run as child processes, as an
    operator would run them, while this process produces the rest of the simulated stream
@@ -64,12 +64,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the broker
 
 from harness.kafka import start_broker  # noqa: E402
 from shoal.config import init_project  # noqa: E402
-from shoal.demo.billing_step import PIPELINE  # noqa: E402
 from shoal.ingest import run_pipeline  # noqa: E402
 from shoal.models import ModelRunner  # noqa: E402
 from shoal.project import Project  # noqa: E402
 from shoal.sources.kafka.producer import produce_events  # noqa: E402
 from shoal.usecases.billing import BillingSimulator, models  # noqa: E402
+from shoal.usecases.billing.demo_step import PIPELINE  # noqa: E402
 from shoal.usecases.billing.events import PROTO_PATH, BillingEvent, encode_events  # noqa: E402
 
 PIPELINE_NAME = "billing_usage"
@@ -275,7 +275,7 @@ def main() -> None:
 
         # ---- live ---------------------------------------------------------------------------
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        worker_argv = [sys.executable, "-m", "shoal.ingest", PIPELINE_NAME, "--project", str(project.dir)]
+        worker_argv = [sys.executable, "-m", "shoal", "ingest", PIPELINE_NAME, "--project", str(project.dir)]
         worker_argv += ["--log-level", "WARNING"]
         for k, v in overrides.items():
             worker_argv += ["--client", f"{k}={v}"]

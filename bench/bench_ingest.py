@@ -6,7 +6,7 @@
 Produces realistic support-ticket events (SupportSimulator, ~165 B each) to a fresh 6-partition topic,
 then, one after the other, in child processes (so peak RSS is per phase):
   raw    a bare confluent-kafka consumer, consume(10000) until every event was seen
-  ingest ``python -m shoal.ingest --until-drained`` into a local lake (produced → committed and queryable)
+  ingest ``python -m shoal ingest --until-drained`` into a local lake (produced → committed and queryable)
 and prints one JSON summary: rates, the worker's per-stage seconds, peak RSS of each child, and the
 broker's CPU seconds during each phase (noida-db and tansu both cost CPU, the machine has 2 cores).
 """
@@ -30,8 +30,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts brokers (and SeaweedFS for tansu)
 
+from harness.ingest import write_pipeline_project  # noqa: E402
 from harness.kafka import start_broker  # noqa: E402
-from shoal.ingest.testing import write_pipeline_project  # noqa: E402
 from shoal.sources.kafka.producer import produce_events  # noqa: E402
 from shoal.usecases.support import MESSAGE, PROTO_FILE  # noqa: E402
 from shoal.usecases.support.simulator import SupportSimulator  # noqa: E402
@@ -123,13 +123,14 @@ def main() -> None:
         argv = [
             sys.executable,
             "-m",
-            "shoal.ingest",
+            "shoal",
+            "ingest",
             "bench",
             "--project",
             str(project.dir),
             "--until-drained",
         ]
-        argv += ["--drain-idle-s", "1", "--log-level", "WARNING"]
+        argv += ["--drain-idle-s", "1", "--log-level", "WARNING", "--format", "json"]
         for k, v in overrides.items():
             argv += ["--client", f"{k}={v}"]
         for kv in args.client:

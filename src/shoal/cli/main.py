@@ -10,21 +10,11 @@ from typing import Annotated
 
 import typer
 
-from shoal import __version__
-from shoal.cli import infra_cmd, ingest_cmd, metrics_cmd
-from shoal.cli.common import (
-    FormatOpt,
-    OutputFormat,
-    ProjectOpt,
-    console,
-    emit,
-    emit_arrow,
-    emit_rows,
-    err_console,
-    open_project,
-    to_jsonable,
-)
+from shoal import __version__, open_project
+from shoal.cli import ingest_cmd, plugins
 from shoal.errors import ShoalError
+from shoal.options import FormatOpt, ProjectOpt
+from shoal.output import OutputFormat, console, emit, emit_arrow, emit_rows, err_console, to_jsonable
 from shoal.project import Project
 
 app = typer.Typer(
@@ -293,22 +283,6 @@ def _watch(
             signal.signal(sig, h)
 
 
-@app.command()
-def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo project.")] = Path(
-        ".shoal-demo"
-    ),
-    fmt: FormatOpt = OutputFormat.table,
-    small: Annotated[bool, typer.Option("--small", help="A smaller, faster demo (for tests).")] = False,
-) -> None:
-    """Create a demo project for a simulated hosting company and fill its tables (no services needed)."""
-    from shoal.demo import run_demo
-
-    summary = run_demo(directory.resolve(), small=small, quiet=fmt is not OutputFormat.table)
-    if fmt is OutputFormat.json:
-        emit(summary, fmt)
-
-
 def _human(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -318,14 +292,16 @@ def _human(n: int) -> str:
     return f"{size:.1f} TiB"
 
 
-# Stage-specific command groups live beside their stage's CLI module.
-for _module in (ingest_cmd, metrics_cmd, infra_cmd):
-    _module.register(app)
+ingest_cmd.register(app)
 
 
 def run() -> None:
-    """Entry point: one-line errors and exit code 1, tracebacks only with --debug."""
+    """Entry point: one-line errors and exit code 1, tracebacks only with --debug.
+
+    The use cases' groups and plugged commands (``shoal infra``, ``shoal demo`` …) are mounted
+    here, from their entry points, so a broken one is reported like any other error."""
     try:
+        plugins.mount(app)
         app(standalone_mode=False)
     except ShoalError as exc:
         if _state["debug"]:
