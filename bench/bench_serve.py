@@ -3,7 +3,7 @@ Postgres wire protocol, against one `shoal serve` subprocess; then N concurrent 
 
     .venv/bin/python bench/bench_serve.py [--repeats 30] [--rows 1000000] [--clients 32] [--duration 60]
 
-- small: a filtered count over ``support.tickets`` (the sample project of shoal.serve.testing):
+- small: a filtered count over ``support.tickets`` (the sample project of tests/harness/serve_sample.py):
   p50/p99 latency per path; the baseline is the same query on an in-process locked-down engine
   (what the server runs), so the difference is the protocol's overhead.
 - large: ``--rows`` rows of three columns streamed to the client: rows/s per path against the
@@ -36,7 +36,9 @@ import pyarrow as pa
 
 from shoal.project import Project
 from shoal.serve.state import ServeState
-from shoal.serve.testing import sample_project
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the sample project
+from harness.serve_sample import sample_project
 
 SMALL = "select count(*) as n from support.tickets where team = 'emea' and csat > 0.4"
 

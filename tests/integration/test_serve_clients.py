@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import free_ports
+from harness.serve_sample import SampleProject, sample_project
 from shoal.serve.server import Server, serving_in_thread
-from shoal.serve.testing import SampleProject, sample_project
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from harness.serve_sample import sample_project
 from shoal.errors import ConfigError
 from shoal.lake import Lake
 from shoal.serve import executor as executor_module
 from shoal.serve.state import ServeState
-from shoal.serve.testing import sample_project
 
 
 def test_pii_marks_live_in_the_sidecar(tmp_path: Path) -> None:

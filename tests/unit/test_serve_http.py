@@ -10,8 +10,8 @@ import pytest
 from httpx import Client
 
 from harness import free_port
+from harness.serve_sample import SampleProject, sample_project
 from shoal.serve.server import serving_in_thread
-from shoal.serve.testing import SampleProject, sample_project
 
 
 @pytest.fixture(scope="module")

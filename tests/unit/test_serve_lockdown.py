@@ -9,10 +9,10 @@ from typing import Any
 import duckdb
 import pytest
 
+from harness.serve_sample import SampleProject, sample_project
 from shoal.query.guard import DeniedTable, RefusedQuery, UnknownTable, check_query
 from shoal.serve.executor import QueryTimeout, ResultTooLarge, ServerBusy
 from shoal.serve.state import ServeState
-from shoal.serve.testing import SampleProject, sample_project
 from shoal.serve.tokens import Token
 
 SECRET_FILE = "/etc/hostname"
