@@ -23,6 +23,7 @@ from shoal.errors import NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake
 from shoal.query.extensions import load_extension
 from shoal.query.timetravel import AsOf, rewrite_as_of
+from shoal.query.utctime import rewrite_utc_time
 
 
 class QueryError(ShoalError, Terminal):
@@ -77,6 +78,8 @@ class Connection:
         database: str = ":memory:",
     ) -> None:
         self.lake = lake
+        #: time bucketing of lake timestamps without ICU (utctime.py); off only to compare
+        self.utc_time_rewrite = True
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if threads:
             config["threads"] = threads
@@ -132,9 +135,21 @@ class Connection:
 
     def _prepare(self, query: str) -> str:
         try:
-            return rewrite_as_of(query, self._resolve_as_of)
+            query = rewrite_as_of(query, self._resolve_as_of)
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
+        return rewrite_utc_time(self.duckdb, query, self._lake_columns) if self.utc_time_rewrite else query
+
+    def _lake_columns(self, schema: str, table: str) -> dict[str, str] | None:
+        """Column types of a mounted lake table's view (None for anything else): the view's types
+        are those bound when it was mounted, so no snapshot is read for them."""
+        if f"{schema}.{table}".lower() not in self._mounted:
+            return None
+        rows = self.duckdb.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
+            [schema.lower(), table.lower()],
+        ).fetchall()
+        return {str(c): str(t) for c, t in rows}
 
     # -- running queries ---------------------------------------------------------------------------
     def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
