@@ -22,6 +22,7 @@ import pyarrow as pa
 from shoal.errors import NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake
 from shoal.query.extensions import load_extension
+from shoal.query.snapshots import PinnedSnapshots
 from shoal.query.timetravel import AsOf, rewrite_as_of
 from shoal.query.utctime import rewrite_utc_time
 
@@ -96,6 +97,8 @@ class Connection:
         if lake.location.scheme == "s3":
             _configure_s3(self.duckdb, lake)
         self._mounted: dict[str, str] = {}
+        # each table's view reads a pinned snapshot, re-pinned before a query when the table changed
+        self._snapshots = PinnedSnapshots(self.duckdb, lake)
         self.refresh()
 
     # -- catalog ---------------------------------------------------------------------------------
@@ -108,10 +111,7 @@ class Connection:
             ns, tbl = name.split(".", 1)
             uri = self.lake.location.table_uri(ns, tbl)
             self.duckdb.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(ns)}")
-            self.duckdb.execute(
-                f"CREATE OR REPLACE VIEW {_ident(ns)}.{_ident(tbl)} AS "
-                f"SELECT * FROM delta_scan({_quote_literal(uri)})"
-            )
+            self._snapshots.mount(name, uri)
             self._mounted[name] = uri
         return names
 
@@ -134,6 +134,7 @@ class Connection:
         return f"delta_scan({_quote_literal(self._mounted[as_of.table])}, version => {int(version)})"
 
     def _prepare(self, query: str) -> str:
+        self._snapshots.ensure_fresh()
         try:
             query = rewrite_as_of(query, self._resolve_as_of)
         except ValueError as exc:
