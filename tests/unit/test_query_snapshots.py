@@ -69,3 +69,13 @@ def test_time_travel_and_new_tables_still_work(tmp_path: Path) -> None:
         con.refresh()
         assert con.sql("SELECT x FROM s.u").fetchone() == (7,)
         assert len(_pins(con)) == 2
+
+
+def test_statements_on_the_duckdb_connection_are_fresh_too(tmp_path: Path) -> None:
+    # the models run SQL on Connection.duckdb directly: each use of it re-pins changed tables
+    lake = _lake(tmp_path)
+    with connect_lake(lake) as con:
+        for i in range(2, 5):
+            lake.table("s.t").append(pa.table({"x": [i]}))
+            assert con.duckdb.sql("SELECT count(*) FROM s.t").fetchone() == (i,)
+            assert con.execute("SELECT max(x) FROM s.t").fetchone() == (i,)

@@ -98,7 +98,7 @@ class Connection:
             _configure_s3(self.duckdb, lake)
         self._mounted: dict[str, str] = {}
         # each table's view reads a pinned snapshot, re-pinned before a query when the table changed
-        self._snapshots = PinnedSnapshots(self.duckdb, lake)
+        self._snapshots = PinnedSnapshots(self._raw, lake)
         self.refresh()
 
     # -- catalog ---------------------------------------------------------------------------------
@@ -134,19 +134,18 @@ class Connection:
         return f"delta_scan({_quote_literal(self._mounted[as_of.table])}, version => {int(version)})"
 
     def _prepare(self, query: str) -> str:
-        self._snapshots.ensure_fresh()
         try:
             query = rewrite_as_of(query, self._resolve_as_of)
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
-        return rewrite_utc_time(self.duckdb, query, self._lake_columns) if self.utc_time_rewrite else query
+        return rewrite_utc_time(self._raw, query, self._lake_columns) if self.utc_time_rewrite else query
 
     def _lake_columns(self, schema: str, table: str) -> dict[str, str] | None:
         """Column types of a mounted lake table's view (None for anything else): the view's types
         are those bound when it was mounted, so no snapshot is read for them."""
         if f"{schema}.{table}".lower() not in self._mounted:
             return None
-        rows = self.duckdb.execute(
+        rows = self._raw.execute(
             "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
             [schema.lower(), table.lower()],
         ).fetchall()
@@ -227,6 +226,20 @@ class Connection:
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self.duckdb, item)
+
+    @property
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, its lake views first brought to each table's latest snapshot:
+        every statement through it (``sql``, ``execute``, models' SQL) sees every commit made
+        before it. Hold the Connection, not this: a DuckDB connection kept aside is not re-pinned."""
+        snapshots: PinnedSnapshots | None = self.__dict__.get("_snapshots")
+        if snapshots is not None:
+            snapshots.ensure_fresh()
+        return self._raw
+
+    @duckdb.setter
+    def duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._raw = con
 
 
 def version_at(history: list[dict[str, Any]], timestamp: str, table: str) -> int:
