@@ -11,6 +11,8 @@ as an ingest worker would), plus a small ``billing.plans`` dimension table. The 
 
 Then, each engine in its own child process and one after the other:
   shoal   ``shoal.connect(project)`` with the default settings, SQL on ``billing.usage_events``
+  shoal-baseline  (not in the default list) shoal without ADR 0021's pinned snapshots and UTC
+          bucketing rewrite: ``delta_scan`` views and ICU, for an A/B in one run
   duckdb  bare DuckDB on the snapshot's Parquet file list (``read_parquet``, hive partitions)
   polars  ``pl.scan_delta`` on the table, the same queries as lazy expressions
   spark   PySpark ``local[N]`` on the snapshot's Parquet files (``pip install '.[spark]'``)
@@ -352,10 +354,15 @@ def _runner(engine: str, project_dir: Path, p: dict[str, str], threads: int) -> 
     def sql(fmt: dict[str, str]) -> dict[str, str]:
         return {k: " ".join(v.split()).format(**fmt, **p) for k, v in SQL.items()}
 
-    if engine == "shoal":
+    if engine in ("shoal", "shoal-baseline"):
         import shoal
+        from shoal.query import connect_lake
 
         con = shoal.connect(project_dir)
+        if engine == "shoal-baseline":  # the same connection without ADR 0021's levers, for A/B
+            con.close()
+            con = connect_lake(lake, pin_snapshots=False)
+            con.utc_time_rewrite = False
         fmt = {"events": EVENTS, "plans": PLANS}
         queries = {k: (lambda q=q: con.sql(q).to_arrow_table()) for k, q in sql(fmt).items()}
         return queries, _arrow_rows, con.close

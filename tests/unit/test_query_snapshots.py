@@ -79,3 +79,11 @@ def test_statements_on_the_duckdb_connection_are_fresh_too(tmp_path: Path) -> No
             lake.table("s.t").append(pa.table({"x": [i]}))
             assert con.duckdb.sql("SELECT count(*) FROM s.t").fetchone() == (i,)
             assert con.execute("SELECT max(x) FROM s.t").fetchone() == (i,)
+
+
+def test_without_pinning_views_scan_the_log_per_query(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    with connect_lake(lake, pin_snapshots=False) as con:
+        assert _pins(con) == []
+        lake.table("s.t").append(pa.table({"x": [2]}))
+        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (2,)

@@ -77,6 +77,7 @@ class Connection:
         threads: int | None = None,
         memory_limit: str | None = None,
         database: str = ":memory:",
+        pin_snapshots: bool = True,
     ) -> None:
         self.lake = lake
         #: time bucketing of lake timestamps without ICU (utctime.py); off only to compare
@@ -98,7 +99,7 @@ class Connection:
             _configure_s3(self.duckdb, lake)
         self._mounted: dict[str, str] = {}
         # each table's view reads a pinned snapshot, re-pinned before a query when the table changed
-        self._snapshots = PinnedSnapshots(self._raw, lake)
+        self._snapshots = PinnedSnapshots(self._raw, lake, pin=pin_snapshots)
         self.refresh()
 
     # -- catalog ---------------------------------------------------------------------------------

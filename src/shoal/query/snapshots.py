@@ -60,10 +60,12 @@ class _Pin:
 
 
 class PinnedSnapshots:
-    """Keeps each local lake table's view on a pinned, current snapshot."""
+    """Keeps each local lake table's view on a pinned, current snapshot (``pin=False``: every view
+    a ``delta_scan``, as before; for A/B runs)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, lake: Lake, *, pin: bool = True) -> None:
         self._con = con
+        self._pin = pin
         self._lake = lake
         self._pins: dict[str, _Pin] = {}
         self._tables: dict[str, Table] = {}
@@ -71,7 +73,7 @@ class PinnedSnapshots:
 
     def mount(self, name: str, uri: str) -> None:
         """(Re)create the view ``name`` (``ns.table``): pinned when the lake is local."""
-        log = _local_log(uri)
+        log = _local_log(uri) if self._pin else None
         if log is None:
             self._scan_view(name, uri)
             return
