@@ -13,9 +13,11 @@ then, one after the other, in child processes (so peak RSS is per phase):
          runs from a venv of its own:
              python3.11 -m venv .venv-quix && .venv-quix/bin/pip install quixstreams grpcio-tools pyarrow
              .venv/bin/python bench/bench_ingest.py --events 2000000 --quix-python .venv-quix/bin/python
-and prints one JSON summary: rates, the worker's per-stage seconds, peak RSS of each child, the worker's
-CPU seconds per million events, and the broker's CPU seconds during each phase (noida-db and tansu
-both cost CPU, the machine has 2 cores).
+``--profile FILE`` samples the worker with py-spy (its Python threads; delta-rs's Rust threads are not
+seen) for a per-stage breakdown of where its CPU goes. The script prints one JSON summary: rates,
+the worker's per-stage seconds, peak RSS of each child, the worker's CPU seconds per million
+events, and the broker's CPU seconds during each phase (noida-db and tansu both cost CPU, the
+machine has 2 cores).
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def run_child(argv: list[str], broker_pid: int | None, env: dict[str, str] | Non
             tail = err.read().decode(errors="replace")[-2000:]
             raise SystemExit(f"child failed ({status}): {' '.join(argv[:2])}\n{tail}")
     return {
-        "result": json.loads(out.decode().strip().splitlines()[-1]),
+        "result": json.loads([ln for ln in out.decode().splitlines() if ln.startswith("{")][-1]),
         "wall_s": round(wall, 2),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
@@ -136,6 +138,12 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--broker", choices=["noida", "tansu"], default="tansu")
     ap.add_argument("--max-rows", type=int, default=100_000, help="flush size")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the worker with py-spy (pip install '.[bench]') into FILE (collapsed stacks); "
+        "the run's worker figures then include py-spy",
+    )
     ap.add_argument("--quix-python", help="python of a venv with quixstreams: adds the Quix Streams peer")
     ap.add_argument(
         "--client", action="append", default=[], metavar="K=V", help="extra librdkafka setting for the worker"
@@ -191,6 +199,9 @@ def main() -> None:
             argv += ["--client", f"{k}={v}"]
         for kv in args.client:
             argv += ["--client", kv]
+        if args.profile:
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            argv = [spy, "record", "--rate", "250", "--format", "raw", "-o", args.profile, "--", *argv]
         ingest = run_child(argv, broker.pid)
         stats = ingest["result"]
         table = project.lake.table("support.ticket_events")
