@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,18 +71,24 @@ class PinnedSnapshots:
         self._pins: dict[str, _Pin] = {}
         self._tables: dict[str, Table] = {}
         self._serial = 0
+        self._lock = threading.Lock()  # one re-pin at a time: another thread may share the connection
 
     def mount(self, name: str, uri: str) -> None:
         """(Re)create the view ``name`` (``ns.table``): pinned when the lake is local."""
         log = _local_log(uri) if self._pin else None
-        if log is None:
-            self._scan_view(name, uri)
-            return
-        self._pins[name] = _Pin(uri, log)
-        self._repin(name)
+        with self._lock:
+            if log is None:
+                self._scan_view(name, uri)
+                return
+            self._pins[name] = _Pin(uri, log)
+            self._repin(name)
 
     def ensure_fresh(self) -> None:
         """Re-pin every table that has had a commit since it was pinned."""
+        with self._lock:
+            self._refresh_all()
+
+    def _refresh_all(self) -> None:
         for name, pin in list(self._pins.items()):
             try:
                 st = os.stat(pin.log)
