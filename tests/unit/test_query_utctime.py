@@ -121,7 +121,7 @@ def test_no_rewrite_where_it_could_change_a_result(tmp_path: Path, query: str) -
 def test_no_rewrite_outside_utc(tmp_path: Path) -> None:
     query = "SELECT date_trunc('day', occurred_at) AS d FROM s.events"
     with connect_lake(_lake(tmp_path, EDGES)) as con:
-        con.duckdb.execute("SET TimeZone = 'Europe/Paris'")
+        con.execute("SET TimeZone = 'Europe/Paris'")
         assert con._prepare(query) == query
         days = con.query_arrow(query)["d"].to_pylist()
         # ICU's Paris midnights (23:00 or 22:00 UTC), not UTC ones
@@ -134,3 +134,10 @@ def test_parameters_survive_the_rewrite(tmp_path: Path) -> None:
         assert "epoch_us" in con._prepare(q)
         got = con.sql(q, [1, "u1"]).to_arrow_table()["d"].to_pylist()
         assert got == [datetime(1970, 1, 1, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC)]
+
+
+def test_a_pending_result_survives_a_rewritten_query(tmp_path: Path) -> None:
+    with connect_lake(_lake(tmp_path, EDGES)) as con:
+        con.execute("SELECT x FROM s.events WHERE x < 2 ORDER BY x")
+        con.sql(QUERIES[0])  # parsed and rewritten on a cursor of the connection
+        assert con.fetchall() == [(0,), (1,)]

@@ -26,6 +26,9 @@ from shoal.query.snapshots import PinnedSnapshots
 from shoal.query.timetravel import AsOf, rewrite_as_of
 from shoal.query.utctime import rewrite_utc_time
 
+#: a statement that may change the session's time zone (then the UTC rewrite stops)
+_SETS_TIMEZONE = re.compile(r"\b(SET|RESET)\b[^;]*\btime_?zone\b", re.IGNORECASE)
+
 
 class QueryError(ShoalError, Terminal):
     """The engine rejected a query (syntax, unknown table or column, type error)."""
@@ -100,6 +103,9 @@ class Connection:
         self._mounted: dict[str, str] = {}
         # each table's view reads a pinned snapshot, re-pinned before a query when the table changed
         self._snapshots = PinnedSnapshots(self._raw, lake, pin=pin_snapshots)
+        # statements of shoal's own (parsing, catalog look-ups) run here, not on the connection,
+        # whose pending result stays the caller's
+        self._helper = self._raw.cursor()
         self.refresh()
 
     # -- catalog ---------------------------------------------------------------------------------
@@ -139,14 +145,16 @@ class Connection:
             query = rewrite_as_of(query, self._resolve_as_of)
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
-        return rewrite_utc_time(self._raw, query, self._lake_columns) if self.utc_time_rewrite else query
+        if _SETS_TIMEZONE.search(query):
+            self.utc_time_rewrite = False  # it holds in UTC only: from now on DuckDB's own functions
+        return rewrite_utc_time(self._helper, query, self._lake_columns) if self.utc_time_rewrite else query
 
     def _lake_columns(self, schema: str, table: str) -> dict[str, str] | None:
         """Column types of a mounted lake table's view (None for anything else): the view's types
         are those bound when it was mounted, so no snapshot is read for them."""
         if f"{schema}.{table}".lower() not in self._mounted:
             return None
-        rows = self._raw.execute(
+        rows = self._helper.execute(
             "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
             [schema.lower(), table.lower()],
         ).fetchall()
@@ -215,7 +223,8 @@ class Connection:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        self.duckdb.close()
+        self._helper.close()
+        self._raw.close()
 
     def __enter__(self) -> Connection:
         return self
@@ -226,7 +235,8 @@ class Connection:
         self.close()
 
     def __getattr__(self, item: str) -> Any:
-        return getattr(self.duckdb, item)
+        # not through .duckdb: con.execute(q) then con.fetchall() must not re-pin in between
+        return getattr(self._raw, item)
 
     @property
     def duckdb(self) -> duckdb.DuckDBPyConnection:

@@ -12,7 +12,8 @@ instant (``make_timestamptz(epoch_us(...))``): the same values and the same resu
 for ``time_bucket(width, col)``, field extraction and ``CAST(col AS DATE)``.
 
 The rewrite works on DuckDB's own parse tree (``json_serialize_sql``/``json_deserialize_sql``), and
-only where it cannot change a result: the session's zone is UTC, the statement is one SELECT without
+only where it cannot change a result: the session's zone is UTC (shoal's connections set it and
+stop rewriting once a statement changes it), the statement is one SELECT without
 lambdas, every relation it reads is a lake table (or a CTE or subquery over them), and the argument
 is a bare reference to a column that is ``TIMESTAMPTZ`` in the tables read and is not the name of
 any alias in the query. Anything else is left exactly as written.
@@ -227,15 +228,14 @@ def rewrite_utc_time(
 ) -> str:
     """``query`` with time bucketing of lake TIMESTAMPTZ columns done without ICU, or unchanged.
 
-    ``table_columns(schema, table)`` gives a lake table's column types (DuckDB type names), or None
-    for anything that is not a lake table.
+    Only for a session in UTC (the caller's to know). ``con`` runs the parser's statements: a cursor
+    of the session, so that the session's own pending result is left alone. ``table_columns(schema,
+    table)`` gives a lake table's column types (DuckDB type names), or None for anything that is not
+    a lake table.
     """
     if not _CANDIDATE.search(query):
         return query
     try:
-        zone = con.execute("SELECT current_setting('TimeZone')").fetchone()
-        if not zone or str(zone[0]) not in ("UTC", "Etc/UTC"):
-            return query
         row = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
     except duckdb.Error:
         return query
