@@ -87,3 +87,20 @@ def test_without_pinning_views_scan_the_log_per_query(tmp_path: Path) -> None:
         assert _pins(con) == []
         lake.table("s.t").append(pa.table({"x": [2]}))
         assert con.sql("SELECT count(*) FROM s.t").fetchone() == (2,)
+
+
+def test_a_view_someone_else_replaced_or_dropped_is_left_alone(tmp_path: Path) -> None:
+    # e.g. the HTTP API's sandbox drops ungranted tables' views and masks others: a new commit
+    # must not bring back the table or the unmasked columns
+    lake = _lake(tmp_path)
+    lake.create_table("s.u", pa.schema([("x", pa.int64())])).append(pa.table({"x": [5]}))
+    with connect_lake(lake) as con:
+        raw = con._raw
+        raw.execute("CREATE OR REPLACE VIEW s.t AS SELECT 42 AS x")
+        raw.execute("DROP VIEW s.u")
+        lake.table("s.t").append(pa.table({"x": [2]}))
+        lake.table("s.u").append(pa.table({"x": [6]}))
+        assert con.sql("SELECT x FROM s.t").fetchall() == [(42,)]
+        views = con.duckdb.sql("SELECT view_name FROM duckdb_views() WHERE schema_name = 's'").fetchall()
+        assert views == [("t",)]
+        assert _pins(con) == []

@@ -113,8 +113,22 @@ class PinnedSnapshots:
         except ShoalError:  # unreadable now: differs from any pinned version, so it is re-pinned
             return -2
 
+    def _still_ours(self, name: str, pin: _Pin) -> bool:
+        """The view is still the one this pin made: a view someone dropped or replaced (e.g. a
+        sandbox's masking view) is theirs, and is never re-created or re-pointed here."""
+        ns, tbl = name.split(".", 1)
+        row = self._con.execute(
+            "SELECT sql FROM duckdb_views() WHERE schema_name = ? AND view_name = ? AND NOT temporary",
+            [ns, tbl],
+        ).fetchone()
+        return row is not None and pin.alias in str(row[0])
+
     def _repin(self, name: str) -> None:
         pin = self._pins[name]
+        if pin.alias and not self._still_ours(name, pin):
+            del self._pins[name]
+            self._detach(pin.alias)
+            return
         try:
             # stamp, then version, then attach: a commit landing in between makes the pin newer
             # than what is recorded, which the next look re-pins (never the other way round)
