@@ -15,10 +15,11 @@ install: ## set up the machine: venv with .[dev], Debian packages, MariaDB/Postg
 test: ## bootstrap, ruff, mypy, then every test (pytest args: make test ARGS='-k kafka')
 	bash scripts/test.sh $(ARGS)
 
-lint: ## ruff check, ruff format --check, mypy
+lint: ## ruff check, ruff format --check, mypy, import contracts
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: ## ruff format and safe ruff fixes
 	$(BIN)/ruff format

@@ -11,7 +11,7 @@ this 2-core machine's cores and took the worker's CPU up 3–4× at 20k events/s
 1. history: a simulated customer base (``--users``) is produced and ingested (``run_pipeline``,
    until drained) and the billing models are built once, so the live phase runs on a lake that
    already holds ``--history-hours`` of usage;
-2. live: the pipeline's worker (``python -m shoal.ingest billing_usage``) and the model watcher(s)
+2. live: the pipeline's worker (``python -m shoal ingest billing_usage``) and the model watcher(s)
    (``shoal refresh --watch``; with ``--watchers split`` one for charges (with its month-to-date
    state) → revenue_hourly → run rate and one for the other models) run as child processes, as an
    operator would run them, while this process produces the rest of the simulated stream
@@ -25,8 +25,13 @@ this 2-core machine's cores and took the worker's CPU up 3–4× at 20k events/s
 
 Prints one JSON object: delay percentiles (model and raw-table baseline), the CPU seconds of the
 worker and of the watcher (the cost of keeping the models fresh) per wall second and per million
-events, the watcher's cycle times, and the wall time of one ``shoal sql`` CLI call (process
+events, the watcher's cycle times, how many refreshes took their upstream's changes from the same
+cycle's commit (a handoff, ADR 0020), and the wall time of one ``shoal sql`` CLI call (process
 start-up, the constant a human or script adds on top).
+
+CPU seconds (process CPU time) hold up on a busy machine far better than the delays, which grow by
+whole watcher cycles when the watcher gets less CPU: compare delays only between runs on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -59,12 +64,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the broker
 
 from harness.kafka import start_broker  # noqa: E402
 from shoal.config import init_project  # noqa: E402
-from shoal.demo.billing_step import PIPELINE  # noqa: E402
 from shoal.ingest import run_pipeline  # noqa: E402
 from shoal.models import ModelRunner  # noqa: E402
 from shoal.project import Project  # noqa: E402
 from shoal.sources.kafka.producer import produce_events  # noqa: E402
 from shoal.usecases.billing import BillingSimulator, models  # noqa: E402
+from shoal.usecases.billing.demo_step import PIPELINE  # noqa: E402
 from shoal.usecases.billing.events import PROTO_PATH, BillingEvent, encode_events  # noqa: E402
 
 PIPELINE_NAME = "billing_usage"
@@ -270,7 +275,7 @@ def main() -> None:
 
         # ---- live ---------------------------------------------------------------------------
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        worker_argv = [sys.executable, "-m", "shoal.ingest", PIPELINE_NAME, "--project", str(project.dir)]
+        worker_argv = [sys.executable, "-m", "shoal", "ingest", PIPELINE_NAME, "--project", str(project.dir)]
         worker_argv += ["--log-level", "WARNING"]
         for k, v in overrides.items():
             worker_argv += ["--client", f"{k}={v}"]
@@ -361,6 +366,11 @@ def main() -> None:
             for m in c["models"]:
                 if m["mode"] != "unchanged":
                     per_model.setdefault(m["model"], []).append(m["seconds"])
+        # refreshes that took their upstream's changes from its commit in the same cycle (ADR 0020)
+        handed_off = {
+            k: sum(1 for c in live_cycles for m in c["models"] if m["model"] == k and m.get("handed_off"))
+            for k in per_model
+        }
         used = {k: cpu1[k] - cpu0[k] for k in cpu0}
         result = {
             "rate_target_ev_s": args.rate,
@@ -392,6 +402,8 @@ def main() -> None:
             "watcher1_cycles": sum(1 for c in live_cycles if c["watcher"] == 1),
             # each model's refresh seconds (cycles where it had something to do)
             "model_s_median": {k: round(statistics.median(v), 3) for k, v in per_model.items()},
+            "model_refreshes": {k: len(v) for k, v in per_model.items()},
+            "model_refreshes_handed_off": handed_off,
             "cpu_s": {k: round(v, 1) for k, v in used.items()},
             "cores_used": {k: round(v / live_wall, 2) for k, v in used.items()},
             "cpu_s_per_million_events": {k: round(v / produced * 1e6, 1) for k, v in used.items()},

@@ -6,7 +6,7 @@
 Produces realistic support-ticket events (SupportSimulator, ~165 B each) to a fresh 6-partition topic,
 then, one after the other, in child processes (so peak RSS is per phase):
   raw    a bare confluent-kafka consumer, consume(10000) until every event was seen
-  ingest ``python -m shoal.ingest --until-drained`` into a local lake (produced → committed and queryable)
+  ingest ``python -m shoal ingest --until-drained`` into a local lake (produced → committed and queryable)
   quix   (with --quix-python) a Quix Streams application, the most used Python stream processor, on
          the same topic: its ProtobufDeserializer and LocalFileSink in Parquet, at-least-once, for
          reference (no exactly-once commit into a table). Quix pins an older confluent-kafka, so it
@@ -39,8 +39,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts brokers (and SeaweedFS for tansu)
 
+from harness.ingest import write_pipeline_project  # noqa: E402
 from harness.kafka import start_broker  # noqa: E402
-from shoal.ingest.testing import write_pipeline_project  # noqa: E402
 from shoal.sources.kafka.producer import produce_events  # noqa: E402
 from shoal.usecases.support import MESSAGE, PROTO_FILE  # noqa: E402
 from shoal.usecases.support.simulator import SupportSimulator  # noqa: E402
@@ -188,13 +188,14 @@ def main() -> None:
         argv = [
             sys.executable,
             "-m",
-            "shoal.ingest",
+            "shoal",
+            "ingest",
             "bench",
             "--project",
             str(project.dir),
             "--until-drained",
         ]
-        argv += ["--drain-idle-s", "1", "--log-level", "WARNING"]
+        argv += ["--drain-idle-s", "1", "--log-level", "WARNING", "--format", "json"]
         for k, v in overrides.items():
             argv += ["--client", f"{k}={v}"]
         for kv in args.client:

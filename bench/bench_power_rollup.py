@@ -5,8 +5,8 @@
 
 Setup (timed, not the benchmark): ``write_history`` writes 30 days of simulated 5-minute fleet
 history into a fresh local lake (default fleet: 1 region x 2 DCs x 3 podlets x 6 racks x 12
-hypervisors, 2 disks each: 11.2 M PDU samples, 48 M samples in all), then ``refresh_rollups``
-builds ``metrics.samples_5m`` / ``metrics.samples_1h``.
+hypervisors, 2 disks each: 11.2 M PDU samples, 48 M samples in all), then the model runner builds
+the rollup models ``metrics.samples_5m`` / ``metrics.samples_1h`` (``shoal.usecases.metrics``).
 
 The query: per rack and UTC day over the 30 days, the mean and the peak of the rack's hourly mean
 power (sum of its PDU outlets, both feeds) and the hour of the peak. It is run four ways, with the
@@ -42,12 +42,13 @@ import duckdb
 import pyarrow as pa
 
 from shoal.lake import Lake
-from shoal.query import Connection
-from shoal.sources.prometheus import refresh_rollups
+from shoal.models import ModelRunner
+from shoal.query import Connection, connect_lake
 from shoal.sources.prometheus.tables import SAMPLES, SAMPLES_1H, SERIES
 from shoal.usecases.infra.history import Fleet, write_history
 from shoal.usecases.infra.power import peak_vs_average
 from shoal.usecases.infra.topology import TopologyConfig
+from shoal.usecases.metrics.models import models as metrics_models
 
 START = date(2026, 1, 5)
 
@@ -162,7 +163,8 @@ def main() -> None:
         fleet = Fleet.build(cfg, start=START, days=args.days)
         hist = write_history(lake, fleet)
         t0 = time.perf_counter()
-        refresh_rollups(lake)
+        with ModelRunner(lake, list(metrics_models()), con=connect_lake(lake)) as runner:
+            runner.refresh()  # the rollups are models of the metrics use case
         rollup_build_s = time.perf_counter() - t0
 
         topo = fleet.topology

@@ -27,6 +27,7 @@ step() { # step NAME CMD...
 
 step "ruff check" "$VENV/bin/ruff" check --output-format=concise
 step "mypy" "$VENV/bin/mypy"
+step "import contracts (stage order, no cycles)" "$VENV/bin/lint-imports"
 
 # Whole-suite guard well under CI's limit; SIGTERM lets the fixtures stop their services.
 budget="${SHOAL_TEST_BUDGET_S:-1680}"

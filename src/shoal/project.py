@@ -18,6 +18,7 @@ from shoal.errors import NotFoundError
 from shoal.lake import Lake, redact
 from shoal.models import Model, ModelRunner, load_models, select_models
 from shoal.query import Connection, connect_lake
+from shoal.query.federation import Endpoint, attach_all, endpoints
 
 __all__ = ["Project"]
 
@@ -50,10 +51,19 @@ class Project:
     def lake(self) -> Lake:
         return Lake(self.lake_root, self.settings.lake.storage_options)
 
-    def connect(self) -> Connection:
-        """A query connection on the lake with the project's ``query`` settings (threads, memory)."""
+    def connect(self, *, databases: bool = True) -> Connection:
+        """A query connection on the lake with the project's ``query`` settings (threads, memory),
+        and the declared databases attached read-only under their names (``databases=False``: the
+        lake only). A database that is down is listed in ``con.unreachable``, the rest work."""
         q = self.settings.query
-        return connect_lake(self.lake, threads=q.threads, memory_limit=q.memory_limit)
+        con = connect_lake(self.lake, threads=q.threads, memory_limit=q.memory_limit)
+        if databases and self.settings.databases:
+            attach_all(con, self.endpoints())
+        return con
+
+    def endpoints(self) -> list[Endpoint]:
+        """The declared databases with their secrets resolved from the environment."""
+        return endpoints(self.settings.databases)
 
     # -- models --------------------------------------------------------------------------------
     @cached_property
@@ -96,4 +106,5 @@ class Project:
             "lake": {"root": self.lake_root, "storage_options": redact(self.settings.lake.storage_options)},
             "pipelines": {k: str(v) for k, v in self.pipeline_files.items()},
             "models": self.settings.models,
+            "databases": {ep.name: ep.describe() for ep in self.endpoints()},
         }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
-FIXTURES = Path("/work/shared/fixtures/prometheus")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "prometheus"
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 

@@ -13,12 +13,12 @@ import pyarrow as pa
 import pytest
 
 from shoal.config import init_project
-from shoal.demo.billing_step import PIPELINE
 from shoal.ingest import run_pipeline
 from shoal.models import ModelRunner
 from shoal.project import Project
 from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.billing import BillingSimulator, models, reference
+from shoal.usecases.billing.demo_step import PIPELINE
 from shoal.usecases.billing.events import PROTO_PATH, BillingEvent
 
 pytestmark = pytest.mark.integration

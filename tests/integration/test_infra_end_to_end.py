@@ -93,12 +93,12 @@ def test_cli_simulate_detect_evaluate(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from shoal.cli.infra_cmd import register
     from shoal.config import init_project
+    from shoal.usecases.infra.cli import app as infra
 
     init_project(tmp_path)
     app = typer.Typer()
-    register(app)
+    app.add_typer(infra, name="infra")
     runner = CliRunner()
     p = str(tmp_path)
     sim = runner.invoke(

@@ -10,9 +10,9 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from harness.ingest import write_pipeline_project
 from shoal.decode import DecodeSpec, build_decoder
 from shoal.ingest import run_pipeline
-from shoal.ingest.testing import write_pipeline_project
 from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.support import MESSAGE, PROTO_FILE
 from shoal.usecases.support.simulator import SupportSimulator

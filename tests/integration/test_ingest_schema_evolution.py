@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from harness.ingest import write_pipeline_project
 from shoal.decode import compile_proto
 from shoal.ingest import PipelineStopped, run_pipeline
-from shoal.ingest.testing import write_pipeline_project
 from shoal.sources.kafka.producer import produce_events
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from shoal.ingest.testing import WorkerProcess, write_pipeline_project
+from harness.ingest import WorkerProcess, write_pipeline_project
 from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.support import MESSAGE, PROTO_FILE
 from shoal.usecases.support.simulator import SupportSimulator

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from shoal.decode import Decoder, DecodeSpec, build_decoder, compile_proto, message_class
-from shoal.decode.wire import FramingError, frame, strip
+from shoal.decode.confluent_framing import FramingError, frame, strip
 
 PROTOS = Path(__file__).parent / "protos"
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pyarrow as pa
 
 from shoal.decode import DecodeSpec, JsonDecoder, build_decoder
-from shoal.decode.wire import frame
+from shoal.decode.confluent_framing import frame
 
 COLUMNS = [
     {"name": "id", "type": "int64"},

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from shoal.config import init_project
-from shoal.demo import DemoContext, DemoError, billing_step, kafka_embedded
+from shoal.demo import DemoContext, DemoError, kafka_embedded
 from shoal.project import Project
 from shoal.sources.kafka.producer import produce_events
-from shoal.usecases.billing import BillingSimulator
+from shoal.usecases.billing import BillingSimulator, demo_step
 from shoal.usecases.billing.events import PROTO_PATH
 
 # flushes well below the backlog bound come from max_latency_s: keep the test quick
-PIPELINE = billing_step.PIPELINE.replace("max_latency_s: 5", "max_latency_s: 0.5")
-assert PIPELINE != billing_step.PIPELINE
+PIPELINE = demo_step.PIPELINE.replace("max_latency_s: 5", "max_latency_s: 0.5")
+assert PIPELINE != demo_step.PIPELINE
 
 
 def _run(tmp_path: Path, produce: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from shoal.ingest.buffer import DeadRecord, FlushUnit
 from shoal.ingest.dead_letter import dead_letter_table
 from shoal.ingest.metrics import IngestMetrics
 from shoal.ingest.sink import LakeSink, Positions
-from shoal.lake import Lake
+from shoal.lake import Lake, progress
 
 SPEC = PipelineSpec(
     name="p",
@@ -79,7 +79,9 @@ def test_replay_after_crash_between_dead_letter_and_data_commit(sink: LakeSink) 
     sink.commit(unit(rows(0, range(0, 10)), {0: (0, 10)}))
     # a crash after step 1 of the next flush: dead letters (offset 12, txn 20) are in, rows are not
     dlq = sink.lake.create_table(SPEC.dlq_table, dead_letter_table([dead(12)], "p").schema)
-    dlq.append(dead_letter_table([dead(12)], "p"), app_transactions={SPEC.app_id("t", 0): 20})
+    dlq.append(
+        dead_letter_table([dead(12)], "p"), app_transactions={progress.kafka_offset(SPEC.name, "t", 0): 20}
+    )
     # the restarted worker starts at the data table's position and replays 10..19
     assert sink.positions([("t", 0)])[("t", 0)] == Positions(10, 20)
     replay = rows(0, range(10, 20))

@@ -8,6 +8,7 @@ import pytest
 
 from shoal.ingest import PipelineSpecError, load_pipeline, parse_pipeline
 from shoal.ingest.spec import parse_size
+from shoal.lake import progress
 from shoal.usecases.support import PIPELINE_TEMPLATE
 
 BASE = {
@@ -32,7 +33,7 @@ def test_defaults_and_derived_names(tmp_path: Path) -> None:
     assert spec.flush.max_rows == 100_000
     assert spec.flush.max_bytes == 64 * 2**20
     assert spec.flush.max_latency_s == 5
-    assert spec.app_id("t1", 3) == "shoal:tickets:t1:3"
+    assert progress.kafka_offset(spec.name, "t1", 3) == "shoal:tickets:t1:3"
     assert spec.decode.proto_file == tmp_path / "protos/t.proto"  # relative to the project dir
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from shoal.sources.prometheus import EXPOSITION_SCHEMA, ExpositionError, iter_samples, parse_exposition
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures/prometheus"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "prometheus"
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OM = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 

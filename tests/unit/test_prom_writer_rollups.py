@@ -2,10 +2,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from shoal.lake import Lake
-from shoal.sources.prometheus import MetricsWriter, SampleBatch, refresh_rollups, series_id
+from shoal.models import ModelRunner
+from shoal.query import connect_lake
+from shoal.sources.prometheus import MetricsWriter, SampleBatch, series_id
+from shoal.usecases.metrics.models import models
 
 DAY_MS = 86_400_000
 T0 = 20_000 * DAY_MS  # 2024-10-04 00:00 UTC
@@ -41,6 +46,22 @@ def test_round_is_written_once_per_app_transaction(tmp_path: Path) -> None:
     assert lake.table("metrics.series").count() == 2
 
 
+def refresh_rollups(lake: Lake) -> dict[str, list[str]]:
+    """The rollup models refreshed by the model runner: the days each one recomputed."""
+    before = {m.name: lake.table(m.name).version if lake.exists(m.name) else -1 for m in models()}
+    with ModelRunner(lake, list(models()), con=connect_lake(lake)) as runner:
+        runner.refresh()
+    out: dict[str, list[str]] = {}
+    for name, version in before.items():
+        changes = lake.table(name).changes_since(version)  # the rows this refresh wrote
+        if not changes.num_columns:
+            out[name] = []
+            continue
+        written = changes.filter(pc.is_in(changes["_change_type"], pa.array(["insert", "update_postimage"])))
+        out[name] = sorted({d.isoformat() for d in written.column("day").to_pylist()})
+    return out
+
+
 def test_rollups_incremental_by_day(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
     w = MetricsWriter(lake)
@@ -73,8 +94,44 @@ def test_rollups_incremental_by_day(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["metrics.samples_5m", "metrics.samples_1h"])
 def test_rollup_models_declared(name: str) -> None:
-    from shoal.sources.prometheus import rollup_models
-
-    model = next(m for m in rollup_models() if m.name == name)
+    model = next(m for m in models() if m.name == name)
     assert model.incremental_by == ("day",)
     assert model.unique_key == ("series_id", "bucket")
+
+
+def test_shoal_refresh_builds_a_rollup_of_a_project_listing_the_metrics_use_case(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from shoal.config import init_project
+    from shoal.project import Project
+
+    init_project(tmp_path)
+    config = tmp_path / "shoal.yaml"
+    text = config.read_text()
+    assert "\nmodels: []" in text
+    config.write_text(text.replace("\nmodels: []", "\nmodels: [shoal.usecases.metrics.models]"))
+    lake = Project.load(tmp_path).lake
+    MetricsWriter(lake).write(_batch([("a", T0, 1.0), ("a", T0 + 60_000, 3.0)]), first_seen_ms=T0)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shoal",
+            "refresh",
+            "metrics.samples_5m",
+            "-p",
+            str(tmp_path),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [r["model"] for r in json.loads(out.stdout)] == ["metrics.samples_5m"]
+    rows = lake.table("metrics.samples_5m").to_arrow().to_pylist()
+    assert [(r["count"], r["sum"], r["last"]) for r in rows] == [(2, 4.0, 3.0)]

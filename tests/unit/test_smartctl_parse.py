@@ -15,7 +15,7 @@ from shoal.sources.smartctl import (
     write_reports,
 )
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures/smartctl"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "smartctl"
 FILES = sorted(FIXTURES.glob("*.json"))
 
 

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from shoal.cli.common import FormatOpt, OutputFormat, ProjectOpt, emit, emit_rows, err_console, open_project
+from shoal import open_project
+from shoal.options import FormatOpt, ProjectOpt
+from shoal.output import OutputFormat, emit, emit_rows, err_console
 
 
 def _client_option(values: list[str] | None) -> dict[str, str]:
@@ -39,6 +41,12 @@ def register(app: typer.Typer) -> None:
                 "--client", help="Extra librdkafka setting KEY=VALUE (repeatable), e.g. group.instance.id=w1."
             ),
         ] = None,
+        drain_idle_s: Annotated[
+            float,
+            typer.Option(
+                "--drain-idle-s", help="With --until-drained: seconds without records that count as drained."
+            ),
+        ] = 2.0,
         log_level: Annotated[
             str, typer.Option("--log-level", help="Log level of the JSON logs on stderr.")
         ] = "INFO",
@@ -50,7 +58,7 @@ def register(app: typer.Typer) -> None:
         committing what it buffered. Logs are JSON lines on stderr; the run summary goes to stdout.
         """
         from shoal.ingest import run_pipeline
-        from shoal.ingest.logging import configure_json_logging
+        from shoal.ingest.jsonlog import configure_json_logging
 
         configure_json_logging(getattr(logging, log_level.upper(), logging.INFO))
         proj = open_project(project)
@@ -60,6 +68,7 @@ def register(app: typer.Typer) -> None:
             until_drained=until_drained,
             metrics_port=metrics_port,
             extra_client_config=_client_option(client),
+            drain_idle_s=drain_idle_s,
         )
         emit(stats.as_dict(), fmt)
 

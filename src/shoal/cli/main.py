@@ -10,21 +10,12 @@ from typing import Annotated
 
 import typer
 
-from shoal import __version__
-from shoal.cli import infra_cmd, ingest_cmd, metrics_cmd
-from shoal.cli.common import (
-    FormatOpt,
-    OutputFormat,
-    ProjectOpt,
-    console,
-    emit,
-    emit_arrow,
-    emit_rows,
-    err_console,
-    open_project,
-    to_jsonable,
-)
+from shoal import __version__, open_project
+from shoal.cli import ingest_cmd, plugins
 from shoal.errors import ShoalError
+from shoal.jsonsafe import dumps
+from shoal.options import FormatOpt, ProjectOpt
+from shoal.output import OutputFormat, console, emit, emit_arrow, emit_rows, err_console
 from shoal.project import Project
 
 app = typer.Typer(
@@ -253,7 +244,6 @@ def refresh(  # noqa: PLR0917 (typer options)
 def _watch(
     proj: Project, names: list[str] | None, *, full: bool, interval_s: float, fmt: OutputFormat
 ) -> None:
-    import json
     import signal
     import time
 
@@ -270,7 +260,7 @@ def _watch(
         changed = [r for r in results if r.mode != "unchanged"]
         if fmt is OutputFormat.json:
             line = {"at": time.time(), "models": [r.as_dict() for r in results]}
-            sys.stdout.write(json.dumps(to_jsonable(line)) + "\n")
+            sys.stdout.write(dumps(line) + "\n")
             sys.stdout.flush()
         elif changed:
             parts = ", ".join(f"{r.model} {r.mode} +{r.rows_written}/-{r.rows_deleted}" for r in changed)
@@ -293,22 +283,6 @@ def _watch(
             signal.signal(sig, h)
 
 
-@app.command()
-def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo project.")] = Path(
-        ".shoal-demo"
-    ),
-    fmt: FormatOpt = OutputFormat.table,
-    small: Annotated[bool, typer.Option("--small", help="A smaller, faster demo (for tests).")] = False,
-) -> None:
-    """Create a demo project for a simulated hosting company and fill its tables (no services needed)."""
-    from shoal.demo import run_demo
-
-    summary = run_demo(directory.resolve(), small=small, quiet=fmt is not OutputFormat.table)
-    if fmt is OutputFormat.json:
-        emit(summary, fmt)
-
-
 def _human(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -318,14 +292,16 @@ def _human(n: int) -> str:
     return f"{size:.1f} TiB"
 
 
-# Stage-specific command groups live beside their stage's CLI module.
-for _module in (ingest_cmd, metrics_cmd, infra_cmd):
-    _module.register(app)
+ingest_cmd.register(app)
 
 
 def run() -> None:
-    """Entry point: one-line errors and exit code 1, tracebacks only with --debug."""
+    """Entry point: one-line errors and exit code 1, tracebacks only with --debug.
+
+    The use cases' groups and plugged commands (``shoal infra``, ``shoal demo`` …) are mounted
+    here, from their entry points, so a broken one is reported like any other error."""
     try:
+        plugins.mount(app)
         app(standalone_mode=False)
     except ShoalError as exc:
         if _state["debug"]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from shoal.config.settings import (
     PROJECT_FILE,
+    DatabaseSettings,
+    DatabaseSyncSettings,
     LakeSettings,
     QuerySettings,
     ServeSettings,
@@ -19,6 +21,8 @@ from shoal.config.settings import (
 
 __all__ = [
     "PROJECT_FILE",
+    "DatabaseSettings",
+    "DatabaseSyncSettings",
     "LakeSettings",
     "QuerySettings",
     "ServeSettings",

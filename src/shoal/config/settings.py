@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shoal.errors import ConfigError
@@ -33,6 +34,20 @@ class QuerySettings(BaseModel):
     memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '4GB'")
 
 
+class ServeLimits(BaseModel):
+    """Per-query limits of served SQL (HTTP API and Postgres wire protocol alike)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timeout_s: float = Field(30.0, gt=0, description="a query running longer is interrupted")
+    max_rows: int = Field(1_000_000, ge=1, description="rows past this end the result with an error")
+    max_bytes: int = Field(512 * 1024 * 1024, ge=1, description="result bytes (Arrow) past this: error")
+    max_concurrent: int = Field(4, ge=1, description="queries running at once; more wait in a queue")
+    queue_timeout_s: float = Field(10.0, ge=0, description="how long a query may wait for a slot")
+    memory_limit: str | None = Field("2GB", description="DuckDB memory_limit of the serving engine")
+    threads: int | None = Field(None, ge=1, description="DuckDB threads of the serving engine")
+
+
 class ServeSettings(BaseModel):
     """``shoal serve``: where the HTTP API, dashboard and Postgres wire listener bind."""
 
@@ -40,6 +55,64 @@ class ServeSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
+    pg_port: int | None = Field(
+        5433, ge=0, le=65535, description="Postgres wire protocol port (null: no wire listener)"
+    )
+    workers: int = Field(1, ge=1, le=64, description="HTTP worker threads for blocking work")
+    tls_cert: str | None = Field(None, description="PEM certificate (path); with tls_key turns on TLS")
+    tls_key: str | None = Field(None, description="PEM private key (path)")
+    tokens_file: str = Field(
+        ".shoal/tokens.json", description="hashed access tokens (relative to the project directory)"
+    )
+    limits: ServeLimits = Field(default_factory=ServeLimits)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServeSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together (got only one)")
+        if self.pg_port is not None and self.pg_port != 0 and self.pg_port == self.port:
+            raise ValueError(f"pg_port {self.pg_port} is the HTTP port too")
+        return self
+
+
+class DatabaseSyncSettings(BaseModel):
+    """How ``shoal sync NAME`` copies a database's tables into the lake."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["cdc", "cursor", "full"] = Field(
+        "cdc", description="cdc: snapshot then binlog/pgoutput; cursor: by cursor_column; full: refresh"
+    )
+    tables: list[str] = Field(default_factory=list, description="tables to copy (default: all)")
+    namespace: str | None = Field(None, description="lake namespace (default: NAME_replica)")
+    chunk_rows: int = Field(50_000, ge=1, description="rows per snapshot chunk (bounds memory)")
+    cursor_column: str = Field("updated_at", description="cursor mode: an increasing column")
+    delete_check_every: int = Field(10, ge=1, description="cursor mode: key scan every N rounds")
+    slot: str | None = Field(None, description="PostgreSQL: replication slot (default: shoal_NAME)")
+    publication: str | None = Field(None, description="PostgreSQL: publication (default: shoal_NAME)")
+    server_id: int = Field(54_321, ge=1, description="MySQL: the replica server id the sync uses")
+
+
+class DatabaseSettings(BaseModel):
+    """One operational database (``databases.NAME``): connection facts, never a secret.
+
+    The password comes from the environment variable named by ``password_env`` (default
+    ``SHOAL_DB_<NAME>_PASSWORD``), so ``shoal.yaml`` can be committed and nothing prints it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["mysql", "postgres"]
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="default: 3306 / 5432")
+    database: str
+    user: str
+    password_env: str | None = Field(None, description="env var holding the password")
+    schema_: str | None = Field(None, alias="schema", description="PostgreSQL schema (default public)")
+    tls: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        None, description="TLS mode (also SHOAL_DB_<NAME>_TLS); CA file from SHOAL_DB_<NAME>_TLS_CA"
+    )
+    sync: DatabaseSyncSettings = Field(default_factory=DatabaseSyncSettings)
 
 
 class Settings(BaseSettings):
@@ -58,6 +131,9 @@ class Settings(BaseSettings):
     )
     query: QuerySettings = Field(default_factory=QuerySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    databases: dict[str, DatabaseSettings] = Field(
+        default_factory=dict, description="operational databases: live in SQL, copied by `shoal sync`"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,7 @@
     res = decoder.decode(values)      # res.batch, res.indices, res.failures, res.unknown_field_rows
 
 Bad records never raise: they come back as ``DecodeFailure(index, error_class, message)``.
+``DECODERS`` (:mod:`.registry`) maps each ``format`` to the factory that builds its decoder.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from shoal.decode.compile import compile_proto, message_class, message_descripto
 from shoal.decode.errors import DecodeError, DecodeSpecError, MessageNotFound, SchemaLoadError
 from shoal.decode.json_decoder import JsonDecoder
 from shoal.decode.protobuf import ProtobufDecoder
+from shoal.decode.registry import DECODERS, DecoderFactory, build_decoder
 from shoal.decode.result import DecodeFailure, Decoder, DecodeResult
 from shoal.decode.spec import DecodeSpec, JsonColumn
 
 __all__ = [
+    "DECODERS",
     "DecodeError",
     "DecodeFailure",
     "DecodeResult",
     "DecodeSpec",
     "DecodeSpecError",
     "Decoder",
+    "DecoderFactory",
     "JsonColumn",
     "JsonDecoder",
     "MessageNotFound",
@@ -36,29 +40,3 @@ __all__ = [
     "message_class",
     "message_descriptor",
 ]
-
-
-def build_decoder(spec: DecodeSpec) -> Decoder:
-    """A decoder for ``spec``. Raises SchemaLoadError / MessageNotFound (Terminal) when the protobuf
-    schema cannot be loaded; never raises for bad records later."""
-    if spec.format == "json":
-        return JsonDecoder(
-            spec.columns,
-            infer=spec.infer,
-            extra_column=spec.extra_column,
-            confluent_wire=spec.confluent_wire,
-        )
-    assert spec.message is not None  # guaranteed by DecodeSpec validation
-    desc = message_descriptor(
-        spec.message,
-        proto_file=spec.proto_file,
-        descriptor_set=spec.descriptor_set,
-        include_paths=spec.include_paths,
-    )
-    return ProtobufDecoder(
-        desc,
-        confluent_wire=spec.confluent_wire,
-        enums_as_numbers=spec.enums == "number",
-        strict_unknown_fields=spec.strict_unknown_fields,
-        delta_compatible_types=spec.delta_compatible_types,
-    )

@@ -13,10 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from shoal.decode import wire
+from shoal.decode import confluent_framing
+from shoal.decode.confluent_framing import FramingMode
 from shoal.decode.result import DecodeFailure, Decoder, DecodeResult, gc_paused, one_line
 from shoal.decode.spec import EXTRA_COLUMN, JsonColumn, parse_decimal
-from shoal.decode.wire import WireMode
 
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -202,12 +202,12 @@ class JsonDecoder(Decoder):
         *,
         infer: bool = False,
         extra_column: bool = True,
-        confluent_wire: WireMode = "auto",
+        confluent_wire: FramingMode = "auto",
     ) -> None:
         self._columns: list[JsonColumn] = list(columns or ())
         self._infer = infer
         self._extra = extra_column
-        self._wire: WireMode = confluent_wire
+        self._framing: FramingMode = confluent_wire
         self._compile()
 
     def _compile(self) -> None:
@@ -239,8 +239,8 @@ class JsonDecoder(Decoder):
                 failures.append(DecodeFailure(i, "NullValue", "record value is null (a tombstone?)"))
                 continue
             try:
-                payload = wire.strip(v, self._wire, protobuf=False)
-            except wire.FramingError as exc:
+                payload = confluent_framing.strip(v, self._framing, protobuf=False)
+            except confluent_framing.FramingError as exc:
                 failures.append(DecodeFailure(i, "WireFormatError", one_line(exc)))
                 continue
             try:

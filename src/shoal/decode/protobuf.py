@@ -14,11 +14,11 @@ from google.protobuf.message import DecodeError as ProtoDecodeError
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from shoal.decode import wire
+from shoal.decode import confluent_framing
 from shoal.decode.arrow_mapping import BuildContext, delta_compatible, has_required_fields, root_node
+from shoal.decode.confluent_framing import FramingMode
+from shoal.decode.protobuf_columnar import plan_wire_columns
 from shoal.decode.result import DecodeFailure, Decoder, DecodeResult, gc_paused, one_line
-from shoal.decode.wire import WireMode
-from shoal.decode.wire_columns import plan_wire_columns
 
 
 class ProtobufDecoder(Decoder):
@@ -35,7 +35,7 @@ class ProtobufDecoder(Decoder):
         self,
         desc: Descriptor,
         *,
-        confluent_wire: WireMode = "auto",
+        confluent_wire: FramingMode = "auto",
         enums_as_numbers: bool = False,
         strict_unknown_fields: bool = False,
         delta_compatible_types: bool = False,
@@ -50,7 +50,7 @@ class ProtobufDecoder(Decoder):
         if delta_compatible_types:
             self._schema = pa.schema([f.with_type(delta_compatible(f.type)) for f in self._built_schema])
         self._cast = self._schema != self._built_schema
-        self._wire: WireMode = confluent_wire
+        self._framing: FramingMode = confluent_wire
         self._strict = strict_unknown_fields
         self._check_required = has_required_fields(desc)
         # Vectorised wire-bytes path; None when the schema has shapes only the message path handles.
@@ -149,7 +149,7 @@ class ProtobufDecoder(Decoder):
     def _unframe(
         self, values: Sequence[bytes | None], failures: list[DecodeFailure]
     ) -> tuple[list[bytes], list[int]]:
-        mode = self._wire
+        mode = self._framing
         if mode != "always":
             # Fast path: no nulls and (for auto) no value that starts like a Confluent header.
             try:
@@ -169,8 +169,8 @@ class ProtobufDecoder(Decoder):
                 payloads.append(v)
             else:
                 try:
-                    payloads.append(wire.strip(v, mode, protobuf=True))
-                except wire.FramingError as exc:
+                    payloads.append(confluent_framing.strip(v, mode, protobuf=True))
+                except confluent_framing.FramingError as exc:
                     failures.append(DecodeFailure(i, "WireFormatError", one_line(exc)))
                     continue
             positions.append(i)

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from shoal.decode.confluent_framing import FramingMode
+
 _DECIMAL = re.compile(r"^decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
 JSON_SCALAR_TYPES = frozenset(
     {"string", "int32", "int64", "float32", "float64", "bool", "timestamp", "date", "json", "binary"}
@@ -72,7 +74,7 @@ class DecodeSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     format: Literal["protobuf", "json"]
-    confluent_wire: Literal["auto", "always", "never"] = "auto"
+    confluent_wire: FramingMode = "auto"
     # protobuf
     message: str | None = None
     descriptor_set: Path | None = None

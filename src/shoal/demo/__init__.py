@@ -1,23 +1,28 @@
 """``shoal demo``: a simulated hosting company's lakehouse, on embedded defaults only.
 
-Each use case contributes a step; a step that fails is reported and the others still run,
-so one broken use case never hides the rest (the command still exits non-zero).
+Each installed use case (:mod:`shoal.usecases.registry`) may contribute a step; a step that fails
+is reported and the others still run, so one broken use case never hides the rest (the command
+still exits non-zero).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from shoal.config import init_project
 from shoal.errors import ShoalError
 from shoal.project import Project
+from shoal.usecases.registry import DemoStep, StepContext, UseCase, discover, load
+
+if TYPE_CHECKING:
+    from shoal.models import Model
 
 console = Console(stderr=True)
 
@@ -28,6 +33,8 @@ class DemoError(ShoalError):
 
 @dataclass
 class DemoContext:
+    """The demo's side of :class:`shoal.usecases.registry.StepContext`, which each step is given."""
+
     project: Project
     small: bool
     quiet: bool
@@ -41,13 +48,35 @@ class DemoContext:
         """A query the demo's summary offers to try on this project."""
         self.notes.setdefault("queries", []).append(f'shoal sql -p {self.project.dir} "{query}"')
 
+    def stream(
+        self,
+        *,
+        pipeline: str,
+        pipeline_yaml: str,
+        proto: Path,
+        topic: str,
+        topic_env: str,
+        events: Iterable[tuple[bytes, bytes]],
+        models: Sequence[Model],
+        try_sql: str,
+    ) -> dict[str, Any]:
+        """Stream through the embedded Kafka (:func:`shoal.demo.kafka_embedded.stream_use_case`)."""
+        from shoal.demo.kafka_embedded import stream_use_case
 
-Step = Callable[[DemoContext], dict[str, Any]]
+        return stream_use_case(
+            self,
+            pipeline=pipeline,
+            pipeline_yaml=pipeline_yaml,
+            proto=proto,
+            topic=topic,
+            topic_env=topic_env,
+            events=events,
+            models=models,
+            try_sql=try_sql,
+        )
 
-DEMO_MODELS: list[str] = []
 
-
-def _company_step(ctx: DemoContext) -> dict[str, Any]:
+def _company_step(ctx: StepContext) -> dict[str, Any]:
     from shoal.demo.company import simulate_company
 
     company = simulate_company(users=2_000 if ctx.small else 100_000)
@@ -65,15 +94,13 @@ def _company_step(ctx: DemoContext) -> dict[str, Any]:
     return out
 
 
-def steps() -> list[tuple[str, Step]]:
-    from shoal.demo import billing_step, infra_step, support_step
-
-    return [
-        ("company", _company_step),
-        ("support tickets → CSAT", support_step.run),
-        ("billing → revenue", billing_step.run),
-        ("infrastructure → power and disk outliers", infra_step.run),
-    ]
+def steps(usecases: Sequence[UseCase]) -> list[tuple[str, DemoStep]]:
+    """The company the use cases share, then each use case's own demo step."""
+    found: list[tuple[str, DemoStep]] = [("company", _company_step)]
+    for usecase in usecases:
+        if usecase.demo_step:
+            found.append((usecase.title, load(usecase.demo_step, f"demo step of use case {usecase.name}")))
+    return found
 
 
 PROJECT_YAML = """\
@@ -96,16 +123,17 @@ def run_demo(directory: Path, *, small: bool = False, quiet: bool = False) -> di
         # an old lake (exactly-once progress) would rightly skip the new events.
         shutil.rmtree(directory / "lake", ignore_errors=True)
     init_project(directory, "shoal-demo", exist_ok=True)
-    from shoal.demo.models import MODEL_MODULES
-
+    usecases = discover()
+    # The demo project declares every installed use case's models, like a real project would.
+    model_modules = [u.models for u in usecases if u.models]
     (directory / "shoal.yaml").write_text(
-        PROJECT_YAML.format(models="\n".join(f"  - {m}" for m in MODEL_MODULES))
+        PROJECT_YAML.format(models="\n".join(f"  - {m}" for m in model_modules))
     )
     project = Project.load(directory)
     ctx = DemoContext(project=project, small=small, quiet=quiet)
     summary: dict[str, Any] = {"project": str(directory), "steps": {}}
     failed = []
-    for label, step in steps():
+    for label, step in steps(usecases):
         t0 = time.perf_counter()
         ctx.say(f"[bold cyan]▶ {label}[/bold cyan]")
         try:

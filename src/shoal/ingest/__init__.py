@@ -1,7 +1,8 @@
-"""Streaming ingestion: any Kafka topic into a lake table, exactly once.
+"""Streaming ingestion: a record source (any Kafka topic today) into a lake table, exactly once.
 
-Kafka offsets travel inside the same Delta commit as the rows (``txn`` actions); bad records go to
-a dead-letter table; workers of one pipeline share partitions through a consumer group.
+Source positions (Kafka offsets) travel inside the same Delta commit as the rows (``txn``
+actions); bad records go to a dead-letter table; workers of one pipeline share partitions through
+a consumer group. The loop consumes the :class:`~shoal.ingest.source.RecordSource` protocol.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from shoal.ingest.errors import (
     TransformSqlError,
 )
 from shoal.ingest.runner import META_FIELDS, IngestWorker, RunStats, resolve_pipeline, run_pipeline
+from shoal.ingest.source import Record, RecordSource, SourceEvents, SourceFactory, kafka_source
 from shoal.ingest.spec import (
     CompactionPolicy,
     FlushPolicy,
@@ -40,8 +42,13 @@ __all__ = [
     "PipelineSpec",
     "PipelineSpecError",
     "PipelineStopped",
+    "Record",
+    "RecordSource",
     "RunStats",
+    "SourceEvents",
+    "SourceFactory",
     "TransformSqlError",
+    "kafka_source",
     "load_pipeline",
     "parse_pipeline",
     "resolve_pipeline",

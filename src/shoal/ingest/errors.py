@@ -1,12 +1,34 @@
-"""Errors of the ingest stage (Kafka topic → lake table)."""
+"""Errors of the ingest stage (a record source → lake table).
+
+Each carries what it is about as attributes (``pipeline``, ``table``, ``topic``, ``partition``,
+``offset``; None when not known) besides its one-line message, so a supervisor can act on them
+without parsing the text.
+"""
 
 from __future__ import annotations
 
-from shoal.errors import ConfigError, ShoalError, Terminal, Transient
+from shoal.errors import ConfigError, ShoalError, Terminal
 
 
 class IngestError(ShoalError):
     """Root of ingest-stage errors."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pipeline: str | None = None,
+        table: str | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.pipeline = pipeline
+        self.table = table
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
 
 class PipelineSpecError(ConfigError, IngestError):
@@ -23,12 +45,6 @@ class PipelineStopped(IngestError, Terminal):
 
 class TransformSqlError(IngestError, Terminal):
     """``transform_sql`` is invalid for every row (syntax, unknown column, dropped metadata columns)."""
-
-
-class KafkaError(IngestError, Transient):
-    """The Kafka client reported an error worth retrying (broker down, transport)."""
-
-    retry_after = 1.0
 
 
 class KafkaFatalError(IngestError, Terminal):

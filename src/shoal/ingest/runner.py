@@ -1,4 +1,4 @@
-"""The ingest loop: Kafka → decode → Arrow → buffer → exactly-once lake commit.
+"""The ingest loop: record source (Kafka) → decode → Arrow → transform → buffer → exactly-once commit.
 
 The loop is synchronous (consume → decode → buffer → flush), so memory is bounded by the flush size
 plus librdkafka's pre-fetch queue (capped in :data:`shoal.sources.kafka.DEFAULT_CONSUMER_CONFIG`).
@@ -14,29 +14,25 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from confluent_kafka import KafkaError as CKError
-from confluent_kafka import Message
 
 from shoal.decode import build_decoder
 from shoal.ingest.buffer import DeadRecord, FlushBuffer, TopicPartition
-from shoal.ingest.dead_letter import MISSING_PARTITION_VALUE
-from shoal.ingest.errors import KafkaFatalError, PipelineStopped, TransformSqlError
-from shoal.ingest.logging import get_logger
+from shoal.ingest.errors import KafkaFatalError
+from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
 from shoal.ingest.sink import LakeSink, Positions
+from shoal.ingest.source import EARLIEST, LATEST, Record, RecordSource, SourceFactory, kafka_source
 from shoal.ingest.spec import PipelineSpec, load_pipeline
-from shoal.sources.kafka import OFFSET_BEGINNING, OFFSET_END, KafkaSource, consumer_config
+from shoal.ingest.transform import BatchTransform, FailedRow
 
 if TYPE_CHECKING:
     from shoal.lake import Lake
@@ -49,14 +45,6 @@ META_FIELDS = [
     pa.field("_kafka_key", pa.binary()),
     pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
 ]
-_KEY_COLUMNS = ("_kafka_topic", "_kafka_partition", "_kafka_offset")
-# DuckDB errors that no subset of rows can fix: the SQL itself is wrong.
-_SQL_ERRORS: tuple[type[Exception], ...] = (
-    duckdb.ParserException,
-    duckdb.BinderException,
-    duckdb.CatalogException,
-    duckdb.SyntaxException,
-)
 
 
 class ProjectLike(Protocol):
@@ -108,6 +96,7 @@ def run_pipeline(
     extra_client_config: Mapping[str, Any] | None = None,
     drain_idle_s: float = 2.0,
     drain_timeout_s: float = 30.0,
+    source: SourceFactory = kafka_source,
 ) -> RunStats:
     """Run one worker of a pipeline until drained, ``stop_event`` is set, or SIGTERM/SIGINT.
 
@@ -122,12 +111,13 @@ def run_pipeline(
         extra_client_config=extra_client_config,
         drain_idle_s=drain_idle_s,
         drain_timeout_s=drain_timeout_s,
+        source=source,
     )
     return worker.run(until_drained=until_drained, metrics_port=metrics_port)
 
 
 class IngestWorker:
-    """One consumer-group member of a pipeline."""
+    """One consumer-group member of a pipeline (the :class:`SourceEvents` of its record source)."""
 
     def __init__(
         self,
@@ -138,6 +128,7 @@ class IngestWorker:
         extra_client_config: Mapping[str, Any] | None = None,
         drain_idle_s: float = 2.0,
         drain_timeout_s: float = 30.0,
+        source: SourceFactory = kafka_source,
     ) -> None:
         self.spec = spec
         self.lake = lake
@@ -145,7 +136,7 @@ class IngestWorker:
         self.stop_event = stop_event or threading.Event()
         self.metrics = IngestMetrics(spec.name)
         self.decoder = build_decoder(spec.decode)
-        self.sink = LakeSink(lake, spec, self.metrics, stop_event=self.stop_event)
+        self.sink = LakeSink(lake, spec, self.metrics)
         self.buffer = FlushBuffer(spec.flush)
         self.extra_client_config = dict(extra_client_config or {})
         self.drain_idle_s = drain_idle_s
@@ -159,12 +150,13 @@ class IngestWorker:
         self._quiet_since: float | None = None
         self._first_record: float | None = None
         self._last_commit: float | None = None
-        self._sql: duckdb.DuckDBPyConnection | None = None
+        self.transform = BatchTransform(spec)
         self._consumed = self._rows = self._dead = self._skipped = self._flushes = 0
-        self._source: KafkaSource | None = None
+        self._open_source = source
+        self._source: RecordSource | None = None
 
-    # -- rebalance ---------------------------------------------------------------------------------
-    def _on_assign(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    # -- source events -----------------------------------------------------------------------------
+    def on_assign(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         positions = self.sink.positions(tps)
         starts = {tp: self._start_offset(pos) for tp, pos in positions.items()}
         for tp, start in starts.items():
@@ -187,10 +179,10 @@ class IngestWorker:
         if pos.dead is not None:
             # Dead letters were committed but no rows yet: replay from the start; the commit filter
             # skips the dead letters already there.
-            return OFFSET_BEGINNING
-        return OFFSET_BEGINNING if self.spec.start_from == "earliest" else OFFSET_END
+            return EARLIEST
+        return EARLIEST if self.spec.start_from == "earliest" else LATEST
 
-    def _on_revoke(self, tps: list[TopicPartition]) -> None:
+    def on_revoke(self, tps: list[TopicPartition]) -> None:
         # Commit what was buffered before giving the partitions up; the next owner starts where the
         # table says. After a failure nothing is committed (offsets stay in the table).
         if not self._failed and not self.buffer.empty:
@@ -203,11 +195,19 @@ class IngestWorker:
             extra={"pipeline": self.spec.name, "partitions": [f"{t}:{p}" for t, p in tps]},
         )
 
-    def _on_lost(self, tps: list[TopicPartition]) -> None:
+    def on_lost(self, tps: list[TopicPartition]) -> None:
         # Another member may own them already: committing could only be filtered away, so drop.
         dropped = self.buffer.drop_partitions(tps)
         self._forget(tps)
         self.log.warning("partitions lost", extra={"pipeline": self.spec.name, "dropped_rows": dropped})
+
+    def on_end(self, tp: TopicPartition) -> None:
+        if tp in self._expected:
+            self._eof.add(tp)
+
+    def on_error(self, code: str, detail: str) -> None:
+        self.metrics.kafka_errors.labels(self.spec.name, code).inc()
+        self.log.warning("kafka error", extra={"pipeline": self.spec.name, "code": code, "detail": detail})
 
     def _forget(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
@@ -220,7 +220,6 @@ class IngestWorker:
         started = time.monotonic()
         port = self.metrics.serve(metrics_port) if metrics_port is not None else None
         restore = self._install_signals()
-        conf = consumer_config(self.spec.brokers, self.spec.group, self.spec.client, self.extra_client_config)
         stopped = "stop_event"
         self.log.info(
             "pipeline starting",
@@ -232,14 +231,8 @@ class IngestWorker:
                 "metrics_port": port,
             },
         )
-        self._source = source = KafkaSource(
-            conf,
-            self.spec.subscription,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-            on_stats=self.metrics.on_stats,
-            logger=self.log,
+        self._source = source = self._open_source(
+            self.spec, self.extra_client_config, self, self.metrics.on_stats, self.log
         )
         try:
             while not self.stop_event.is_set():
@@ -247,11 +240,13 @@ class IngestWorker:
                 # Never take more than the flush needs: keeps each flush at most max_rows.
                 room = max(1, self.spec.flush.max_rows - self.buffer.rows)
                 t0 = time.perf_counter()
-                msgs = source.consume(min(self.spec.consume_batch, room), timeout)
+                msgs = source.poll(min(self.spec.consume_batch, room), timeout)
                 if msgs:
                     self.metrics.consume_s.labels(self.spec.name).observe(time.perf_counter() - t0)
                 if source.fatal_error is not None:
-                    raise KafkaFatalError(f"pipeline {self.spec.name}: kafka: {source.fatal_error.str()}")
+                    raise KafkaFatalError(
+                        f"pipeline {self.spec.name}: kafka: {source.fatal_error}", pipeline=self.spec.name
+                    )
                 if msgs and self._ingest(msgs):
                     self._quiet_since = None
                 elif self._quiet_since is None:
@@ -275,8 +270,7 @@ class IngestWorker:
                 self.sink.wait_compaction(timeout=60)
                 self.metrics.stop()
                 restore()
-                if self._sql is not None:
-                    self._sql.close()
+                self.transform.close()
         stats = RunStats(
             pipeline=self.spec.name,
             consumed=self._consumed,
@@ -323,11 +317,11 @@ class IngestWorker:
         return drained
 
     # -- one consumed batch --------------------------------------------------------------------------
-    def _ingest(self, msgs: list[Message]) -> int:
+    def _ingest(self, msgs: Sequence[Record]) -> int:
         """Decode and buffer one consumed batch; returns how many records it held."""
         expected = self._expected
         eof = self._eof
-        kept: list[Message] = []
+        kept: list[Record] = []
         values: list[bytes | None] = []
         keys: list[bytes | None] = []
         topics: list[str] = []
@@ -337,10 +331,6 @@ class IngestWorker:
         ranges: dict[TopicPartition, list[int]] = {}
         skipped = 0
         for m in msgs:
-            err = m.error()
-            if err is not None:
-                self._kafka_error(m, err)
-                continue
             t: str = m.topic()  # type: ignore[assignment]
             p: int = m.partition()  # type: ignore[assignment]
             o: int = m.offset()  # type: ignore[assignment]
@@ -398,12 +388,8 @@ class IngestWorker:
         table = pa.Table.from_arrays(
             [*decoded.columns, *meta], schema=pa.schema([*decoded.schema, *META_FIELDS])
         )
-        if self.spec.transform_sql and table.num_rows:
-            table, failed = self._transform(table)
-            dead.extend(self._dead_from_rows(kept, failed))
-        if self.spec.partition_by and table.num_rows:
-            table, missing = self._partition_columns(table)
-            dead.extend(self._dead_from_rows(kept, missing))
+        table, failed = self.transform.apply(table)
+        dead.extend(self._dead_from_rows(kept, failed))
         self.metrics.build_s.labels(self.spec.name).observe(time.perf_counter() - t1)
         batch = table.combine_chunks().to_batches()
         self.buffer.add(
@@ -415,21 +401,7 @@ class IngestWorker:
         self.metrics.buffered.labels(self.spec.name).set(self.buffer.rows)
         return n + skipped
 
-    def _kafka_error(self, m: Message, err: CKError) -> None:
-        code = err.code()
-        if code == CKError._PARTITION_EOF:
-            tp = (m.topic(), m.partition())
-            if tp in self._expected:
-                self._eof.add(tp)
-            return
-        self.metrics.kafka_errors.labels(self.spec.name, err.name()).inc()
-        if err.fatal():
-            raise KafkaFatalError(f"pipeline {self.spec.name}: kafka: {err.str()}")
-        self.log.warning(
-            "kafka error", extra={"pipeline": self.spec.name, "code": err.name(), "detail": err.str()}
-        )
-
-    def _dead_record(self, m: Message, error_class: str, message: str) -> DeadRecord:
+    def _dead_record(self, m: Record, error_class: str, message: str) -> DeadRecord:
         ts = m.timestamp()[1]
         raw_headers: Any = m.headers() or []
         headers = tuple((str(k), v) for k, v in raw_headers)
@@ -445,87 +417,11 @@ class IngestWorker:
             error_message=message,
         )
 
-    def _dead_from_rows(
-        self, kept: list[Message], rows: list[tuple[str, int, int, str, str]]
-    ) -> list[DeadRecord]:
+    def _dead_from_rows(self, kept: list[Record], rows: list[FailedRow]) -> list[DeadRecord]:
         if not rows:
             return []
         where = {(m.topic(), m.partition(), m.offset()): m for m in kept}
         return [self._dead_record(where[(t, p, o)], cls, msg) for t, p, o, cls, msg in rows]
-
-    # -- transform_sql ----------------------------------------------------------------------------------
-    def _transform(self, table: pa.Table) -> tuple[pa.Table, list[tuple[str, int, int, str, str]]]:
-        """Run ``transform_sql``; a failing batch is bisected so only failing records are dead-lettered."""
-        try:
-            out = self._run_sql(table)
-        except _SQL_ERRORS as exc:
-            raise TransformSqlError(f"pipeline {self.spec.name}: transform_sql: {_one_line(exc)}") from exc
-        except duckdb.Error as exc:
-            if table.num_rows == 1:
-                t, p, o = (table.column(c)[0].as_py() for c in _KEY_COLUMNS)
-                return table.schema.empty_table(), [(t, p, o, type(exc).__name__, _one_line(exc))]
-            mid = table.num_rows // 2
-            left, lf = self._transform(table.slice(0, mid))
-            right, rf = self._transform(table.slice(mid))
-            parts = [x for x in (left, right) if x.num_rows] or [left]
-            return pa.concat_tables(parts, promote_options="permissive"), lf + rf
-        missing = [c for c in _KEY_COLUMNS if c not in out.column_names]
-        if missing:
-            raise TransformSqlError(
-                f"pipeline {self.spec.name}: transform_sql must keep columns {', '.join(missing)} "
-                "(write SELECT *, ... or SELECT * EXCLUDE (...))"
-            )
-        return out, []
-
-    def _run_sql(self, table: pa.Table) -> pa.Table:
-        if self._sql is None:
-            self._sql = duckdb.connect()
-            self._sql.execute("SET TimeZone = 'UTC'")
-        con = self._sql
-        con.register("batch", table)
-        try:
-            return con.sql(self.spec.transform_sql or "").to_arrow_table()
-        finally:
-            con.unregister("batch")
-
-    # -- partition columns -------------------------------------------------------------------------------
-    def _partition_columns(self, table: pa.Table) -> tuple[pa.Table, list[tuple[str, int, int, str, str]]]:
-        dead: list[tuple[str, int, int, str, str]] = []
-        for pcol in self.spec.partition_by:
-            if pcol.source not in table.column_names:
-                raise PipelineStopped(
-                    f"pipeline {self.spec.name}: partition_by column {pcol.column!r}: source column "
-                    f"{pcol.source!r} is not in the decoded rows ({', '.join(table.column_names[:12])}...)"
-                )
-            src = table.column(pcol.source)
-            if pcol.transform == "day":
-                val = pc.cast(src, pa.date32())
-            elif pcol.transform == "hour":
-                val = pc.floor_temporal(src, unit="hour")
-            else:
-                val = src
-            nulls = val.null_count
-            if nulls:
-                mask = pc.is_null(val)
-                bad = table.filter(mask)
-                for t, p, o in zip(*(bad.column(c).to_pylist() for c in _KEY_COLUMNS), strict=True):
-                    dead.append(
-                        (
-                            t,
-                            p,
-                            o,
-                            MISSING_PARTITION_VALUE,
-                            f"{pcol.source!r} is null: no value for partition column {pcol.column!r}",
-                        )
-                    )
-                keep = pc.invert(mask)
-                table = table.filter(keep)
-                val = val.filter(keep)
-            if pcol.column in table.column_names:
-                table = table.set_column(table.column_names.index(pcol.column), pcol.column, val)
-            else:
-                table = table.append_column(pcol.column, val)
-        return table, dead
 
     # -- flush -------------------------------------------------------------------------------------------
     def _flush(self, reason: str) -> None:
@@ -565,8 +461,3 @@ class IngestWorker:
                 "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             },
         )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:500]

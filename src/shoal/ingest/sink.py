@@ -29,15 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from shoal.errors import NotFoundError, Transient
+from shoal.errors import NotFoundError
 from shoal.ingest.buffer import FlushUnit, TopicPartition, keep_mask
 from shoal.ingest.dead_letter import DEAD_LETTER_SCHEMA, dead_filter_below, dead_letter_table
 from shoal.ingest.errors import PipelineStopped
-from shoal.ingest.logging import get_logger
+from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
 from shoal.ingest.spec import PipelineSpec
-from shoal.lake import SchemaMismatch
+from shoal.lake import Progress, SchemaMismatch, progress
 from shoal.lake.table import check_compatible
+from shoal.retry import RetryPolicy, retry
 
 if TYPE_CHECKING:
     from shoal.lake import Lake, Table
@@ -71,14 +72,15 @@ class LakeSink:
         *,
         max_attempts: int = 30,
         max_backoff_s: float = 10.0,
-        stop_event: threading.Event | None = None,
     ) -> None:
         self.lake = lake
         self.spec = spec
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.max_backoff_s = max_backoff_s
-        self._stop = stop_event
+        # waits are not cut short by the worker's stop event: the shutdown flush runs after it is
+        # set and must still commit
+        self._policy = RetryPolicy(attempts=max_attempts, base_s=0.2, max_delay_s=max_backoff_s)
         self._log = get_logger()
         self._table: Table | None = None
         self._dlq: Table | None = None
@@ -116,29 +118,37 @@ class LakeSink:
                 )
         return self._dlq
 
-    def _versions(self, table: Table | None, tps: set[TopicPartition]) -> dict[TopicPartition, int | None]:
-        if table is None:
-            return dict.fromkeys(tps)
-        return {tp: table.app_version(self.spec.app_id(*tp)) for tp in tps}
+    def _progress(
+        self, table: Table | None, tps: set[TopicPartition]
+    ) -> tuple[Progress, dict[TopicPartition, str]]:
+        """The committed next offset of each of ``tps`` in ``table``, read from one snapshot."""
+        keys = {tp: progress.kafka_offset(self.spec.name, *tp) for tp in tps}
+        return Progress.read(table, keys.values()), keys
 
     # -- resume ------------------------------------------------------------------------------------
     def positions(self, tps: list[TopicPartition]) -> dict[TopicPartition, Positions]:
         """Each partition's committed progress, read from the tables' ``txn`` actions."""
+        return retry(
+            lambda: self._positions(tps),
+            f"pipeline {self.spec.name}: read offsets",
+            self._policy,
+        )
+
+    def _positions(self, tps: list[TopicPartition]) -> dict[TopicPartition, Positions]:
+        try:
+            return self._read_positions(tps)
+        except NotFoundError:
+            self._table = self._dlq = None  # dropped under us: treat as new
+        try:
+            return self._read_positions(tps)
+        except NotFoundError:
+            return {tp: Positions(None, None) for tp in tps}
+
+    def _read_positions(self, tps: list[TopicPartition]) -> dict[TopicPartition, Positions]:
         wanted = set(tps)
-        for attempt in range(self.max_attempts):
-            try:
-                data = self._versions(self._data_table(None), wanted)
-                dead = self._versions(self._dlq_table(False), wanted)
-                return {tp: Positions(data[tp], dead[tp]) for tp in tps}
-            except NotFoundError:
-                self._table = self._dlq = None  # dropped under us: treat as new
-                if attempt:
-                    return {tp: Positions(None, None) for tp in tps}
-            except Exception as exc:
-                if not isinstance(exc, Transient):
-                    raise
-                self._backoff(attempt, exc, "read offsets")
-        raise AssertionError("unreachable")
+        data, keys = self._progress(self._data_table(None), wanted)
+        dead, _ = self._progress(self._dlq_table(False), wanted)
+        return {tp: Positions(data.position(keys[tp]), dead.position(keys[tp])) for tp in tps}
 
     # -- commit ------------------------------------------------------------------------------------
     def commit(self, unit: FlushUnit) -> CommitResult:
@@ -151,35 +161,34 @@ class LakeSink:
                     f"pipeline {self.spec.name}: table {self.spec.table}", table.schema, unit.data.schema
                 )
             except SchemaMismatch as exc:
-                raise PipelineStopped(f"{exc}; nothing committed, offsets untouched") from exc
-        for attempt in range(self.max_attempts):
-            try:
-                return self._commit_once(unit)
-            except SchemaMismatch as exc:
-                raise PipelineStopped(f"{exc}; nothing committed, offsets untouched") from exc
-            except Exception as exc:
-                if not isinstance(exc, Transient) or attempt == self.max_attempts - 1:
-                    raise
-                self.metrics.commit_retries.labels(self.spec.name).inc()
-                self._backoff(attempt, exc, "commit")
-        raise AssertionError("unreachable")
+                raise self._stopped(exc) from exc
+        try:
+            return retry(
+                lambda: self._commit_once(unit),
+                f"pipeline {self.spec.name}: commit",
+                self._policy,
+                on_retry=lambda *_: self.metrics.commit_retries.labels(self.spec.name).inc(),
+            )
+        except SchemaMismatch as exc:
+            raise self._stopped(exc) from exc
+
+    def _stopped(self, exc: SchemaMismatch) -> PipelineStopped:
+        return PipelineStopped(
+            f"{exc}; nothing committed, offsets untouched", pipeline=self.spec.name, table=self.spec.table
+        )
 
     def _commit_once(self, unit: FlushUnit) -> CommitResult:
         name = self.spec.name
-        app_id = self.spec.app_id
         dead_n = 0
         skipped = 0
         if unit.dead:
             dlq = self._dlq_table(True)
             assert dlq is not None
-            tps = {(d.topic, d.partition) for d in unit.dead}
-            have = self._versions(dlq, tps)
-            below = {tp: v for tp, v in have.items() if v is not None}
+            done, keys = self._progress(dlq, {(d.topic, d.partition) for d in unit.dead})
+            below = {tp: v for tp, key in keys.items() if (v := done.position(key)) is not None}
             dead = dead_filter_below(unit.dead, below)
             skipped += len(unit.dead) - len(dead)
-            txn = {
-                app_id(*tp): unit.next_offsets[tp] for tp in tps if unit.next_offsets[tp] > (have[tp] or -1)
-            }
+            txn = done.advancing({key: unit.next_offsets[tp] for tp, key in keys.items()})
             if txn:
                 t0 = time.perf_counter()
                 dlq.append(dead_letter_table(dead, name), app_transactions=txn)
@@ -191,15 +200,12 @@ class LakeSink:
         rows = 0
         version = None
         if table is not None:
-            have = self._versions(table, set(unit.next_offsets))
-            txn = {
-                app_id(*tp): nxt
-                for tp, nxt in unit.next_offsets.items()
-                if have[tp] is None or nxt > have[tp]  # type: ignore[operator]
-            }
+            done, keys = self._progress(table, set(unit.next_offsets))
+            txn = done.advancing({keys[tp]: nxt for tp, nxt in unit.next_offsets.items()})
             data: pa.Table = unit.data if unit.data is not None else table.schema.empty_table()
+            stale_keys = done.stale({keys[tp]: first for tp, first in unit.first_offsets.items()})
             stale: dict[TopicPartition, int | None] = {
-                tp: v for tp, v in have.items() if v is not None and v > unit.first_offsets[tp]
+                tp: stale_keys[key] for tp, key in keys.items() if key in stale_keys
             }
             if stale and data.num_rows:
                 before = data.num_rows
@@ -218,19 +224,6 @@ class LakeSink:
         return CommitResult(
             rows=rows, dead=dead_n, skipped=skipped, data_version=version, offsets=unit.next_offsets
         )
-
-    def _backoff(self, attempt: int, exc: BaseException, what: str) -> None:
-        delay = min(self.max_backoff_s, max(getattr(exc, "retry_after", 0.2), 0.2) * 2**attempt)
-        self._log.warning(
-            f"{what} failed, retrying",
-            extra={
-                "pipeline": self.spec.name,
-                "attempt": attempt + 1,
-                "delay_s": round(delay, 2),
-                "detail": str(exc),
-            },
-        )
-        time.sleep(delay)
 
     # -- compaction --------------------------------------------------------------------------------
     def _maybe_compact(self) -> None:

@@ -185,10 +185,6 @@ class PipelineSpec(BaseModel):
     def subscription(self) -> list[str]:
         return [self.topic_pattern] if self.topic_pattern else list(self.topics)
 
-    def app_id(self, topic: str, partition: int) -> str:
-        """The Delta ``txn`` appId carrying this partition's next offset."""
-        return f"shoal:{self.name}:{topic}:{partition}"
-
     def describe(self) -> dict[str, Any]:
         """A printable view: client secrets are masked."""
         out = self.model_dump(mode="json", by_alias=True)

@@ -51,6 +51,40 @@ def generated(source: str, *parts: object) -> str:
     return ":".join([source, *(str(p) for p in parts)])
 
 
+def binlog_position(source: str, table: str) -> str:
+    """The key of a MySQL binlog position applied to a replica table (:func:`encode_binlog`)."""
+    return f"binlog:{source}:{table}"
+
+
+def lsn(source: str, table: str) -> str:
+    """The key of the PostgreSQL LSN (end of the last applied transaction) of a replica table."""
+    return f"lsn:{source}:{table}"
+
+
+def snapshot_chunk(source: str, table: str) -> str:
+    """The key of a replica snapshot's last copied primary key (integer keys) or chunk count."""
+    return f"snapshot:{source}:{table}"
+
+
+def snapshot_start(source: str, table: str) -> str:
+    """The key of the source position a replica snapshot started at (changes apply from there)."""
+    return f"snapshot-from:{source}:{table}"
+
+
+def cursor(source: str, table: str) -> str:
+    """The key of a cursor-mode replica's high-water mark (its cursor column as an integer)."""
+    return f"cursor:{source}:{table}"
+
+
+def encode_binlog(file_sequence: int, position: int) -> int:
+    """A binlog (file number, offset) as one growing integer (offsets are below 2**32)."""
+    return (int(file_sequence) << 32) | int(position)
+
+
+def decode_binlog(value: int) -> tuple[int, int]:
+    return value >> 32, value & 0xFFFFFFFF
+
+
 @dataclass(frozen=True)
 class Progress:
     """The positions of some keys in one snapshot of a table (None: never written)."""

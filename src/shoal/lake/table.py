@@ -8,7 +8,6 @@ rounds, model refreshes) make their progress exactly-once with their data.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -26,6 +25,7 @@ from deltalake.exceptions import (
 
 from shoal.errors import NotFoundError, StorageUnavailable
 from shoal.lake.errors import CommitConflict, LakeError, SchemaMismatch
+from shoal.retry import RetryPolicy, retry
 
 if TYPE_CHECKING:
     from shoal.lake.storage import LakeLocation
@@ -162,19 +162,34 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:500]
 
 
+class _NotAConflict(Exception):
+    """Carries an error out of :func:`retry_conflicts` unretried (it is not Transient)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def retry_conflicts(fn: Callable[[], T], what: str, retries: int = COMMIT_RETRIES) -> T:
-    """Run a commit, retrying with backoff when another writer won the race."""
-    delay = 0.02
-    for attempt in range(retries + 1):
+    """Run a commit, retrying with backoff when another writer won the race.
+
+    Only commit conflicts are retried here; other transient errors (storage unreachable) go to
+    the caller at once, whose own retry knows whether the whole operation may be repeated.
+    """
+
+    def once() -> T:
         try:
             with translate_errors(what):
                 return fn()
         except CommitConflict:
-            if attempt == retries:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-    raise AssertionError("unreachable")
+            raise
+        except Exception as exc:
+            raise _NotAConflict(exc) from exc
+
+    try:
+        return retry(once, what, RetryPolicy(attempts=retries + 1, base_s=0.02, max_delay_s=1.0))
+    except _NotAConflict as wrapped:
+        raise wrapped.error from wrapped.error.__cause__
 
 
 def _without_views(table: pa.Table) -> pa.Table:

@@ -106,6 +106,8 @@ class Connection:
         # statements of shoal's own (parsing, catalog look-ups) run here, not on the connection,
         # whose pending result stays the caller's
         self._helper = self._raw.cursor()
+        #: declared databases that could not be attached, with the one-line reason (federation.py)
+        self.unreachable: dict[str, str] = {}
         self.refresh()
 
     # -- catalog ---------------------------------------------------------------------------------
@@ -166,13 +168,13 @@ class Connection:
         try:
             return self.duckdb.sql(self._prepare(query), params=params)
         except duckdb.Error as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, query) from exc
 
     def execute(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
         try:
             return self.duckdb.execute(self._prepare(query), params)
         except duckdb.Error as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, query) from exc
 
     def query_arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         rel = self.sql(query, params)
@@ -188,8 +190,13 @@ class Connection:
         clause = f" VERSION AS OF {int(version)}" if version is not None else ""
         return self.sql(f"SELECT * FROM {name}{clause}")
 
-    def _error(self, exc: duckdb.Error) -> QueryError:
+    def _error(self, exc: duckdb.Error, query: str = "") -> QueryError:
         err = _query_error(exc)
+        if isinstance(exc, duckdb.CatalogException):
+            # A query on a declared database that is down: say so, not "no such table".
+            for name, reason in self.unreachable.items():
+                if re.search(rf"(?<![\w.]){re.escape(name)}\s*\.", query, flags=re.IGNORECASE):
+                    return QueryError(reason)
         missing = re.search(r"Table with name (\S+) does not exist", str(exc))
         if missing:
             import difflib
@@ -207,19 +214,23 @@ class Connection:
         return err
 
     # -- federation ------------------------------------------------------------------------------
-    def attach_database(self, alias: str, kind: str, dsn: str) -> None:
+    def attach_database(self, alias: str, kind: str, dsn: str, *, schema: str | None = None) -> None:
         """Attach a live MySQL/MariaDB or PostgreSQL database as ``alias`` (read-only)."""
         ext = {"mysql": "mysql_scanner", "postgres": "postgres_scanner"}.get(kind)
         if ext is None:
             raise QueryError(f"cannot attach {kind!r}: expected mysql or postgres")
         load_extension(self.duckdb, ext)
-        kind_sql = "mysql" if kind == "mysql" else "postgres"
+        options = ["TYPE mysql" if kind == "mysql" else "TYPE postgres", "READ_ONLY"]
+        if kind == "postgres" and schema and schema != "public":
+            options.append(f"SCHEMA {_quote_literal(schema)}")
+        if kind == "mysql":
+            # TIMESTAMP columns are instants: read them in UTC, like the lake (see federation.py).
+            self.duckdb.execute("SET mysql_session_time_zone = '+00:00'")
         try:
-            self.duckdb.execute(
-                f"ATTACH {_quote_literal(dsn)} AS {_ident(alias)} (TYPE {kind_sql}, READ_ONLY)"
-            )
+            self.duckdb.execute(f"ATTACH {_quote_literal(dsn)} AS {_ident(alias)} ({', '.join(options)})")
         except duckdb.Error as exc:
             raise _query_error(exc) from exc
+        self.unreachable.pop(alias, None)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:

@@ -63,8 +63,16 @@ AssignFn = Callable[[list[TopicPartition]], Mapping[TopicPartition, int]]
 RevokeFn = Callable[[list[TopicPartition]], None]
 
 
+def _ignore_end(tp: TopicPartition) -> None:
+    pass
+
+
 class KafkaSource:
-    """Subscribe, consume in batches, position partitions from the caller, commit offsets back."""
+    """Subscribe, consume in batches, position partitions from the caller, commit offsets back.
+
+    :meth:`poll` returns only records: a partition-EOF event goes to ``on_end``, any other error
+    to ``on_error`` (a fatal one also sets :attr:`fatal_error`).
+    """
 
     def __init__(
         self,
@@ -74,6 +82,8 @@ class KafkaSource:
         on_assign: AssignFn,
         on_revoke: RevokeFn,
         on_lost: RevokeFn,
+        on_end: Callable[[TopicPartition], None] = _ignore_end,
+        on_error: Callable[[str, str], None] | None = None,
         on_stats: Callable[[str], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -81,9 +91,11 @@ class KafkaSource:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._on_lost = on_lost
+        self._on_end = on_end
+        self._on_error = on_error
         self._subscription = list(subscription)
         self._cooperative = "cooperative" in str(config.get("partition.assignment.strategy", ""))
-        self.fatal_error: CKError | None = None
+        self._fatal: CKError | None = None
         self.errors: list[CKError] = []
         conf = dict(config)
         conf["error_cb"] = self._error
@@ -126,7 +138,7 @@ class KafkaSource:
 
     def _error(self, err: CKError) -> None:
         if err.fatal():
-            self.fatal_error = err
+            self._fatal = err
         self.errors.append(err)
         del self.errors[:-100]
         self._log.warning("kafka client error", extra={"code": err.name(), "detail": err.str()})
@@ -136,8 +148,30 @@ class KafkaSource:
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
-    def consume(self, num_messages: int, timeout: float) -> list[Message]:
-        return self._consumer.consume(num_messages=num_messages, timeout=timeout)
+    @property
+    def fatal_error(self) -> str | None:
+        """The fatal error's description once the client cannot go on (None while healthy)."""
+        return None if self._fatal is None else self._fatal.str()
+
+    def poll(self, max_records: int, timeout: float) -> list[Message]:
+        """Up to ``max_records`` records; error events are handed to the callbacks, not returned."""
+        msgs = self._consumer.consume(num_messages=max_records, timeout=timeout)
+        if not any(m.error() is not None for m in msgs):
+            return msgs
+        records = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                records.append(m)
+            elif err.code() == CKError._PARTITION_EOF:
+                self._on_end((m.topic(), m.partition()))  # type: ignore[arg-type]
+            else:
+                if self._on_error is not None:
+                    self._on_error(err.name(), err.str())
+                if err.fatal():
+                    self._fatal = err
+                    return []  # nothing of a batch with a fatal error: the caller stops
+        return records
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit next offsets to Kafka asynchronously (for lag tools; never read back)."""

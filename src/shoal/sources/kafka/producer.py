@@ -33,6 +33,11 @@ PACE_SLACK_S = 0.002
 class ProduceError(ShoalError, Transient):
     """Events could not be delivered to Kafka (broker down, unknown topic, timeout)."""
 
+    def __init__(self, message: str, *, topic: str | None = None, undelivered: int = 0) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.undelivered = undelivered
+
 
 def produce_events(
     bootstrap: str,
@@ -97,6 +102,8 @@ def produce_events(
         detail = f": {'; '.join(reasons)}" if reasons else ""
         raise ProduceError(
             f"{len(failures) + remaining} of {count} events were not delivered to topic {topic!r} "
-            f"at {bootstrap}{detail}"
+            f"at {bootstrap}{detail}",
+            topic=topic,
+            undelivered=len(failures) + remaining,
         )
     return count

@@ -22,7 +22,7 @@ from shoal.sources.prometheus.remote_write import (
     decode_write_request,
     write_request_class,
 )
-from shoal.sources.prometheus.rollups import ROLLUPS, refresh_rollups, rollup_models, rollup_sql
+from shoal.sources.prometheus.rollups import ROLLUPS, rollup_sql
 from shoal.sources.prometheus.scraper import RoundResult, ScrapeConfig, Scraper, TargetResult
 from shoal.sources.prometheus.series import canonical_series_bytes, series_id
 from shoal.sources.prometheus.tables import ensure_metrics_tables
@@ -54,8 +54,6 @@ __all__ = [
     "load_targets",
     "parse_exposition",
     "parse_targets",
-    "refresh_rollups",
-    "rollup_models",
     "rollup_sql",
     "series_id",
     "write_request_class",

@@ -30,7 +30,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from shoal.errors import ShoalError, Terminal, is_transient
+from shoal.errors import ShoalError, Terminal
+from shoal.retry import RetryPolicy, retry_async
 from shoal.sources.prometheus.series import series_id
 from shoal.sources.prometheus.writer import MetricsWriter, SampleBatch
 
@@ -175,18 +176,16 @@ class RemoteWriteReceiver:
             return
         self._pending, self._waiters, self._first_at = SampleBatch(), [], None
         error: BaseException | None = None
-        for attempt in range(1, self.config.write_attempts + 1):
-            try:
-                res = await asyncio.to_thread(self.writer.write, batch, first_seen_ms=int(time.time() * 1000))
-                self.flushes += 1
-                self.samples_written += res.samples
-                error = None
-                break
-            except Exception as err:
-                error = err
-                if not is_transient(err) or attempt == self.config.write_attempts:
-                    break
-                await asyncio.sleep(0.2 * attempt)
+        try:
+            res = await retry_async(
+                lambda: asyncio.to_thread(self.writer.write, batch, first_seen_ms=int(time.time() * 1000)),
+                "remote_write flush",
+                RetryPolicy(attempts=self.config.write_attempts, base_s=0.2, max_delay_s=2.0),
+            )
+            self.flushes += 1
+            self.samples_written += res.samples
+        except Exception as err:
+            error = err
         for fut in waiters:
             if fut.done():
                 continue

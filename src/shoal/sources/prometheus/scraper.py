@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoal.errors import is_transient
+from shoal.lake import progress
+from shoal.retry import RetryPolicy, retry_async
 from shoal.sources.prometheus.exposition import ExpositionError, iter_samples
 from shoal.sources.prometheus.targets import Target, TargetsFile
 from shoal.sources.prometheus.writer import MetricsWriter, SampleBatch, WriteResult
@@ -210,27 +211,22 @@ class Scraper:
             return list(await asyncio.gather(*(self.scrape_target(client, t, sem) for t in targets)))
 
     async def _write(self, round_ms: int, results: list[TargetResult]) -> WriteResult | None:
-        if self.writer is None:
+        writer = self.writer
+        if writer is None:
             return None
         batch = SampleBatch()
         for r in results:
             batch.extend(r.batch)
         jobs = sorted({r.target.job for r in results}) or [self.config.job]
-        txns = {f"scrape:{job}": round_ms for job in jobs}
+        txns = {progress.scrape_round(job): round_ms for job in jobs}
         health = [r.health_row() for r in results]
-        delay = 0.5
-        for attempt in range(1, self.config.write_attempts + 1):
-            try:
-                return await asyncio.to_thread(
-                    self.writer.write, batch, first_seen_ms=round_ms, targets=health, app_transactions=txns
-                )
-            except Exception as err:
-                if not is_transient(err) or attempt == self.config.write_attempts:
-                    raise
-                log.warning("scrape round %d: write failed (%s), retrying", round_ms, err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
+        return await retry_async(
+            lambda: asyncio.to_thread(
+                writer.write, batch, first_seen_ms=round_ms, targets=health, app_transactions=txns
+            ),
+            f"scrape round {round_ms}: write",
+            RetryPolicy(attempts=self.config.write_attempts, base_s=0.5, max_delay_s=30.0),
+        )
 
     async def scrape_round(self, round_ms: int | None = None) -> RoundResult:
         """Scrape every current target once and write the round (one commit per table)."""

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shoal.lake import Lake
+from shoal.lake import Lake, Progress
 from shoal.sources.prometheus.series import series_id
 from shoal.sources.prometheus.tables import (
     SAMPLES,
@@ -119,16 +119,6 @@ class MetricsWriter:
         self._series_version = series.version
         self._known = set(series.to_arrow(columns=["series_id"])["series_id"].to_pylist())
 
-    @staticmethod
-    def _already_applied(app_version: Any, app_transactions: Mapping[str, int]) -> bool:
-        if not app_transactions:
-            return False
-        for app_id, version in app_transactions.items():
-            done = app_version(app_id)
-            if done is None or done < version:
-                return False
-        return True
-
     def write(
         self,
         batch: SampleBatch,
@@ -143,8 +133,9 @@ class MetricsWriter:
             known = self._known_series()
             samples_t = self.lake.table(SAMPLES)
             targets_t = self.lake.table(TARGETS)
-            samples_done = self._already_applied(samples_t.app_version, txns)
-            targets_done = targets is None or self._already_applied(targets_t.app_version, txns)
+            # without progress keys (remote_write) nothing can have been applied: no log read
+            samples_done = bool(txns) and Progress.read(samples_t, txns).applied(txns)
+            targets_done = targets is None or (bool(txns) and Progress.read(targets_t, txns).applied(txns))
             if samples_done and targets_done:
                 return WriteResult(0, 0, skipped=True)
             series_t = self.lake.table(SERIES)

@@ -12,9 +12,19 @@ from __future__ import annotations
 from shoal.usecases.billing.events import BillingEvent, decode_event, encode_events, message_class
 from shoal.usecases.billing.models import MODEL_SPECS, models
 from shoal.usecases.billing.simulator import BillingSimulator
+from shoal.usecases.registry import UseCase
+
+# Registered as the ``billing`` entry point of ``shoal.usecases`` (pyproject.toml).
+USECASE = UseCase(
+    name="billing",
+    title="billing → revenue",
+    models="shoal.usecases.billing.models",
+    demo_step="shoal.usecases.billing.demo_step:run",
+)
 
 __all__ = [
     "MODEL_SPECS",
+    "USECASE",
     "BillingEvent",
     "BillingSimulator",
     "decode_event",

@@ -242,6 +242,14 @@ def _run(
     return tbl.select(ANOMALY_SCHEMA.names).cast(ANOMALY_SCHEMA)
 
 
+def flagged_windows(
+    con: SqlConnection, detector: str, flagged_sql: str, *, step_ms: int, gap: int = 1
+) -> pa.Table:
+    """Anomaly windows (this module's layout) from flagged samples ``(entity, level, metric, ts, value,
+    baseline, dev, z)`` of another detector, e.g. the streaming one's hot samples."""
+    return _run(con, detector, flagged_sql, None, step_ms=step_ms, gap=gap)
+
+
 def detect_all(
     con: SqlConnection,
     config: DetectorConfig | None = None,

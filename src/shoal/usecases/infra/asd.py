@@ -27,24 +27,20 @@ from typing import Any
 import numpy as np
 import pyarrow.csv as pacsv
 
-from shoal.errors import NotFoundError
+from shoal.errors import ConfigError, NotFoundError
 from shoal.usecases.infra.evaluate import f1_score
 
+ASD_DIR_ENV = "SHOAL_ASD_DIR"
 
-def find_asd_dir() -> Path:
-    """``$SHOAL_ASD_DIR``, else ``shared/data/asd`` beside the checkout or above the cwd."""
-    env = os.environ.get("SHOAL_ASD_DIR")
+
+def resolve_asd_dir(directory: Path | None = None) -> Path:
+    """``directory`` if given, else ``$SHOAL_ASD_DIR``; no filesystem search (the caller says where)."""
+    if directory is not None:
+        return directory
+    env = os.environ.get(ASD_DIR_ENV)
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for base in (Path.cwd(), *Path.cwd().parents, *here.parents):
-        candidate = base / "shared" / "data" / "asd"
-        if candidate.is_dir():
-            return candidate
-    return Path("shared/data/asd")
-
-
-DEFAULT_ASD_DIR = find_asd_dir()
+    raise ConfigError(f"no ASD directory given: pass --asd-dir or set ${ASD_DIR_ENV}")
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,7 @@ def load_server(path: Path) -> Server:
     return Server(path.name.removesuffix(".csv.gz"), values[~is_test], values[is_test], lab)
 
 
-def load_asd(directory: Path = DEFAULT_ASD_DIR) -> list[Server]:
+def load_asd(directory: Path) -> list[Server]:
     files = sorted(directory.glob("omi-*.csv.gz"), key=lambda p: int(p.name.split("-")[1].split(".")[0]))
     if not files:
         raise NotFoundError(f"no omi-*.csv.gz files in {directory}")
@@ -159,7 +155,7 @@ def best_f1_point_adjust(scores: np.ndarray, labels: np.ndarray, n_thresholds: i
 
 
 def evaluate_asd(
-    directory: Path = DEFAULT_ASD_DIR,
+    directory: Path,
     config: AsdDetectorConfig | None = None,
     servers: list[str] | None = None,
 ) -> dict[str, Any]:

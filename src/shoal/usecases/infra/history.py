@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shoal.lake import Lake
+from shoal.lake import Lake, progress
 from shoal.sources.prometheus.tables import SAMPLES, SERIES, SERIES_SCHEMA, ensure_metrics_tables
 from shoal.usecases.infra.catalog import MetricFamily, metric_families
 from shoal.usecases.infra.faults import (
@@ -89,7 +89,7 @@ class Fleet:
     @property
     def app_id(self) -> str:
         cfg = self.topology.config
-        return f"infra.history:{cfg.seed}:{self.seed}:{self.start_day}"
+        return progress.generated("infra.history", cfg.seed, self.seed, self.start_day)
 
     def series_table(self) -> pa.Table:
         first = datetime.fromtimestamp(self.start_day * 86_400, tz=UTC)
@@ -150,10 +150,10 @@ def write_history(lake: Lake, fleet: Fleet) -> HistoryResult:
         series_tbl.append(new_series)
 
     samples_tbl = lake.table(SAMPLES)
-    done = samples_tbl.app_version(fleet.app_id)
+    done = progress.Progress.read(samples_tbl, [fleet.app_id])
     written = skipped = n_samples = 0
     for d, batch in fleet.iter_days():
-        if done is not None and d <= done:
+        if done.applied({fleet.app_id: d}):
             skipped += 1
             continue
         samples_tbl.append(batch, app_transactions={fleet.app_id: d})

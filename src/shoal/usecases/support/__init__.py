@@ -12,8 +12,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shoal.usecases.registry import UseCase
+
 PROTO_FILE = Path(__file__).with_name("ticket_events.proto")
 PIPELINE_TEMPLATE = Path(__file__).with_name("pipeline.yaml")
 MESSAGE = "shoal.support.v1.TicketEvent"
 
-__all__ = ["MESSAGE", "PIPELINE_TEMPLATE", "PROTO_FILE"]
+# Registered as the ``support`` entry point of ``shoal.usecases`` (pyproject.toml).
+USECASE = UseCase(
+    name="support",
+    title="support tickets → CSAT",
+    models="shoal.usecases.support.models",
+    demo_step="shoal.usecases.support.demo_step:run",
+)
+
+__all__ = ["MESSAGE", "PIPELINE_TEMPLATE", "PROTO_FILE", "USECASE"]

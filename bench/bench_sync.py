@@ -1,0 +1,254 @@
+"""Operational databases: snapshot throughput, change-capture lag and federated pushdown.
+
+Starts a private MariaDB (ROW binlog) and PostgreSQL (wal_level=logical) from the test harness and,
+in the same run:
+
+1. snapshot rows/s of an N-row table with `shoal sync` (key chunks into Delta) against the
+   database's own dump (`mysqldump` / `COPY ... TO STDOUT`, output discarded);
+2. change-capture lag at R changes/s: a writer commits batches of inserts, each with its commit
+   time; `shoal sync --follow` runs in a child process; a poller reads the replica's Delta log and
+   notes when each batch became queryable. Lag = queryable − committed (p50/p99);
+3. a selective federated query (`WHERE` on an indexed column, `LIMIT`) with pushdown on and off.
+
+    .venv/bin/python bench/bench_sync.py --rows 500000 --rates 2000 --seconds 20
+
+Prints one JSON summary; docs/benchmarks.md records the reference runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the databases
+
+from harness.private_databases import PrivateMariaDB, PrivatePostgres  # noqa: E402
+from shoal.project import Project  # noqa: E402
+from shoal.replicate import Syncer  # noqa: E402
+
+
+def _project(directory: Path, maria: PrivateMariaDB, pg: PrivatePostgres, chunk: int) -> Project:
+    directory.mkdir(parents=True, exist_ok=True)
+    dbs = {
+        "crm": {"kind": "mysql", "port": maria.port, "database": "bench", "user": "root",
+                "sync": {"chunk_rows": chunk}},
+        "wh": {"kind": "postgres", "port": pg.port, "database": "bench", "user": "postgres",
+               "sync": {"chunk_rows": chunk}},
+    }  # fmt: skip
+    (directory / "shoal.yaml").write_text(yaml.safe_dump({"name": "bench", "databases": dbs}))
+    return Project.load(directory)
+
+
+def _load(maria: PrivateMariaDB, pg: PrivatePostgres, rows: int) -> None:
+    maria.execute("CREATE DATABASE bench")
+    maria.execute(
+        "CREATE TABLE bench.users (id BIGINT PRIMARY KEY, email VARCHAR(80), plan VARCHAR(10), "
+        "team_id INT, mrr DECIMAL(10,2), created_at DATETIME, KEY (team_id))"
+    )
+    step = 50_000
+    for lo in range(1, rows + 1, step):
+        hi = min(rows, lo + step - 1)
+        maria.execute(
+            "INSERT INTO bench.users SELECT seq, CONCAT('u', seq, '@example.com'), "
+            "IF(seq % 3 = 0, 'pro', 'free'), seq % 5000, (seq % 1000) / 10, "
+            f"'2024-01-01' + INTERVAL (seq % 86400) SECOND FROM seq_{lo}_to_{hi}",
+            "bench",
+        )
+    pg.execute("CREATE DATABASE bench")
+    pg.execute(
+        "CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT, plan TEXT, team_id INT, mrr NUMERIC(10,2), "
+        "created_at TIMESTAMP)",
+        "bench",
+    )
+    pg.execute(
+        "INSERT INTO users SELECT g, 'u' || g || '@example.com', "
+        "CASE WHEN g % 3 = 0 THEN 'pro' ELSE 'free' END, "
+        f"g % 5000, (g % 1000) / 10.0, TIMESTAMP '2024-01-01' + (g % 86400) * INTERVAL '1 s' "
+        f"FROM generate_series(1, {rows}) g",
+        "bench",
+    )
+    pg.execute("CREATE INDEX ON users (team_id)", "bench")
+    pg.execute("VACUUM ANALYZE users", "bench")
+
+
+def _snapshot(project: Project, name: str, rows: int) -> float:
+    endpoint = next(e for e in project.endpoints() if e.name == name)
+    started = time.perf_counter()
+    report = Syncer(project.lake, endpoint).run(["users"])
+    elapsed = time.perf_counter() - started
+    assert report.tables["users"].snapshot_rows == rows, report
+    return rows / elapsed
+
+
+def _dump(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def _commits(log_dir: Path) -> int:
+    return len(list(log_dir.glob("*.json")))
+
+
+def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> dict[str, Any]:
+    """Commit batches of inserts at ``rate`` rows/s; measure when each becomes queryable."""
+    log_dir = Path(project.lake_root) / f"{name}_replica" / "users" / "_delta_log"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "sync", name, "users", "--follow", "--poll", "0.1",
+         "--project", str(project.dir), "--format", "json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    table = project.lake.table(f"{name}_replica.users")
+    committed: dict[int, float] = {}  # last id of a batch -> commit time
+    visible: dict[int, float] = {}
+    stop = threading.Event()
+    batch = max(1, rate // 20)  # 20 transactions a second
+
+    def writer() -> None:
+        next_id = 10_000_000 + rate * 1_000  # each rate's run has ids of its own
+        started = time.monotonic()
+        n = 0
+        while not stop.is_set() and time.monotonic() - started < seconds:
+            ahead = n * batch / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            write(next_id, batch)
+            committed[next_id + batch - 1] = time.monotonic()
+            next_id += batch
+            n += 1
+
+    def poller() -> None:
+        seen = _commits(log_dir)
+        while not stop.is_set():
+            now = _commits(log_dir)
+            if now != seen:
+                seen = now
+                at = time.monotonic()
+                top = table.to_arrow(columns=["id"], filter=f"id >= {10_000_000 + rate * 1_000}")
+                ids = set(top.column("id").to_pylist()) if top.num_rows else set()
+                for last in list(committed):
+                    if last in ids and last not in visible:
+                        visible[last] = at
+            time.sleep(0.02)
+
+    time.sleep(6)  # the child's start-up (imports) is not lag
+    threads = [threading.Thread(target=writer), threading.Thread(target=poller)]
+    for t in threads:
+        t.start()
+    threads[0].join()
+    deadline = time.monotonic() + 30
+    while len(visible) < len(committed) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    threads[1].join()
+    child.terminate()
+    child.wait(30)
+    lags = sorted(visible[k] - committed[k] for k in visible)
+    return {
+        "rate": rate,
+        "batches": len(committed),
+        "visible": len(visible),
+        "p50_s": round(statistics.median(lags), 3) if lags else None,
+        "p99_s": round(lags[int(0.99 * (len(lags) - 1))], 3) if lags else None,
+    }
+
+
+def _federated(project: Project) -> dict[str, float]:
+    query = {
+        "crm": "SELECT id, email FROM crm.users WHERE team_id = 42 LIMIT 50",
+        "wh": "SELECT id, email FROM wh.users WHERE team_id = 42 LIMIT 50",
+    }
+    out: dict[str, float] = {}
+    with project.connect() as con:
+        for name, sql in query.items():
+            for pushdown in (True, False):
+                setting = (
+                    "mysql_experimental_filter_pushdown"
+                    if name == "crm"
+                    else "pg_experimental_filter_pushdown"
+                )
+                con.execute(f"SET {setting} = {str(pushdown).lower()}")
+                times = []
+                for _ in range(3):
+                    started = time.perf_counter()
+                    con.sql(sql).fetchall()
+                    times.append(time.perf_counter() - started)
+                out[f"{name}_{'pushdown' if pushdown else 'no_pushdown'}_s"] = round(
+                    statistics.median(times), 4
+                )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=500_000)
+    ap.add_argument("--rates", type=int, nargs="+", default=[2000])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--chunk", type=int, default=50_000)
+    args = ap.parse_args()
+    maria, pg = PrivateMariaDB().start(), PrivatePostgres().start()
+    summary: dict[str, Any] = {"rows": args.rows, "load_before": os.getloadavg()}
+    try:
+        _load(maria, pg, args.rows)
+        project = _project(Path(tempfile.mkdtemp(prefix="bench-sync-")), maria, pg, args.chunk)
+        summary["mysql_snapshot_rows_s"] = round(_snapshot(project, "crm", args.rows))
+        t = _dump(
+            [
+                "mysqldump",
+                "-h127.0.0.1",
+                f"-P{maria.port}",
+                "-uroot",
+                "--single-transaction",
+                "bench",
+                "users",
+            ]
+        )
+        summary["mysqldump_rows_s"] = round(args.rows / t)
+        summary["pg_snapshot_rows_s"] = round(_snapshot(project, "wh", args.rows))
+        t = _dump(
+            ["psql", "-h127.0.0.1", f"-p{pg.port}", "-Upostgres", "-dbench", "-c", "COPY users TO STDOUT"]
+        )
+        summary["pg_copy_rows_s"] = round(args.rows / t)
+        summary["federated"] = _federated(project)
+
+        my_con, pg_con = maria.connect("bench"), pg.connect("bench")
+
+        def mysql_write(first: int, n: int) -> None:
+            with my_con.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO users SELECT seq, CONCAT('b', seq), 'free', 1, 1.00, NOW() "
+                    f"FROM seq_{first}_to_{first + n - 1}"
+                )
+
+        def pg_write(first: int, n: int) -> None:
+            pg_con.execute(
+                f"INSERT INTO users SELECT g, 'b' || g, 'free', 1, 1.00, now() FROM generate_series({first}, "
+                f"{first + n - 1}) g"
+            )
+
+        summary["mysql_lag"] = [_lag(project, "crm", mysql_write, r, args.seconds) for r in args.rates]
+        maria.execute("DELETE FROM bench.users WHERE id >= 10000000")
+        summary["pg_lag"] = [_lag(project, "wh", pg_write, r, args.seconds) for r in args.rates]
+        summary["load_after"] = os.getloadavg()
+        my_con.close()
+        pg_con.close()
+    finally:
+        maria.stop()
+        pg.stop()
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

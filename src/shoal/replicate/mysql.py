@@ -1,0 +1,381 @@
+"""MySQL/MariaDB as a replication source: keyset snapshots with PyMySQL, changes from the ROW binlog.
+
+The binlog is read with python-mysql-replication (a replica's protocol, ADR 0017). A position is
+(file number, offset) packed in one integer (:func:`shoal.lake.progress.encode_binlog`); the
+position of a transaction is the offset right after its commit (XID) event, so resuming there
+never starts inside a transaction. Row events carry full row images (``binlog_row_image=FULL``)
+and column names (``binlog_row_metadata=FULL``): both are checked before a sync starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pymysql
+import pymysql.converters
+import pymysql.cursors
+
+from shoal.lake import progress
+from shoal.query.extensions import load_extension
+from shoal.query.federation import Endpoint
+from shoal.replicate.errors import (
+    CredentialsRejected,
+    NoPrimaryKey,
+    ReplicationNotConfigured,
+    SourceUnavailable,
+    SyncError,
+)
+from shoal.replicate.keyset import keyset_chunks
+from shoal.replicate.model import Change, SourceTable, Transaction
+from shoal.replicate.typemap import check_ident, mysql_column
+
+log = logging.getLogger("shoal.replicate.mysql")
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _connect_kwargs(ep: Endpoint) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "host": ep.host,
+        "port": ep.port,
+        "user": ep.user,
+        "password": ep.password,
+        "connect_timeout": 5,
+        "charset": "utf8mb4",
+    }
+    if ep.tls and ep.tls != "disable":
+        kwargs["ssl"] = {"ca": ep.tls_ca} if ep.tls_ca else {}
+        kwargs["ssl_verify_cert"] = ep.tls in ("verify-ca", "verify-full")
+        kwargs["ssl_verify_identity"] = ep.tls == "verify-full"
+    return kwargs
+
+
+def _wrap(**kwargs: Any) -> pymysql.Connection[Any]:
+    # python-mysql-replication still passes PyMySQL's deprecated spellings
+    if "db" in kwargs:
+        kwargs["database"] = kwargs.pop("db")
+    if "passwd" in kwargs:
+        kwargs["password"] = kwargs.pop("passwd")
+    return pymysql.connect(**kwargs)
+
+
+class MySQLSource:
+    """One MySQL/MariaDB database as a source (``endpoint.database``)."""
+
+    def __init__(self, endpoint: Endpoint, *, server_id: int = 54_321) -> None:
+        self.endpoint = endpoint
+        self.name = endpoint.name
+        self.server_id = server_id
+        self._con: pymysql.Connection[Any] | None = None
+        self._basename: str | None = None
+        self._duck: duckdb.DuckDBPyConnection | None = None
+
+    # -- plain connection ---------------------------------------------------------------------
+    def _unavailable(self, exc: BaseException) -> SyncError:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        detail = str(exc.args[1]) if code and len(exc.args) > 1 else str(exc)
+        text = f"database {self.name} ({self.endpoint.where()}): {self.endpoint.scrub(detail)}"
+        if code in (1044, 1045, 1698):  # access denied
+            return CredentialsRejected(text)
+        if code == 1236:  # the binlog the lake stands at is gone (purged): only a new snapshot helps
+            return ReplicationNotConfigured(
+                f"{text}; the replica's binlog position is no longer on the server: delete the replica "
+                "tables and sync again"
+            )
+        return SourceUnavailable(text)
+
+    def connection(self) -> pymysql.Connection[Any]:
+        if self._con is None:
+            try:
+                self._con = pymysql.connect(
+                    database=self.endpoint.database, autocommit=True, **_connect_kwargs(self.endpoint)
+                )
+            except pymysql.err.OperationalError as exc:
+                raise self._unavailable(exc) from None
+            with self._con.cursor() as cur:
+                cur.execute("SET time_zone = '+00:00'")
+        return self._con
+
+    def query(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        try:
+            with self.connection().cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall())
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            self.close()
+            raise self._unavailable(exc) from None
+
+    def close(self) -> None:
+        if self._duck is not None:
+            self._duck.close()
+            self._duck = None
+        if self._con is not None:
+            with contextlib.suppress(Exception):
+                self._con.close()
+            self._con = None
+
+    def position_key(self, table: str) -> str:
+        return progress.binlog_position(self.name, table)
+
+    # -- tables ---------------------------------------------------------------------------------
+    def list_tables(self) -> list[str]:
+        rows = self.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_type = 'BASE TABLE' "
+            "ORDER BY table_name",
+            [self.endpoint.database],
+        )
+        return [str(r[0]) for r in rows]
+
+    def describe(self, tables: Sequence[str], *, need_key: bool = True) -> list[SourceTable]:
+        out = []
+        for table in tables:
+            check_ident(table, "table")
+            cols = self.query(
+                "SELECT column_name, data_type, column_type, numeric_precision, numeric_scale, column_key "
+                "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "ORDER BY ordinal_position",
+                [self.endpoint.database, table],
+            )
+            if not cols:
+                raise SyncError(f"database {self.name}: no table {table!r} in {self.endpoint.database}")
+            key_rows = self.query(
+                "SELECT column_name FROM information_schema.key_column_usage WHERE table_schema = %s "
+                "AND table_name = %s AND constraint_name = 'PRIMARY' ORDER BY ordinal_position",
+                [self.endpoint.database, table],
+            )
+            key = tuple(str(r[0]) for r in key_rows)
+            if need_key and not key:
+                raise NoPrimaryKey(
+                    f"database {self.name}: table {table} has no primary key; changes cannot be applied "
+                    "by key (add one, or set databases.{self.name}.sync.mode: full)"
+                )
+            columns = tuple(mysql_column(str(c[0]), str(c[1]), str(c[2]), c[3], c[4]) for c in cols)
+            out.append(SourceTable(table, columns, key))
+        return out
+
+    def count(self, table: SourceTable) -> int:
+        return int(self.query(f"SELECT COUNT(*) FROM {_q(table.name)}")[0][0])
+
+    def chunks(
+        self,
+        table: SourceTable,
+        after: Sequence[Any] | None,
+        rows: int,
+        *,
+        order: Sequence[str] | None = None,
+        floor: tuple[str, Any] | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        yield from keyset_chunks(
+            self.query,
+            _q(table.name),
+            [_q(c) for c in table.column_names],
+            table.column_names,
+            [_q(c) for c in (order or table.key)],
+            rows,
+            after=after,
+            floor=(_q(floor[0]), floor[1]) if floor else None,
+        )
+
+    def arrow_chunks(self, table: SourceTable, after: Sequence[Any] | None, rows: int) -> Iterator[pa.Table]:
+        """Snapshot chunks through DuckDB's mysql scanner (C++, straight into Arrow): the same keyset
+        queries as :meth:`chunks`, ~10x faster than decoding rows in Python (docs/benchmarks.md)."""
+        con = self._duckdb()
+        cols = ", ".join(_q(c) for c in table.column_names)
+        keys = [_q(k) for k in table.key]
+        last = list(after) if after is not None else None
+        while True:
+            where = ""
+            if last is not None:
+                literals = ", ".join(pymysql.converters.escape_item(v, "utf8mb4") for v in last)
+                where = f"WHERE ({', '.join(keys)}) > ({literals})"
+            sql = f"SELECT {cols} FROM {_q(table.name)} {where} ORDER BY {', '.join(keys)} LIMIT {int(rows)}"
+            try:
+                data = con.execute("SELECT * FROM mysql_query('src', ?)", [sql]).to_arrow_table()
+            except duckdb.Error as exc:
+                raise self._unavailable(exc) from None
+            if data.num_rows == 0:
+                return
+            conformed = table.conform(data)
+            yield conformed
+            # the next chunk starts after the last key, as the driver would return it
+            last = [data.column(k)[-1].as_py() for k in table.key]
+            if data.num_rows < rows:
+                return
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        if self._duck is None:
+            con = duckdb.connect(
+                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+            )
+            load_extension(con, "mysql_scanner")
+            con.execute("SET mysql_session_time_zone = '+00:00'")
+            dsn = self.endpoint.duckdb_dsn().replace("'", "''")
+            try:
+                con.execute(f"ATTACH '{dsn}' AS src (TYPE mysql, READ_ONLY)")
+            except duckdb.Error as exc:
+                con.close()
+                raise self._unavailable(exc) from None
+            self._duck = con
+        return self._duck
+
+    def stream(self, table: SourceTable, rows: int) -> Iterator[list[dict[str, Any]]]:
+        names = table.column_names
+        try:
+            con = pymysql.connect(
+                database=self.endpoint.database, autocommit=True, **_connect_kwargs(self.endpoint)
+            )
+        except pymysql.err.OperationalError as exc:
+            raise self._unavailable(exc) from None
+        try:
+            with con.cursor(pymysql.cursors.SSCursor) as cur:
+                cur.execute("SET time_zone = '+00:00'")
+                cur.execute(f"SELECT {', '.join(_q(c) for c in names)} FROM {_q(table.name)}")
+                while batch := cur.fetchmany(rows):
+                    yield [dict(zip(names, r, strict=True)) for r in batch]
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            con.close()
+
+    # -- the binlog -------------------------------------------------------------------------------
+    def check_replication(self) -> None:
+        have = {str(k).lower(): str(v) for k, v in self.query(
+            "SHOW VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', "
+            "'binlog_row_metadata')"
+        )}  # fmt: skip
+        wanted = {
+            "log_bin": "ON",
+            "binlog_format": "ROW",
+            "binlog_row_image": "FULL",
+            "binlog_row_metadata": "FULL",
+        }
+        wrong = [f"{k}={have.get(k, 'unset')}" for k, v in wanted.items() if have.get(k, "").upper() != v]
+        if wrong:
+            raise ReplicationNotConfigured(
+                f"database {self.name}: change capture needs log_bin=ON binlog_format=ROW "
+                f"binlog_row_image=FULL binlog_row_metadata=FULL; the server has {', '.join(wrong)} "
+                "(or use sync mode: cursor)"
+            )
+
+    def _master_status(self) -> tuple[str, int]:
+        try:
+            rows = self.query("SHOW BINARY LOG STATUS")
+        except SyncError:
+            raise
+        except Exception:
+            rows = []
+        if not rows:
+            rows = self.query("SHOW MASTER STATUS")
+        if not rows:
+            raise ReplicationNotConfigured(f"database {self.name}: the binary log is off (log_bin)")
+        return str(rows[0][0]), int(rows[0][1])
+
+    def _split(self, file: str) -> tuple[str, int]:
+        m = re.match(r"^(.*)\.(\d+)$", file)
+        if not m:
+            raise SyncError(f"database {self.name}: unexpected binlog file name {file!r}")
+        return m.group(1), int(m.group(2))
+
+    def start_position(self) -> int:
+        self.check_replication()
+        file, pos = self._master_status()
+        base, seq = self._split(file)
+        self._basename = base
+        return progress.encode_binlog(seq, pos)
+
+    def _file_name(self, seq: int) -> str:
+        if self._basename is None:
+            self._basename = self._split(self._master_status()[0])[0]
+        return f"{self._basename}.{seq:06d}"
+
+    def changes(self, since: int, tables: Sequence[SourceTable], max_changes: int) -> Iterator[Transaction]:
+        from pymysqlreplication import BinLogStreamReader
+        from pymysqlreplication.event import QueryEvent, RotateEvent, XidEvent
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+        seq, pos = progress.decode_binlog(since)
+        by_name = {t.name: t for t in tables}
+        try:
+            stream = BinLogStreamReader(
+                connection_settings=_connect_kwargs(self.endpoint),
+                server_id=self.server_id,
+                blocking=False,
+                resume_stream=True,
+                log_file=self._file_name(seq),
+                log_pos=pos,
+                only_events=[
+                    WriteRowsEvent,
+                    UpdateRowsEvent,
+                    DeleteRowsEvent,
+                    XidEvent,
+                    RotateEvent,
+                    QueryEvent,
+                ],
+                only_schemas=[self.endpoint.database],
+                only_tables=list(by_name),
+                # file/position dumps (COM_BINLOG_DUMP) on MariaDB too: the library's MariaDB mode
+                # asks for a GTID dump and, without a GTID, starts from the oldest binlog
+                is_mariadb=False,
+                pymysql_wrapper=_wrap,
+            )
+        except pymysql.err.OperationalError as exc:
+            raise self._unavailable(exc) from None
+        current: list[Change] = []
+        yielded = 0
+        file_seq = seq
+        try:
+            for event in stream:
+                if isinstance(event, RotateEvent):
+                    file_seq = self._split(event.next_binlog)[1]
+                    continue
+                if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+                    if event.schema != self.endpoint.database or event.table not in by_name:
+                        continue
+                    current.extend(_row_changes(event, by_name[event.table]))
+                    continue
+                end = progress.encode_binlog(file_seq, int(event.packet.log_pos))
+                if isinstance(event, XidEvent) or (
+                    isinstance(event, QueryEvent) and event.query.strip().upper() == "COMMIT"
+                ):
+                    if current and end > since:
+                        yielded += len(current)
+                        yield Transaction(end, current)
+                    current = []
+                    if yielded >= max_changes:
+                        return
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, ConnectionError) as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            try:
+                stream.close()
+            except Exception:  # the connection may be gone already; nothing to release then
+                log.debug("closing the binlog stream failed", exc_info=True)
+
+    def acknowledge(self, position: int) -> None:
+        """The binlog is kept by the server's expiry settings; nothing to release."""
+
+
+def _row_changes(event: Any, table: SourceTable) -> list[Change]:
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent
+
+    out: list[Change] = []
+    for row in event.rows:
+        if isinstance(event, UpdateRowsEvent):
+            before, after = row["before_values"], row["after_values"]
+            old = {k: before[k] for k in table.key}
+            moved = any(before[k] != after[k] for k in table.key)
+            out.append(Change(table.name, "upsert", after, old_key=old if moved else None))
+        elif isinstance(event, DeleteRowsEvent):
+            out.append(Change(table.name, "delete", row["values"]))
+        else:
+            out.append(Change(table.name, "upsert", row["values"]))
+    return out

@@ -1,0 +1,112 @@
+"""Drive failure forecasting on the synthetic start-stop sample in tests/data/drive_risk (no real drives)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from shoal.config import init_project
+from shoal.errors import ConfigError, NotFoundError
+from shoal.project import Project
+from shoal.usecases.infra.cli import app as infra_app
+from shoal.usecases.infra.drive_risk import (
+    DRIVE_RISK,
+    DriveRiskConfig,
+    is_test_drive,
+    landmarks,
+    precision_at_recall,
+    roc_auc,
+)
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "drive_risk" / "hds_synthetic.parquet"
+
+
+def _one_drive(tmp_path: Path, fails: bool) -> Path:
+    smart = {f"smart_{k}": [0.0, 0.0, 5.0] for k in (5, 10, 12, 187, 188, 189, 196, 197, 198)}
+    tbl = pa.table(
+        {
+            "serial_number": ["A"] * 3,
+            "model": ["M"] * 3,
+            "manufacturer": ["X"] * 3,
+            "size_tb": [4.0] * 3,
+            "tstart": pa.array([0, 1000, 2000], pa.int32()),
+            "tstop": pa.array([1000, 2000, 2500], pa.int32()),
+            "fails": [0.0, 0.0, 1.0 if fails else 0.0],
+            **smart,
+        }
+    )
+    path = tmp_path / "one.parquet"
+    pq.write_table(tbl, path)
+    return path
+
+
+def test_landmarks_label_the_last_horizon_and_drop_censored(tmp_path: Path) -> None:
+    cfg = DriveRiskConfig(horizon_hours=720, step_hours=720)
+    failed = landmarks(_one_drive(tmp_path, fails=True), cfg)
+    assert failed.column("t").to_pylist() == [0, 720, 1440, 2160]
+    assert failed.column("label").to_pylist() == [False, False, False, True]  # 2500 - 2160 <= 720
+    # as-of values: at 2160 the interval from 2000 (5 sectors); growth over 720 h from the 1440 value (0)
+    assert failed.column("smart_5").to_pylist()[-1] == 5.0
+    assert failed.column("smart_5_growth").to_pylist()[-1] == 5.0
+    survived = landmarks(_one_drive(tmp_path, fails=False), cfg)
+    # a survivor's landmarks within 720 h of its record's end have no known outcome
+    assert survived.column("t").to_pylist() == [0, 720, 1440]
+    assert not any(survived.column("label").to_pylist())
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match=r"nope\.parquet"):
+        landmarks(tmp_path / "nope.parquet", DriveRiskConfig())
+    pq.write_table(pa.table({"serial_number": ["A"]}), tmp_path / "thin.parquet")
+    with pytest.raises(ConfigError, match="missing column"):
+        landmarks(tmp_path / "thin.parquet", DriveRiskConfig())
+
+
+def test_metrics_on_hand_made_scores() -> None:
+    y = np.array([1, 0, 1, 0, 0, 1], dtype=bool)
+    s = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])
+    assert roc_auc(y, s) == pytest.approx(5 / 9)
+    assert precision_at_recall(y, s, 2 / 3) == pytest.approx(2 / 3)
+    # a binary scorer: ties are taken in random order, so precision is the tie group's expectation
+    b = np.array([1, 1, 0, 0, 0, 0], dtype=float)  # flags one positive and one negative
+    assert precision_at_recall(y, b, 1 / 3) == pytest.approx(0.5)
+    assert precision_at_recall(y, b, 1.0) == pytest.approx(0.5)  # 3 of 6 in expectation
+    assert roc_auc(y, b) == pytest.approx(0.5 + 0.5 * (1 / 3 - 1 / 3))
+
+
+def test_split_is_by_drive_and_stable() -> None:
+    serials = pa.array([f"S{i}" for i in range(2000)])
+    a = is_test_drive(serials, 0.3)
+    assert (a == is_test_drive(serials, 0.3)).all()
+    assert 0.25 < a.mean() < 0.35
+
+
+def test_cli_trains_evaluates_and_writes_the_ranking(tmp_path: Path) -> None:
+    init_project(tmp_path)
+    res = CliRunner().invoke(
+        infra_app, ["drive-risk", "--data", str(SAMPLE), "-p", str(tmp_path), "--format", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout[res.stdout.index("{") :])
+    assert set(report["scorers"]) == {"gbm", "rule", "model_rate"}
+    test_drives = report["test"]["drives"]
+    assert report["train"]["drives"] + test_drives == 600
+    gbm = report["scorers"]["gbm"]
+    # the synthetic failures grow sector counts before failing: the trees must beat both baselines
+    assert gbm["auc"] > report["scorers"]["rule"]["auc"]
+    assert gbm["auc"] > report["scorers"]["model_rate"]["auc"]
+    assert gbm["precision_at_recall_50"] >= report["scorers"]["rule"]["precision_at_recall_50"]
+    risk = Project.load(tmp_path).lake.table(DRIVE_RISK).to_arrow().sort_by("risk_rank")
+    assert risk.num_rows == test_drives
+    assert risk.column("risk_rank").to_pylist() == list(range(1, test_drives + 1))
+    p = risk.column("p_fail_30d").to_numpy()
+    assert (np.diff(p) <= 0).all()
+    assert ((p >= 0) & (p <= 1)).all()
+    top = risk.slice(0, 5).to_pylist()
+    assert all(r["drivers"].startswith("smart_") or "smart_" in r["drivers"] for r in top)
