@@ -104,3 +104,13 @@ def test_a_view_someone_else_replaced_or_dropped_is_left_alone(tmp_path: Path) -
         views = con.duckdb.sql("SELECT view_name FROM duckdb_views() WHERE schema_name = 's'").fetchall()
         assert views == [("t",)]
         assert _pins(con) == []
+
+
+def test_unpinning_leaves_only_delta_scan_views(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    with connect_lake(lake) as con:
+        con.unpin_snapshots()
+        assert _pins(con) == []
+        lake.table("s.t").append(pa.table({"x": [2]}))
+        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (2,)
+        assert _pins(con) == []

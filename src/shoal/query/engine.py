@@ -124,6 +124,11 @@ class Connection:
             self._mounted[name] = uri
         return names
 
+    def unpin_snapshots(self) -> None:
+        """Every lake view back on ``delta_scan`` and no pinned snapshot attached (ADR 0021): for an
+        engine that then drops or masks views and must list only its own (the HTTP API sandbox)."""
+        self._snapshots.unpin_all()
+
     @property
     def tables(self) -> list[str]:
         return sorted(self._mounted)

@@ -83,6 +83,16 @@ class PinnedSnapshots:
             self._pins[name] = _Pin(uri, log)
             self._repin(name)
 
+    def unpin_all(self) -> None:
+        """Every view this made back on ``delta_scan``, every pin detached, none made from now on."""
+        with self._lock:
+            self._pin = False
+            for name, pin in list(self._pins.items()):
+                if self._still_ours(name, pin):
+                    self._scan_view(name, pin.uri)
+                self._detach(pin.alias)
+            self._pins.clear()
+
     def ensure_fresh(self) -> None:
         """Re-pin every table that has had a commit since it was pinned."""
         with self._lock:
