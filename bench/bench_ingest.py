@@ -7,8 +7,17 @@ Produces realistic support-ticket events (SupportSimulator, ~165 B each) to a fr
 then, one after the other, in child processes (so peak RSS is per phase):
   raw    a bare confluent-kafka consumer, consume(10000) until every event was seen
   ingest ``python -m shoal ingest --until-drained`` into a local lake (produced → committed and queryable)
-and prints one JSON summary: rates, the worker's per-stage seconds, peak RSS of each child, and the
-broker's CPU seconds during each phase (noida-db and tansu both cost CPU, the machine has 2 cores).
+  quix   (with --quix-python) a Quix Streams application, the most used Python stream processor, on
+         the same topic: its ProtobufDeserializer and LocalFileSink in Parquet, at-least-once, for
+         reference (no exactly-once commit into a table). Quix pins an older confluent-kafka, so it
+         runs from a venv of its own:
+             python3.11 -m venv .venv-quix && .venv-quix/bin/pip install quixstreams grpcio-tools pyarrow
+             .venv/bin/python bench/bench_ingest.py --events 2000000 --quix-python .venv-quix/bin/python
+``--profile FILE`` samples the worker with py-spy (its Python threads; delta-rs's Rust threads are not
+seen) for a per-stage breakdown of where its CPU goes. The script prints one JSON summary: rates,
+the worker's per-stage seconds, peak RSS of each child, the worker's CPU seconds per million
+events, and the broker's CPU seconds during each phase (noida-db and tansu both cost CPU, the
+machine has 2 cores).
 """
 
 from __future__ import annotations
@@ -55,18 +64,67 @@ print(json.dumps({"events": seen, "seconds": dt, "bytes": nbytes}))
 """
 
 
+QUIX_PEER = r"""
+import json, os, sys, tempfile, time, importlib, pathlib
+from grpc_tools import protoc
+import grpc_tools
+from quixstreams import Application
+from quixstreams.models.serializers.protobuf import ProtobufDeserializer
+from quixstreams.sinks.community.file.local import LocalFileSink
+from quixstreams.sinks.community.file.formats.parquet import ParquetFormat
+import pyarrow.parquet as pq
+
+conf = json.loads(sys.argv[1]); n = int(sys.argv[2]); topic = sys.argv[3]
+proto = pathlib.Path(sys.argv[4]); message = sys.argv[5]; out = pathlib.Path(sys.argv[6])
+gen = pathlib.Path(tempfile.mkdtemp())
+wkt = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+assert protoc.main(["protoc", f"-I{proto.parent}", f"-I{wkt}", f"--python_out={gen}", str(proto)]) == 0
+sys.path.insert(0, str(gen))
+cls = getattr(importlib.import_module(proto.stem + "_pb2"), message.rsplit(".", 1)[1])
+
+extra = {k: v for k, v in conf.items() if k not in ("bootstrap.servers", "group.id", "auto.offset.reset")}
+app = Application(
+    broker_address=conf["bootstrap.servers"], consumer_group="bench-quix", auto_offset_reset="earliest",
+    processing_guarantee="at-least-once", loglevel="WARNING", consumer_extra_config=extra,
+    use_changelog_topics=False,
+)
+t = app.topic(topic, value_deserializer=ProtobufDeserializer(msg_type=cls, preserving_proto_field_name=True),
+              key_deserializer="bytes")
+seen = {"n": 0, "first": None, "last": None}
+def mark(value):
+    now = time.perf_counter()
+    if seen["first"] is None:
+        seen["first"] = now
+    seen["n"] += 1; seen["last"] = now
+    return value
+sdf = app.dataframe(t).update(mark)
+out.mkdir(parents=True, exist_ok=True)
+os.chdir(out)  # the sink takes only [A-Za-z0-9 ._] in its directory name
+sdf.sink(LocalFileSink(directory="sink", format=ParquetFormat()))
+idle = 3.0
+app.run(timeout=idle)
+done = time.perf_counter()
+rows = sum(pq.ParquetFile(f).metadata.num_rows for f in out.rglob("*.parquet"))
+print(json.dumps({"events": seen["n"], "rows_written": rows, "seconds": done - seen["first"] - idle,
+                  "seconds_to_last_record": seen["last"] - seen["first"]}))
+"""
+
+
 def run_child(argv: list[str], broker_pid: int | None, env: dict[str, str] | None = None) -> dict[str, Any]:
     bproc = psutil.Process(broker_pid) if broker_pid else None
     b0 = sum(bproc.cpu_times()[:2]) if bproc else 0.0
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    out = proc.stdout.read() if proc.stdout else b""
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"child failed ({status}): {' '.join(argv[:4])}")
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env)
+        out = proc.stdout.read() if proc.stdout else b""
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise SystemExit(f"child failed ({status}): {' '.join(argv[:2])}\n{tail}")
     return {
-        "result": json.loads(out.decode().strip().splitlines()[-1]),
+        "result": json.loads([ln for ln in out.decode().splitlines() if ln.startswith("{")][-1]),
         "wall_s": round(wall, 2),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
@@ -80,6 +138,13 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--broker", choices=["noida", "tansu"], default="tansu")
     ap.add_argument("--max-rows", type=int, default=100_000, help="flush size")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the worker with py-spy (pip install '.[bench]') into FILE (collapsed stacks); "
+        "the run's worker figures then include py-spy",
+    )
+    ap.add_argument("--quix-python", help="python of a venv with quixstreams: adds the Quix Streams peer")
     ap.add_argument(
         "--client", action="append", default=[], metavar="K=V", help="extra librdkafka setting for the worker"
     )
@@ -135,11 +200,33 @@ def main() -> None:
             argv += ["--client", f"{k}={v}"]
         for kv in args.client:
             argv += ["--client", kv]
+        if args.profile:
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            argv = [spy, "record", "--rate", "250", "--format", "raw", "-o", args.profile, "--", *argv]
         ingest = run_child(argv, broker.pid)
         stats = ingest["result"]
         table = project.lake.table("support.ticket_events")
         rows = table.count()
         assert rows == args.events, f"table has {rows} rows, produced {args.events}"
+
+        quix = None
+        if args.quix_python:
+            quix_conf = dict(raw_conf, **{"group.id": "bench-quix"})
+            quix = run_child(
+                [
+                    args.quix_python,
+                    "-c",
+                    QUIX_PEER,
+                    json.dumps(quix_conf),
+                    str(args.events),
+                    topic,
+                    str(PROTO_FILE),
+                    MESSAGE,
+                    str(work / "quix-out"),
+                ],
+                broker.pid,
+            )
+            assert quix["result"]["rows_written"] >= args.events, f"quix wrote {quix['result']}"
 
         raw_rate = raw["result"]["events"] / raw["result"]["seconds"]
         # end to end: from the worker's start to its last commit (includes interpreter start, proto
@@ -155,6 +242,7 @@ def main() -> None:
             "raw_consumer": {
                 "ev_s": round(raw_rate),
                 "peak_rss_mib": raw["peak_rss_mib"],
+                "cpu_s_per_million": round(raw["cpu_s"] / args.events * 1e6, 2),
                 "broker_cpu_s": raw["broker_cpu_s"],
             },
             "ingest": {
@@ -166,9 +254,26 @@ def main() -> None:
                 "flushes": stats["flushes"],
                 "peak_rss_mib": ingest["peak_rss_mib"],
                 "worker_cpu_s": ingest["cpu_s"],
+                "worker_cpu_s_per_million": round(ingest["cpu_s"] / rows * 1e6, 2),
                 "broker_cpu_s": ingest["broker_cpu_s"],
                 "table_rows": rows,
                 "table_version": table.version,
+            },
+            "quix_streams": None
+            if quix is None
+            else {
+                "ev_s_first_record_to_last_flush": round(
+                    quix["result"]["events"] / quix["result"]["seconds"]
+                ),
+                "share_of_raw": round(quix["result"]["events"] / quix["result"]["seconds"] / raw_rate, 3),
+                "shoal_over_quix": round(
+                    loop_rate / (quix["result"]["events"] / quix["result"]["seconds"]), 2
+                ),
+                "rows_written": quix["result"]["rows_written"],
+                "peak_rss_mib": quix["peak_rss_mib"],
+                "cpu_s": quix["cpu_s"],
+                "cpu_s_per_million": round(quix["cpu_s"] / args.events * 1e6, 2),
+                "broker_cpu_s": quix["broker_cpu_s"],
             },
             "cpus": os.cpu_count(),
             "loadavg_1m": os.getloadavg()[0],

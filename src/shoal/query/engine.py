@@ -22,7 +22,12 @@ import pyarrow as pa
 from shoal.errors import NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake
 from shoal.query.extensions import load_extension
+from shoal.query.snapshots import PinnedSnapshots
 from shoal.query.timetravel import AsOf, rewrite_as_of
+from shoal.query.utctime import rewrite_utc_time
+
+#: a statement that may change the session's time zone (then the UTC rewrite stops)
+_SETS_TIMEZONE = re.compile(r"\b(SET|RESET)\b[^;]*\btime_?zone\b", re.IGNORECASE)
 
 
 class QueryError(ShoalError, Terminal):
@@ -75,8 +80,11 @@ class Connection:
         threads: int | None = None,
         memory_limit: str | None = None,
         database: str = ":memory:",
+        pin_snapshots: bool = True,
     ) -> None:
         self.lake = lake
+        #: time bucketing of lake timestamps without ICU (utctime.py); off only to compare
+        self.utc_time_rewrite = True
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if threads:
             config["threads"] = threads
@@ -93,6 +101,11 @@ class Connection:
         if lake.location.scheme == "s3":
             _configure_s3(self.duckdb, lake)
         self._mounted: dict[str, str] = {}
+        # each table's view reads a pinned snapshot, re-pinned before a query when the table changed
+        self._snapshots = PinnedSnapshots(self._raw, lake, pin=pin_snapshots)
+        # statements of shoal's own (parsing, catalog look-ups) run here, not on the connection,
+        # whose pending result stays the caller's
+        self._helper = self._raw.cursor()
         #: declared databases that could not be attached, with the one-line reason (federation.py)
         self.unreachable: dict[str, str] = {}
         self.refresh()
@@ -107,12 +120,14 @@ class Connection:
             ns, tbl = name.split(".", 1)
             uri = self.lake.location.table_uri(ns, tbl)
             self.duckdb.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(ns)}")
-            self.duckdb.execute(
-                f"CREATE OR REPLACE VIEW {_ident(ns)}.{_ident(tbl)} AS "
-                f"SELECT * FROM delta_scan({_quote_literal(uri)})"
-            )
+            self._snapshots.mount(name, uri)
             self._mounted[name] = uri
         return names
+
+    def unpin_snapshots(self) -> None:
+        """Every lake view back on ``delta_scan`` and no pinned snapshot attached (ADR 0021): for an
+        engine that then drops or masks views and must list only its own (the HTTP API sandbox)."""
+        self._snapshots.unpin_all()
 
     @property
     def tables(self) -> list[str]:
@@ -134,9 +149,23 @@ class Connection:
 
     def _prepare(self, query: str) -> str:
         try:
-            return rewrite_as_of(query, self._resolve_as_of)
+            query = rewrite_as_of(query, self._resolve_as_of)
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
+        if _SETS_TIMEZONE.search(query):
+            self.utc_time_rewrite = False  # it holds in UTC only: from now on DuckDB's own functions
+        return rewrite_utc_time(self._helper, query, self._lake_columns) if self.utc_time_rewrite else query
+
+    def _lake_columns(self, schema: str, table: str) -> dict[str, str] | None:
+        """Column types of a mounted lake table's view (None for anything else): the view's types
+        are those bound when it was mounted, so no snapshot is read for them."""
+        if f"{schema}.{table}".lower() not in self._mounted:
+            return None
+        rows = self._helper.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
+            [schema.lower(), table.lower()],
+        ).fetchall()
+        return {str(c): str(t) for c, t in rows}
 
     # -- running queries ---------------------------------------------------------------------------
     def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
@@ -210,7 +239,8 @@ class Connection:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        self.duckdb.close()
+        self._helper.close()
+        self._raw.close()
 
     def __enter__(self) -> Connection:
         return self
@@ -221,7 +251,22 @@ class Connection:
         self.close()
 
     def __getattr__(self, item: str) -> Any:
-        return getattr(self.duckdb, item)
+        # not through .duckdb: con.execute(q) then con.fetchall() must not re-pin in between
+        return getattr(self._raw, item)
+
+    @property
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, its lake views first brought to each table's latest snapshot:
+        every statement through it (``sql``, ``execute``, models' SQL) sees every commit made
+        before it. Hold the Connection, not this: a DuckDB connection kept aside is not re-pinned."""
+        snapshots: PinnedSnapshots | None = self.__dict__.get("_snapshots")
+        if snapshots is not None:
+            snapshots.ensure_fresh()
+        return self._raw
+
+    @duckdb.setter
+    def duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._raw = con
 
 
 def version_at(history: list[dict[str, Any]], timestamp: str, table: str) -> int:

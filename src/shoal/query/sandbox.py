@@ -76,6 +76,7 @@ class Sandbox:
             else connect_lake(lake, threads=threads, memory_limit=memory_limit)
         )
         self._con = con
+        con.unpin_snapshots()  # pinned snapshots are attached databases: the sandbox lists only views
         mounted = con.tables
         self.tables: frozenset[str] = frozenset(t for t in mounted if access.can_read(t))
         db = con.duckdb
