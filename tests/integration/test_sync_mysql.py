@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from harness.cli import invoke_shoal
 from harness.private_databases import PrivateMariaDB
 from harness.sync_helpers import lake_rows, mysql_decl, rows_sorted, start_private, write_project
 from shoal.errors import Terminal
@@ -214,15 +215,10 @@ def test_a_server_without_binlog_is_named(tmp_path: Path, maria: PrivateMariaDB,
 def test_sync_command_reports_json_and_names_unknown_databases(
     tmp_path: Path, maria: PrivateMariaDB, db: str
 ) -> None:
-    from typer.testing import CliRunner
-
-    from shoal.replicate.cli import app
-
     maria.execute(f"CREATE TABLE {db}.teams (id INT PRIMARY KEY, name VARCHAR(20))")
     maria.execute(f"INSERT INTO {db}.teams VALUES (1, 'a'), (2, 'b'), (3, 'c')")
     project = _project(tmp_path, maria, db)
-    runner = CliRunner()
-    result = runner.invoke(app, ["sync", "crm", "teams", "--project", str(project.dir), "--format", "json"])
+    result = invoke_shoal(["sync", "crm", "teams", "--project", str(project.dir), "--format", "json"])
     assert result.exit_code == 0, result.output
     import json
 
@@ -230,11 +226,11 @@ def test_sync_command_reports_json_and_names_unknown_databases(
     assert report["database"] == "crm"
     assert report["tables"][0]["lake_table"] == "crm_replica.teams"
     assert report["tables"][0]["snapshot_rows"] == 3
-    result = runner.invoke(app, ["sync", "nope", "--project", str(project.dir)])
+    result = invoke_shoal(["sync", "nope", "--project", str(project.dir)])
     assert result.exit_code == 1
     assert "no database 'nope' in shoal.yaml (declared: crm)" in result.output
-    assert runner.invoke(app, ["sync", "--help"]).exit_code == 0
-    assert runner.invoke(app, ["databases", "--help"]).exit_code == 0
+    assert invoke_shoal(["sync", "--help"]).exit_code == 0
+    assert invoke_shoal(["databases", "--help"]).exit_code == 0
 
 
 def test_purged_binlog_is_a_terminal_one_line_error(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
