@@ -6,6 +6,7 @@ For bisecting a failure: FAULT_KILLS, FAULT_CHANGES, FAULT_RESTART=0 and FAULT_C
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -108,7 +109,8 @@ def _pg_executor(server: PrivatePostgres, db: str) -> Callable[[str], int]:
         try:
             return int(state["con"].execute(sql).rowcount)
         except Exception:
-            state.pop("con", None)
+            with contextlib.suppress(Exception):  # closed, not left to the collector (ResourceWarning)
+                state.pop("con").close()
             raise
 
     return execute
