@@ -25,8 +25,13 @@ this 2-core machine's cores and took the worker's CPU up 3–4× at 20k events/s
 
 Prints one JSON object: delay percentiles (model and raw-table baseline), the CPU seconds of the
 worker and of the watcher (the cost of keeping the models fresh) per wall second and per million
-events, the watcher's cycle times, and the wall time of one ``shoal sql`` CLI call (process
+events, the watcher's cycle times, how many refreshes took their upstream's changes from the same
+cycle's commit (a handoff, ADR 0020), and the wall time of one ``shoal sql`` CLI call (process
 start-up, the constant a human or script adds on top).
+
+CPU seconds (process CPU time) hold up on a busy machine far better than the delays, which grow by
+whole watcher cycles when the watcher gets less CPU: compare delays only between runs on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -361,6 +366,11 @@ def main() -> None:
             for m in c["models"]:
                 if m["mode"] != "unchanged":
                     per_model.setdefault(m["model"], []).append(m["seconds"])
+        # refreshes that took their upstream's changes from its commit in the same cycle (ADR 0020)
+        handed_off = {
+            k: sum(1 for c in live_cycles for m in c["models"] if m["model"] == k and m.get("handed_off"))
+            for k in per_model
+        }
         used = {k: cpu1[k] - cpu0[k] for k in cpu0}
         result = {
             "rate_target_ev_s": args.rate,
@@ -392,6 +402,8 @@ def main() -> None:
             "watcher1_cycles": sum(1 for c in live_cycles if c["watcher"] == 1),
             # each model's refresh seconds (cycles where it had something to do)
             "model_s_median": {k: round(statistics.median(v), 3) for k, v in per_model.items()},
+            "model_refreshes": {k: len(v) for k, v in per_model.items()},
+            "model_refreshes_handed_off": handed_off,
             "cpu_s": {k: round(v, 1) for k, v in used.items()},
             "cores_used": {k: round(v / live_wall, 2) for k, v in used.items()},
             "cpu_s_per_million_events": {k: round(v / produced * 1e6, 1) for k, v in used.items()},

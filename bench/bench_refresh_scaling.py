@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_refresh_scaling.py                       # the reference run
     .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --cycles 3   # quick
+    .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --ab-pipeline  # ADR 0020 A/B
 
 A near-real-time refresh should cost in proportion to what changed, not to the month so far. For
 each ``--history-hours`` value (hours of the month already billed), on a fresh local lake:
@@ -59,7 +60,14 @@ FAST_PATH = {
 
 
 def run_one(
-    work: Path, users: int, history_hours: int, batch: int, cycles: int, *, last_month_late: bool = False
+    work: Path,
+    users: int,
+    history_hours: int,
+    batch: int,
+    cycles: int,
+    *,
+    last_month_late: bool = False,
+    ab_pipeline: bool = False,
 ) -> dict[str, Any]:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     sim = BillingSimulator(7, start, days=history_hours // 24 + 2, users=users)
@@ -89,46 +97,75 @@ def run_one(
     table = to_arrow(history + live)
     # the demo pipeline's layout: partitioned by the day of billing_hour
     table = table.append_column("event_date", pc.cast(table["billing_hour"], pa.date32()))
-    lake = Lake(str(work / f"lake-{history_hours}h"))
-    source = lake.create_table("billing.usage_events", table.schema, partition_by=("event_date",))
-    source.append(table.slice(0, len(history)))
+    # with ab_pipeline, two lakes with the same history: on one the fast path runs as one pipeline
+    # (handoffs and in-memory additive models, ADR 0020), on the other every model reads its input
+    # back from Delta (the change feed and the tables); their cycles alternate, same batches
+    variants = {"pipeline": True, "per_model": False} if ab_pipeline else {"pipeline": True}
+    lakes: dict[str, Lake] = {}
+    sources = {}
+    build_s = 0.0
+    for v in variants:
+        lake = lakes[v] = Lake(str(work / f"lake-{history_hours}h-{v}"))
+        source = sources[v] = lake.create_table(
+            "billing.usage_events", table.schema, partition_by=("event_date",)
+        )
+        source.append(table.slice(0, len(history)))
+        t0 = time.perf_counter()
+        with ModelRunner(lake, models()) as runner:
+            runner.refresh()
+        build_s = time.perf_counter() - t0
     fast = [m for m in models() if m.name in FAST_PATH]
-    t0 = time.perf_counter()
-    with ModelRunner(lake, models()) as runner:
-        runner.refresh()
-    build_s = time.perf_counter() - t0
-    walls: list[float] = []
-    cpus: list[float] = []
-    per_model: dict[str, list[float]] = {}
-    with ModelRunner(lake, fast) as runner:
-        runner.refresh()  # open handles and the connection, as a running watcher has them
-        for i in range(cycles):
-            source.append(table.slice(len(history) + i * batch, batch))
+    walls: dict[str, list[float]] = {v: [] for v in variants}
+    cpus: dict[str, list[float]] = {v: [] for v in variants}
+    per_model: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
+    runners = {v: ModelRunner(lakes[v], fast, handoff=on, arrange=on) for v, on in variants.items()}
+    try:
+        for runner in runners.values():
+            runner.refresh()  # open handles and the connection, as a running watcher has them
+        order = list(variants)
+        for i in range(cycles * len(variants)):
+            v = order[i % len(order)]
+            runner = runners[v]
+            sources[v].append(table.slice(len(history) + (i // len(order)) * batch, batch))
             c0, w0 = time.process_time(), time.perf_counter()
             results = runner.refresh()
-            walls.append(time.perf_counter() - w0)
-            cpus.append(time.process_time() - c0)
+            walls[v].append(time.perf_counter() - w0)
+            cpus[v].append(time.process_time() - c0)
             assert all(r.mode == "incremental" or r.model == "billing.run_rate" for r in results), results
             for r in results:
-                per_model.setdefault(r.model, []).append(r.seconds)
+                per_model[v].setdefault(r.model, []).append(r.seconds)
+        if ab_pipeline:  # both ways of refreshing arrive at the same rows
+            for name in FAST_PATH:
+                a, b = (runners[v].con.query_arrow(f"SELECT * FROM {name}") for v in variants)
+                order_by = [(c, "ascending") for c in a.column_names]
+                assert a.sort_by(order_by).equals(b.sort_by(order_by)), name
+        runner = runners[order[0]]
         c0, w0 = time.process_time(), time.perf_counter()
         runner.refresh(full=True)
         full_wall, full_cpu = time.perf_counter() - w0, time.process_time() - c0
-    wall, cpu = statistics.median(walls), statistics.median(cpus)
-    return {
+    finally:
+        for runner in runners.values():
+            runner.close()
+    out: dict[str, Any] = {
         "history_hours": history_hours,
         "history_events": len(history),
-        "charges_rows": lake.table("billing.charges_hourly").count(),
+        "charges_rows": lakes["pipeline"].table("billing.charges_hourly").count(),
         "setup_build_s": round(build_s, 1),
-        "incremental_cycle": {
+    }
+    for v in variants:
+        wall, cpu = statistics.median(walls[v]), statistics.median(cpus[v])
+        key = "incremental_cycle" if v == "pipeline" else "incremental_cycle_per_model"
+        out[key] = {
             "events": batch,
             "wall_s_median": round(wall, 3),
             "cpu_s_median": round(cpu, 3),
-            "per_model_s_median": {k: round(statistics.median(v), 3) for k, v in per_model.items()},
-        },
-        "baseline_full_rebuild": {"wall_s": round(full_wall, 3), "cpu_s": round(full_cpu, 3)},
-        "full_over_incremental_wall": round(full_wall / wall, 1),
-    }
+            "cpu_s_per_million_events": round(cpu / batch * 1e6, 1),
+            "per_model_s_median": {k: round(statistics.median(x), 3) for k, x in per_model[v].items()},
+        }
+    wall = statistics.median(walls["pipeline"])
+    out["baseline_full_rebuild"] = {"wall_s": round(full_wall, 3), "cpu_s": round(full_cpu, 3)}
+    out["full_over_incremental_wall"] = round(full_wall / wall, 1)
+    return out
 
 
 def main() -> None:
@@ -142,11 +179,25 @@ def main() -> None:
         action="store_true",
         help="one event of each cycle is for an hour of the month before (replacing a live one)",
     )
+    ap.add_argument(
+        "--ab-pipeline",
+        action="store_true",
+        help="alternate cycles with a runner that reads every model's input back from Delta (no "
+        "handoffs, no in-memory additive models; ADR 0020): --cycles of each",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-scaling-"))
     try:
         runs = [
-            run_one(work, args.users, h, args.batch, args.cycles, last_month_late=args.last_month_late)
+            run_one(
+                work,
+                args.users,
+                h,
+                args.batch,
+                args.cycles,
+                last_month_late=args.last_month_late,
+                ab_pipeline=args.ab_pipeline,
+            )
             for h in sorted(args.history_hours)
         ]
     finally:

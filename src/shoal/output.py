@@ -1,4 +1,4 @@
-"""Command output: a rich table for people, CSV or JSON (``--format``) for scripts.
+"""Command output: a rich table for people, CSV or strict JSON (``--format``) for scripts.
 
 Every command (the core CLI, use-case groups, the demo) prints through these, so ``--format``
 means the same everywhere. The option itself is in :mod:`shoal.options`.
@@ -7,16 +7,15 @@ means the same everywhere. The option itself is in :mod:`shoal.options`.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
+
+from shoal.jsonsafe import dumps, to_jsonable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,26 +31,6 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def to_jsonable(value: Any) -> Any:
-    """JSON-safe values; money (Decimal) stays exact as a string."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        # Arrow maps come back as lists of (key, value) tuples
-        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-            return {str(k): to_jsonable(v) for k, v in value}
-        return [to_jsonable(v) for v in value]
-    return value
-
-
 def emit_rows(
     rows: Sequence[Mapping[str, Any]],
     fmt: OutputFormat,
@@ -60,7 +39,7 @@ def emit_rows(
 ) -> None:
     cols = list(columns) if columns is not None else (list(rows[0].keys()) if rows else [])
     if fmt is OutputFormat.json:
-        sys.stdout.write(json.dumps([to_jsonable(dict(r)) for r in rows], indent=None) + "\n")
+        sys.stdout.write(dumps([dict(r) for r in rows]) + "\n")
     elif fmt is OutputFormat.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(cols)
@@ -91,7 +70,7 @@ def emit(obj: Any, fmt: OutputFormat) -> None:
         emit_arrow(obj, fmt)
     elif isinstance(obj, Mapping):
         if fmt is OutputFormat.json:
-            sys.stdout.write(json.dumps(to_jsonable(obj)) + "\n")
+            sys.stdout.write(dumps(obj) + "\n")
         else:
             emit_rows([{"key": k, "value": v} for k, v in obj.items()], fmt)
     elif isinstance(obj, Iterable):

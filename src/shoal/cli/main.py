@@ -14,8 +14,9 @@ import typer
 from shoal import __version__, open_project
 from shoal.cli import ingest_cmd, plugins
 from shoal.errors import ShoalError
+from shoal.jsonsafe import dumps
 from shoal.options import FormatOpt, ProjectOpt
-from shoal.output import OutputFormat, console, emit, emit_arrow, emit_rows, err_console, to_jsonable
+from shoal.output import OutputFormat, console, emit, emit_arrow, emit_rows, err_console
 from shoal.project import Project
 
 app = typer.Typer(
@@ -244,7 +245,6 @@ def refresh(  # noqa: PLR0917 (typer options)
 def _watch(
     proj: Project, names: list[str] | None, *, full: bool, interval_s: float, fmt: OutputFormat
 ) -> None:
-    import json
     import signal
     import time
 
@@ -261,7 +261,7 @@ def _watch(
         changed = [r for r in results if r.mode != "unchanged"]
         if fmt is OutputFormat.json:
             line = {"at": time.time(), "models": [r.as_dict() for r in results]}
-            sys.stdout.write(json.dumps(to_jsonable(line)) + "\n")
+            sys.stdout.write(dumps(line) + "\n")
             sys.stdout.flush()
         elif changed:
             parts = ", ".join(f"{r.model} {r.mode} +{r.rows_written}/-{r.rows_deleted}" for r in changed)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shoal.errors import ConfigError
@@ -34,6 +34,20 @@ class QuerySettings(BaseModel):
     memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '4GB'")
 
 
+class ServeLimits(BaseModel):
+    """Per-query limits of served SQL (HTTP API and Postgres wire protocol alike)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timeout_s: float = Field(30.0, gt=0, description="a query running longer is interrupted")
+    max_rows: int = Field(1_000_000, ge=1, description="rows past this end the result with an error")
+    max_bytes: int = Field(512 * 1024 * 1024, ge=1, description="result bytes (Arrow) past this: error")
+    max_concurrent: int = Field(4, ge=1, description="queries running at once; more wait in a queue")
+    queue_timeout_s: float = Field(10.0, ge=0, description="how long a query may wait for a slot")
+    memory_limit: str | None = Field("2GB", description="DuckDB memory_limit of the serving engine")
+    threads: int | None = Field(None, ge=1, description="DuckDB threads of the serving engine")
+
+
 class ServeSettings(BaseModel):
     """``shoal serve``: where the HTTP API, dashboard and Postgres wire listener bind."""
 
@@ -41,6 +55,24 @@ class ServeSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
+    pg_port: int | None = Field(
+        5433, ge=0, le=65535, description="Postgres wire protocol port (null: no wire listener)"
+    )
+    workers: int = Field(1, ge=1, le=64, description="HTTP worker threads for blocking work")
+    tls_cert: str | None = Field(None, description="PEM certificate (path); with tls_key turns on TLS")
+    tls_key: str | None = Field(None, description="PEM private key (path)")
+    tokens_file: str = Field(
+        ".shoal/tokens.json", description="hashed access tokens (relative to the project directory)"
+    )
+    limits: ServeLimits = Field(default_factory=ServeLimits)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServeSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together (got only one)")
+        if self.pg_port is not None and self.pg_port != 0 and self.pg_port == self.port:
+            raise ValueError(f"pg_port {self.pg_port} is the HTTP port too")
+        return self
 
 
 class DatabaseSyncSettings(BaseModel):

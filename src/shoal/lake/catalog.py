@@ -37,6 +37,8 @@ class TableInfo:
     version: int
     last_commit: datetime | None
     uri: str
+    #: columns holding personal data (masked for served readers without the pii grant)
+    pii: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -52,7 +54,12 @@ class TableInfo:
             "version": self.version,
             "last_commit": self.last_commit.isoformat() if self.last_commit else None,
             "uri": self.uri,
+            "pii": list(self.pii),
         }
+
+
+def _names(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def validate_name(name: str) -> str:
@@ -100,6 +107,7 @@ class Lake:
         description: str = "",
         owner: str = "",
         source: str = "",
+        pii: Sequence[str] = (),
         exist_ok: bool = True,
     ) -> Table:
         """Create an empty table (with change data feed on, for incremental models)."""
@@ -111,13 +119,16 @@ class Lake:
         missing = [c for c in partition_by if c not in schema.names]
         if missing:
             raise ConfigError(f"table {name}: partition column(s) {missing} not in the schema")
+        unknown = [c for c in pii if c not in schema.names]
+        if unknown:
+            raise ConfigError(f"table {name}: personal-data column(s) {unknown} not in the schema")
         self.location.check_writable()
         table = Table(name, self.location)
         with translate_errors(f"create {name}"):
             # The sidecar goes first: a table only becomes visible once its Delta log exists.
             self.location.write_json(
                 f"{table.namespace}/{table.table_name}/{SIDECAR}",
-                {"description": description, "owner": owner, "source": source},
+                {"description": description, "owner": owner, "source": source, "pii": list(pii)},
             )
             DeltaTable.create(
                 table.uri,
@@ -162,6 +173,23 @@ class Lake:
                     names.append(name)
         return names
 
+    def pii_columns(self, name: str) -> list[str]:
+        """The columns of ``name`` the catalog marks as personal data (e-mail, name, IP...)."""
+        ns, tbl = validate_name(name).split(".", 1)
+        side = self.location.read_json(f"{ns}/{tbl}/{SIDECAR}") or {}
+        return _names(side.get("pii"))
+
+    def mark_pii(self, name: str, columns: Sequence[str]) -> None:
+        """Mark ``columns`` of an existing table as personal data (replaces the previous marking)."""
+        table = self.table(name)
+        names = pa.schema(table.delta().schema().to_arrow()).names
+        unknown = [c for c in columns if c not in names]
+        if unknown:
+            raise ConfigError(f"table {name}: personal-data column(s) {unknown} not in the schema")
+        path = f"{table.namespace}/{table.table_name}/{SIDECAR}"
+        side = self.location.read_json(path) or {}
+        self.location.write_json(path, {**side, "pii": list(dict.fromkeys(columns))})
+
     def tables(self) -> list[Table]:
         return [Table(n, self.location) for n in self.table_names()]
 
@@ -190,6 +218,7 @@ class Lake:
             version=int(dt.version()),
             last_commit=datetime.fromtimestamp(last / 1000, tz=UTC) if last else None,
             uri=table.uri,
+            pii=tuple(_names(side.get("pii"))),
         )
 
     def list_tables(self) -> list[TableInfo]:

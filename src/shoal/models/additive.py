@@ -40,16 +40,26 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
         return ctx.rebuild()  # change feed unavailable (e.g. vacuumed)
     if changes.num_rows == 0:
         return ctx.consumed()
+    arranged = ctx.session.arranged
+    before = ctx.progress.table_version
+    if model.name in arranged.models and before is not None and arranged.held(model.name) != before:
+        # the first refresh of this runner: keep the model's rows in memory from now on
+        arranged.load(model.name, ctx.table, before)
     negative = pc.is_in(changes["_change_type"], value_set=pa.array(["delete", "update_preimage"]))
     sign = pc.if_else(negative, pa.scalar(-1, pa.int64()), pa.scalar(1, pa.int64()))
     with ctx.scratch() as scratch:
         scratch.register("__shoal_delta", changes.append_column("__shoal_sign", sign))
         delta = ctx.run_sql(model.additive_sql)
         merged = _add_to_current(ctx, delta, scratch)
+        feed = None
+        if merged is not None and ctx.feeds_downstream:
+            # __shoal_cur holds the current row of every key written: the commit's change rows
+            rows, stale, existed = merged
+            feed = ctx.change_rows(scratch, "__shoal_cur", rows, stale, existed=existed)
     if merged is None:
         return ctx.rebuild()  # a count below zero: out of step, rebuild
     rows, stale, existed = merged
-    return ctx.write(rows, stale, existed=existed, touched=delta.num_rows)
+    return ctx.write(rows, stale, existed=existed, touched=delta.num_rows, changes=feed)
 
 
 def _add_to_current(
@@ -72,11 +82,13 @@ def _add_to_current(
     on = " AND ".join(f"o.{ident(c)} IS NOT DISTINCT FROM d.{ident(c)}" for c in model.unique_key)
     keys = con.sql(f"SELECT {', '.join(ident(c) for c in model.unique_key)} FROM __shoal_d")
     key_values = keys.to_arrow_table()
-    # constant bounds (IN lists, ranges) let DuckDB skip partitions and files of the target
+    # constant bounds (IN lists, ranges) let DuckDB skip partitions and files of the target; an
+    # in-memory copy has none to skip
     bounds = [
         b
         for c in model.unique_key
-        if (b := constant_bound(f"o.{ident(c)}", key_values[c], exact=True)) is not None
+        if not ctx.session.arranged.reads_copy(model.name)
+        and (b := constant_bound(f"o.{ident(c)}", key_values[c], exact=True)) is not None
     ]
     where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
     scratch.temp(

@@ -1,7 +1,9 @@
 """The refresh context: what one model's refresh reads, checks and commits.
 
-A :class:`Session` is what a runner's refreshes share: the lake, a warm DuckDB connection, and
-table handles (kept so each refresh reads only the new log entries, not the whole log). A
+A :class:`Session` is what a runner's refreshes share: the lake, a warm DuckDB connection, table
+handles (kept so each refresh reads only the new log entries, not the whole log), and the change
+rows of the commits of the current cycle (:class:`Handoff`: a downstream model of the same runner
+takes its upstream's changes from memory instead of reading them back from the Delta log). A
 :class:`RefreshContext` is one refresh of one model: its target and upstream tables, the upstream
 versions it consumes, and the target's progress keys (``shoal.lake.progress``) read once, from one
 snapshot. Every strategy checks its rows and commits through it, so each commit carries the same
@@ -21,6 +23,7 @@ import pyarrow.compute as pc
 from shoal.errors import NotFoundError, ShoalError
 from shoal.lake import Lake, Progress, Table
 from shoal.lake.progress import MODEL_DEFINITION, model_input
+from shoal.models.arrangements import Arrangements
 from shoal.models.errors import ModelError
 from shoal.models.model import Model
 from shoal.models.sql import ident
@@ -37,18 +40,66 @@ class RefreshResult:
     version: int | None = None
     seconds: float = 0.0
     upstream_versions: dict[str, int] = field(default_factory=dict)
+    #: the upstreams whose changes this refresh took from their commit in the same cycle (memory)
+    handed_off: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 
+CHANGE_TYPE = "_change_type"
+COMMIT_VERSION = "_commit_version"
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """The change rows of one model commit, as the Delta change feed has them (the target's
+    columns, ``_change_type``, ``_commit_version``), kept for downstream models of the same cycle.
+
+    Only a commit made directly on the version its refresh started from (``version == before + 1``)
+    is handed off: then its change feed is exactly these rows, and a downstream model last
+    refreshed from ``before`` may take them instead of reading the log back (ADR 0020)."""
+
+    before: int
+    version: int
+    rows: pa.Table
+
+
 class Session:
-    """The lake, connection and table handles the refreshes of one runner share."""
+    """The lake, connection, table handles and handoffs the refreshes of one runner share."""
 
     def __init__(self, lake: Lake, con: Connection | None = None) -> None:
         self.lake = lake
         self._con = con
         self._tables: dict[str, Table] = {}
+        self._handoffs: dict[str, Handoff] = {}
+        #: models whose commits a model of this runner reads (their change rows are handed off)
+        self.feeding: frozenset[str] = frozenset()
+        #: in-memory copies of models this runner writes (its ``models`` are set by the runner)
+        self.arranged = Arrangements(lambda: self.con.duckdb, self.find)
+
+    def hand_off(self, name: str, handoff: Handoff | None) -> None:
+        """Keep (or, with None, forget) the change rows of ``name``'s latest commit."""
+        if handoff is None:
+            self._handoffs.pop(name, None)
+        else:
+            self._handoffs[name] = handoff
+
+    def handed_off(self, name: str, since: int, until: int) -> pa.Table | None:
+        """``name``'s change rows after version ``since`` up to ``until``, when they are exactly
+        the rows of a commit of this cycle; None: read the change feed."""
+        handoff = self._handoffs.get(name)
+        if handoff is None or handoff.before != since or handoff.version != until:
+            return None
+        return handoff.rows
+
+    def end_cycle(self) -> None:
+        """Drop the handoffs: the next cycle's models read what they have not yet consumed from
+        the log (what a handoff holds is either consumed by then or to be re-read anyway). Every
+        view reads its Delta table again until the next refresh checks the copies."""
+        self._handoffs.clear()
+        if self._con is not None:
+            self.arranged.release()
 
     def find(self, name: str) -> Table | None:
         table = self._tables.get(name)
@@ -65,6 +116,7 @@ class Session:
         return self._con
 
     def close(self) -> None:
+        self.arranged.forget()  # the copies die with the connection
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -97,6 +149,7 @@ class Session:
         needed = {*model.upstream, model.name} if target is not None else set(model.upstream)
         if not needed <= set(self.con.tables):
             self.con.refresh()  # mount tables created since the connection opened
+        self.arranged.check()  # copies of tables that moved without this runner are dropped
         keys = [MODEL_DEFINITION, *(model_input(u) for u in model.upstream)]
         return RefreshContext(self, model, target, upstream, current, Progress.read(target, keys))
 
@@ -140,6 +193,8 @@ class RefreshContext:
     current: dict[str, int]
     #: the target's progress keys, from the snapshot this refresh started at
     progress: Progress
+    #: the upstreams whose changes came from a handoff (see :class:`Handoff`)
+    handed_off: list[str] = field(default_factory=list)
 
     # -- progress ------------------------------------------------------------------------------
     @property
@@ -162,8 +217,12 @@ class RefreshContext:
         so no change is applied twice. Raises ShoalError when the feed is unavailable (vacuumed)."""
         since = self.since(upstream)
         assert since is not None
-        rows = self.upstream[upstream].changes_since(since)
         until = self.current[upstream]
+        fed = self.session.handed_off(upstream, since, until)
+        if fed is not None:
+            self.handed_off.append(upstream)
+            return fed
+        rows = self.upstream[upstream].changes_since(since)
         if rows.num_rows and "_commit_version" in rows.column_names:
             versions = rows["_commit_version"]
             if pc.max(versions).as_py() > until:
@@ -243,7 +302,30 @@ class RefreshContext:
         if self.target is None:
             self.target = self.session.create(model, data.schema)
         version = self.target.overwrite(data, app_transactions=self.txns)
+        self.session.hand_off(model.name, None)  # downstream models read the change feed
+        if model.name in self.session.arranged.models:
+            names = self.target.schema.names
+            self.session.arranged.replace(model.name, version, data.select(names))
         return RefreshResult(model.name, "full", rows_written=data.num_rows, version=version)
+
+    def _arrange(self, version: int, rows: pa.Table, stale: pa.Table) -> None:
+        """Apply this refresh's commit to the model's in-memory copy, if the runner keeps one."""
+        arranged = self.session.arranged
+        if self.model.name in arranged.models:
+            before = self.progress.table_version
+            arranged.apply(
+                self.model.name, rows, stale, key=self.model.unique_key, before=before, version=version
+            )
+
+    def _hand_off(self, version: int, changes: pa.Table | None) -> None:
+        before = self.progress.table_version
+        if changes is None or before is None or version != before + 1:
+            self.session.hand_off(self.model.name, None)  # downstream models read the change feed
+            return
+        stamp = pa.repeat(pa.scalar(version, pa.int64()), changes.num_rows)
+        self.session.hand_off(
+            self.model.name, Handoff(before, version, changes.append_column(COMMIT_VERSION, stamp))
+        )
 
     def unchanged(self) -> RefreshResult:
         """Nothing to do and nothing to record: the target stays at its version."""
@@ -252,11 +334,58 @@ class RefreshContext:
     def consumed(self) -> RefreshResult:
         """The upstream changes touch no row of the model: record only that they were consumed."""
         version = self.table.append(pa.table({}), app_transactions=self.txns)
+        empty = pa.schema([*self.table.schema, pa.field(CHANGE_TYPE, pa.string())]).empty_table()
+        self._hand_off(version, empty)
+        self._arrange(version, self.table.schema.empty_table(), self.table.schema.empty_table())
         return RefreshResult(self.model.name, "unchanged", version=version)
 
-    def write(self, rows: pa.Table, stale: pa.Table, *, existed: bool, touched: int) -> RefreshResult:
+    @property
+    def feeds_downstream(self) -> bool:
+        """Whether a model of this runner reads this one's commits (then they are handed off)."""
+        return self.model.name in self.session.feeding
+
+    def change_rows(
+        self, scratch: Scratch, old: str, rows: pa.Table, stale: pa.Table, *, existed: bool
+    ) -> pa.Table:
+        """The change feed's rows for a commit of ``rows`` (upserts) and deletes of ``stale`` keys,
+        given ``old``, a relation holding the current row of every key either names that exists:
+        pre-images and deletes from ``old``, post-images and inserts from ``rows``. When no key of
+        ``rows`` exists (``existed`` False) and nothing is deleted, every row is an insert."""
+        model, target = self.model, self.table
+        names = target.schema.names
+        schema = pa.schema([*target.schema, pa.field(CHANGE_TYPE, pa.string())])
+        if not existed and stale.num_rows == 0:
+            kinds = pa.repeat(pa.scalar("insert", pa.string()), rows.num_rows)
+            return rows.select(names).cast(target.schema).append_column(CHANGE_TYPE, kinds).cast(schema)
+        scratch.register("__shoal_up", rows)
+        scratch.register("__shoal_gone", stale)
+        cols = ", ".join(f"x.{ident(c)}" for c in names)
+        match = " AND ".join(f"x.{ident(c)} IS NOT DISTINCT FROM y.{ident(c)}" for c in model.unique_key)
+        sql = " UNION ALL ".join(
+            f"SELECT {cols}, '{kind}' AS {CHANGE_TYPE} FROM {x} AS x {join} JOIN {y} AS y ON {match}"
+            for kind, x, join, y in (
+                ("update_preimage", old, "SEMI", "__shoal_up"),
+                ("delete", old, "SEMI", "__shoal_gone"),
+                ("update_postimage", "__shoal_up", "SEMI", old),
+                ("insert", "__shoal_up", "ANTI", old),
+            )
+        )
+        return self.con.sql(sql).to_arrow_table().cast(schema)
+
+    def write(
+        self,
+        rows: pa.Table,
+        stale: pa.Table,
+        *,
+        existed: bool,
+        touched: int,
+        changes: pa.Table | None = None,
+    ) -> RefreshResult:
         """Commit changed ``rows`` and deletes of ``stale`` keys with the progress txns: a plain
-        append (no file rewrite) when no changed key exists yet and nothing is deleted."""
+        append (no file rewrite) when no changed key exists yet and nothing is deleted.
+
+        ``changes`` (:meth:`change_rows`) are handed off to downstream models of this cycle when
+        the commit lands directly on the version this refresh started from."""
         target, txns = self.table, self.txns
         if rows.num_rows == 0 and stale.num_rows == 0:
             version = target.append(pa.table({}), app_transactions=txns)
@@ -264,6 +393,8 @@ class RefreshContext:
             version = target.append(rows, app_transactions=txns)
         else:
             version = target.merge(rows, self.model.unique_key, delete_keys=stale, app_transactions=txns)
+        self._hand_off(version, changes)
+        self._arrange(version, rows, stale)
         return RefreshResult(
             self.model.name,
             "incremental",

@@ -58,12 +58,34 @@ def order_models(models: Sequence[Model]) -> list[Model]:
 class ModelRunner:
     """Refreshes models of one lake; reuse it to keep a DuckDB connection warm."""
 
-    def __init__(self, lake: Lake, models: Sequence[Model], con: Connection | None = None) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        models: Sequence[Model],
+        con: Connection | None = None,
+        *,
+        handoff: bool = True,
+        arrange: bool = True,
+    ) -> None:
+        """``handoff=False`` makes every model read its upstream's changes back from the Delta
+        change feed, ``arrange=False`` every model read from its Delta table (the behaviour
+        before ADR 0020; kept for A/B measurements)."""
         self.lake = lake
         self.models = order_models(models)
         check_state_models(self.models)
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
+        self._in_cycle = False
+        if arrange:
+            # additive models (sums: small) are kept in memory and read there (ADR 0020)
+            self._session.arranged.models = frozenset(m.name for m in self.models if m.additive_sql)
+        if handoff:
+            # a model whose changes another model of this runner reads (an additive or slice
+            # refresh; a rebuild reads none) hands its commits' change rows on
+            names = set(self._by_name)
+            self._session.feeding = frozenset(
+                u for m in self.models if m.additive_sql or m.incremental_by for u in m.upstream if u in names
+            )
 
     @property
     def con(self) -> Connection:
@@ -91,12 +113,19 @@ class ModelRunner:
             if unknown:
                 raise NotFoundError(f"no model named {', '.join(sorted(unknown))}")
         results = []
-        for model in self.models:
-            if wanted and model.name not in wanted:
-                continue
-            if progress:
-                progress(model.name)
-            results.append(self.refresh_one(model, full=full))
+        self._in_cycle = True
+        try:
+            # one pipeline per cycle: a model's downstream models take its commit's change rows
+            # from memory (each still commits its own table with its own progress keys)
+            for model in self.models:
+                if wanted and model.name not in wanted:
+                    continue
+                if progress:
+                    progress(model.name)
+                results.append(self.refresh_one(model, full=full))
+        finally:
+            self._in_cycle = False
+            self._session.end_cycle()
         return results
 
     @property
@@ -132,6 +161,11 @@ class ModelRunner:
         result = self._dispatch(ctx, full=full)
         result.seconds = round(time.perf_counter() - start, 3)
         result.upstream_versions = ctx.current
+        result.handed_off = ctx.handed_off
+        if not self._in_cycle:
+            # called on its own: the connection's views read Delta again (handoffs are kept for
+            # the next model's refresh_one)
+            self._session.arranged.release()
         return result
 
     def _dispatch(self, ctx: RefreshContext, *, full: bool) -> RefreshResult:

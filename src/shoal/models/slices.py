@@ -42,7 +42,18 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
         ctx.check_columns(new_rows.schema)
         ctx.check_unique(new_rows, "incremental SQL" if model.incremental_sql else "SQL")
         changed, stale, updates = _diff(ctx, new_rows, scratch)
-    return ctx.write(changed, stale, existed=updates, touched=touched.num_rows)
+        feed = None
+        if ctx.feeds_downstream and _old_holds_every_key(model, ctx.table.schema, new_rows.schema):
+            feed = ctx.change_rows(scratch, "__shoal_old", changed, stale, existed=updates)
+    return ctx.write(changed, stale, existed=updates, touched=touched.num_rows, changes=feed)
+
+
+def _old_holds_every_key(model: Model, target: pa.Schema, new: pa.Schema) -> bool:
+    """Whether ``__shoal_old`` holds the current row of every key a refresh writes, so the commit's
+    change rows can be derived without reading the target: true when the key holds every scope
+    column (a row's key names its slice and restate position) and no column is added."""
+    scope_cols = {*model.incremental_by, *([model.restate_from] if model.restate_from else [])}
+    return scope_cols <= set(model.unique_key) and set(new.names) == set(target.names)
 
 
 def touched_slices(ctx: RefreshContext) -> tuple[pa.Table, pa.Table | None] | None:

@@ -1,0 +1,159 @@
+"""Arrangements: in-memory copies of the additive models a runner writes, read in place of their
+Delta tables while those stand at the version the copy reflects (ADR 0020).
+
+An additive model's refresh reads its own current rows, and other models of the chain read it
+(``billing.charges_hourly`` reads ``billing.invoice_lines`` as state, ``billing.run_rate`` reads
+``billing.revenue_hourly``). Each such read of a Delta table replays its log and opens its files,
+a fixed cost per query that dominates a short cycle. Like Materialize's arrangements, the runner
+keeps such a model's rows in a DuckDB temp table, applies each of its own commits to it, and points
+the model's view in its connection at that copy instead of the Delta scan.
+
+The copy is used only while the table's Delta version is the one it reflects: every refresh checks
+that first (:meth:`Arrangements.check`), and a commit the runner did not make, or one it cannot
+apply exactly, drops the copy (the view reads Delta again; the next refresh loads a new copy).
+Between cycles every view reads Delta, so anything else using the runner's connection sees the
+tables as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+import pyarrow as pa
+
+from shoal.lake import Table
+from shoal.models.sql import ident
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _view(name: str) -> str:
+    ns, table = name.split(".", 1)
+    return f"{ident(ns)}.{ident(table)}"
+
+
+def _copy(name: str) -> str:
+    return ident("__shoal_arranged_" + name.replace(".", "__"))
+
+
+class Arrangements:
+    """The copies one runner's session keeps (see the module docstring)."""
+
+    def __init__(
+        self, con: Callable[[], duckdb.DuckDBPyConnection], find: Callable[[str], Table | None]
+    ) -> None:
+        self._con = con
+        self._find = find
+        #: the models to keep copies of (set by the runner)
+        self.models: frozenset[str] = frozenset()
+        self._held: dict[str, int] = {}  # model -> the Delta version its copy reflects
+        self._pointed: set[str] = set()  # models whose view reads the copy now
+
+    def check(self) -> None:
+        """Drop every copy whose table moved without this runner; point the views of the others
+        at their copies."""
+        for name, version in list(self._held.items()):
+            table = self._find(name)
+            if table is None or table.version != version:
+                self.drop(name)
+            elif name not in self._pointed:
+                self._point(name, to_copy=True)
+
+    def held(self, name: str) -> int | None:
+        return self._held.get(name)
+
+    def reads_copy(self, name: str) -> bool:
+        """Whether ``name``'s view reads its in-memory copy now."""
+        return name in self._pointed
+
+    def load(self, name: str, table: Table, version: int) -> None:
+        """Copy ``table`` as of ``version`` (the first refresh that can use it)."""
+        self.drop(name)
+        self._con().execute(
+            f"CREATE OR REPLACE TEMP TABLE {_copy(name)} AS "
+            f"SELECT * FROM delta_scan({_quote(table.uri)}, version => {int(version)})"
+        )
+        self._hold(name, version)
+
+    def replace(self, name: str, version: int, rows: pa.Table) -> None:
+        """The model was rebuilt as ``rows`` at ``version``."""
+        self.drop(name)
+        con = self._con()
+        con.register("__shoal_arrange", rows)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {_copy(name)} AS SELECT * FROM __shoal_arrange")
+        finally:
+            con.unregister("__shoal_arrange")
+        self._hold(name, version)
+
+    def apply(
+        self,
+        name: str,
+        rows: pa.Table,
+        stale: pa.Table,
+        *,
+        key: tuple[str, ...],
+        before: int | None,
+        version: int,
+    ) -> None:
+        """This runner committed ``rows`` (upserts by ``key``) and deletes of ``stale`` keys at
+        ``version``: apply them when the copy reflects ``before`` and nothing else committed in
+        between, else drop the copy."""
+        if self._held.get(name) != before or before is None or version != before + 1:
+            self.drop(name)
+            return
+        con, copy = self._con(), _copy(name)
+        match = " AND ".join(f"{copy}.{ident(c)} IS NOT DISTINCT FROM k.{ident(c)}" for c in key)
+        cols = ", ".join(ident(c) for c in key)
+        names = ", ".join(ident(f.name) for f in rows.schema)
+        con.register("__shoal_arr_rows", rows)
+        con.register("__shoal_arr_stale", stale.select(list(key)))
+        try:
+            con.execute(
+                f"DELETE FROM {copy} USING (SELECT {cols} FROM __shoal_arr_rows UNION ALL "
+                f"SELECT {cols} FROM __shoal_arr_stale) AS k WHERE {match}"
+            )
+            con.execute(f"INSERT INTO {copy} ({names}) SELECT {names} FROM __shoal_arr_rows")
+        except duckdb.Error:
+            self.drop(name)  # e.g. a column the copy lacks (the table's schema grew): reload later
+            return
+        finally:
+            con.unregister("__shoal_arr_rows")
+            con.unregister("__shoal_arr_stale")
+        self._held[name] = version
+
+    def drop(self, name: str) -> None:
+        if name in self._pointed:
+            self._point(name, to_copy=False)
+        if self._held.pop(name, None) is not None:
+            self._con().execute(f"DROP TABLE IF EXISTS {_copy(name)}")
+
+    def forget(self) -> None:
+        """The connection is closing: nothing is held any more."""
+        self._held.clear()
+        self._pointed.clear()
+
+    def release(self) -> None:
+        """End of a cycle: every view reads Delta again (the copies are kept for the next one)."""
+        for name in list(self._pointed):
+            self._point(name, to_copy=False)
+
+    def _hold(self, name: str, version: int) -> None:
+        self._held[name] = version
+        self._point(name, to_copy=True)
+
+    def _point(self, name: str, *, to_copy: bool) -> None:
+        """Point ``name``'s view at its copy, or back at its Delta table (the engine's mount)."""
+        if to_copy:
+            source = f"SELECT * FROM {_copy(name)}"
+            self._pointed.add(name)
+        else:
+            self._pointed.discard(name)
+            table = self._find(name)
+            if table is None:
+                return
+            source = f"SELECT * FROM delta_scan({_quote(table.uri)})"
+        self._con().execute(f"CREATE OR REPLACE VIEW {_view(name)} AS {source}")

@@ -1,0 +1,231 @@
+"""The HTTP API (FastAPI, ADR 0010): ``/v1/...`` with an OpenAPI document at ``/v1/openapi.json``.
+
+Authentication is ``Authorization: Bearer <token>`` on every ``/v1`` route but ``/v1/health``.
+Status codes: 401 no/invalid/revoked token; 403 a refused query or a table not granted (the message
+names it); 404 an unknown table; 400 a query the engine rejects; 413 a result past the limits;
+503 every query slot busy (with ``Retry-After``); 504 a query past its timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Generator
+from contextlib import ExitStack
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from shoal.errors import NotFoundError, ShoalError
+from shoal.jsonsafe import to_jsonable
+from shoal.query import QueryError
+from shoal.query.guard import DeniedTable, RefusedQuery, UnknownTable
+from shoal.serve.catalog import table_detail, table_summary
+from shoal.serve.encode import MEDIA_TYPES, Format, encode_arrow, encode_csv, encode_json
+from shoal.serve.executor import QueryCancelled, QueryTimeout, ResultTooLarge, ServerBusy
+from shoal.serve.state import ServeState
+from shoal.serve.tokens import Token, Unauthorized
+
+API_VERSION = "v1"
+
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (Unauthorized, 401),
+    (DeniedTable, 403),
+    (RefusedQuery, 403),
+    (UnknownTable, 404),
+    (NotFoundError, 404),
+    (QueryError, 400),
+    (ResultTooLarge, 413),
+    (ServerBusy, 503),
+    (QueryTimeout, 504),
+    (QueryCancelled, 499),
+]
+
+
+def status_of(exc: BaseException) -> int:
+    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(..., description="one read-only query (SELECT / WITH / VALUES)", max_length=100_000)
+    params: list[Any] | None = Field(None, description="values for ? or $1 placeholders")
+    format: Format | None = Field(None, description="json (default), csv or arrow (Arrow IPC stream)")
+
+
+def _error(exc: BaseException) -> JSONResponse:
+    status = status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    return JSONResponse(
+        {"error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=status, headers=headers
+    )
+
+
+def _format_from(requested: Format | None, accept: str | None) -> Format:
+    if requested is not None:
+        return requested
+    accept = (accept or "").lower()
+    if "arrow" in accept:
+        return Format.arrow
+    if "text/csv" in accept:
+        return Format.csv
+    return Format.json
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that always closes its body: Starlette stops iterating a body whose
+    client went away but leaves it open, which would leave the query running (and its slot taken)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Token:
+    """The token of ``Authorization: Bearer <token>``; 401 without a valid one."""
+    state: ServeState = request.app.state.shoal
+    token = None
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else None
+    return state.tokens.authenticate(token)
+
+
+Caller = Annotated[Token, Depends(_caller)]
+
+
+def create_app(state: ServeState) -> FastAPI:
+    app = FastAPI(
+        title="shoal",
+        version=API_VERSION,
+        description="SQL over the lake: tables, schemas, freshness, lineage and queries.",
+        openapi_url=f"/{API_VERSION}/openapi.json",
+        docs_url=f"/{API_VERSION}/docs",
+        redoc_url=None,
+    )
+    app.state.shoal = state
+    metrics = state.metrics
+
+    @app.exception_handler(ShoalError)
+    async def _shoal_error(request: Request, exc: ShoalError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input back, which fails on bytes that are not UTF-8
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"error": {"type": "InvalidRequest", "message": "; ".join(problems)[:2000]}}, status_code=422
+        )
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    @app.get(f"/{API_VERSION}/health", tags=["server"])
+    def health() -> dict[str, Any]:
+        """Liveness and what the server holds (no token needed)."""
+        return {"status": "ok", "running_queries": state.executor.running, "api": API_VERSION}
+
+    @app.get("/metrics", tags=["server"], include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get(f"/{API_VERSION}/tables", tags=["catalog"])
+    def tables(token: Caller) -> dict[str, Any]:
+        """The tables the token may read, with size and last commit."""
+        names = [t for t in state.executor.known_tables() if token.access.can_read(t)]
+        return {"tables": [to_jsonable(table_summary(state.project.lake.describe(n))) for n in names]}
+
+    @app.get(f"/{API_VERSION}/tables/{{name}}", tags=["catalog"])
+    def table(name: str, token: Caller) -> dict[str, Any]:
+        """One table: schema, owner, source, partitioning, size, last commit, freshness, lineage."""
+        known = state.executor.known_tables()
+        if name not in known:
+            raise UnknownTable(f"unknown table {name}")
+        if not token.access.can_read(name):
+            raise DeniedTable(name)
+        masked = state.executor.sandbox(token.access).masked.get(name, frozenset())
+        info = state.project.lake.describe(name)
+        return dict(to_jsonable(table_detail(state.project.lake, info, masked)))
+
+    async def run(token: Token, sql: str, params: list[Any] | None, fmt: Format) -> StreamingResponse:
+        stack = ExitStack()
+        release = await state.gate.acquire()
+
+        def start() -> Any:
+            with stack:
+                stack.callback(release)
+                result = stack.enter_context(state.executor.query(token, sql, params))
+                return result, stack.pop_all()
+
+        try:
+            result, stack = await run_in_threadpool(start)
+        except BaseException:
+            release()  # idempotent: also released by the stack when the query failed to start
+            raise
+        if fmt is Format.json:
+            chunks: Generator[bytes, None, None] = encode_json(
+                result.schema, result.batches(), lambda: result.rows
+            )
+        elif fmt is Format.csv:
+            chunks = encode_csv(result.schema, result.batches())
+        else:
+            chunks = encode_arrow(result.schema, result.batches())
+
+        async def body() -> AsyncIterator[bytes]:
+            done = False
+            try:
+                while True:
+                    chunk = await anyio.to_thread.run_sync(next, chunks, None)
+                    if chunk is None:
+                        break
+                    yield chunk
+                done = True
+            finally:
+                if not done:
+                    result.cancel()  # the client went away (or the stream failed): stop the engine
+                chunks.close()
+                stack.close()
+
+        headers = {"X-Shoal-Columns": ",".join(result.schema.names)[:4000]}
+        return ClosingStreamingResponse(body(), media_type=MEDIA_TYPES[fmt], headers=headers)
+
+    @app.post(f"/{API_VERSION}/query", tags=["query"])
+    async def query_post(
+        request_body: QueryRequest, token: Caller, accept: Annotated[str | None, Header()] = None
+    ) -> StreamingResponse:
+        """Run one read-only query; the result streams as JSON, CSV or Arrow IPC."""
+        fmt = _format_from(request_body.format, accept)
+        return await run(token, request_body.sql, request_body.params, fmt)
+
+    @app.get(f"/{API_VERSION}/query", tags=["query"])
+    async def query_get(
+        token: Caller,
+        sql: Annotated[str, Query(max_length=100_000)],
+        format: Format | None = None,
+        accept: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
+        """The same as POST, for links and curl: ``/v1/query?sql=...&format=csv``."""
+        return await run(token, sql, None, _format_from(format, accept))
+
+    return app

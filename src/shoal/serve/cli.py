@@ -1,0 +1,203 @@
+"""``shoal serve`` and ``shoal tokens``, as Typer apps mounted by the CLI through the
+``shoal.commands`` entry-point group (pyproject.toml)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from shoal.errors import ShoalError
+from shoal.jsonsafe import dumps
+from shoal.project import Project
+from shoal.serve.state import tokens_path
+from shoal.serve.tokens import Role, TokenStore
+
+console = Console(width=None if sys.stdout.isatty() else 240)
+err_console = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        "-p",
+        help="Project directory (default: $SHOAL_PROJECT or the current directory).",
+        envvar="SHOAL_PROJECT",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")
+]
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except ShoalError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# -- shoal tokens -------------------------------------------------------------------------------------
+tokens_app = typer.Typer(
+    name="tokens",
+    help="Access tokens of `shoal serve`: create, list, revoke (stored hashed in the project).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _store(project: Path | None) -> TokenStore:
+    return TokenStore(tokens_path(Project.load(project)))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="Who or what the token is for (e.g. ana, grafana).")],
+    *,
+    role: Annotated[
+        Role, typer.Option(help="admin: everything; reader: granted namespaces only.")
+    ] = Role.reader,
+    grant: Annotated[
+        list[str] | None, typer.Option("--grant", "-g", help="Namespace a reader may read (repeatable).")
+    ] = None,
+    pii: Annotated[
+        bool, typer.Option("--pii", help="Show personal-data columns in clear (readers).")
+    ] = False,
+    project: ProjectOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Create a token; it is printed once and only its hash is kept."""
+    with _one_line_errors():
+        record, secret = _store(project).create(name, role, grant or (), pii=pii)
+    if fmt is OutputFormat.json:
+        _print_json({**record.public(), "token": secret})
+        return
+    console.print(f"token {record.id} ({record.role}) for {record.name}:")
+    console.print(secret, highlight=False, soft_wrap=True)
+    err_console.print(
+        "[dim]Shown once: store it now. Revoke with `shoal tokens revoke " + record.id + "`.[/dim]"
+    )
+
+
+@tokens_app.command("list")
+def tokens_list(project: ProjectOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    """List tokens (id, name, role, grants, created, revoked); never the secrets."""
+    with _one_line_errors():
+        rows = [t.public() for t in _store(project).tokens()]
+    if fmt is OutputFormat.json:
+        _print_json(rows)
+        return
+    table = RichTable(header_style="bold cyan")
+    for col in ("id", "name", "role", "namespaces", "pii", "created", "revoked"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["name"],
+            r["role"],
+            ",".join(r["namespaces"]),
+            str(r["pii"]),
+            r["created"],
+            r["revoked"] or "",
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token: Annotated[str, typer.Argument(help="Token id (or its name when unique).")],
+    project: ProjectOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Revoke a token: a running server refuses it from its next request on."""
+    with _one_line_errors():
+        record = _store(project).revoke(token)
+    if fmt is OutputFormat.json:
+        _print_json(record.public())
+    else:
+        console.print(f"revoked token {record.id} ({record.name}) at {record.revoked}")
+
+
+# -- shoal serve --------------------------------------------------------------------------------------
+serve_app = typer.Typer(
+    name="serve",
+    help="Serve the lake: HTTP SQL API and the Postgres wire protocol, with tokens and roles.",
+    add_completion=False,
+    invoke_without_command=True,
+)
+
+
+@serve_app.callback(invoke_without_command=True)
+def serve(
+    *,
+    project: ProjectOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: serve.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: serve.port, 8787).")] = None,
+    pg_port: Annotated[
+        int | None, typer.Option("--pg-port", help="Postgres wire port (default: serve.pg_port, 5433).")
+    ] = None,
+    no_pg: Annotated[bool, typer.Option("--no-pg", help="Do not start the Postgres wire listener.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Worker threads per blocking task pool.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS and TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Start the server (Ctrl-C stops it; the query log is flushed on the way out)."""
+    from shoal.serve.server import serve as run_server
+
+    with _one_line_errors():
+        proj = Project.load(project)
+        changes: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "host": host,
+                "port": port,
+                "pg_port": pg_port,
+                "workers": workers,
+                "tls_cert": str(tls_cert) if tls_cert else None,
+                "tls_key": str(tls_key) if tls_key else None,
+            }.items()
+            if v is not None
+        }
+        if no_pg:
+            changes["pg_port"] = None
+        settings = proj.settings.serve.model_validate({**proj.settings.serve.model_dump(), **changes})
+        scheme = "https" if settings.tls_cert else "http"
+        where = {
+            "http": f"{scheme}://{settings.host}:{settings.port}/v1",
+            "openapi": f"{scheme}://{settings.host}:{settings.port}/v1/openapi.json",
+            "postgres": None
+            if settings.pg_port is None
+            else f"postgresql://{settings.host}:{settings.pg_port}/lake",
+            "tokens_file": str(tokens_path(proj)),
+        }
+        if fmt is OutputFormat.json:
+            _print_json(where)
+        else:
+            err_console.print(f"shoal serve: HTTP API on {where['http']} (OpenAPI: {where['openapi']})")
+            if where["postgres"]:
+                err_console.print(
+                    f"shoal serve: Postgres wire protocol on {where['postgres']} (token as password)"
+                )
+        run_server(proj, settings)
