@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .databases import DatabaseUnavailable, DBInfo
 from .ports import free_port, wait_until
@@ -56,9 +56,56 @@ def _need_root(what: str) -> None:
         raise DatabaseUnavailable(f"a private {what} needs root and setpriv")
 
 
+class _PrivateServer:
+    """What both private servers share: a launched process, readiness, kill and stop."""
+
+    what: ClassVar[str]  # for messages: "MariaDB", "PostgreSQL"
+    stop_signal: ClassVar[signal.Signals]  # the server's clean shutdown
+    base: Path
+    log: Path
+    process: ManagedProcess | None
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def _launch(self, name: str, argv: list[str], timeout: float) -> None:
+        self.process = ManagedProcess(name, argv, self.log)
+        self.process.start()
+        wait_until(
+            self._ready,
+            timeout=timeout,
+            what=f"private {self.what}",
+            proc=self.process.proc,
+            log_path=self.log,
+        )
+
+    def _ready(self) -> bool:
+        try:
+            with self.connect():
+                return True
+        except Exception:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.stop(signal.SIGKILL, timeout=10)
+
+    def stop(self, *, remove: bool = True) -> None:
+        if self.process is not None:
+            self.process.stop(self.stop_signal, timeout=30)
+        if remove:
+            self.remove()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 @dataclass
-class PrivateMariaDB:
+class PrivateMariaDB(_PrivateServer):
     """A MariaDB server with a ROW binlog and the general log, on a free port under ``base``."""
+
+    what = "MariaDB"
+    stop_signal = signal.SIGTERM
 
     base: Path = field(default_factory=lambda: private_dir("mariadb"))
     server_id: int = 1
@@ -91,7 +138,7 @@ class PrivateMariaDB:
                 self.log,
             )  # fmt: skip
         self.port = self.port or free_port()
-        self.process = ManagedProcess(
+        self._launch(
             "mariadb-private",
             [binary, "--no-defaults", "--user=mysql", f"--datadir={self.datadir}", f"--port={self.port}",
              "--bind-address=127.0.0.1", f"--socket={self.base}/s.sock", f"--pid-file={self.base}/m.pid",
@@ -99,20 +146,9 @@ class PrivateMariaDB:
              "--binlog-row-metadata=FULL", f"--server-id={self.server_id}", "--skip-name-resolve",
              "--general-log=1", f"--general-log-file={self.general_log}",
              "--innodb-buffer-pool-size=32M", "--performance-schema=OFF"],
-            self.log,
+            timeout,
         )  # fmt: skip
-        self.process.start()
-        wait_until(
-            self._ready, timeout=timeout, what="private MariaDB", proc=self.process.proc, log_path=self.log
-        )
         return self
-
-    def _ready(self) -> bool:
-        try:
-            with self.connect():
-                return True
-        except Exception:
-            return False
 
     def connect(self, database: str | None = None, **kwargs: Any) -> Any:
         import pymysql
@@ -133,20 +169,13 @@ class PrivateMariaDB:
             cur.execute(sql)
             return list(cur.fetchall())
 
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.stop(signal.SIGKILL, timeout=10)
-
-    def stop(self, *, remove: bool = True) -> None:
-        if self.process is not None:
-            self.process.stop(signal.SIGTERM, timeout=30)
-        if remove:
-            shutil.rmtree(self.base, ignore_errors=True)
-
 
 @dataclass
-class PrivatePostgres:
+class PrivatePostgres(_PrivateServer):
     """A PostgreSQL server with ``wal_level=logical`` and every statement logged, under ``base``."""
+
+    what = "PostgreSQL"
+    stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown
 
     base: Path = field(default_factory=lambda: private_dir("postgres"))
     port: int = 0
@@ -194,22 +223,11 @@ class PrivatePostgres:
                 self._bin("postgres"), "-D", str(self.datadir), "-p", str(self.port)]  # fmt: skip
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
-        self.process = ManagedProcess("postgres-private", argv, self.log)
-        self.process.start()
-        wait_until(
-            self._ready, timeout=timeout, what="private PostgreSQL", proc=self.process.proc, log_path=self.log
-        )
+        self._launch("postgres-private", argv, timeout)
         return self
 
     def conninfo(self, database: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={database} connect_timeout=3"
-
-    def _ready(self) -> bool:
-        try:
-            with self.connect():
-                return True
-        except Exception:
-            return False
 
     def connect(self, database: str = "postgres", **kwargs: Any) -> Any:
         import psycopg
@@ -220,17 +238,3 @@ class PrivatePostgres:
         with self.connect(database) as con:
             cur = con.execute(sql)
             return list(cur.fetchall()) if cur.description else []
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.stop(signal.SIGKILL, timeout=10)
-
-    def stop(self, *, remove: bool = True) -> None:
-        if self.process is not None:
-            # SIGINT: PostgreSQL's fast shutdown
-            self.process.stop(signal.SIGINT, timeout=30)
-        if remove:
-            self.remove()
-
-    def remove(self) -> None:
-        shutil.rmtree(self.base, ignore_errors=True)

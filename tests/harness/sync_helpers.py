@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from shoal.project import Project
+from shoal.replicate import Syncer
+
 from .databases import DatabaseUnavailable
 from .private_databases import PrivateMariaDB, PrivatePostgres
 
@@ -40,6 +43,11 @@ def pg_decl(server: PrivatePostgres, database: str = "postgres", **sync: Any) ->
     if sync:
         decl["sync"] = sync
     return decl
+
+
+def syncer_of(project: Project, **kwargs: Any) -> Syncer:
+    """The syncer of the project's first declared database."""
+    return Syncer(project.lake, project.endpoints()[0], **kwargs)
 
 
 def normal(value: Any) -> Any:

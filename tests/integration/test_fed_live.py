@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from typer.testing import CliRunner
 
+from harness.cli import invoke_shoal
 from harness.ports import free_port
 from harness.private_databases import PrivateMariaDB, PrivatePostgres
 from harness.sync_helpers import mysql_decl, pg_decl, start_private, write_project
 from shoal.project import Project
 from shoal.query import QueryError
-from shoal.replicate.cli import app
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +179,7 @@ def test_shoal_databases_lists_reachability_without_secrets(
     }
     directory = write_project(tmp_path / "dbs", decls)
     monkeypatch.setenv("WRONG_PW", secret)
-    runner = CliRunner()
-    result = runner.invoke(app, ["databases", "--project", str(directory), "--format", "json"])
+    result = invoke_shoal(["databases", "--project", str(directory), "--format", "json"])
     assert result.exit_code == 1, result.output
     assert secret not in result.output
     rows = {r["name"]: r for r in json.loads(result.output)}
@@ -192,7 +190,7 @@ def test_shoal_databases_lists_reachability_without_secrets(
     assert "Access denied" in rows["wrong"]["detail"]
     assert "\n" not in rows["wrong"]["detail"]
     # sync with the wrong password: one line, terminal at once (no retries), no secret
-    result = runner.invoke(app, ["sync", "wrong", "--project", str(directory)])
+    result = invoke_shoal(["sync", "wrong", "--project", str(directory)])
     assert result.exit_code == 1
     assert secret not in result.output
     assert re.search(
@@ -212,14 +210,13 @@ def test_postgres_wrong_password_is_one_line_without_the_secret(
     monkeypatch.setenv("SHOAL_DB_WH_PASSWORD", secret)
     decl = {"kind": "postgres", "host": "127.0.0.1", "port": pg.port, "database": "postgres", "user": user}
     directory = write_project(tmp_path / "pw", {"wh": decl})
-    runner = CliRunner()
-    result = runner.invoke(app, ["databases", "--project", str(directory), "--format", "json"])
+    result = invoke_shoal(["databases", "--project", str(directory), "--format", "json"])
     assert result.exit_code == 1
     assert secret not in result.output
     (row,) = json.loads(result.output)
     assert row["reachable"] is False
     assert "password authentication failed" in row["detail"]
-    result = runner.invoke(app, ["sync", "wh", "--project", str(directory)])
+    result = invoke_shoal(["sync", "wh", "--project", str(directory)])
     assert result.exit_code == 1
     assert secret not in result.output
     assert result.output.count("\n") == 1
@@ -229,5 +226,5 @@ def test_postgres_wrong_password_is_one_line_without_the_secret(
         assert secret not in con.unreachable["wh"]
         assert con.sql("SELECT 42").fetchone() == (42,)
     monkeypatch.setenv("SHOAL_DB_WH_PASSWORD", "right-one")
-    result = runner.invoke(app, ["databases", "--project", str(directory), "--format", "json"])
+    result = invoke_shoal(["databases", "--project", str(directory), "--format", "json"])
     assert result.exit_code == 0, result.output

@@ -6,6 +6,7 @@ For bisecting a failure: FAULT_KILLS, FAULT_CHANGES, FAULT_RESTART=0 and FAULT_C
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -99,16 +100,19 @@ def _mysql_executor(server: PrivateMariaDB, db: str) -> Callable[[str], int]:
     return execute
 
 
-def _pg_executor(server: PrivatePostgres, db: str) -> Callable[[str], int]:
+def _pg_executor(server: PrivatePostgres, db: str, cleanup: contextlib.ExitStack) -> Callable[[str], int]:
+    """Runs statements on one connection, a new one after an error; ``cleanup`` closes the last."""
     state: dict[str, Any] = {}
 
     def execute(sql: str) -> int:
         if "con" not in state:
             state["con"] = server.connect(db)
+            cleanup.callback(state["con"].close)
         try:
             return int(state["con"].execute(sql).rowcount)
         except Exception:
-            state.pop("con", None)
+            with contextlib.suppress(Exception):  # closed, not left to the collector (ResourceWarning)
+                state.pop("con").close()
             raise
 
     return execute
@@ -248,9 +252,10 @@ def test_postgres_kill9_restart_and_cut_connections(tmp_path: Path) -> None:
                 "AND pid <> pg_backend_pid() AND query ILIKE '%logical_slot%'"
             )
 
-        _faults(
-            tmp_path, server, pg_decl(server, "shop", chunk_rows=3000),
-            _pg_executor(server, "shop"), kills=10, min_changes=100_000, cut_connections=cut,
-        )  # fmt: skip
+        with contextlib.ExitStack() as cleanup:
+            _faults(
+                tmp_path, server, pg_decl(server, "shop", chunk_rows=3000),
+                _pg_executor(server, "shop", cleanup), kills=10, min_changes=100_000, cut_connections=cut,
+            )  # fmt: skip
     finally:
         gen.close()

@@ -14,12 +14,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from harness.cli import invoke_shoal
 from harness.private_databases import PrivateMariaDB
-from harness.sync_helpers import lake_rows, mysql_decl, rows_sorted, start_private, write_project
+from harness.sync_helpers import lake_rows, mysql_decl, rows_sorted, start_private, syncer_of, write_project
 from shoal.errors import Terminal
 from shoal.lake import progress
 from shoal.project import Project
-from shoal.replicate import NoPrimaryKey, Syncer
+from shoal.replicate import NoPrimaryKey
 from shoal.replicate.errors import ReplicationNotConfigured
 
 
@@ -40,10 +41,6 @@ def _project(tmp_path: Path, maria: PrivateMariaDB, db: str, **sync: Any) -> Pro
     return Project.load(write_project(tmp_path / "proj", {"crm": mysql_decl(maria, db, **sync)}))
 
 
-def _syncer(project: Project, **kwargs: Any) -> Syncer:
-    return Syncer(project.lake, project.endpoints()[0], **kwargs)
-
-
 COLUMNS = ["id", "name", "amount", "updated_at"]
 
 
@@ -60,7 +57,7 @@ def test_snapshot_in_chunks_then_changes_applied_once(tmp_path: Path, maria: Pri
     maria.execute(f"INSERT INTO {db}.users VALUES {values}")
     project = _project(tmp_path, maria, db, chunk_rows=300)
     seen: list[tuple[str, int, int | None, str]] = []
-    report = _syncer(project, on_progress=lambda *a: seen.append(a)).run()
+    report = syncer_of(project, on_progress=lambda *a: seen.append(a)).run()
 
     table = project.lake.table("crm_replica.users")
     assert report.tables["users"].snapshot_rows == 1000
@@ -80,7 +77,7 @@ def test_snapshot_in_chunks_then_changes_applied_once(tmp_path: Path, maria: Pri
     maria.execute(f"DELETE FROM {db}.users WHERE id BETWEEN 500 AND 509")
     maria.execute(f"UPDATE {db}.users SET id = 5000 WHERE id = 999")
     maria.execute(f"UPDATE {db}.users SET name = 'twice' WHERE id = 1001")
-    report = _syncer(project).run()
+    report = syncer_of(project).run()
     assert lake_rows(table, COLUMNS) == _source(maria, db)
     assert report.tables["users"].deleted == 11  # ten deletes and the old key of 999
     pos = table.app_version(progress.binlog_position("crm", "users"))
@@ -89,13 +86,13 @@ def test_snapshot_in_chunks_then_changes_applied_once(tmp_path: Path, maria: Pri
 
     # nothing new: no commit; the position stays
     version = table.version
-    _syncer(project).run()
+    syncer_of(project).run()
     assert table.version == version
 
     # a source that hands back transactions the lake already has (a crash after the Delta commit,
     # before anything else was recorded): each is dropped by its position, none applied twice
     maria.execute(f"UPDATE {db}.users SET amount = amount + 1 WHERE id = 1")
-    replayer = _syncer(project)
+    replayer = syncer_of(project)
     real_changes = replayer.source.changes
     replayer.source.changes = lambda since, tables, n: real_changes(start, tables, n)  # type: ignore[method-assign]
     replayer.run()
@@ -103,7 +100,7 @@ def test_snapshot_in_chunks_then_changes_applied_once(tmp_path: Path, maria: Pri
     assert rows[1][2] == Decimal("3.50")  # 1.25 * 2 + 1, not + 1 twice or * 2 twice
     assert lake_rows(table, COLUMNS) == _source(maria, db)
     version = table.version
-    replayer = _syncer(project)
+    replayer = syncer_of(project)
     replayer.source.changes = lambda since, tables, n: real_changes(start, tables, n)  # type: ignore[method-assign]
     replayer.run()
     assert table.version == version
@@ -124,12 +121,12 @@ def test_type_mapping_is_exact(tmp_path: Path, maria: PrivateMariaDB, db: str) -
         cur.execute("SET time_zone = '+00:00'")
         cur.execute(insert, [18446744073709551615, "snap 😀"])
     project = _project(tmp_path, maria, db)
-    _syncer(project).run()
+    syncer_of(project).run()
     with maria.connect() as con, con.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
         cur.execute(insert, [18446744073709551614, "cdc 🦈"])  # same values through the binlog
         cur.execute(f"INSERT INTO {db}.typed (id) VALUES (7)")
-    _syncer(project).run()
+    syncer_of(project).run()
 
     table = project.lake.table("crm_replica.typed")
     schema = table.schema
@@ -160,11 +157,11 @@ def test_add_column_upstream_adds_it_downstream(tmp_path: Path, maria: PrivateMa
     maria.execute(f"CREATE TABLE {db}.plans (id INT PRIMARY KEY, name VARCHAR(20))")
     maria.execute(f"INSERT INTO {db}.plans VALUES (1, 'free'), (2, 'pro')")
     project = _project(tmp_path, maria, db)
-    _syncer(project).run()
+    syncer_of(project).run()
     maria.execute(f"ALTER TABLE {db}.plans ADD COLUMN price DECIMAL(8,2) NULL")
     maria.execute(f"INSERT INTO {db}.plans VALUES (3, 'team', 49.00)")
     maria.execute(f"UPDATE {db}.plans SET price = 9.50 WHERE id = 2")
-    _syncer(project).run()
+    syncer_of(project).run()
     table = project.lake.table("crm_replica.plans")
     assert table.schema.field("price").type == pa.decimal128(8, 2)
     got = sorted((r["id"], r["name"], r["price"]) for r in table.to_arrow().to_pylist())
@@ -175,7 +172,7 @@ def test_table_without_primary_key_is_a_clear_error(tmp_path: Path, maria: Priva
     maria.execute(f"CREATE TABLE {db}.events (at DATETIME, what VARCHAR(10))")
     project = _project(tmp_path, maria, db)
     with pytest.raises(NoPrimaryKey, match=r"table events has no primary key") as info:
-        _syncer(project).run()
+        syncer_of(project).run()
     assert isinstance(info.value, Terminal)
     assert "\n" not in str(info.value)
 
@@ -205,7 +202,7 @@ def test_a_server_without_binlog_is_named(tmp_path: Path, maria: PrivateMariaDB,
         }
         project = Project.load(write_project(tmp_path / "p2", {"crm": decl}))
         with pytest.raises(ReplicationNotConfigured, match=r"log_bin=OFF"):
-            _syncer(project).run()
+            syncer_of(project).run()
     finally:
         with shared.connect() as con, con.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name}")
@@ -214,15 +211,10 @@ def test_a_server_without_binlog_is_named(tmp_path: Path, maria: PrivateMariaDB,
 def test_sync_command_reports_json_and_names_unknown_databases(
     tmp_path: Path, maria: PrivateMariaDB, db: str
 ) -> None:
-    from typer.testing import CliRunner
-
-    from shoal.replicate.cli import app
-
     maria.execute(f"CREATE TABLE {db}.teams (id INT PRIMARY KEY, name VARCHAR(20))")
     maria.execute(f"INSERT INTO {db}.teams VALUES (1, 'a'), (2, 'b'), (3, 'c')")
     project = _project(tmp_path, maria, db)
-    runner = CliRunner()
-    result = runner.invoke(app, ["sync", "crm", "teams", "--project", str(project.dir), "--format", "json"])
+    result = invoke_shoal(["sync", "crm", "teams", "--project", str(project.dir), "--format", "json"])
     assert result.exit_code == 0, result.output
     import json
 
@@ -230,18 +222,18 @@ def test_sync_command_reports_json_and_names_unknown_databases(
     assert report["database"] == "crm"
     assert report["tables"][0]["lake_table"] == "crm_replica.teams"
     assert report["tables"][0]["snapshot_rows"] == 3
-    result = runner.invoke(app, ["sync", "nope", "--project", str(project.dir)])
+    result = invoke_shoal(["sync", "nope", "--project", str(project.dir)])
     assert result.exit_code == 1
     assert "no database 'nope' in shoal.yaml (declared: crm)" in result.output
-    assert runner.invoke(app, ["sync", "--help"]).exit_code == 0
-    assert runner.invoke(app, ["databases", "--help"]).exit_code == 0
+    assert invoke_shoal(["sync", "--help"]).exit_code == 0
+    assert invoke_shoal(["databases", "--help"]).exit_code == 0
 
 
 def test_purged_binlog_is_a_terminal_one_line_error(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
     """Runs last in this module: it purges the server's binlogs."""
     maria.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY)")
     project = _project(tmp_path, maria, db)
-    _syncer(project).run()
+    syncer_of(project).run()
     maria.execute(f"INSERT INTO {db}.t VALUES (1)")
     maria.execute("FLUSH BINARY LOGS")
     current = maria.execute("SHOW MASTER STATUS")[0][0]
@@ -253,5 +245,5 @@ def test_purged_binlog_is_a_terminal_one_line_error(tmp_path: Path, maria: Priva
     with pytest.raises(
         ReplicationNotConfigured, match=r"no longer on the server: delete the replica"
     ) as info:
-        _syncer(project).run()
+        syncer_of(project).run()
     assert isinstance(info.value, Terminal)

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 
 from harness.private_databases import PrivatePostgres
-from harness.sync_helpers import lake_rows, pg_decl, rows_sorted, start_private, write_project
+from harness.sync_helpers import lake_rows, pg_decl, rows_sorted, start_private, syncer_of, write_project
 from shoal.lake import progress
 from shoal.project import Project
-from shoal.replicate import NoPrimaryKey, Syncer
+from shoal.replicate import NoPrimaryKey
 from shoal.replicate.postgres import lsn_to_int
 
 
@@ -41,10 +41,6 @@ def _project(tmp_path: Path, pg: PrivatePostgres, db: str, **sync: Any) -> Proje
     return Project.load(write_project(tmp_path / "proj", {"warehouse": pg_decl(pg, db, **sync)}))
 
 
-def _syncer(project: Project, **kwargs: Any) -> Syncer:
-    return Syncer(project.lake, project.endpoints()[0], **kwargs)
-
-
 COLUMNS = ["id", "user_id", "path", "at"]
 
 
@@ -60,7 +56,7 @@ def test_snapshot_then_pgoutput_changes_exactly_once(tmp_path: Path, pg: Private
         db,
     )
     project = _project(tmp_path, pg, db, chunk_rows=700)
-    report = _syncer(project).run()
+    report = syncer_of(project).run()
     table = project.lake.table("warehouse_replica.sessions")
     assert report.tables["sessions"].snapshot_rows == 2000
     assert lake_rows(table, COLUMNS) == _source(pg, db)
@@ -75,7 +71,7 @@ def test_snapshot_then_pgoutput_changes_exactly_once(tmp_path: Path, pg: Private
         con.execute("INSERT INTO sessions VALUES (5000, 2, '/tx', now())")
         con.execute("UPDATE sessions SET user_id = 99 WHERE id = 5000")
         con.execute("DELETE FROM sessions WHERE id = 1")
-    report = _syncer(project).run()
+    report = syncer_of(project).run()
     assert lake_rows(table, COLUMNS) == _source(pg, db)
     assert report.tables["sessions"].deleted == 52  # 50 + key change of 1999 + id 1
     pos = table.app_version(progress.lsn("warehouse", "sessions"))
@@ -91,13 +87,13 @@ def test_snapshot_then_pgoutput_changes_exactly_once(tmp_path: Path, pg: Private
     # the slot rewound behind the lake (a crash after the Delta commit, before the advance):
     # the transactions come again and are dropped by their LSN
     pg.execute("UPDATE sessions SET user_id = user_id + 1000 WHERE id = 2", db)
-    syncer = _syncer(project)
+    syncer = syncer_of(project)
     syncer.source.acknowledge = lambda position: None  # type: ignore[method-assign]
     syncer.run()
     version = table.version
     rows = {r[0]: r for r in lake_rows(table, COLUMNS)}
     assert rows[2][1] == 1002
-    _syncer(project).run()  # the slot still holds that transaction: replayed, dropped by its LSN
+    syncer_of(project).run()  # the slot still holds that transaction: replayed, dropped by its LSN
     assert table.version == version
     assert lake_rows(table, COLUMNS) == _source(pg, db)
 
@@ -118,11 +114,11 @@ def test_postgres_type_mapping_is_exact(tmp_path: Path, pg: PrivatePostgres, db:
     with pg.connect(db) as con:
         con.execute(insert, [1, "snap 😀"])
     project = _project(tmp_path, pg, db)
-    _syncer(project).run()
+    syncer_of(project).run()
     with pg.connect(db) as con:
         con.execute(insert, [2, "cdc 🦈"])
         con.execute("INSERT INTO typed (id) VALUES (3)")
-    _syncer(project).run()
+    syncer_of(project).run()
     table = project.lake.table("warehouse_replica.typed")
     schema = table.schema
     assert schema.field("d").type == pa.decimal128(20, 4)
@@ -155,12 +151,12 @@ def test_add_column_and_no_primary_key(tmp_path: Path, pg: PrivatePostgres, db: 
     pg.execute("CREATE TABLE loose (at TIMESTAMP, what TEXT)", db)
     project = _project(tmp_path, pg, db)
     with pytest.raises(NoPrimaryKey, match=r"table loose has no primary key"):
-        _syncer(project).run()
-    _syncer(project).run(["plans"])
+        syncer_of(project).run()
+    syncer_of(project).run(["plans"])
     pg.execute("ALTER TABLE plans ADD COLUMN price NUMERIC(8,2)", db)
     pg.execute("INSERT INTO plans VALUES (3, 'team', 49.00)", db)
     pg.execute("UPDATE plans SET price = 9.5 WHERE id = 2", db)
-    _syncer(project).run(["plans"])
+    syncer_of(project).run(["plans"])
     table = project.lake.table("warehouse_replica.plans")
     got = sorted((r["id"], r["name"], r["price"]) for r in table.to_arrow().to_pylist())
     assert got == [(1, "free", None), (2, "pro", Decimal("9.50")), (3, "team", Decimal("49.00"))]
@@ -171,12 +167,12 @@ def test_a_quiet_table_does_not_hold_the_slot_back(tmp_path: Path, pg: PrivatePo
     pg.execute("CREATE TABLE quiet (id INT PRIMARY KEY, n INT)", db)
     pg.execute("INSERT INTO quiet VALUES (1, 1)", db)
     project = _project(tmp_path, pg, db)
-    _syncer(project).run()
+    syncer_of(project).run()
     quiet = project.lake.table("warehouse_replica.quiet")
     before = quiet.app_version(progress.lsn("warehouse", "quiet"))
     for i in range(3):
         pg.execute(f"INSERT INTO busy VALUES ({i}, {i})", db)
-    syncer = _syncer(project)
+    syncer = syncer_of(project)
     syncer.quiet_advance_s = 0.0
     syncer.run()
     busy_pos = project.lake.table("warehouse_replica.busy").app_version(progress.lsn("warehouse", "busy"))

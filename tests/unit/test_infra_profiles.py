@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from shoal.lake import Lake
+from harness.fleet import fleet_lake
 from shoal.models import ModelRunner
-from shoal.sources.prometheus.tables import SAMPLES, SERIES, ensure_metrics_tables
 from shoal.usecases.infra.history import Fleet
 from shoal.usecases.infra.profiles import HYPERVISOR_CLASSES, HYPERVISOR_PROFILE, PLACEMENT_HINTS, models
 from shoal.usecases.infra.topology import TopologyConfig
@@ -26,11 +25,7 @@ CFG = TopologyConfig(
 
 def test_profiles_classes_and_hints(tmp_path: Path) -> None:
     fleet = Fleet.build(CFG, start=date(2026, 1, 5), days=2, seed=404)
-    lake = Lake(str(tmp_path / "lake"))
-    ensure_metrics_tables(lake)
-    lake.table(SERIES).append(fleet.series_table())
-    for _, batch in fleet.iter_days():
-        lake.table(SAMPLES).append(batch)
+    lake = fleet_lake(tmp_path / "lake", fleet)
     with ModelRunner(lake, models()) as runner:
         assert [r.mode for r in runner.refresh()] == ["full", "full", "full"]
     hosts = fleet.topology.host_id

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from harness.fleet import fleet_lake
 from shoal.lake import Lake
 from shoal.models import ModelRunner
 from shoal.query.engine import connect_lake
@@ -71,15 +72,17 @@ def fleet_start_ts(batch: pa.Table) -> object:
     return min(batch.column("ts").to_pylist())
 
 
-def test_alarms_point_at_injected_faults(tmp_path: Path, fleet: Fleet) -> None:
-    lake = Lake(str(tmp_path / "lake"))
-    ensure_metrics_tables(lake)
-    lake.table(SERIES).append(fleet.series_table())
-    for _, batch in fleet.iter_days():
-        lake.table(SAMPLES).append(batch)
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory: pytest.TempPathFactory, fleet: Fleet) -> Lake:
+    """The whole fleet in a lake with the stream models refreshed (the tests below only read it)."""
+    lake = fleet_lake(tmp_path_factory.mktemp("streamed") / "lake", fleet)
     with ModelRunner(lake, stream_models()) as runner:
         runner.refresh()
-    alarms = lake.table(STREAM_ALARMS).to_arrow().filter(pa.compute.field("alarm"))
+    return lake
+
+
+def test_alarms_point_at_injected_faults(streamed: Lake, fleet: Fleet) -> None:
+    alarms = streamed.table(STREAM_ALARMS).to_arrow().filter(pa.compute.field("alarm"))
     truth = fleet.ground_truth().to_pylist()
     slack = timedelta(hours=1)
 
@@ -97,15 +100,8 @@ def test_alarms_point_at_injected_faults(tmp_path: Path, fleet: Fleet) -> None:
     assert found / len(power_faults) >= MEASURED_RECALL_FLOOR, (found, len(power_faults))
 
 
-def test_episodes_score_against_fault_labels_like_the_batch_detectors(tmp_path: Path, fleet: Fleet) -> None:
-    lake = Lake(str(tmp_path / "lake"))
-    ensure_metrics_tables(lake)
-    lake.table(SERIES).append(fleet.series_table())
-    for _, batch in fleet.iter_days():
-        lake.table(SAMPLES).append(batch)
-    with ModelRunner(lake, stream_models()) as runner:
-        runner.refresh()
-    with connect_lake(lake) as con:
+def test_episodes_score_against_fault_labels_like_the_batch_detectors(streamed: Lake, fleet: Fleet) -> None:
+    with connect_lake(streamed) as con:
         episodes = stream_episodes(con)
         temporal = temporal_anomalies(con)
     assert episodes.schema == ANOMALY_SCHEMA

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -295,14 +296,18 @@ def _human(n: int) -> str:
 ingest_cmd.register(app)
 
 
-def run() -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     """Entry point: one-line errors and exit code 1, tracebacks only with --debug.
 
     The use cases' groups and plugged commands (``shoal infra``, ``shoal demo`` …) are mounted
-    here, from their entry points, so a broken one is reported like any other error."""
+    here, from their entry points, so a broken one is reported like any other error.
+    ``argv`` (default: the process's arguments) lets tests run the command line in-process."""
     try:
         plugins.mount(app)
-        app(standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        # Without standalone mode a command's `raise typer.Exit(n)` comes back as n.
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ShoalError as exc:
         if _state["debug"]:
             raise

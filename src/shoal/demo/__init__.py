@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Unpack
 
 from rich.console import Console
 
 from shoal.config import init_project
 from shoal.errors import ShoalError
 from shoal.project import Project
-from shoal.usecases.registry import DemoStep, StepContext, UseCase, discover, load
-
-if TYPE_CHECKING:
-    from shoal.models import Model
+from shoal.usecases.registry import DemoStep, StepContext, StreamSpec, UseCase, discover, load
 
 console = Console(stderr=True)
 
@@ -48,32 +45,11 @@ class DemoContext:
         """A query the demo's summary offers to try on this project."""
         self.notes.setdefault("queries", []).append(f'shoal sql -p {self.project.dir} "{query}"')
 
-    def stream(
-        self,
-        *,
-        pipeline: str,
-        pipeline_yaml: str,
-        proto: Path,
-        topic: str,
-        topic_env: str,
-        events: Iterable[tuple[bytes, bytes]],
-        models: Sequence[Model],
-        try_sql: str,
-    ) -> dict[str, Any]:
+    def stream(self, **spec: Unpack[StreamSpec]) -> dict[str, Any]:
         """Stream through the embedded Kafka (:func:`shoal.demo.kafka_embedded.stream_use_case`)."""
         from shoal.demo.kafka_embedded import stream_use_case
 
-        return stream_use_case(
-            self,
-            pipeline=pipeline,
-            pipeline_yaml=pipeline_yaml,
-            proto=proto,
-            topic=topic,
-            topic_env=topic_env,
-            events=events,
-            models=models,
-            try_sql=try_sql,
-        )
+        return stream_use_case(self, **spec)
 
 
 def _company_step(ctx: StepContext) -> dict[str, Any]:

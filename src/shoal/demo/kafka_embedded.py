@@ -11,18 +11,17 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from confluent_kafka import Producer
 
 if TYPE_CHECKING:
     from shoal.demo import DemoContext
     from shoal.lake import Lake, Table
-    from shoal.models import Model
+    from shoal.usecases.registry import StreamSpec
 
 
 @contextmanager
@@ -46,17 +45,7 @@ STALL_S = 180.0  # no progress this long while events are pending: the demo step
 
 
 def stream_use_case(
-    ctx: DemoContext,
-    *,
-    pipeline: str,
-    pipeline_yaml: str,
-    proto: Path,
-    topic: str,
-    topic_env: str,
-    events: Iterable[tuple[bytes, bytes]],
-    models: Sequence[Model],
-    try_sql: str,
-    produce: Callable[..., int] | None = None,
+    ctx: DemoContext, *, produce: Callable[..., int] | None = None, **spec: Unpack[StreamSpec]
 ) -> dict[str, Any]:
     """Install a pipeline in the demo project, stream ``events`` to ``topic`` on an embedded
     cluster while the pipeline ingests them (the backlog bounded by :data:`MAX_BACKLOG`), then
@@ -72,22 +61,23 @@ def stream_use_case(
     from shoal.models import ModelRunner
     from shoal.sources.kafka.producer import produce_events
 
+    pipeline, proto, topic, topic_env = spec["pipeline"], spec["proto"], spec["topic"], spec["topic_env"]
     project = ctx.project
     (project.dir / "protos").mkdir(exist_ok=True)
     shutil.copy(proto, project.dir / "protos" / proto.name)
     project.pipelines_path.mkdir(exist_ok=True)
-    (project.pipelines_path / f"{pipeline}.yaml").write_text(pipeline_yaml)
+    (project.pipelines_path / f"{pipeline}.yaml").write_text(spec["pipeline_yaml"])
 
     with embedded_kafka() as bootstrap:
         previous = {k: os.environ.get(k) for k in ("KAFKA_BROKERS", topic_env)}
         os.environ["KAFKA_BROKERS"] = bootstrap
         os.environ[topic_env] = topic
         try:
-            spec = load_pipeline(project.pipeline_file(pipeline), project.dir)
+            pipe = load_pipeline(project.pipeline_file(pipeline), project.dir)
             feeder = _Feeder(
                 project.lake,
-                (spec.table, spec.dlq_table),
-                events,
+                (pipe.table, pipe.dlq_table),
+                spec["events"],
                 produce or produce_events,
                 bootstrap,
                 topic,
@@ -113,8 +103,8 @@ def stream_use_case(
         raise DemoError(f"pipeline {pipeline} landed {landed:,} of {produced:,} events produced to {topic}")
     ctx.say(f"  streamed {produced:,} events through {topic} (embedded Kafka at {bootstrap})")
     ctx.say(f"  ingested {stats.committed_rows:,} events exactly once via pipeline {pipeline}")
-    ctx.suggest_sql(try_sql)
-    with ModelRunner(project.lake, models, con=project.connect()) as runner:
+    ctx.suggest_sql(spec["try_sql"])
+    with ModelRunner(project.lake, spec["models"], con=project.connect()) as runner:
         results = runner.refresh()
     return {
         "produced": produced,

@@ -1,72 +1,43 @@
 """``shoal databases`` and ``shoal sync``, plugged into the CLI through ``shoal.commands`` entry points.
 
-``app`` groups both for tests; the CLI mounts the functions.
+Errors are raised as :class:`~shoal.errors.ShoalError`: the CLI's entry point prints them as one line.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
-from enum import StrEnum
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table as RichTable
 
 from shoal.errors import ShoalError
+from shoal.options import FormatOpt, ProjectOpt
+from shoal.output import OutputFormat, console, emit, emit_rows, err_console
 from shoal.project import Project
 
-console = Console(width=None if sys.stdout.isatty() else 240)
-err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line
 
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project", "-p", help="Project directory (default: $SHOAL_PROJECT or .).", envvar="SHOAL_PROJECT"
-    ),
-]
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for scripts.")]
-
-
-def _fail(exc: ShoalError) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-    return typer.Exit(1)
-
-
-def _json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def databases(project: ProjectOpt = None, fmt: FormatOpt = Format.table) -> None:
+def databases(project: ProjectOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """List the databases declared in shoal.yaml and whether each answers (password never shown)."""
     from shoal.replicate.probe import probe
 
-    try:
-        proj = Project.load(project)
-        results = [probe(ep) for ep in proj.endpoints()]
-    except ShoalError as exc:
-        raise _fail(exc) from None
-    if fmt is Format.json:
-        _json([{**ep.describe(), **r.as_dict()} for ep, r in zip(proj.endpoints(), results, strict=True)])
+    proj = Project.load(project)
+    endpoints = proj.endpoints()
+    results = [probe(ep) for ep in endpoints]
+    if fmt is OutputFormat.json:
+        emit([{**ep.describe(), **r.as_dict()} for ep, r in zip(endpoints, results, strict=True)], fmt)
+    elif results or fmt is OutputFormat.csv:
+        no = "[red]no[/red]" if fmt is OutputFormat.table else "no"
+        rows = [
+            {"name": r.name, "where": r.where, "reachable": "yes" if r.reachable else no,
+             "detail": r.detail, "ms": r.latency_ms}
+            for r in results
+        ]  # fmt: skip
+        emit_rows(rows, fmt, columns=["name", "where", "reachable", "detail", "ms"])
     else:
-        table = RichTable("name", "where", "reachable", "detail", "ms")
-        for r in results:
-            table.add_row(
-                r.name, r.where, "yes" if r.reachable else "[red]no[/red]", r.detail, str(r.latency_ms or "")
-            )
-        console.print(table if results else "No databases declared (add a databases: section to shoal.yaml).")
+        console.print("No databases declared (add a databases: section to shoal.yaml).")
     if not all(r.reachable for r in results):
         raise typer.Exit(1)
 
@@ -81,7 +52,7 @@ def sync(  # noqa: PLR0917 (typer arguments and options)
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between change polls with --follow.")] = 0.2,
     project: ProjectOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Copy a database's tables into the lake: a snapshot in key chunks, then its changes, exactly once."""
     from shoal.replicate.sync import Syncer
@@ -90,40 +61,32 @@ def sync(  # noqa: PLR0917 (typer arguments and options)
     if follow and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        proj = Project.load(project)
-        endpoint = next((e for e in proj.endpoints() if e.name == name), None)
-        if endpoint is None:
-            known = ", ".join(proj.settings.databases) or "none"
-            raise _fail(ShoalError(f"no database {name!r} in shoal.yaml (declared: {known})"))
-        show = fmt is not Format.json and sys.stderr.isatty()
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err_console, disable=not show,
-        ) as bar:  # fmt: skip
-            tasks: dict[str, TaskID] = {}
+    proj = Project.load(project)
+    endpoint = next((e for e in proj.endpoints() if e.name == name), None)
+    if endpoint is None:
+        known = ", ".join(proj.settings.databases) or "none"
+        raise ShoalError(f"no database {name!r} in shoal.yaml (declared: {known})")
+    show = fmt is OutputFormat.table and sys.stderr.isatty()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, disable=not show,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
 
-            def on_progress(table: str, done: int, total: int | None, phase: str) -> None:
-                key = f"{table}:{phase}"
-                if key not in tasks:
-                    tasks[key] = bar.add_task(f"{name}.{table} {phase}", total=total)
-                bar.update(tasks[key], completed=done, total=total)
+        def on_progress(table: str, done: int, total: int | None, phase: str) -> None:
+            key = f"{table}:{phase}"
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{name}.{table} {phase}", total=total)
+            bar.update(tasks[key], completed=done, total=total)
 
-            syncer = Syncer(proj.lake, endpoint, on_progress=on_progress)
-            report = syncer.run(tables or (), follow=follow, stop=stop, poll_s=poll)
-    except ShoalError as exc:
-        raise _fail(exc) from None
-    if fmt is Format.json:
-        _json(report.as_dict())
+        syncer = Syncer(proj.lake, endpoint, on_progress=on_progress)
+        report = syncer.run(tables or (), follow=follow, stop=stop, poll_s=poll)
+    if fmt is OutputFormat.json:
+        emit(report.as_dict(), fmt)
         return
-    out = RichTable("table", "lake table", "snapshot rows", "upserted", "deleted")
-    for t in report.tables.values():
-        out.add_row(t.table, t.lake_table, str(t.snapshot_rows), str(t.upserted), str(t.deleted))
-    console.print(out)
-
-
-app = typer.Typer(
-    name="shoal-replicate", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
-)
-app.command("databases")(databases)
-app.command("sync")(sync)
+    rows = [
+        {"table": t.table, "lake table": t.lake_table, "snapshot rows": t.snapshot_rows,
+         "upserted": t.upserted, "deleted": t.deleted}
+        for t in report.tables.values()
+    ]  # fmt: skip
+    emit_rows(rows, fmt, columns=["table", "lake table", "snapshot rows", "upserted", "deleted"])

@@ -23,7 +23,8 @@ from shoal.config import DatabaseSyncSettings
 from shoal.lake import Progress, Table, progress
 from shoal.query.federation import Endpoint
 from shoal.replicate.errors import SyncError
-from shoal.replicate.model import Column, Source, SourceTable, SyncReport, TableReport
+from shoal.replicate.model import Column, SourceTable, SyncReport, TableReport
+from shoal.replicate.source import Source
 
 
 class Syncer(Protocol):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -89,54 +89,6 @@ class Transaction:
 
     position: int
     changes: list[Change] = field(default_factory=list)
-
-
-class Source(Protocol):
-    """A replication source (MySQL binlog, PostgreSQL pgoutput). Positions are ints that grow."""
-
-    name: str
-
-    def position_key(self, table: str) -> str:
-        """The ``shoal.lake.progress`` key of a table's position in this source."""
-        ...
-
-    def list_tables(self) -> list[str]: ...
-
-    def describe(self, tables: Sequence[str], *, need_key: bool = True) -> list[SourceTable]: ...
-
-    def stream(self, table: SourceTable, rows: int) -> Iterator[list[dict[str, Any]]]:
-        """All rows, ``rows`` at a time, in one streaming read (tables without a key)."""
-        ...
-
-    def start_position(self) -> int:
-        """Where change capture of a snapshot taken from now on must start (retained by the source)."""
-        ...
-
-    def chunks(
-        self,
-        table: SourceTable,
-        after: Sequence[Any] | None,
-        rows: int,
-        *,
-        order: Sequence[str] | None = None,
-        floor: tuple[str, Any] | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
-        """The table's rows in ``order`` (default: the key) after the values ``after``, ``rows`` at
-        a time; ``floor=(column, value)``: only rows whose column is at least the value."""
-        ...
-
-    def count(self, table: SourceTable) -> int: ...
-
-    def changes(self, since: int, tables: Sequence[SourceTable], max_changes: int) -> Iterator[Transaction]:
-        """Committed transactions after ``since`` touching ``tables``, until caught up or
-        ``max_changes`` rows were yielded (always whole transactions)."""
-        ...
-
-    def acknowledge(self, position: int) -> None:
-        """Everything up to ``position`` is in the lake: the source may free it."""
-        ...
-
-    def close(self) -> None: ...
 
 
 @dataclass

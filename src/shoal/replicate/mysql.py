@@ -9,30 +9,25 @@ and column names (``binlog_row_metadata=FULL``): both are checked before a sync 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import duckdb
-import pyarrow as pa
 import pymysql
 import pymysql.converters
 import pymysql.cursors
 
 from shoal.lake import progress
-from shoal.query.extensions import load_extension
 from shoal.query.federation import Endpoint
 from shoal.replicate.errors import (
     CredentialsRejected,
-    NoPrimaryKey,
     ReplicationNotConfigured,
     SourceUnavailable,
     SyncError,
 )
-from shoal.replicate.keyset import keyset_chunks
 from shoal.replicate.model import Change, SourceTable, Transaction
+from shoal.replicate.source import Source
 from shoal.replicate.typemap import check_ident, mysql_column
 
 log = logging.getLogger("shoal.replicate.mysql")
@@ -67,16 +62,33 @@ def _wrap(**kwargs: Any) -> pymysql.Connection[Any]:
     return pymysql.connect(**kwargs)
 
 
-class MySQLSource:
+class MySQLSource(Source):
     """One MySQL/MariaDB database as a source (``endpoint.database``)."""
 
+    scanner = "mysql"
+    scanner_setup = "SET mysql_session_time_zone = '+00:00'"
+
     def __init__(self, endpoint: Endpoint, *, server_id: int = 54_321) -> None:
-        self.endpoint = endpoint
-        self.name = endpoint.name
+        super().__init__(endpoint)
         self.server_id = server_id
         self._con: pymysql.Connection[Any] | None = None
         self._basename: str | None = None
-        self._duck: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.endpoint.database
+
+    def quote(self, name: str) -> str:
+        return _q(name)
+
+    def relation(self, table: str) -> str:
+        return _q(table)
+
+    def select_list(self, table: SourceTable) -> list[str]:
+        return [_q(c) for c in table.column_names]
+
+    def literal(self, value: Any) -> str:
+        return str(pymysql.converters.escape_item(value, "utf8mb4"))
 
     # -- plain connection ---------------------------------------------------------------------
     def _unavailable(self, exc: BaseException) -> SyncError:
@@ -113,28 +125,10 @@ class MySQLSource:
             self.close()
             raise self._unavailable(exc) from None
 
-    def close(self) -> None:
-        if self._duck is not None:
-            self._duck.close()
-            self._duck = None
-        if self._con is not None:
-            with contextlib.suppress(Exception):
-                self._con.close()
-            self._con = None
-
     def position_key(self, table: str) -> str:
         return progress.binlog_position(self.name, table)
 
     # -- tables ---------------------------------------------------------------------------------
-    def list_tables(self) -> list[str]:
-        rows = self.query(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-            "AND table_type = 'BASE TABLE' "
-            "ORDER BY table_name",
-            [self.endpoint.database],
-        )
-        return [str(r[0]) for r in rows]
-
     def describe(self, tables: Sequence[str], *, need_key: bool = True) -> list[SourceTable]:
         out = []
         for table in tables:
@@ -153,79 +147,10 @@ class MySQLSource:
                 [self.endpoint.database, table],
             )
             key = tuple(str(r[0]) for r in key_rows)
-            if need_key and not key:
-                raise NoPrimaryKey(
-                    f"database {self.name}: table {table} has no primary key; changes cannot be applied "
-                    "by key (add one, or set databases.{self.name}.sync.mode: full)"
-                )
+            self.require_key(table, key, need_key)
             columns = tuple(mysql_column(str(c[0]), str(c[1]), str(c[2]), c[3], c[4]) for c in cols)
             out.append(SourceTable(table, columns, key))
         return out
-
-    def count(self, table: SourceTable) -> int:
-        return int(self.query(f"SELECT COUNT(*) FROM {_q(table.name)}")[0][0])
-
-    def chunks(
-        self,
-        table: SourceTable,
-        after: Sequence[Any] | None,
-        rows: int,
-        *,
-        order: Sequence[str] | None = None,
-        floor: tuple[str, Any] | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
-        yield from keyset_chunks(
-            self.query,
-            _q(table.name),
-            [_q(c) for c in table.column_names],
-            table.column_names,
-            [_q(c) for c in (order or table.key)],
-            rows,
-            after=after,
-            floor=(_q(floor[0]), floor[1]) if floor else None,
-        )
-
-    def arrow_chunks(self, table: SourceTable, after: Sequence[Any] | None, rows: int) -> Iterator[pa.Table]:
-        """Snapshot chunks through DuckDB's mysql scanner (C++, straight into Arrow): the same keyset
-        queries as :meth:`chunks`, ~10x faster than decoding rows in Python (docs/benchmarks.md)."""
-        con = self._duckdb()
-        cols = ", ".join(_q(c) for c in table.column_names)
-        keys = [_q(k) for k in table.key]
-        last = list(after) if after is not None else None
-        while True:
-            where = ""
-            if last is not None:
-                literals = ", ".join(pymysql.converters.escape_item(v, "utf8mb4") for v in last)
-                where = f"WHERE ({', '.join(keys)}) > ({literals})"
-            sql = f"SELECT {cols} FROM {_q(table.name)} {where} ORDER BY {', '.join(keys)} LIMIT {int(rows)}"
-            try:
-                data = con.execute("SELECT * FROM mysql_query('src', ?)", [sql]).to_arrow_table()
-            except duckdb.Error as exc:
-                raise self._unavailable(exc) from None
-            if data.num_rows == 0:
-                return
-            conformed = table.conform(data)
-            yield conformed
-            # the next chunk starts after the last key, as the driver would return it
-            last = [data.column(k)[-1].as_py() for k in table.key]
-            if data.num_rows < rows:
-                return
-
-    def _duckdb(self) -> duckdb.DuckDBPyConnection:
-        if self._duck is None:
-            con = duckdb.connect(
-                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-            )
-            load_extension(con, "mysql_scanner")
-            con.execute("SET mysql_session_time_zone = '+00:00'")
-            dsn = self.endpoint.duckdb_dsn().replace("'", "''")
-            try:
-                con.execute(f"ATTACH '{dsn}' AS src (TYPE mysql, READ_ONLY)")
-            except duckdb.Error as exc:
-                con.close()
-                raise self._unavailable(exc) from None
-            self._duck = con
-        return self._duck
 
     def stream(self, table: SourceTable, rows: int) -> Iterator[list[dict[str, Any]]]:
         names = table.column_names

@@ -10,28 +10,23 @@ no streaming-replication protocol) and the REPLICATION attribute or ownership of
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import duckdb
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 
 from shoal.lake import progress
-from shoal.query.extensions import load_extension
 from shoal.query.federation import Endpoint
 from shoal.replicate.errors import (
     CredentialsRejected,
-    NoPrimaryKey,
     ReplicationNotConfigured,
     SourceUnavailable,
     SyncError,
 )
-from shoal.replicate.keyset import keyset_chunks
 from shoal.replicate.model import Change, SourceTable, Transaction
 from shoal.replicate.pgoutput import UNCHANGED, Decoder
+from shoal.replicate.source import Source
 from shoal.replicate.typemap import check_ident, pg_column, pg_select_expr
 
 
@@ -48,31 +43,45 @@ def int_to_lsn(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
-class PostgresSource:
+class PostgresSource(Source):
     """One PostgreSQL database (schema ``endpoint.schema``) as a source."""
+
+    scanner = "postgres"
+    scanner_setup = "SET TimeZone = 'UTC'"
 
     def __init__(
         self, endpoint: Endpoint, *, slot: str | None = None, publication: str | None = None
     ) -> None:
-        self.endpoint = endpoint
-        self.name = endpoint.name
+        super().__init__(endpoint)
         self.slot = check_ident(slot or f"shoal_{endpoint.name}", "slot")
         self.publication = check_ident(publication or f"shoal_{endpoint.name}", "publication")
         self._con: psycopg.Connection[Any] | None = None
         self._tables: list[str] = []
         self._decoder = Decoder()
-        self._duck: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.endpoint.schema
+
+    def quote(self, name: str) -> str:
+        return _q(name)
+
+    def relation(self, table: str) -> str:
+        return f"{_q(self.endpoint.schema)}.{_q(table)}"
+
+    def select_list(self, table: SourceTable) -> list[str]:
+        return [pg_select_expr(c) for c in table.columns]
+
+    def literal(self, value: Any) -> str:
+        return sql.Literal(value).as_string(self.connection())
 
     def _unavailable(self, exc: BaseException) -> SyncError:
-        if "authentication failed" in str(exc) or "no pg_hba.conf entry" in str(exc):
-            return CredentialsRejected(
-                f"database {self.name} ({self.endpoint.where()}): "
-                + self.endpoint.scrub(" ".join(str(exc).split()))
-            )
-        return SourceUnavailable(
-            f"database {self.name} ({self.endpoint.where()}): "
-            + self.endpoint.scrub(" ".join(str(exc).split()))
+        text = f"database {self.name} ({self.endpoint.where()}): " + self.endpoint.scrub(
+            " ".join(str(exc).split())
         )
+        if "authentication failed" in str(exc) or "no pg_hba.conf entry" in str(exc):
+            return CredentialsRejected(text)
+        return SourceUnavailable(text)
 
     def connection(self) -> psycopg.Connection[Any]:
         if self._con is None or self._con.closed:
@@ -103,27 +112,10 @@ class PostgresSource:
             self.close()
             raise self._unavailable(exc) from None
 
-    def close(self) -> None:
-        if self._duck is not None:
-            self._duck.close()
-            self._duck = None
-        if self._con is not None:
-            with contextlib.suppress(Exception):
-                self._con.close()
-            self._con = None
-
     def position_key(self, table: str) -> str:
         return progress.lsn(self.name, table)
 
     # -- tables ---------------------------------------------------------------------------------
-    def list_tables(self) -> list[str]:
-        rows = self.query(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-            "AND table_type = 'BASE TABLE' ORDER BY table_name",
-            [self.endpoint.schema],
-        )
-        return [str(r[0]) for r in rows]
-
     def describe(self, tables: Sequence[str], *, need_key: bool = True) -> list[SourceTable]:
         out = []
         schema = self.endpoint.schema
@@ -144,80 +136,12 @@ class PostgresSource:
                 [f"{_q(schema)}.{_q(table)}"],
             )
             key = tuple(str(r[0]) for r in keys)
-            if need_key and not key:
-                raise NoPrimaryKey(
-                    f"database {self.name}: table {table} has no primary key; changes cannot be applied "
-                    f"by key (add one, or set databases.{self.name}.sync.mode: full)"
-                )
+            self.require_key(table, key, need_key)
             columns = tuple(pg_column(str(c[0]), str(c[1]), str(c[2]), c[3], c[4]) for c in cols)
             out.append(SourceTable(table, columns, key))
             if table not in self._tables:
                 self._tables.append(table)
         return out
-
-    def count(self, table: SourceTable) -> int:
-        return int(self.query(f"SELECT COUNT(*) FROM {_q(self.endpoint.schema)}.{_q(table.name)}")[0][0])
-
-    def chunks(
-        self,
-        table: SourceTable,
-        after: Sequence[Any] | None,
-        rows: int,
-        *,
-        order: Sequence[str] | None = None,
-        floor: tuple[str, Any] | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
-        yield from keyset_chunks(
-            self.query,
-            f"{_q(self.endpoint.schema)}.{_q(table.name)}",
-            [pg_select_expr(c) for c in table.columns],
-            table.column_names,
-            [_q(c) for c in (order or table.key)],
-            rows,
-            after=after,
-            floor=(_q(floor[0]), floor[1]) if floor else None,
-        )
-
-    def arrow_chunks(self, table: SourceTable, after: Sequence[Any] | None, rows: int) -> Iterator[pa.Table]:
-        """Snapshot chunks through DuckDB's postgres scanner (binary COPY straight into Arrow): the
-        same keyset queries as :meth:`chunks`."""
-        con = self._duckdb()
-        select = ", ".join(pg_select_expr(c) for c in table.columns)
-        keys = [_q(k) for k in table.key]
-        rel = f"{_q(self.endpoint.schema)}.{_q(table.name)}"
-        last = list(after) if after is not None else None
-        while True:
-            where = ""
-            if last is not None:
-                literals = ", ".join(sql.Literal(v).as_string(self.connection()) for v in last)
-                where = f"WHERE ({', '.join(keys)}) > ({literals})"
-            query = f"SELECT {select} FROM {rel} {where} ORDER BY {', '.join(keys)} LIMIT {int(rows)}"
-            try:
-                data = con.execute("SELECT * FROM postgres_query('src', ?)", [query]).to_arrow_table()
-            except duckdb.Error as exc:
-                raise self._unavailable(exc) from None
-            if data.num_rows == 0:
-                return
-            yield table.conform(data)
-            last = [data.column(k)[-1].as_py() for k in table.key]
-            if data.num_rows < rows:
-                return
-
-    def _duckdb(self) -> duckdb.DuckDBPyConnection:
-        if self._duck is None:
-            con = duckdb.connect(
-                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-            )
-            load_extension(con, "postgres_scanner")
-            con.execute("SET TimeZone = 'UTC'")
-            dsn = self.endpoint.duckdb_dsn().replace("'", "''")
-            try:
-                con.execute(f"ATTACH '{dsn}' AS src (TYPE postgres, READ_ONLY)")
-            except duckdb.Error as exc:
-                con.close()
-                raise self._unavailable(exc) from None
-            self._duck = con
-        return self._duck
 
     def stream(self, table: SourceTable, rows: int) -> Iterator[list[dict[str, Any]]]:
         names = table.column_names
@@ -226,7 +150,7 @@ class PostgresSource:
         try:
             # a server-side cursor lives in a transaction: rows arrive ``rows`` at a time
             with con.transaction(), con.cursor(name=f"shoal_full_{table.name}") as cur:
-                cur.execute(f"SELECT {select} FROM {_q(self.endpoint.schema)}.{_q(table.name)}")
+                cur.execute(f"SELECT {select} FROM {self.relation(table.name)}")
                 while batch := cur.fetchmany(rows):
                     yield [dict(zip(names, r, strict=True)) for r in batch]
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:

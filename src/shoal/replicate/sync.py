@@ -29,7 +29,8 @@ from shoal.query.federation import Endpoint
 from shoal.replicate.apply import apply_changes
 from shoal.replicate.cursor import cursor_round, full_refresh
 from shoal.replicate.errors import SyncError
-from shoal.replicate.model import Change, Source, SourceTable, SyncReport, TableReport
+from shoal.replicate.model import Change, SourceTable, SyncReport, TableReport
+from shoal.replicate.source import Source
 from shoal.retry import RetryPolicy, retry
 
 log = logging.getLogger("shoal.replicate")

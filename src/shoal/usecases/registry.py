@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from pkgutil import resolve_name
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
 from shoal.errors import ConfigError
 
@@ -27,6 +27,19 @@ ENTRY_POINT_GROUP = "shoal.usecases"
 
 class UseCaseError(ConfigError):
     """A use case's entry point or one of its import strings does not load."""
+
+
+class StreamSpec(TypedDict):
+    """What a demo step streams (:meth:`StepContext.stream`'s keyword arguments)."""
+
+    pipeline: str  # the pipeline's name, installed from pipeline_yaml
+    pipeline_yaml: str  # reads ${KAFKA_BROKERS} and ${<topic_env>}
+    proto: Path  # the events' schema, copied into the project
+    topic: str
+    topic_env: str
+    events: Iterable[tuple[bytes, bytes]]  # (key, value) records
+    models: Sequence[Model]  # refreshed once every event landed
+    try_sql: str  # a query the demo's summary suggests
 
 
 class StepContext(Protocol):
@@ -44,18 +57,7 @@ class StepContext(Protocol):
     def suggest_sql(self, query: str) -> None:
         """A query the demo's summary offers to try."""
 
-    def stream(
-        self,
-        *,
-        pipeline: str,
-        pipeline_yaml: str,
-        proto: Path,
-        topic: str,
-        topic_env: str,
-        events: Iterable[tuple[bytes, bytes]],
-        models: Sequence[Model],
-        try_sql: str,
-    ) -> dict[str, Any]:
+    def stream(self, **spec: Unpack[StreamSpec]) -> dict[str, Any]:
         """Stream ``events`` through an embedded Kafka and the pipeline, then refresh ``models``."""
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shoal.usecases.infra.drive_risk import REQUIRED, SMART
+
 MODELS = (
     ("ST4000DM000", "ST", 4.0, 0.16),
     ("HGST HMS5C4040BLE640", "HGST", 4.0, 0.08),
@@ -23,22 +25,7 @@ MODELS = (
 
 def sample(n_drives: int = 600, seed: int = 11) -> pa.Table:
     rng = np.random.default_rng(seed)
-    rows: dict[str, list[object]] = {
-        k: [] for k in ("serial_number", "model", "manufacturer", "size_tb", "tstart", "tstop", "fails")
-    }
-    smart = (
-        "smart_5",
-        "smart_10",
-        "smart_12",
-        "smart_187",
-        "smart_188",
-        "smart_189",
-        "smart_196",
-        "smart_197",
-        "smart_198",
-    )
-    for k in smart:
-        rows[k] = []
+    rows: dict[str, list[object]] = {k: [] for k in REQUIRED}  # the columns drive_risk reads
     for d in range(n_drives):
         model, maker, size, p_fail = MODELS[d % len(MODELS)]
         fails = rng.random() < p_fail
@@ -66,7 +53,7 @@ def sample(n_drives: int = 600, seed: int = 11) -> pa.Table:
                 "smart_197": bad if wear else 0,
                 "smart_198": bad // 3 if wear else 0,
             }
-            for k in smart:
+            for k in SMART:
                 rows[k].append(float(values[k]))
     types = {"tstart": pa.int32(), "tstop": pa.int32()}
     return pa.table({k: pa.array(v, types.get(k)) for k, v in rows.items()})
