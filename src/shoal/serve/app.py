@@ -27,6 +27,7 @@ from shoal.query.guard import DeniedTable, RefusedQuery, UnknownTable
 from shoal.serve.catalog import table_detail, table_summary
 from shoal.serve.encode import MEDIA_TYPES, Format, encode_arrow, encode_csv, encode_json
 from shoal.serve.executor import QueryCancelled, QueryTimeout, ResultTooLarge, ServerBusy
+from shoal.serve.pipelines import pipelines_status
 from shoal.serve.state import ServeState
 from shoal.serve.tokens import Token, Unauthorized
 
@@ -167,6 +168,13 @@ def create_app(state: ServeState) -> FastAPI:
         masked = state.executor.sandbox(token.access).masked.get(name, frozenset())
         info = state.project.lake.describe(name)
         return dict(to_jsonable(table_detail(state.project.lake, info, masked)))
+
+    @app.get(f"/{API_VERSION}/pipelines", tags=["catalog"])
+    async def pipelines(token: Caller) -> dict[str, Any]:
+        """The pipelines whose table the token may read: committed offsets, lag per partition (when
+        the broker answers), throughput and dead letters."""
+        found = await run_in_threadpool(pipelines_status, state.project, token.access)
+        return {"pipelines": to_jsonable(found)}
 
     async def run(token: Token, sql: str, params: list[Any] | None, fmt: Format) -> StreamingResponse:
         stack = ExitStack()
