@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Generator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -32,6 +34,13 @@ from shoal.serve.state import ServeState
 from shoal.serve.tokens import Token, Unauthorized
 
 API_VERSION = "v1"
+#: the dashboard (ADR 0022): static files only; every number it shows comes from /v1 with the user's token
+STATIC_DIR = Path(__file__).with_name("static")
+#: the dashboard loads nothing from elsewhere and runs no inline script
+DASHBOARD_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
 
 _STATUS: list[tuple[type[BaseException], int]] = [
     (Unauthorized, 401),
@@ -141,6 +150,15 @@ def create_app(state: ServeState) -> FastAPI:
         metrics.requests.labels(request.method, path, str(response.status_code)).inc()
         metrics.latency.labels(path).observe(time.perf_counter() - started)
         return response
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            headers={"Content-Security-Policy": DASHBOARD_CSP, "Cache-Control": "no-cache"},
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get(f"/{API_VERSION}/health", tags=["server"])
     def health() -> dict[str, Any]:
