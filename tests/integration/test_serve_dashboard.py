@@ -43,10 +43,14 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     directory = tmp_path_factory.mktemp("dashboard")
-    run_demo(directory / "demo", small=True, quiet=True)
+    summary = run_demo(directory / "demo", small=True, quiet=True)
     project = Project.load(directory / "demo")
+    # the demo ends with how to serve it and a fresh admin token: the tests log in with that one
+    assert summary["serve"]["command"] == f"shoal serve -p {directory / 'demo'}"
+    assert summary["serve"]["dashboard"].endswith(":8787/")
+    admin = summary["serve"]["admin_token"]
     store = TokenStore(tokens_path(project))
-    _, admin = store.create("root", Role.admin)
+    assert [t.role for t in store.tokens()] == [Role.admin]
     _, reader = store.create("ops", Role.reader, ["support", "infra", "metrics", "company"])
     shots = directory / "screenshots"
     shots.mkdir()

@@ -26,6 +26,7 @@ from shoal.errors import NotFoundError, ShoalError
 from shoal.jsonsafe import to_jsonable
 from shoal.query import QueryError
 from shoal.query.guard import DeniedTable, RefusedQuery, UnknownTable
+from shoal.serve.catalog import freshness as table_freshness
 from shoal.serve.catalog import table_detail, table_summary
 from shoal.serve.encode import MEDIA_TYPES, Format, encode_arrow, encode_csv, encode_json
 from shoal.serve.executor import QueryCancelled, QueryTimeout, ResultTooLarge, ServerBusy
@@ -170,10 +171,19 @@ def create_app(state: ServeState) -> FastAPI:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get(f"/{API_VERSION}/tables", tags=["catalog"])
-    def tables(token: Caller) -> dict[str, Any]:
-        """The tables the token may read, with size and last commit."""
-        names = [t for t in state.executor.known_tables() if token.access.can_read(t)]
-        return {"tables": [to_jsonable(table_summary(state.project.lake.describe(n))) for n in names]}
+    def tables(token: Caller, freshness: bool = False) -> dict[str, Any]:
+        """The tables the token may read, with size and last commit (``?freshness=true``: and the
+        age of each one's newest data, as in ``/v1/tables/{name}``)."""
+        lake = state.project.lake
+        out = []
+        for name in state.executor.known_tables():
+            if token.access.can_read(name):
+                info = lake.describe(name)
+                summary = table_summary(info)
+                if freshness:
+                    summary["freshness"] = table_freshness(lake, info)
+                out.append(to_jsonable(summary))
+        return {"tables": out}
 
     @app.get(f"/{API_VERSION}/tables/{{name}}", tags=["catalog"])
     def table(name: str, token: Caller) -> dict[str, Any]:

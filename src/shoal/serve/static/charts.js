@@ -66,7 +66,8 @@
     const nx = 5;
     for (let i = 0; i <= nx; i++) {
       const v = x0 + ((x1 - x0) * i) / nx;
-      const label = isTime ? new Date(v).toISOString().slice(5, 16).replace("T", " ") : fmtNum(v);
+      const iso = isTime ? new Date(v).toISOString() : "";
+      const label = !isTime ? fmtNum(v) : x1 - x0 >= 4 * 86400e3 ? iso.slice(5, 10) : iso.slice(5, 16).replace("T", " ");
       el("text", { x: sx(v), y: H - 8, "text-anchor": i === 0 ? "start" : i === nx ? "end" : "middle" }, svg).textContent = label;
     }
     series.forEach((s, i) => {

@@ -9,6 +9,7 @@
   let tables = []; // the caller's tables, from /v1/tables
   let signature = ""; // table versions last rendered: a new commit re-renders the page
   let rendering = false;
+  let pending = false; // a forced render asked for while another ran
 
   class ApiError extends Error {
     constructor(status, message) { super(message); this.status = status; }
@@ -70,11 +71,15 @@
   const pages = {};
 
   pages.overview = async function (root) {
-    root.innerHTML = `<h1>Overview</h1><div class="grid">${card("ov-pipelines", "Pipelines")}${card("ov-tables", "Tables (freshness)")}</div>`;
-    $("#ov-tables").innerHTML = table(tables, [
-      { key: "name", label: "table" }, { key: "num_rows", label: "rows" },
-      { key: "version" }, { key: "last_commit", label: "last commit", fmt: (v) => (v ? `${age(v)} ago` : "never") },
-    ]);
+    root.innerHTML = `<h1>Overview</h1>${card("ov-pipelines", "Pipelines")}${card("ov-tables", "Tables (freshness)")}`;
+    try {
+      const fresh = (await api("tables?freshness=true")).tables;
+      $("#ov-tables").innerHTML = table(fresh, [
+        { key: "name", label: "table" }, { key: "num_rows", label: "rows" }, { key: "version" },
+        { key: "freshness", label: "newest data", fmt: (v) => (v && v.newest_data ? `${v.newest_data.slice(0, 19).replace("T", " ")} (${age(v.newest_data)} old)` : "") },
+        { key: "last_commit", label: "last commit", fmt: (v) => (v ? `${age(v)} ago` : "never") },
+      ]);
+    } catch (e) { showError("#ov-tables", e); }
     try {
       const pipes = (await api("pipelines")).pipelines;
       $("#ov-pipelines").innerHTML = pipes.length ? table(pipes, [
@@ -82,8 +87,8 @@
         { key: "lag", fmt: (v, p) => (v === null || v === undefined ? (p.error ? "" : "broker down") : v) },
         { key: "throughput", label: "rows/s (5 min)", fmt: (v) => (v ? v.rows_per_s : "") },
         { key: "dead_letters", label: "dead letters 1 h / total", fmt: (v) => (v ? `${v.last_hour} / ${v.total}` : "") },
-        { key: "partitions", label: "partitions", fmt: (v) => (v ? v.map((p) => `${p.topic}[${p.partition}]@${p.committed}`).join(" ") : "") },
-        { key: "error", fmt: (v, p) => v || (p.broker && p.broker.error) || "" },
+        { key: "partitions", label: "partition: committed / high watermark", fmt: (v) => (v ? v.map((p) => `${p.partition}: ${p.committed ?? "–"} / ${p.high_watermark ?? "?"}`).join(", ") : "") },
+        { key: "error", label: "problem", fmt: (v, p) => String(v || (p.broker && p.broker.error) || "").slice(0, 90) },
       ]) : '<p class="muted">no pipelines you may see</p>';
     } catch (e) { showError("#ov-pipelines", e); }
   };
@@ -176,7 +181,8 @@
       try {
         const rows = records(await sql(`select s.ts, sum(s.value) as value from metrics.samples s join metrics.series se using (series_id)
           where ${where} and s.ts between '${from}' and '${to}' group by 1 order by 1`));
-        C.line(box, [{ name: `${a.entity} ${a.metric}`, points: rows.map((r) => [new Date(r.ts), r.value]) }],
+        const label = a.level === "outlet" || a.level === "phase" ? `${a.entity} ${a.metric}` : `rack ${rack} power (W)`;
+        C.line(box, [{ name: label, points: rows.map((r) => [new Date(r.ts), r.value]) }],
           { title: "anomaly", bands: [[new Date(a.window_start), new Date(a.window_end), a.metric]] });
       } catch (e) { showError(box, e); }
     }
@@ -238,7 +244,7 @@
   // -- shell ----------------------------------------------------------------------------------
   function route() { const name = (location.hash.slice(1) || "overview").split("/")[0]; return pages[name] ? name : "overview"; }
   async function render(force) {
-    if (rendering) return;
+    if (rendering) { pending = pending || Boolean(force); return; } // a navigation waits, a poll is dropped
     rendering = true;
     try {
       tables = (await api("tables")).tables;
@@ -258,7 +264,10 @@
       $("#status").textContent = `updated ${new Date().toLocaleTimeString()} · ${tables.length} tables`;
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 401)) $("#status").textContent = "update failed: " + (e.message || e);
-    } finally { rendering = false; }
+    } finally {
+      rendering = false;
+      if (pending) { pending = false; render(true); }
+    }
   }
   let timer = null;
   function start() {
