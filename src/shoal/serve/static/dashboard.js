@@ -36,10 +36,12 @@
   }
   const has = (name) => tables.some((t) => t.name === name);
   function esc(s) { return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]); }
-  function age(iso) {
+  function ago(iso) {
     if (!iso) return "";
-    const s = (Date.now() - Date.parse(iso)) / 1000;
-    return s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : s < 172800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} d`;
+    const d = (Date.now() - Date.parse(iso)) / 1000;
+    const s = Math.abs(d);
+    const text = s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : s < 172800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} d`;
+    return d < 0 ? `in ${text}` : `${text} ago`; // simulated data may lie in the future
   }
   function table(rows, columns, opts) {
     opts = opts || {};
@@ -76,8 +78,8 @@
       const fresh = (await api("tables?freshness=true")).tables;
       $("#ov-tables").innerHTML = table(fresh, [
         { key: "name", label: "table" }, { key: "num_rows", label: "rows" }, { key: "version" },
-        { key: "freshness", label: "newest data", fmt: (v) => (v && v.newest_data ? `${v.newest_data.slice(0, 19).replace("T", " ")} (${age(v.newest_data)} old)` : "") },
-        { key: "last_commit", label: "last commit", fmt: (v) => (v ? `${age(v)} ago` : "never") },
+        { key: "freshness", label: "newest data", fmt: (v) => (v && v.newest_data ? `${v.newest_data.slice(0, 19).replace("T", " ")} (${ago(v.newest_data)})` : "") },
+        { key: "last_commit", label: "last commit", fmt: (v) => (v ? `${ago(v)}` : "never") },
       ]);
     } catch (e) { showError("#ov-tables", e); }
     try {
@@ -190,7 +192,7 @@
 
   pages.catalog = async function (root) {
     root.innerHTML = `<h1>Catalog</h1><div class="grid">${card("cat-list", "Tables")}${card("cat-detail", "Table")}</div>`;
-    $("#cat-list").innerHTML = table(tables, [{ key: "name" }, { key: "owner" }, { key: "source" }, { key: "num_rows", label: "rows" }, { key: "last_commit", label: "last commit", fmt: (v) => (v ? `${age(v)} ago` : "") }], { click: true });
+    $("#cat-list").innerHTML = table(tables, [{ key: "name" }, { key: "owner" }, { key: "source" }, { key: "num_rows", label: "rows" }, { key: "last_commit", label: "last commit", fmt: (v) => (v ? `${ago(v)}` : "") }], { click: true });
     document.querySelectorAll("#cat-list tr.click").forEach((tr) => { tr.onclick = () => { location.hash = "#catalog/" + tables[Number(tr.dataset.row)].name; }; });
     const name = decodeURIComponent(location.hash.split("/")[1] || "");
     if (!name) { $("#cat-detail").innerHTML = '<p class="muted">pick a table</p>'; return; }
@@ -201,7 +203,7 @@
       const cols = (t.schema || t.columns || []).map((c) => (typeof c === "string" ? { name: c } : c));
       $("#cat-detail").innerHTML = `<h2 id="cat-name">${esc(t.name)}</h2><p>${esc(t.description || "")}</p>
         <p>owner <b>${esc(t.owner || "–")}</b> · source <b>${esc(t.source || "–")}</b> · version ${esc(t.version)} · partitioned by ${esc((t.partition_by || []).join(", ") || "–")}</p>
-        <p>newest data ${esc(fr.newest_data || "–")} (${esc(age(fr.newest_data))} old) · last commit ${esc(age(fr.last_commit))} ago</p>
+        <p>newest data ${esc(fr.newest_data || "–")} (${esc(ago(fr.newest_data))}) · last commit ${esc(ago(fr.last_commit))}</p>
         <h2>Lineage (${esc(lin.kind || "unknown")})</h2>
         ${(lin.partitions || []).length ? table(lin.partitions, [{ key: "pipeline" }, { key: "topic" }, { key: "partition" }, { key: "next_offset", label: "next offset" }, { key: "commit" }]) : ""}
         ${(lin.inputs || []).length ? table(lin.inputs, [{ key: "table", html: true, fmt: (v) => `<a href="#catalog/${esc(v)}">${esc(v)}</a>` }, { key: "version", label: "input version" }, { key: "commit" }]) : ""}
@@ -253,11 +255,11 @@
       // the console keeps its result until the user runs again; other pages follow new commits
       if (force || (sig !== signature && name !== "console") || name === "overview") {
         const root = $("#page");
-        root.dataset.page = name;
         document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === "#" + name));
         const scroll = window.scrollY;
         await pages[name](root);
         window.scrollTo(0, scroll);
+        root.dataset.page = name; // set with the count once drawn: tests wait on both
         root.dataset.rendered = String(Number(root.dataset.rendered || 0) + 1);
       }
       signature = sig;
