@@ -51,6 +51,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     admin = summary["serve"]["admin_token"]
     store = TokenStore(tokens_path(project))
     assert [t.role for t in store.tokens()] == [Role.admin]
+    project.lake.mark_pii("company.users", ["email_domain"])  # the demo marks none
     _, reader = store.create("ops", Role.reader, ["support", "infra", "metrics", "company"])
     shots = directory / "screenshots"
     shots.mkdir()
@@ -221,9 +222,26 @@ def test_reader_without_billing_grant_gets_no_revenue(browser: Any, server: Serv
                  body: JSON.stringify({sql: 'select sum(revenue) from billing.revenue_daily'})})).status"""
         )
         assert status == 403
+        s.errors[:] = [e for e in s.errors if "403" not in e]  # the browser logs the refused fetch
         page.screenshot(path=str(demo.shots / "dashboard-revenue-reader.png"), full_page=True)
         s.open("csat")
         assert s.points("#csat-pct")  # granted namespaces still work
+        # personal data stays masked in the console and is marked so in the catalog
+        page = s.open("console")
+        page.fill(
+            "#sql", "select email_domain, count(*) as users from company.users group by 1 order by 2 desc"
+        )
+        page.click("#run")
+        page.wait_for_selector("#sql-result tbody tr")
+        shown = page.eval_on_selector_all(
+            "#sql-result tbody tr td:first-child", "tds => tds.map(t => t.innerText)"
+        )
+        assert shown
+        assert all(v.startswith("pii_") for v in shown)
+        page.evaluate("location.hash = '#catalog/company.users'")
+        page.wait_for_function("document.querySelector('#cat-name')?.innerText === 'company.users'")
+        assert "masked" in page.inner_text("#cat-detail")
+        assert s.errors == []
     finally:
         s.close()
 
