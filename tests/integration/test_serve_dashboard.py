@@ -196,7 +196,7 @@ def test_console_runs_a_query_and_charts_it(admin: Session, demo: Demo) -> None:
     assert admin.errors == []
 
 
-def test_catalog_shows_lineage(admin: Session) -> None:
+def test_catalog_shows_lineage(admin: Session, demo: Demo) -> None:
     page = admin.open("catalog")
     page.evaluate("location.hash = '#catalog/support.ticket_events'")
     page.wait_for_selector("#cat-name")
@@ -206,6 +206,7 @@ def test_catalog_shows_lineage(admin: Session) -> None:
     page.evaluate("location.hash = '#catalog/support.csat_daily'")
     page.wait_for_function("document.querySelector('#cat-name')?.innerText === 'support.csat_daily'")
     assert "Lineage (model)" in page.inner_text("#cat-detail")
+    page.screenshot(path=str(demo.shots / "dashboard-catalog-detail.png"), full_page=True)
     assert admin.errors == []
 
 
