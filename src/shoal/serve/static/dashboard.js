@@ -4,7 +4,7 @@
 (function () {
   const C = window.ShoalCharts;
   const KEY = "shoal.token";
-  const POLL_MS = Number(new URLSearchParams(location.search).get("poll") || 5000);
+  const POLL_MS = Math.max(500, Number(new URLSearchParams(location.search).get("poll")) || 5000);
   const $ = (sel) => document.querySelector(sel);
   let tables = []; // the caller's tables, from /v1/tables
   let signature = ""; // table versions last rendered: a new commit re-renders the page
