@@ -78,6 +78,16 @@ def test_tables_lists_only_granted_ones(client: Client, served: SampleProject) -
     assert not [n for n in names if n.startswith("_")]
 
 
+def test_tables_with_freshness(client: Client, served: SampleProject) -> None:
+    plain = client.get("/v1/tables", headers=auth(served.support_reader)).json()["tables"]
+    assert all("freshness" not in t for t in plain)
+    r = client.get("/v1/tables", params={"freshness": "true"}, headers=auth(served.support_reader))
+    fresh = {t["name"]: t["freshness"] for t in r.json()["tables"]}
+    assert fresh["support.tickets"]["newest_data"] == "2026-01-01T03:19:00+00:00"
+    assert fresh["support.customers"]["time_column"] is None
+    assert fresh["support.customers"]["last_commit_age_s"] >= 0
+
+
 def test_table_detail_freshness_lineage_and_403_404(client: Client, served: SampleProject) -> None:
     r = client.get("/v1/tables/support.tickets", headers=auth(served.support_reader))
     assert r.status_code == 200

@@ -21,6 +21,9 @@ from shoal.errors import ShoalError
 from shoal.project import Project
 from shoal.usecases.registry import DemoStep, StepContext, StreamSpec, UseCase, discover, load
 
+#: found by name, like the commands the CLI mounts: the demo and the server are sibling packages
+SERVE_ADMIN_TOKEN = "shoal.serve.state:admin_token"
+
 console = Console(stderr=True)
 
 
@@ -91,6 +94,20 @@ models:
 """
 
 
+def _serve_hint(project: Project, directory: Path) -> dict[str, Any]:
+    """How to start ``shoal serve`` on the demo, with a fresh admin token (shown once)."""
+    settings = project.settings.serve
+    try:
+        token = str(load(SERVE_ADMIN_TOKEN, "the serve token store")(project))
+    except ShoalError as exc:
+        token = f"(none: {exc}; create one with `shoal tokens create admin --role admin -p {directory}`)"
+    return {
+        "command": f"shoal serve -p {directory}",
+        "dashboard": f"http://{settings.host}:{settings.port}/",
+        "admin_token": token,
+    }
+
+
 def run_demo(directory: Path, *, small: bool = False, quiet: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     existing = directory / "shoal.yaml"
@@ -129,11 +146,17 @@ def run_demo(directory: Path, *, small: bool = False, quiet: bool = False) -> di
         *ctx.notes.get("queries", []),
         f'shoal sql -p {directory} "select segment, count(*) users from company.users group by 1"',
     ]
+    summary["serve"] = _serve_hint(project, directory)
     if not quiet:
         console.print(f"\n[bold green]Demo ready[/bold green] in {summary['seconds']} s at {directory}")
         console.print("Try:")
         for cmd in summary["try"]:
             console.print(f"  {cmd}", highlight=False, soft_wrap=True)
+        serve = summary["serve"]
+        console.print("Serve it (HTTP SQL API, Postgres wire protocol and the dashboard):")
+        console.print(f"  {serve['command']}", highlight=False, soft_wrap=True)
+        console.print(f"  then open {serve['dashboard']} and log in with the admin token:", highlight=False)
+        console.print(f"  {serve['admin_token']}", highlight=False, soft_wrap=True)
     if failed:
         raise DemoError(f"demo steps failed: {', '.join(failed)} (the others completed; see above)")
     return summary

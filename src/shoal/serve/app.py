@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Generator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -24,13 +26,22 @@ from shoal.errors import NotFoundError, ShoalError
 from shoal.jsonsafe import to_jsonable
 from shoal.query import QueryError
 from shoal.query.guard import DeniedTable, RefusedQuery, UnknownTable
+from shoal.serve.catalog import freshness as table_freshness
 from shoal.serve.catalog import table_detail, table_summary
 from shoal.serve.encode import MEDIA_TYPES, Format, encode_arrow, encode_csv, encode_json
 from shoal.serve.executor import QueryCancelled, QueryTimeout, ResultTooLarge, ServerBusy
+from shoal.serve.pipelines import pipelines_status
 from shoal.serve.state import ServeState
 from shoal.serve.tokens import Token, Unauthorized
 
 API_VERSION = "v1"
+#: the dashboard (ADR 0022): static files only; every number it shows comes from /v1 with the user's token
+STATIC_DIR = Path(__file__).with_name("static")
+#: the dashboard loads nothing from elsewhere and runs no inline script
+DASHBOARD_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
 
 _STATUS: list[tuple[type[BaseException], int]] = [
     (Unauthorized, 401),
@@ -141,6 +152,15 @@ def create_app(state: ServeState) -> FastAPI:
         metrics.latency.labels(path).observe(time.perf_counter() - started)
         return response
 
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            headers={"Content-Security-Policy": DASHBOARD_CSP, "Cache-Control": "no-cache"},
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
     @app.get(f"/{API_VERSION}/health", tags=["server"])
     def health() -> dict[str, Any]:
         """Liveness and what the server holds (no token needed)."""
@@ -151,10 +171,19 @@ def create_app(state: ServeState) -> FastAPI:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get(f"/{API_VERSION}/tables", tags=["catalog"])
-    def tables(token: Caller) -> dict[str, Any]:
-        """The tables the token may read, with size and last commit."""
-        names = [t for t in state.executor.known_tables() if token.access.can_read(t)]
-        return {"tables": [to_jsonable(table_summary(state.project.lake.describe(n))) for n in names]}
+    def tables(token: Caller, freshness: bool = False) -> dict[str, Any]:
+        """The tables the token may read, with size and last commit (``?freshness=true``: and the
+        age of each one's newest data, as in ``/v1/tables/{name}``)."""
+        lake = state.project.lake
+        out = []
+        for name in state.executor.known_tables():
+            if token.access.can_read(name):
+                info = lake.describe(name)
+                summary = table_summary(info)
+                if freshness:
+                    summary["freshness"] = table_freshness(lake, info)
+                out.append(to_jsonable(summary))
+        return {"tables": out}
 
     @app.get(f"/{API_VERSION}/tables/{{name}}", tags=["catalog"])
     def table(name: str, token: Caller) -> dict[str, Any]:
@@ -167,6 +196,13 @@ def create_app(state: ServeState) -> FastAPI:
         masked = state.executor.sandbox(token.access).masked.get(name, frozenset())
         info = state.project.lake.describe(name)
         return dict(to_jsonable(table_detail(state.project.lake, info, masked)))
+
+    @app.get(f"/{API_VERSION}/pipelines", tags=["catalog"])
+    async def pipelines(token: Caller) -> dict[str, Any]:
+        """The pipelines whose table the token may read: committed offsets, lag per partition (when
+        the broker answers), throughput and dead letters."""
+        found = await run_in_threadpool(pipelines_status, state.project, token.access)
+        return {"pipelines": to_jsonable(found)}
 
     async def run(token: Token, sql: str, params: list[Any] | None, fmt: Format) -> StreamingResponse:
         stack = ExitStack()

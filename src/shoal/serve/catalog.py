@@ -68,7 +68,7 @@ def freshness(lake: Lake, info: TableInfo) -> dict[str, Any]:
     }
 
 
-def _txns(lake: Lake, info: TableInfo) -> dict[str, dict[str, int]]:
+def recent_txns(lake: Lake, info: TableInfo) -> dict[str, dict[str, int]]:
     """The newest ``txn`` version of each app id, and the commit that wrote it."""
     fs, base = lake.location.filesystem()
     ns, tbl = info.name.split(".", 1)
@@ -94,7 +94,7 @@ def lineage(lake: Lake, info: TableInfo) -> dict[str, Any]:
     partitions: list[dict[str, Any]] = []
     inputs: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []
-    for app, where in sorted(_txns(lake, info).items()):
+    for app, where in sorted(recent_txns(lake, info).items()):
         parts = app.split(":")
         if parts[0] == "shoal" and len(parts) >= 4 and parts[-1].isdigit():
             partitions.append(

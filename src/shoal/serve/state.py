@@ -10,12 +10,18 @@ from shoal.project import Project
 from shoal.serve.executor import Executor, SlotGate
 from shoal.serve.metrics import ServerMetrics
 from shoal.serve.querylog import QueryLog
-from shoal.serve.tokens import TokenStore
+from shoal.serve.tokens import Role, TokenStore
 
 
 def tokens_path(project: Project) -> Path:
     path = Path(project.settings.serve.tokens_file).expanduser()
     return path if path.is_absolute() else project.dir / path
+
+
+def admin_token(project: Project, name: str = "demo-admin") -> str:
+    """A new admin token of ``project`` (``shoal demo`` prints one with how to start the server)."""
+    _, secret = TokenStore(tokens_path(project)).create(name, Role.admin)
+    return secret
 
 
 class ServeState:
