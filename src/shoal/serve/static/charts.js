@@ -5,6 +5,13 @@
 (function (global) {
   const NS = "http://www.w3.org/2000/svg";
   const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569", "#ea580c"];
+  // A series keeps its colour in every chart of the page (vm is the same colour hourly and daily):
+  // colours are handed out by name, in the order names are first drawn.
+  const assigned = new Map();
+  function colorFor(name) {
+    if (!assigned.has(name)) assigned.set(name, COLORS[assigned.size % COLORS.length]);
+    return assigned.get(name);
+  }
   const W = 640, H = 260, L = 64, R = 12, T = 12, B = 28;
 
   function el(name, attrs, parent) {
@@ -32,9 +39,9 @@
   function legend(container, names) {
     const box = document.createElement("div");
     box.className = "legend";
-    names.forEach((name, i) => {
+    names.forEach((name) => {
       const item = document.createElement("span");
-      item.innerHTML = `<i style="background:${COLORS[i % COLORS.length]}"></i>`;
+      item.innerHTML = `<i style="background:${colorFor(name)}"></i>`;
       item.appendChild(document.createTextNode(name));
       box.appendChild(item);
     });
@@ -70,8 +77,8 @@
       const label = !isTime ? fmtNum(v) : x1 - x0 >= 4 * 86400e3 ? iso.slice(5, 10) : iso.slice(5, 16).replace("T", " ");
       el("text", { x: sx(v), y: H - 8, "text-anchor": i === 0 ? "start" : i === nx ? "end" : "middle" }, svg).textContent = label;
     }
-    series.forEach((s, i) => {
-      const color = COLORS[i % COLORS.length];
+    series.forEach((s) => {
+      const color = colorFor(s.name);
       const pts = s.points.filter(([, y]) => y !== null && isFinite(y)).sort((a, b) => +a[0] - +b[0]);
       if (pts.length > 1) el("polyline", { fill: "none", stroke: color, "stroke-width": 1.6, points: pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ") }, svg);
       const g = el("g", { class: "points", "data-series": s.name }, svg);
@@ -102,5 +109,5 @@
     container.appendChild(svg);
     return svg;
   }
-  global.ShoalCharts = { line, bars, fmtNum, COLORS };
+  global.ShoalCharts = { line, bars, fmtNum, COLORS, colorFor };
 })(window);
