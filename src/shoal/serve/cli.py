@@ -4,59 +4,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
-from shoal.errors import ShoalError
-from shoal.jsonsafe import dumps
+from shoal.options import FormatOpt, ProjectOpt
+from shoal.output import OutputFormat, console, emit, err_console
 from shoal.project import Project
 from shoal.serve.state import tokens_path
 from shoal.serve.tokens import Role, TokenStore
-
-console = Console(width=None if sys.stdout.isatty() else 240)
-err_console = Console(stderr=True)
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        "-p",
-        help="Project directory (default: $SHOAL_PROJECT or the current directory).",
-        envvar="SHOAL_PROJECT",
-        show_default=False,
-    ),
-]
-FormatOpt = Annotated[
-    OutputFormat, typer.Option("--format", "-f", help="Output format: table for people, json for scripts.")
-]
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except ShoalError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(dumps(obj) + "\n")
-    sys.stdout.flush()
-
 
 # -- shoal tokens -------------------------------------------------------------------------------------
 tokens_app = typer.Typer(
@@ -88,10 +46,9 @@ def tokens_create(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Create a token; it is printed once and only its hash is kept."""
-    with _one_line_errors():
-        record, secret = _store(project).create(name, role, grant or (), pii=pii)
+    record, secret = _store(project).create(name, role, grant or (), pii=pii)
     if fmt is OutputFormat.json:
-        _print_json({**record.public(), "token": secret})
+        emit({**record.public(), "token": secret}, fmt)
         return
     console.print(f"token {record.id} ({record.role}) for {record.name}:")
     console.print(secret, highlight=False, soft_wrap=True)
@@ -103,10 +60,9 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(project: ProjectOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """List tokens (id, name, role, grants, created, revoked); never the secrets."""
-    with _one_line_errors():
-        rows = [t.public() for t in _store(project).tokens()]
+    rows = [t.public() for t in _store(project).tokens()]
     if fmt is OutputFormat.json:
-        _print_json(rows)
+        emit(rows, fmt)
         return
     table = RichTable(header_style="bold cyan")
     for col in ("id", "name", "role", "namespaces", "pii", "created", "revoked"):
@@ -131,10 +87,9 @@ def tokens_revoke(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Revoke a token: a running server refuses it from its next request on."""
-    with _one_line_errors():
-        record = _store(project).revoke(token)
+    record = _store(project).revoke(token)
     if fmt is OutputFormat.json:
-        _print_json(record.public())
+        emit(record.public(), fmt)
     else:
         console.print(f"revoked token {record.id} ({record.name}) at {record.revoked}")
 
@@ -166,38 +121,38 @@ def serve(
     """Start the server (Ctrl-C stops it; the query log is flushed on the way out)."""
     from shoal.serve.server import serve as run_server
 
-    with _one_line_errors():
-        proj = Project.load(project)
-        changes: dict[str, Any] = {
-            k: v
-            for k, v in {
-                "host": host,
-                "port": port,
-                "pg_port": pg_port,
-                "workers": workers,
-                "tls_cert": str(tls_cert) if tls_cert else None,
-                "tls_key": str(tls_key) if tls_key else None,
-            }.items()
-            if v is not None
-        }
-        if no_pg:
-            changes["pg_port"] = None
-        settings = proj.settings.serve.model_validate({**proj.settings.serve.model_dump(), **changes})
-        scheme = "https" if settings.tls_cert else "http"
-        where = {
-            "http": f"{scheme}://{settings.host}:{settings.port}/v1",
-            "openapi": f"{scheme}://{settings.host}:{settings.port}/v1/openapi.json",
-            "postgres": None
-            if settings.pg_port is None
-            else f"postgresql://{settings.host}:{settings.pg_port}/lake",
-            "tokens_file": str(tokens_path(proj)),
-        }
-        if fmt is OutputFormat.json:
-            _print_json(where)
-        else:
-            err_console.print(f"shoal serve: HTTP API on {where['http']} (OpenAPI: {where['openapi']})")
-            if where["postgres"]:
-                err_console.print(
-                    f"shoal serve: Postgres wire protocol on {where['postgres']} (token as password)"
-                )
-        run_server(proj, settings)
+    proj = Project.load(project)
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "pg_port": pg_port,
+            "workers": workers,
+            "tls_cert": str(tls_cert) if tls_cert else None,
+            "tls_key": str(tls_key) if tls_key else None,
+        }.items()
+        if v is not None
+    }
+    if no_pg:
+        changes["pg_port"] = None
+    settings = proj.settings.serve.model_validate({**proj.settings.serve.model_dump(), **changes})
+    scheme = "https" if settings.tls_cert else "http"
+    where = {
+        "http": f"{scheme}://{settings.host}:{settings.port}/v1",
+        "openapi": f"{scheme}://{settings.host}:{settings.port}/v1/openapi.json",
+        "postgres": None
+        if settings.pg_port is None
+        else f"postgresql://{settings.host}:{settings.pg_port}/lake",
+        "tokens_file": str(tokens_path(proj)),
+    }
+    if fmt is OutputFormat.json:
+        emit(where, fmt)
+        sys.stdout.flush()  # the address line is read before the server blocks
+    else:
+        err_console.print(f"shoal serve: HTTP API on {where['http']} (OpenAPI: {where['openapi']})")
+        if where["postgres"]:
+            err_console.print(
+                f"shoal serve: Postgres wire protocol on {where['postgres']} (token as password)"
+            )
+    run_server(proj, settings)
