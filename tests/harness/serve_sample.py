@@ -3,16 +3,20 @@ a pipeline's offsets and a model's inputs (as the real writers record them), and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+from httpx import Client
 
 from shoal.config import init_project
 from shoal.lake import progress
 from shoal.project import Project
+from shoal.serve.server import serving_in_thread
 from shoal.serve.state import tokens_path
 from shoal.serve.tokens import Role, TokenStore
 
@@ -148,3 +152,21 @@ def sample_project(directory: Path, *, customers: int = 50, tickets: int = 200) 
     gone, revoked = store.create("old", Role.reader, ["support", "billing"])
     store.revoke(gone.id)
     return SampleProject(project, admin, support_reader, support_pii, billing_reader, revoked)
+
+
+@contextmanager
+def http_client(project: Project) -> Iterator[Client]:
+    """``shoal serve``'s HTTP API on a free port in this process (no wire listener), and a client."""
+    from harness.ports import free_port
+
+    settings = project.settings.serve.model_copy(update={"port": free_port(), "pg_port": None})
+    with (
+        serving_in_thread(project, settings),
+        Client(base_url=f"http://127.0.0.1:{settings.port}", timeout=60) as c,
+    ):
+        yield c
+
+
+def auth(token: str) -> dict[str, str]:
+    """The bearer header of ``token``."""
+    return {"Authorization": f"Bearer {token}"}

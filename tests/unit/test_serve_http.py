@@ -9,9 +9,7 @@ import pyarrow as pa
 import pytest
 from httpx import Client
 
-from harness import free_port
-from harness.serve_sample import SampleProject, sample_project
-from shoal.serve.server import serving_in_thread
+from harness.serve_sample import SampleProject, auth, http_client, sample_project
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +19,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> SampleProject:
 
 @pytest.fixture(scope="module")
 def client(served: SampleProject) -> Iterator[Client]:
-    settings = served.project.settings.serve.model_copy(update={"port": free_port(), "pg_port": None})
-    with (
-        serving_in_thread(served.project, settings),
-        Client(base_url=f"http://127.0.0.1:{settings.port}", timeout=60) as c,
-    ):
+    with http_client(served.project) as c:
         yield c
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def strict_json(text: str) -> object:

@@ -12,9 +12,8 @@ from confluent_kafka import Producer
 from httpx import Client
 
 from harness import NoidaBroker, free_port
-from harness.serve_sample import SampleProject, sample_project
+from harness.serve_sample import SampleProject, auth, http_client, sample_project
 from shoal.ingest.dead_letter import DEAD_LETTER_SCHEMA
-from shoal.serve.server import serving_in_thread
 
 TOPIC = "support.ticket_events"
 
@@ -63,16 +62,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, _kafka_broker_session: Noid
 
 @pytest.fixture(scope="module")
 def client(served: SampleProject) -> Iterator[Client]:
-    settings = served.project.settings.serve.model_copy(update={"port": free_port(), "pg_port": None})
-    with (
-        serving_in_thread(served.project, settings),
-        Client(base_url=f"http://127.0.0.1:{settings.port}", timeout=60) as c,
-    ):
+    with http_client(served.project) as c:
         yield c
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def by_name(client: Client, token: str) -> dict[str, dict[str, object]]:
