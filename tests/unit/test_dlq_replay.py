@@ -7,6 +7,7 @@ tests/integration/test_dlq_replay_broker.py.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,39 @@ def test_with_replay_columns_is_a_no_op_on_new_tables() -> None:
     t = _letters([(TOPIC, 0, 1, "A")])
     assert with_replay_columns(t).equals(t)
     assert with_replay_columns(t.select(OLD_SCHEMA.names)).schema.equals(DEAD_LETTER_SCHEMA)
+
+
+def test_two_replays_racing_write_each_record_once(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    lake.create_table("shop.orders", _main_rows([]).schema).append(_main_rows([(0, "a", 1)]))
+    records = [
+        DeadRecord(
+            TOPIC, 0, o, None, None, json.dumps({"id": f"r{o}", "amount": -o}).encode(), (), "Old", "e"
+        )
+        for o in range(1, 41)
+    ]
+    lake.create_table("shop.orders_dead_letters", DEAD_LETTER_SCHEMA).append(
+        dead_letter_table(records, "orders", now=NOW)
+    )
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            reports.append(DeadLetterReplay(lake, _spec(V2), batch_size=3).run())
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    offsets = (
+        lake.table("shop.orders").to_arrow(columns=["_kafka_offset"]).column("_kafka_offset").to_pylist()
+    )
+    assert sorted(offsets) == list(range(41))  # every record once, whoever wrote it
+    assert sum(r.replayed + r.already_present for r in reports) >= 40
+    letters = lake.table("shop.orders_dead_letters").to_arrow()
+    assert letters.column("replayed_at").null_count == 0
