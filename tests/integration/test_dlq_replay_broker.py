@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,6 +23,7 @@ from harness.cli import invoke_shoal
 from harness.ingest import write_pipeline_project
 from shoal.decode import DecodeSpec, build_decoder, message_class
 from shoal.ingest import run_pipeline
+from shoal.lake import progress
 from shoal.project import Project
 from shoal.sources.kafka.producer import produce_events
 
@@ -62,7 +64,12 @@ open_replay(Project.load(sys.argv[1]), "orders", batch_size=5).run(on_batch=hook
 
 
 def _decode(proto: Path, strict: bool = True) -> dict[str, Any]:
-    return {"format": "protobuf", "proto_file": str(proto), "message": MESSAGE, "strict_unknown_fields": strict}
+    return {
+        "format": "protobuf",
+        "proto_file": str(proto),
+        "message": MESSAGE,
+        "strict_unknown_fields": strict,
+    }
 
 
 def _main(project: Project) -> list[dict[str, Any]]:
@@ -83,7 +90,7 @@ def test_poison_burst_fixed_and_replayed_exactly_once(kafka_broker, kafka_topic,
     v1, v2 = protos / "order_v1.proto", protos / "order_v2.proto"
     v1.write_text(PROTO.format(extra=""))
     v2.write_text(PROTO.format(extra="\n  string coupon = 4;"))
-    Order = message_class(MESSAGE, proto_file=v2)  # noqa: N806 (a class)
+    Order = message_class(MESSAGE, proto_file=v2)
 
     def order(i: str, amount: int, region: str, coupon: str = "") -> bytes:
         return Order(id=i, amount_cents=amount, region=region, coupon=coupon).SerializeToString()
@@ -140,7 +147,12 @@ def test_poison_burst_fixed_and_replayed_exactly_once(kafka_broker, kafka_topic,
     dry = invoke_shoal(["dlq", "replay", "orders", "-p", str(proj_dir), "--dry-run", "--format", "json"])
     assert dry.exit_code == 0, dry.output
     report = json.loads(dry.stdout)
-    assert (report["letters"], report["replayed"], report["still_failing"], report["rows"]) == (50, 35, 15, 35)
+    assert (report["letters"], report["replayed"], report["still_failing"], report["rows"]) == (
+        50,
+        35,
+        15,
+        35,
+    )
     assert report["still_failing_by_class"]["InvalidInputException"] == 5
     assert project.lake.table("shop.orders").version == main_v  # a dry run writes nothing
     assert project.lake.table(DLQ).version == dlq_v
@@ -148,7 +160,11 @@ def test_poison_burst_fixed_and_replayed_exactly_once(kafka_broker, kafka_topic,
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # 1. killed right after a main-table commit, before its letters are marked
     child = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_COMMIT, str(proj_dir), "3"], env=env, capture_output=True, timeout=120
+        [sys.executable, "-c", KILL_AFTER_COMMIT, str(proj_dir), "3"],
+        check=False,
+        env=env,
+        capture_output=True,
+        timeout=120,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
     in_main = {(r["_kafka_partition"], r["_kafka_offset"]) for r in _main(project)}
@@ -157,15 +173,30 @@ def test_poison_burst_fixed_and_replayed_exactly_once(kafka_broker, kafka_topic,
     ]
     assert unmarked_but_written  # the crash really hit the window between the two commits
 
+    # live ingestion goes on meanwhile: more records arrive and a worker ingests them
+    late = [(f"l{i:03d}", rng.randint(1, 10_000), "eu") for i in range(200)]
+    produce_events(kafka_broker.bootstrap, topic, [(i.encode(), order(i, a, r)) for i, a, r in late])
+    live: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: live.append(
+            run_pipeline(
+                project, "orders", until_drained=True, extra_client_config=kafka_broker.consumer_overrides,
+                drain_idle_s=1, drain_timeout_s=3,
+            )
+        )
+    )  # fmt: skip
+    worker.start()
+
     # 2. the CLI killed at the moment its first commit lands (or wherever it is by then)
-    before = project.lake.table("shop.orders").version
+    key = progress.dead_letter_replay("orders")
+    before = project.lake.table("shop.orders").app_version(key)
     cli = subprocess.Popen(
         [sys.executable, "-m", "shoal", "dlq", "replay", "orders", "-p", str(proj_dir), "--batch-size", "3"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while cli.poll() is None and time.monotonic() < deadline:
-        if project.lake.table("shop.orders").version > before:
+        if project.lake.table("shop.orders").app_version(key) != before:
             time.sleep(rng.uniform(0, 0.3))
             break
         time.sleep(0.02)
@@ -176,10 +207,14 @@ def test_poison_burst_fixed_and_replayed_exactly_once(kafka_broker, kafka_topic,
     # 3. run to the end
     done = invoke_shoal(["dlq", "replay", "orders", "-p", str(proj_dir), "--format", "json"])
     assert done.exit_code == 0, done.output
+    worker.join(60)
+    assert live[0].committed_rows == 200
+    assert live[0].dead_lettered == 0
     assert json.loads(done.stdout)["still_failing"] == 15
 
     expected = sorted(
         [{"id": i, "amount_cents": a, "region": r, "coupon": None} for i, a, r in good]
+        + [{"id": i, "amount_cents": a, "region": r, "coupon": ""} for i, a, r in late]
         + [{"id": i, "amount_cents": a, "region": r, "coupon": c} for i, a, r, c in coupons]
         + [{"id": i, "amount_cents": -a, "region": r, "coupon": ""} for i, a, r in negative],
         key=lambda r: r["id"],
@@ -187,7 +222,7 @@ def test_poison_burst_fixed_and_replayed_exactly_once(kafka_broker, kafka_topic,
     rows = _main(project)
     # proto3 leaves an unset string empty: v2 rows say "" where v1 rows have no coupon column at all
     assert [{k: r[k] for k in ("id", "amount_cents", "region", "coupon")} for r in rows] == expected
-    assert len({(r["_kafka_partition"], r["_kafka_offset"]) for r in rows}) == len(rows) == 335
+    assert len({(r["_kafka_partition"], r["_kafka_offset"]) for r in rows}) == len(rows) == 535
 
     letters = _letters(project)
     assert len(letters) == 50  # marked, never deleted
