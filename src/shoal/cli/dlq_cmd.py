@@ -201,9 +201,10 @@ def replay(  # noqa: PLR0917 (typer options)
         emit(report.as_dict(), fmt)
         return
     head = "dry run: would replay" if dry_run else "replayed"
+    commits = "" if dry_run else f", {len(report.versions)} commit(s)"
     console.print(
         f"{head} {report.replayed} of {report.letters} pending letter(s) of {spec.name} into "
-        f"{spec.table} ({report.rows} row(s), {len(report.versions)} commit(s)); "
+        f"{spec.table} ({report.rows} row(s){commits}); "
         f"{report.already_present} already there; {report.still_failing} still failing"
     )
     if report.still_failing_by_class:
