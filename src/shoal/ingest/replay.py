@@ -38,7 +38,7 @@ from shoal.ingest.errors import IngestError
 from shoal.ingest.runner import META_FIELDS, ProjectLike, resolve_pipeline
 from shoal.ingest.spec import PipelineSpec
 from shoal.ingest.transform import BatchTransform
-from shoal.lake import Progress, progress, sql_literal
+from shoal.lake import Progress, progress
 from shoal.lake.table import check_compatible
 from shoal.retry import RetryPolicy, retry
 
@@ -469,7 +469,8 @@ class DeadLetterReplay:
 
     def _present(self, table: Table, letters: pa.Table, snapshot: int) -> set[Key]:
         """The letters whose record already has rows in ``table`` at ``snapshot``."""
-        if not set(ROW_KEY) <= set(table.delta(snapshot).schema().to_arrow().names):
+        dataset = table.delta(snapshot).to_pyarrow_dataset()
+        if not set(ROW_KEY) <= set(dataset.schema.names):
             return set()
         groups: dict[tuple[str, int], list[int]] = {}
         for t, p, o in zip(
@@ -479,17 +480,20 @@ class DeadLetterReplay:
             strict=True,
         ):
             groups.setdefault((t, p), []).append(o)
-        terms = []
+        cond: ds.Expression | None = None
         for (t, p), offsets in groups.items():
-            # the range lets statistics skip files; the list picks the exact offsets
-            terms.append(
-                f"(_kafka_topic = {sql_literal(t)} AND _kafka_partition = {int(p)} AND "
-                f"_kafka_offset BETWEEN {min(offsets)} AND {max(offsets)} AND "
-                f"_kafka_offset IN ({', '.join(str(int(o)) for o in sorted(set(offsets)))}))"
+            # the range lets Parquet statistics skip files and row groups; the list picks the offsets
+            term = (
+                (ds.field("_kafka_topic") == t)
+                & (ds.field("_kafka_partition") == pa.scalar(p, pa.int32()))
+                & (ds.field("_kafka_offset") >= min(offsets))
+                & (ds.field("_kafka_offset") <= max(offsets))
+                & ds.field("_kafka_offset").isin(pa.array(sorted(set(offsets)), pa.int64()))
             )
-        if not terms:
+            cond = term if cond is None else cond | term
+        if cond is None:
             return set()
-        found = table.to_arrow(columns=list(ROW_KEY), filter=" OR ".join(terms), version=snapshot)
+        found = _plain(dataset.to_table(columns=list(ROW_KEY), filter=cond))
         return set(
             zip(
                 found.column("_kafka_topic").to_pylist(),
