@@ -324,10 +324,12 @@ class DeadLetterReplay:
         if not dry_run:
             dlq.add_columns(REPLAY_FIELDS)  # an older table gains the replay columns (no-op after)
         version = dlq.version
-        letters = dedupe_letters(read_letters(dlq, flt, version=version))
+        # only the keys of all pending letters are held; values are read batch by batch
+        keys = dedupe_letters(read_letters(dlq, flt, columns=list(LETTER_KEY), version=version))
         if limit is not None:
-            letters = letters.slice(0, max(0, limit))
-        total = letters.num_rows
+            keys = keys.slice(0, max(0, limit))
+        total = keys.num_rows
+        letters_at = dlq.delta(version).to_pyarrow_dataset()
         counts = {"replayed": 0, "rows": 0, "present": 0, "failing": 0, "batches": 0}
         by_class: dict[str, int] = {}
         versions: list[int] = []
@@ -336,7 +338,7 @@ class DeadLetterReplay:
         done = 0
         try:
             for number, (start, n) in enumerate(batches_of(total, self.batch_size), 1):
-                batch = letters.slice(start, n)
+                batch = _fetch(letters_at, spec.name, _keys(keys.slice(start, n)))
                 outcome = self._evaluate(batch, decoder, transform)
                 committed, present, seen_at = retry(
                     lambda b=batch, o=outcome: self._commit_rows(b, o, dry_run),  # type: ignore[misc]
@@ -470,38 +472,10 @@ class DeadLetterReplay:
     def _present(self, table: Table, letters: pa.Table, snapshot: int) -> set[Key]:
         """The letters whose record already has rows in ``table`` at ``snapshot``."""
         dataset = table.delta(snapshot).to_pyarrow_dataset()
-        if not set(ROW_KEY) <= set(dataset.schema.names):
+        cond = _records_filter(_keys(letters), *ROW_KEY)
+        if cond is None or not set(ROW_KEY) <= set(dataset.schema.names):
             return set()
-        groups: dict[tuple[str, int], list[int]] = {}
-        for t, p, o in zip(
-            letters.column("topic").to_pylist(),
-            letters.column("partition").to_pylist(),
-            letters.column("offset").to_pylist(),
-            strict=True,
-        ):
-            groups.setdefault((t, p), []).append(o)
-        cond: ds.Expression | None = None
-        for (t, p), offsets in groups.items():
-            # the range lets Parquet statistics skip files and row groups; the list picks the offsets
-            term = (
-                (ds.field("_kafka_topic") == t)
-                & (ds.field("_kafka_partition") == pa.scalar(p, pa.int32()))
-                & (ds.field("_kafka_offset") >= min(offsets))
-                & (ds.field("_kafka_offset") <= max(offsets))
-                & ds.field("_kafka_offset").isin(pa.array(sorted(set(offsets)), pa.int64()))
-            )
-            cond = term if cond is None else cond | term
-        if cond is None:
-            return set()
-        found = _plain(dataset.to_table(columns=list(ROW_KEY), filter=cond))
-        return set(
-            zip(
-                found.column("_kafka_topic").to_pylist(),
-                found.column("_kafka_partition").to_pylist(),
-                found.column("_kafka_offset").to_pylist(),
-                strict=True,
-            )
-        )
+        return _keys(_plain(dataset.to_table(columns=list(ROW_KEY), filter=cond)), *ROW_KEY)
 
     def _mark(
         self,
@@ -568,6 +542,47 @@ def _rows_without(rows: pa.Table, keys: set[Key]) -> pa.Table:
     hit = probe.join(mine, list(ROW_KEY), join_type="left semi")
     keep = pc.invert(pc.is_in(pa.array(range(rows.num_rows), pa.int64()), hit.column("__i")))
     return rows.filter(keep)
+
+
+def _keys(
+    t: pa.Table, topic: str = "topic", partition: str = "partition", offset: str = "offset"
+) -> set[Key]:
+    return set(
+        zip(
+            t.column(topic).to_pylist(),
+            t.column(partition).to_pylist(),
+            t.column(offset).to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def _records_filter(keys: set[Key], topic: str, partition: str, offset: str) -> ds.Expression | None:
+    """A scan filter for the records ``keys`` name: per partition, the offset range lets Parquet
+    statistics skip files and row groups, and the list picks the exact offsets."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for t, p, o in keys:
+        groups.setdefault((t, p), []).append(o)
+    cond: ds.Expression | None = None
+    for (t, p), offsets in sorted(groups.items()):
+        term = (
+            (ds.field(topic) == t)
+            & (ds.field(partition) == pa.scalar(p, pa.int32()))
+            & (ds.field(offset) >= min(offsets))
+            & (ds.field(offset) <= max(offsets))
+            & ds.field(offset).isin(pa.array(sorted(offsets), pa.int64()))
+        )
+        cond = term if cond is None else cond | term
+    return cond
+
+
+def _fetch(dataset: ds.Dataset, pipeline: str, keys: set[Key]) -> pa.Table:
+    """The full letters named by ``keys`` (one per key, in key order)."""
+    cond = _records_filter(keys, "topic", "partition", "offset")
+    if cond is None:
+        return with_replay_columns(_plain(dataset.schema.empty_table()))
+    rows = dataset.to_table(filter=(ds.field("pipeline") == pipeline) & cond)
+    return dedupe_letters(with_replay_columns(_plain(rows)))
 
 
 def open_replay(project: ProjectLike, pipeline: str | PipelineSpec, **kwargs: Any) -> DeadLetterReplay:
