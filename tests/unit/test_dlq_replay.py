@@ -24,6 +24,7 @@ from shoal.ingest.replay import (
     LetterFilter,
     batches_of,
     dedupe_letters,
+    newest_letters,
     parse_since,
     preview,
     read_letters,
@@ -211,6 +212,13 @@ def test_replay_evolves_an_old_table_and_never_duplicates(tmp_path: Path) -> Non
         == len(report.versions)
         == main.version - main_before
     )
+
+    # show: the newest letters, read whole, one per record
+    newest = newest_letters(dlq, LetterFilter("orders", status="pending"), 1)
+    assert newest.column("offset").to_pylist() == [4]
+    assert newest.column("value").to_pylist() == [b"{not json"]
+    done = newest_letters(dlq, LetterFilter("orders", status="replayed"), 10)
+    assert sorted(done.column("offset").to_pylist()) == [1, 2, 5]
 
     # again: nothing new in the main table; the two failing letters are tried once more
     again = DeadLetterReplay(lake, _spec(V2)).run()

@@ -121,7 +121,7 @@ def show(  # noqa: PLR0917 (typer options)
 
     decodes_now tells whether the current decoder reads the value (the transform may still fail).
     """
-    from shoal.ingest.replay import dead_letter_table, read_letters, show_rows
+    from shoal.ingest.replay import dead_letter_table, newest_letters, show_rows
 
     proj = open_project(project)
     spec = _spec(proj, pipeline)
@@ -129,7 +129,7 @@ def show(  # noqa: PLR0917 (typer options)
         spec, since=since, classes=error_class, status=_status(status), topic=topic, partition=partition
     )
     dlq = dead_letter_table(proj.lake, spec)
-    rows = show_rows(spec, read_letters(dlq, flt), limit) if dlq is not None else []
+    rows = show_rows(spec, newest_letters(dlq, flt, limit), limit) if dlq is not None else []
     if fmt is not OutputFormat.table:
         emit_rows(rows, fmt, columns=list(rows[0]) if rows else ["offset"])
         return

@@ -205,6 +205,15 @@ def summarize(letters: pa.Table, bucket: Literal["minute", "hour", "day"] = "hou
     return rows
 
 
+def newest_letters(dlq: Table, flt: LetterFilter, limit: int) -> pa.Table:
+    """The newest ``limit`` letters matching ``flt``, whole (the others are never read in full)."""
+    version = dlq.version  # one snapshot for both reads
+    heads = read_letters(dlq, flt, columns=[*LETTER_KEY, "failed_at"], version=version)
+    order = pc.sort_indices(heads, sort_keys=[("failed_at", "descending"), ("offset", "descending")])
+    picked = heads.take(order).slice(0, limit)
+    return _fetch(dlq.delta(version).to_pyarrow_dataset(), flt.pipeline, _keys(picked))
+
+
 def show_rows(spec: PipelineSpec, letters: pa.Table, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` letters with a preview decoded by the pipeline's current decoder."""
     if not letters.num_rows:
