@@ -58,6 +58,7 @@ from shoal.ingest.replay import open_replay
 at = int(sys.argv[2])
 def hook(event):
     if event.phase == "committed" and event.batch >= at and event.version is not None:
+        print(event.version, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 open_replay(Project.load(sys.argv[1]), "orders", batch_size=5).run(on_batch=hook)
 """
@@ -172,6 +173,7 @@ def test_poison_burst_fixed_and_replayed_exactly_once(kafka_broker, kafka_topic,
         r for r in _letters(project) if r["replayed_at"] is None and (r["partition"], r["offset"]) in in_main
     ]
     assert unmarked_but_written  # the crash really hit the window between the two commits
+    crashed_commit = int(child.stdout.decode().split()[-1])
 
     # live ingestion goes on meanwhile: more records arrive and a worker ingests them
     late = [(f"l{i:03d}", rng.randint(1, 10_000), "eu") for i in range(200)]
@@ -238,6 +240,9 @@ def test_poison_burst_fixed_and_replayed_exactly_once(kafka_broker, kafka_topic,
         version = letter["replayed_version"]
         held = project.lake.table("shop.orders").to_arrow(columns=["id"], version=version).column("id")
         assert i in held.to_pylist()
+    # the letters the crash left unmarked name the commit that wrote them
+    for r in unmarked_but_written:
+        assert by_id[r["key"].decode()]["replayed_version"] == crashed_commit
     for i, *_ in bad_region:
         assert by_id[i]["replayed_at"] is None
         assert by_id[i]["retry_error_class"] == "InvalidInputException"

@@ -205,6 +205,8 @@ def test_replay_evolves_an_old_table_and_never_duplicates(tmp_path: Path) -> Non
         {"id": "e", "amount": 6, "_kafka_offset": 5},
     ]
     # the replayed version holds the row; the progress key counts the commits
+    # a record the table held before any replay: the snapshot the replay found it in
+    assert by_offset[2][0]["replayed_version"] == main_before
     v_b = by_offset[1][0]["replayed_version"]
     assert "b" in main.to_arrow(columns=["id"], version=v_b).column("id").to_pylist()
     assert (

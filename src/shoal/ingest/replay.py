@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 #: the main table's columns naming the record a row came from
 ROW_KEY = ("_kafka_topic", "_kafka_partition", "_kafka_offset")
 _REPLAY_NAMES = [f.name for f in REPLAY_FIELDS]
+#: the commit metadata naming a replay commit's pipeline (and ``…_batch``: its progress count)
+REPLAY_META = "shoal.dlq_replay"
+#: how many of the main table's last commits are searched for the replay commit that wrote a
+#: record a crashed replay did not mark
+HISTORY_LOOKBACK = 200
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 Status = Literal["pending", "replayed", "all"]
@@ -359,7 +364,7 @@ class DeadLetterReplay:
                     versions.append(committed)
                 if on_batch is not None and not dry_run:
                     on_batch(BatchEvent("committed", number, done, total, committed))
-                replayed = outcome.ok - present
+                replayed = outcome.ok - set(present)
                 if not dry_run:
                     self._mark(
                         dlq,
@@ -373,9 +378,9 @@ class DeadLetterReplay:
                 counts["batches"] += 1
                 counts["replayed"] += len(replayed)
                 counts["present"] += len(present)
-                counts["failing"] += len(set(outcome.failed) - present)
+                counts["failing"] += len(set(outcome.failed) - set(present))
                 if outcome.rows is not None:
-                    counts["rows"] += _rows_without(outcome.rows, present).num_rows
+                    counts["rows"] += _rows_without(outcome.rows, set(present)).num_rows
                 for k, (cls, _msg) in outcome.failed.items():
                     if k not in present:
                         by_class[cls] = by_class.get(cls, 0) + 1
@@ -444,18 +449,23 @@ class DeadLetterReplay:
 
     def _commit_rows(
         self, letters: pa.Table, outcome: _Outcome, dry_run: bool
-    ) -> tuple[int | None, set[Key], int | None]:
-        """Append the rows the main table does not hold yet; returns (version, present keys, snapshot)."""
+    ) -> tuple[int | None, dict[Key, int], int | None]:
+        """Append the rows the main table does not hold yet.
+
+        Returns the new version (None: nothing written), the letters whose records the table held
+        already with a version holding them, and the snapshot checked.
+        """
         table = self.lake.find(self.spec.table)
         if table is None and outcome.rows is not None and not dry_run:
             table = self._create_table(outcome.rows.schema)
         if table is None:
-            return None, set(), None
+            return None, {}, None
         state = Progress.read(table, [self.key])
         snapshot = state.table_version
         assert snapshot is not None
-        present = self._present(table, letters, snapshot)
-        rows = None if outcome.rows is None else _rows_without(outcome.rows, present)
+        found = self._present(table, letters, snapshot)
+        present = found if dry_run else self._written_by(table, found, snapshot)
+        rows = None if outcome.rows is None else _rows_without(outcome.rows, set(present))
         if dry_run or rows is None or not rows.num_rows:
             return None, present, snapshot
         check_compatible(f"dlq replay {self.spec.name}: table {self.spec.table}", table.schema, rows.schema)
@@ -464,7 +474,7 @@ class DeadLetterReplay:
             rows,
             app_transactions={self.key: batch},
             read_version=snapshot,
-            commit_metadata={"shoal.dlq_replay": self.spec.name, "shoal.dlq_replay_batch": str(batch)},
+            commit_metadata={REPLAY_META: self.spec.name, f"{REPLAY_META}_batch": str(batch)},
         )
         return version, present, snapshot
 
@@ -478,13 +488,37 @@ class DeadLetterReplay:
             exist_ok=True,
         )
 
-    def _present(self, table: Table, letters: pa.Table, snapshot: int) -> set[Key]:
-        """The letters whose record already has rows in ``table`` at ``snapshot``."""
+    def _present(self, table: Table, letters: pa.Table, snapshot: int) -> dict[Key, int]:
+        """The letters whose record already has rows in ``table`` at ``snapshot`` (→ ``snapshot``)."""
         dataset = table.delta(snapshot).to_pyarrow_dataset()
         cond = _records_filter(_keys(letters), *ROW_KEY)
         if cond is None or not set(ROW_KEY) <= set(dataset.schema.names):
-            return set()
-        return _keys(_plain(dataset.to_table(columns=list(ROW_KEY), filter=cond)), *ROW_KEY)
+            return {}
+        found = _keys(_plain(dataset.to_table(columns=list(ROW_KEY), filter=cond)), *ROW_KEY)
+        return dict.fromkeys(found, snapshot)
+
+    def _written_by(self, table: Table, present: dict[Key, int], snapshot: int) -> dict[Key, int]:
+        """For records found already there: the replay commit that wrote them, when it is recent.
+
+        After a crash between a replay's commit and its marks, the next replay finds the records;
+        their commit is among the last ones that carry this pipeline's replay metadata. Others
+        (a letter stored twice, a record ingested after all) keep the snapshot that holds them.
+        """
+        if not present:
+            return present
+        out = dict(present)
+        missing = set(present)
+        for entry in table.history(HISTORY_LOOKBACK):
+            version = entry.get("version")
+            if version is None or version > snapshot or entry.get(REPLAY_META) != self.spec.name:
+                continue
+            hit = missing & _keys(table.inserted_in(int(version), ROW_KEY), *ROW_KEY)
+            for k in hit:
+                out[k] = int(version)
+            missing -= hit
+            if not missing:
+                break
+        return out
 
     def _mark(
         self,
@@ -492,7 +526,7 @@ class DeadLetterReplay:
         *,
         letters: pa.Table,
         replayed: set[Key],
-        present: set[Key],
+        present: Mapping[Key, int],
         failed: Mapping[Key, tuple[str, str]],
         committed: int | None,
         seen_at: int | None,
@@ -505,7 +539,7 @@ class DeadLetterReplay:
             retries = (r["retries"] or 0) + 1
             mark: tuple[Any, ...]
             if k in present:
-                mark = (now, seen_at, retries, now, None, None)
+                mark = (now, present[k], retries, now, None, None)
             elif k in replayed:
                 mark = (now, committed if committed is not None else seen_at, retries, now, None, None)
             elif k in failed:

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import (
     CommitFailedError,
@@ -313,6 +314,16 @@ class Table:
         with translate_errors(f"table {self.name}"):
             reader = dt.load_cdf(starting_version=version + 1, ending_version=dt.version())
             return _without_views(pa.table(reader.read_all()))
+
+    def inserted_in(self, version: int, columns: Sequence[str]) -> pa.Table:
+        """``columns`` of the rows commit ``version`` inserted (from the change data feed)."""
+        with translate_errors(f"table {self.name}"):
+            reader = self.delta().load_cdf(
+                starting_version=version, ending_version=version, columns=[*columns, "_change_type"]
+            )
+            changes = _without_views(pa.table(reader.read_all()))
+        inserted = changes.filter(pc.equal(changes.column("_change_type"), "insert"))
+        return inserted.select(list(columns))
 
     # -- writing -------------------------------------------------------------------------------
     def _after_write(self) -> int:
