@@ -21,7 +21,7 @@ HEADER_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])
 REPLAY_FIELDS = (
     #: when the letter's record reached the main table (null: not replayed)
     pa.field("replayed_at", pa.timestamp("us", tz="UTC")),
-    #: a main-table version holding the letter's rows (the replay's commit; ADR 0026)
+    #: the main-table commit that wrote the letter's rows (or a version found holding them; ADR 0026)
     pa.field("replayed_version", pa.int64()),
     #: how many replays tried the letter
     pa.field("retries", pa.int32()),
