@@ -4,17 +4,20 @@
 the pipeline's decoder as it is now (a new descriptor) and runs its transform as it is now (a
 corrected ``transform_sql``), then commits the rows to the main table exactly once (ADR 0026):
 
-1. letters are read from one snapshot of the dead-letter table, sorted by their key
-   (:data:`~shoal.ingest.dead_letter.LETTER_KEY`) and taken in batches;
+1. the keys of the pending letters are read from one snapshot of the dead-letter table, sorted
+   (:data:`~shoal.ingest.dead_letter.LETTER_KEY`) and taken in batches, whose raw values are read
+   from that same snapshot one batch at a time;
 2. per batch, one snapshot ``S`` of the main table gives the replay's progress key
    (:func:`shoal.lake.progress.dead_letter_replay`) and the letters whose offsets the table already
    holds; those rows are dropped. The remaining rows are appended in one commit *built on S* that
-   advances the key, so a second replay that committed in between is a conflict (retried from 1.);
+   advances the key, so a second replay that committed in between is a conflict (the batch is
+   checked again);
 3. the letters are then marked in the dead-letter table (one merge, only the replay columns).
 
 A crash between 2. and 3. leaves letters unmarked whose rows are in the main table; the next replay
-finds their offsets there in step 2, writes nothing for them and marks them. Letters that still
-fail keep ``replayed_at`` null and get the new error, a retry count and its time.
+finds their offsets there in step 2, writes nothing for them and marks them with the version of
+the commit that wrote them. Letters that still fail keep ``replayed_at`` null and get the new
+error, a retry count and its time.
 """
 
 from __future__ import annotations
