@@ -231,6 +231,10 @@ class Table:
                 else:
                     self._dt.update_incremental()
                 return self._dt
+            if isinstance(version, int) and self._dt is not None and self._dt.version() == version:
+                # the snapshot a writer just read its progress from (append(read_version=...)):
+                # the handle already holds it, a fresh load would replay the log again
+                return self._dt
             dt = DeltaTable(self.uri, storage_options=self.storage_options or None)
             try:
                 dt.load_as_version(version)
