@@ -43,6 +43,8 @@ LINES_SCHEMA = pa.schema(
     ]
 )
 PARTITION_BY = ("day",)
+#: the error a line without a message is dead-lettered with
+NO_MESSAGE = 'log line has no "message" (or "msg") field'
 
 _ALIASES: dict[str, tuple[tuple[str, str], ...]] = {
     # output column -> (decoded column, json key) in order of preference
@@ -79,7 +81,7 @@ SELECT
     {_coalesce("service")} AS service,
     lower({_coalesce("level")}) AS level,
     CASE WHEN {_coalesce("message")} IS NULL
-         THEN error('log line has no "message" (or "msg") field')
+         THEN error('{NO_MESSAGE}')
          ELSE {_coalesce("message")} END AS message,
     {_coalesce("host")} AS host,
     {_coalesce("trace_id")} AS trace_id,
