@@ -114,13 +114,16 @@ def test_converter_accepts_usual_spellings_and_dead_letters_the_rest() -> None:
         "h1",
         "t1",
     )
-    assert first["message"] == "GET /x 500" and json.loads(first["attrs"]) == {"user": "u-1"}
-    assert first["ts"] == datetime(2026, 2, 28, 10, tzinfo=UTC) and str(first["day"]) == "2026-02-28"
+    assert first["message"] == "GET /x 500"
+    assert json.loads(first["attrs"]) == {"user": "u-1"}
+    assert first["ts"] == datetime(2026, 2, 28, 10, tzinfo=UTC)
+    assert str(first["day"]) == "2026-02-28"
     assert rows[1]["ts"] == received  # no time in the line: the time it was received
     bad = {b.index: b for b in out.bad}
     assert sorted(bad) == [2, 3, 4]
     assert bad[2].error_class == "JsonSyntaxError"
-    assert bad[3].error_class == MISSING_MESSAGE and "\n" not in bad[3].message
+    assert bad[3].error_class == MISSING_MESSAGE
+    assert "\n" not in bad[3].message
 
 
 # -- the index --------------------------------------------------------------------------------------
@@ -168,8 +171,10 @@ def test_index_ranks_filters_and_follows_new_commits(tmp_path: Path) -> None:
     index = LogIndex(tmp_path / "idx")
     with Indexer(lake, index) as indexer:
         first = indexer.update()
-        assert first.rebuilt and first.added == 3004
-        assert index.progress() is not None and index.progress().table_version == table.version  # type: ignore[union-attr]
+        assert first.rebuilt
+        assert first.added == 3004
+        assert index.progress() is not None
+        assert index.progress().table_version == table.version  # type: ignore[union-attr]
         hits = index.search(build_query("quota", limit=10))
         assert hits[0].id == "t:0"  # the line saying "quota" three times ranks first
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
