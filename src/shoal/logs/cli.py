@@ -184,3 +184,28 @@ def sql(
     with proj.connect(databases=False) as con:
         register(con.duckdb, LogIndex(index_dir(proj.dir, index_path)))
         emit_arrow(con.query_arrow(query), fmt)
+
+
+@app.command("ship")
+def ship(
+    url: Annotated[str, typer.Option(help="The receiver (shoal logs receive), e.g. http://127.0.0.1:9300.")],
+    files: Annotated[list[Path] | None, typer.Argument(help="JSON-lines files (default: stdin).")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="X-Shoal-Source name (default: host/pid/random, one per run).")
+    ] = None,
+    max_batch: Annotated[int, typer.Option(help="Lines per request.")] = 1000,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Send JSON lines (a file, or stdin: `shoal ingest p 2>&1 | shoal logs ship --url ...`) to a receiver."""
+    import sys
+
+    from shoal.logs.shipping import LogShipper
+
+    shipper = LogShipper(url, source=source, max_batch=max_batch)
+    with shipper:
+        streams = [p.open("rb") for p in files] if files else [sys.stdin.buffer]
+        for stream in streams:
+            for line in stream:
+                if line.strip():
+                    shipper.ship(line)
+    emit({"sent": shipper.sent, "dead_lettered": shipper.dead_lettered, "dropped": shipper.dropped}, fmt)
