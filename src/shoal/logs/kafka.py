@@ -2,9 +2,8 @@
 
 The pipeline loop (exactly once: offsets in the Delta commit; dead letters; consumer groups)
 is :mod:`shoal.ingest`'s; this module only fills in the decode, the SQL and the table, the same
-as the HTTP receiver uses. ``shoal logs consume --topic T --brokers B`` runs it; the same
-pipeline can be written as a file (``pipelines/logs.yaml``, see docs/operations.md "Logs") and
-run with ``shoal ingest logs``.
+as the HTTP receiver uses. ``shoal logs consume --topic T --brokers B`` runs one worker of it;
+more workers with the same ``--group`` share the topic's partitions.
 """
 
 from __future__ import annotations
