@@ -160,10 +160,13 @@ def search(  # noqa: PLR0917 (typer options)
         emit_rows(rows, fmt, columns=["score", "ts", "service", "level", "host", "message"])
         prog = idx.progress()
         lines = proj.lake.find("logs.lines")
-        behind = "" if prog is None or lines is None else f", table version {lines.version}"
-        err_console.print(
-            f"[dim]{len(rows)} hit(s); index at version {prog.table_version if prog else '-'}{behind}[/dim]"
-        )
+        if prog is None:
+            err_console.print(f"[dim]{len(rows)} hit(s); the index is empty: run `shoal logs index`[/dim]")
+        else:
+            behind = "" if lines is None else f", table at version {lines.version}"
+            err_console.print(
+                f"[dim]{len(rows)} hit(s); index at table version {prog.table_version}{behind}[/dim]"
+            )
     else:
         emit_rows(rows, fmt)
 

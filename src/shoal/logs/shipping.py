@@ -47,7 +47,9 @@ class LogShipper:
         timeout_s: float = 10.0,
     ) -> None:
         self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1/logs") else "/v1/logs")
-        # one source per shipper run: its numbers start at 1, so a restart is a new source
+        # Batch numbers are microseconds since the epoch (kept increasing), so a shipper restarted
+        # under the same --source carries on above its last number. Two shippers must not share a
+        # source at the same time; the default is unique per run (one txn key per run in the table).
         self.source = source or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -101,7 +103,7 @@ class LogShipper:
         while True:
             batch = self._take()
             if batch:
-                self._seq += 1
+                self._seq = max(self._seq + 1, time.time_ns() // 1000)
                 try:
                     self._post(batch, self._seq)
                 except Exception as err:  # the shipper must outlive its receiver
