@@ -5,6 +5,7 @@ in its own process, which is killed with SIGKILL midway and restarted."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from shoal.config import init_project
 from shoal.ingest import run_pipeline
 from shoal.logs import LogIndex, build_query, ensure_tables
 from shoal.logs.kafka import logs_pipeline
+from shoal.logs.shipping import LogShipper, ShippingHandler
 from shoal.logs.simulate import json_lines
 from shoal.project import Project
 from shoal.sources.kafka.producer import produce_events
@@ -109,13 +111,29 @@ def test_logs_over_http_and_kafka_searched_while_ingesting(kafka_broker, kafka_t
     assert first["errors"][0].startswith("line 505: ")
     assert post([_line("resent by mistake", "api")], seq=1)["duplicate"]  # exactly once per (source, seq)
 
-    expected_rows = 1500 + 1 + 504
+    # a program's own logs through the shipping handler (a background thread posts them)
+    shipper = LogShipper(f"http://127.0.0.1:{port}", max_delay_s=0.1)
+    handler = ShippingHandler(shipper, service="shoal-test")
+    app_log = logging.getLogger("test.logs.shipping")
+    app_log.addHandler(handler)
+    app_log.setLevel(logging.INFO)
+    app_log.propagate = False
+    app_log.warning("octopus shipped by a handler", extra={"pipeline": "tickets"})
+    app_log.removeHandler(handler)
+    handler.close()  # sends what is queued
+    assert (shipper.sent, shipper.dropped) == (1, 0)
+
+    expected_rows = 1500 + 1 + 504 + 1
     wait_until(lambda: lines_t.count() >= expected_rows, timeout=30, what="lines landing")
     index_path = pdir / ".shoal" / "logs-index"
     wait_until(
         lambda: len(_search(pdir, "kraken", "-n", "50")) == 5, timeout=30, what="first lines searchable"
     )
 
+    wait_until(lambda: len(_search(pdir, "octopus")) == 1, timeout=30, what="shipped line searchable")
+    shipped = _search(pdir, "octopus")
+    assert [(h["service"], h["level"]) for h in shipped] == [("shoal-test", "warning")]
+    assert json.loads(shipped[0]["attrs"])["pipeline"] == "tickets"
     hits = _search(pdir, "kraken", "-n", "50")
     assert hits[0]["message"] == "kraken kraken kraken: payment worker crashed"  # best match first
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
