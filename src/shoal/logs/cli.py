@@ -212,3 +212,35 @@ def ship(
                 if line.strip():
                     shipper.ship(line)
     emit({"sent": shipper.sent, "dead_lettered": shipper.dead_lettered, "dropped": shipper.dropped}, fmt)
+
+
+@app.command("status")
+def status(
+    project: ProjectOpt = None, index_path: IndexOpt = None, fmt: FormatOpt = OutputFormat.table
+) -> None:
+    """The table, its dead letters and how far the index has caught up (versions behind)."""
+    from shoal.logs.index import LogIndex
+    from shoal.logs.schema import DEAD_LETTERS, LINES
+
+    proj = open_project(project)
+    lines = proj.lake.find(LINES)
+    dead = proj.lake.find(DEAD_LETTERS)
+    path = index_dir(proj.dir, index_path)
+    idx = LogIndex(path)
+    prog = idx.progress()
+    table_version = lines.version if lines is not None else None
+    emit(
+        {
+            "table": LINES,
+            "table_version": table_version,
+            "lines": lines.count() if lines is not None else 0,
+            "dead_letters": dead.count() if dead is not None else 0,
+            "index": str(path),
+            "index_version": prog.table_version if prog else None,
+            "indexed_lines": idx.num_lines(),
+            "versions_behind": None
+            if table_version is None or prog is None
+            else table_version - prog.table_version,
+        },
+        fmt,
+    )
