@@ -7,6 +7,7 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -229,3 +230,50 @@ def test_redo_after_crash_writes_no_duplicate_and_recreated_table_rebuilds(tmp_p
     with Indexer(lake, index) as indexer:
         assert indexer.update().rebuilt
     assert index.num_lines() == 10
+
+
+# -- the receiver's writer ----------------------------------------------------------------------
+def _request(lines: list[bytes], source: str | None, seq: int | None) -> Any:
+    from shoal.logs.receiver import _Request
+
+    return _Request(lines, source, seq, future=None)  # type: ignore[arg-type]  # the writer never reads it
+
+
+def test_writer_exactly_once_per_source_seq_across_a_crash_between_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shoal.logs.receiver import LogWriter
+
+    lake = Lake(str(tmp_path / "lake"))
+    writer = LogWriter(lake)
+    good = [json.dumps({"message": f"line {i}", "service": "api"}).encode() for i in range(3)]
+    batch = [_request([*good, b"{bad"], "web", 7), _request(good[:1], "web", 7)]  # a retry in the same flush
+
+    calls = {"n": 0}
+    real_append = writer.lines.append
+
+    def crash_once(*args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("simulated crash after the dead letters were committed")
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(writer.lines, "append", crash_once)
+    with pytest.raises(OSError, match="simulated crash"):
+        writer.write(batch)
+    assert lake.table("logs.lines_dead_letters").count() == 1
+    assert writer.lines.count() == 0
+    first, second = writer.write(batch)  # the shipper retries the same requests
+    assert (first["accepted"], first["dead_lettered"], first["duplicate"]) == (3, 1, False)
+    assert second["duplicate"]
+    assert writer.lines.count() == 3
+    assert lake.table("logs.lines_dead_letters").count() == 1  # not written twice
+    # once committed, the same (source, seq) is a duplicate; a higher one is new; unnumbered always lands
+    again, newer, plain = writer.write(
+        [_request(good, "web", 7), _request(good, "web", 8), _request(good, None, None)]
+    )
+    assert (again["duplicate"], newer["accepted"], plain["accepted"]) == (True, 3, 3)
+    assert writer.lines.count() == 9
+    ids = writer.lines.to_arrow(columns=["id"])["id"].to_pylist()
+    assert len(set(ids)) == 9
+    writer.close()
