@@ -47,7 +47,9 @@ def _search(project: Path, *args: str) -> list[dict[str, Any]]:
     return json.loads(result.output)
 
 
-def test_logs_over_http_and_kafka_searched_while_ingesting(kafka_broker, kafka_topic, tmp_path: Path) -> None:
+def test_logs_over_http_and_kafka_searched_while_ingesting(
+    kafka_broker, kafka_topic, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     pdir = tmp_path / "proj"
     init_project(pdir)
     project = Project.load(pdir)
@@ -64,6 +66,9 @@ def test_logs_over_http_and_kafka_searched_while_ingesting(kafka_broker, kafka_t
         [*py, "index", "-p", str(pdir), "--follow", "--interval", "0.3"],
         tmp_path / "indexer.log",
     )
+    stop = threading.Event()
+    # whatever happens, the children and the pipeline thread stop with the test
+    request.addfinalizer(lambda: (stop.set(), receiver.stop(), indexer.stop()))
     receiver.start()
     indexer.start()
     wait_for_port(port, timeout=30)
@@ -71,7 +76,6 @@ def test_logs_over_http_and_kafka_searched_while_ingesting(kafka_broker, kafka_t
 
     # Kafka: the ingest pipeline in a thread, against the real broker
     topic = kafka_topic(partitions=2)
-    stop = threading.Event()
     spec = logs_pipeline([topic], kafka_broker.bootstrap)
     worker = threading.Thread(
         target=run_pipeline,
