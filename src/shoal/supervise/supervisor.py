@@ -28,7 +28,7 @@ from shoal.errors import ShoalError
 from shoal.project import Project
 from shoal.status.runstate import RunDir, run_dir
 from shoal.supervise.backoff import consecutive_crashes, restart_delay
-from shoal.supervise.plan import Plan, build_plan
+from shoal.supervise.plan import BUILDERS, Builder, Plan, build_plan
 from shoal.supervise.spec import ChildSpec, JobSpec, Restart
 
 #: seconds between two looks at the children (exit detection latency)
@@ -143,6 +143,8 @@ class Supervisor:
     project: Project
     on_event: EventSink = lambda _e: None
     load: Callable[[], Project] | None = None
+    #: the child builders (the registry of :mod:`shoal.supervise.plan`); tests pass their own
+    builders: tuple[Builder, ...] = BUILDERS
     _children: dict[str, _Child] = field(default_factory=dict)
     _jobs: dict[str, _Job] = field(default_factory=dict)
     _stop: bool = False
@@ -191,7 +193,7 @@ class Supervisor:
                 f"shoal up already runs for {self.project.dir} (pid {other}); "
                 "use `shoal up --reload` to apply changes"
             )
-        plan = plan or build_plan(self.project)
+        plan = plan or build_plan(self.project, self.builders)
         self.run_dir.write_pid()
         restore = self._install_signals()
         try:
@@ -393,7 +395,7 @@ class Supervisor:
         restart changed ones; leave the others running. A broken file changes nothing."""
         try:
             project = self.load() if self.load is not None else Project.load(self.project.dir)
-            plan = build_plan(project)
+            plan = build_plan(project, self.builders)
         except ShoalError as exc:
             self._config_error = str(exc)
             self._dirty = True
