@@ -20,7 +20,7 @@ import yaml
 from harness.cli import invoke_shoal
 from shoal.config import init_project
 from shoal.config.settings import Settings, UpBackoff
-from shoal.errors import ConfigError
+from shoal.errors import ConfigError, NotFoundError
 from shoal.project import Project
 from shoal.status.runstate import pid_alive, run_dir
 from shoal.supervise import ChildSpec, Supervisor, build_plan
@@ -76,7 +76,12 @@ def _project(tmp_path: Path, up: dict[str, Any] | None = None, **extra: Any) -> 
     for name in ("orders", "clicks"):
         (tmp_path / "pipelines" / f"{name}.yaml").write_text(
             yaml.safe_dump(
-                {"topics": [name], "brokers": "b:9092", "decode": {"format": "json"}, "table": f"x.{name}"}
+                {
+                    "topics": [name],
+                    "brokers": "b:9092",
+                    "decode": {"format": "json", "infer": True},
+                    "table": f"x.{name}",
+                }
             )
         )
     return Project.load(tmp_path)
@@ -111,6 +116,16 @@ def test_plan_refuses_unknown_names(tmp_path: Path) -> None:
         build_plan(_project(tmp_path, up={"pipelines": {"nope": 1}}))
     with pytest.raises(ConfigError, match=r"up\.syncs: no database warehouse"):
         build_plan(_project(tmp_path, up={"syncs": ["warehouse"]}))
+
+
+def test_plan_refuses_a_broken_pipeline_file_or_unknown_model(tmp_path: Path) -> None:
+    project = _project(tmp_path, up={"watchers": {"w": {"models": ["support.nope"]}}})
+    with pytest.raises(NotFoundError, match=r"no model named support\.nope"):
+        build_plan(project)
+    project = _project(tmp_path, up={})
+    (tmp_path / "pipelines" / "orders.yaml").write_text("topics: [orders]\n")
+    with pytest.raises(ConfigError, match=r"orders\.yaml: .*brokers"):
+        build_plan(project)
 
 
 def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path) -> None:
@@ -162,6 +177,10 @@ def test_supervisor_restarts_reloads_and_stops(tmp_path: Path) -> None:
             seen["first"] = first
             os.kill(first["a"], signal.SIGKILL)
             _until(lambda: pids().get("a") not in (None, first["a"]))
+            (tmp_path / "children.json").write_text("{")  # broken: the reload changes nothing
+            sup.request_reload()
+            seen["failed"] = _until(lambda: next((e for e in events if e["event"] == "reload_failed"), None))
+            seen["kept"] = pids()
             (tmp_path / "children.json").write_text(json.dumps({"a": "1", "b": "2", "d": "1"}))
             sup.request_reload()
             seen["reloaded"] = _until(lambda: next((e for e in events if e["event"] == "reloaded"), None))
@@ -178,6 +197,9 @@ def test_supervisor_restarts_reloads_and_stops(tmp_path: Path) -> None:
     assert crash["child"] == "a"
     assert crash["signal"] == "SIGKILL"
     assert crash["restart_in_s"] == pytest.approx(0.2)
+    assert seen["failed"]["error"].startswith("up: _sleepers:")
+    assert seen["kept"]["b"] == first["b"]
+    assert seen["kept"]["c"] == first["c"]
     assert seen["reloaded"]["added"] == ["d"]
     assert seen["reloaded"]["removed"] == ["c"]
     assert seen["reloaded"]["restarted"] == ["b"]

@@ -52,7 +52,11 @@ def _age_s(iso: str | None, now: datetime) -> float | None:
 
 
 # -- the supervisor's children and jobs ---------------------------------------------------------------
-def supervisor_status(rd: RunDir) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+def supervisor_status(
+    rd: RunDir, declared_jobs: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The supervisor, its children and the maintenance jobs (``declared_jobs``: those of
+    shoal.yaml, shown even before ``shoal up`` ever ran)."""
     state = rd.read_state() or {}
     sup = dict(state.get("supervisor") or {})
     live = rd.supervisor_pid()
@@ -83,13 +87,16 @@ def supervisor_status(rd: RunDir) -> tuple[dict[str, Any], list[dict[str, Any]],
         if event.get("outcome") != "stopped" or name not in last_runs:
             last_runs[name] = event
     jobs = []
-    declared = {str(j.get("name")): dict(j) for j in state.get("jobs") or []}
+    declared = {name: {"name": name, **j} for name, j in (declared_jobs or {}).items()}
+    if live:
+        declared.update({str(j.get("name")): dict(j) for j in state.get("jobs") or []})
     for name in sorted(set(declared) | set(last_runs)):
         j = declared.get(name, {"name": name})
         run = last_runs.get(name)
         j["last_run"] = run
         if run is None:
-            jobs.append(_item("ok", f"not run yet; next at {j.get('next_run_at')}", kind="maintenance", **j))
+            when = f"next at {j['next_run_at']}" if j.get("next_run_at") else "shoal up is not running"
+            jobs.append(_item("ok", f"not run yet; {when}", kind="maintenance", **j))
         elif run.get("outcome") == "stopped":
             jobs.append(
                 _item(
@@ -281,7 +288,10 @@ def collect_status(
     now = now or datetime.now(UTC)
     up = project.settings.up
     readable: CanRead = can_read or (lambda _n: True)
-    sup, children, jobs = supervisor_status(run_dir(project.dir, up.run_dir))
+    declared = {
+        n: {"action": m.action, "schedule": m.schedule, "tables": m.tables} for n, m in up.maintenance.items()
+    }
+    sup, children, jobs = supervisor_status(run_dir(project.dir, up.run_dir), declared)
     syncs = [dict(c, kind="sync") for c in children if c.get("kind") == "sync"]
     report: dict[str, Any] = {
         "generated_at": now.isoformat(timespec="milliseconds"),

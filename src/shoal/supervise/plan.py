@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal.errors import ConfigError, ShoalError
+from shoal.ingest import load_pipeline
 from shoal.jsonsafe import dumps
+from shoal.models import select_models
 from shoal.project import Project
 from shoal.supervise.schedule import Schedule
 from shoal.supervise.spec import ChildSpec, JobSpec, fingerprint_text, shoal_argv
@@ -29,6 +31,10 @@ def pipeline_workers(project: Project) -> list[ChildSpec]:
     out: list[ChildSpec] = []
     for name, path in project.pipeline_files.items():
         count = up.pipelines.get(name, up.workers)
+        if count == 0:
+            continue
+        # a broken file fails the plan (one line naming file and field) instead of a crash loop
+        load_pipeline(path, project.dir)
         try:
             text = path.read_text()
         except OSError as exc:
@@ -62,6 +68,8 @@ def model_watchers(project: Project) -> list[ChildSpec]:
         watchers = {"models": UpWatcher()}
     out = []
     for name, w in watchers.items():
+        # the models load and the names exist, or the plan fails with the one-line reason
+        select_models(project.models, w.models)
         args = ["refresh", *w.models, "--watch", "--interval", str(w.interval_s), "--format", "json"]
         out.append(
             ChildSpec(
