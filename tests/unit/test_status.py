@@ -95,7 +95,7 @@ def _later() -> datetime:
 
 
 def test_worst_first_with_why(sample: SampleProject) -> None:
-    report = collect_status(sample.project, now=_later())
+    report = collect_status(sample.project, now=_later(), broker_timeout_s=0.5)
     ranks = [SEVERITY[p["status"]] for p in report["problems"]]
     assert ranks == sorted(ranks)
     assert report["problems"][0]["status"] == "failing"
