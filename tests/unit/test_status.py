@@ -4,8 +4,10 @@ as ``GET /v1/status`` (filtered by the token's grants) and as gauges on ``/metri
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -30,7 +32,18 @@ MODEL = {
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory, _kafka_broker_session: NoidaBroker) -> SampleProject:
+def supervisor_stand_in() -> Iterator[int]:
+    """A live process whose command line names shoal, standing in for a running `shoal up`."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "shoal-up-stand-in"])
+    yield proc.pid
+    proc.kill()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def sample(
+    tmp_path_factory: pytest.TempPathFactory, _kafka_broker_session: NoidaBroker, supervisor_stand_in: int
+) -> SampleProject:
     broker = _kafka_broker_session
     s = sample_project(tmp_path_factory.mktemp("status"))
     topic = f"status-{uuid.uuid4().hex[:8]}"
@@ -73,11 +86,11 @@ def sample(tmp_path_factory: pytest.TempPathFactory, _kafka_broker_session: Noid
     inv.append(pa.Table.from_pylist([row], schema=inv.schema))
     # what a supervisor leaves: one child in backoff after a crash, one running, a failed job run
     rd = run_dir(d, project.settings.up.run_dir).ensure()
-    rd.pid_file.write_text(f"{os.getpid()}\n")  # a live pid: this test process plays the supervisor
+    rd.pid_file.write_text(f"{supervisor_stand_in}\n")
     crash = {"pid": 4242, "exit_code": -9, "signal": "SIGKILL", "at": "2026-01-01T00:00:00+00:00"}
     worker = {"kind": "pipeline", "target": "tickets"}
     rd.write_state({
-        "supervisor": {"pid": os.getpid()},
+        "supervisor": {"pid": supervisor_stand_in},
         "children": [
             {**worker, "name": "ingest-tickets-0", "state": "running", "pid": 1, "restarts": 0},
             {**worker, "name": "ingest-tickets-1", "state": "backoff", "pid": None, "restarts": 2,

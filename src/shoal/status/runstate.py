@@ -58,7 +58,7 @@ class RunDir:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if pid_alive(pid) else None
+        return pid if pid_alive(pid) and _is_shoal(pid) else None
 
     def write_pid(self) -> None:
         self.ensure()
@@ -119,6 +119,15 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _is_shoal(pid: int) -> bool:
+    """A pid file can outlive its process and the pid be reused: check it is a shoal command."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"shoal" in f.read()
+    except OSError:
+        return True  # no /proc: trust the pid
 
 
 def run_dir(project_dir: Path, configured: str) -> RunDir:
