@@ -215,6 +215,11 @@ def test_up_restarts_reloads_and_stops_without_loss(kafka_broker, kafka_topic, t
     assert pids
     assert not [p for p in pids if pid_alive(p)], "children outlived shoal up"
     assert not (run / "up.pid").exists()
+    printed = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    stops = {e["child"]: e for e in printed if e["event"] == "stopped"}
+    workers = {"ingest-tickets-0", "ingest-tickets-1", "ingest-others-0", "ingest-others-1", "watch-models"}
+    assert workers <= set(stops)
+    assert not [n for n in workers if stops[n]["killed"] or stops[n]["exit_code"] != 0], stops
     stopped = {e["child"] for e in _events_of(run, "crash")}
     assert stopped == {"ingest-tickets-0"}, "only the killed worker crashed"
     _assert_exactly_once(project, table, len(events))
