@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
 from shoal.config.settings import UpSettings
@@ -166,16 +165,11 @@ class Supervisor:
         self._reload = True
 
     def _install_signals(self) -> Callable[[], None]:
-        def stop(_sig: int, _frame: FrameType | None) -> None:
-            self._stop = True
-
-        def reload(_sig: int, _frame: FrameType | None) -> None:
-            self._reload = True
-
+        # the handlers only set flags: the loop acts on them between two looks at the children
         old = {
-            signal.SIGTERM: signal.signal(signal.SIGTERM, stop),
-            signal.SIGINT: signal.signal(signal.SIGINT, stop),
-            signal.SIGHUP: signal.signal(signal.SIGHUP, reload),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, self.request_stop),
+            signal.SIGINT: signal.signal(signal.SIGINT, self.request_stop),
+            signal.SIGHUP: signal.signal(signal.SIGHUP, self.request_reload),
         }
 
         def restore() -> None:
@@ -210,9 +204,10 @@ class Supervisor:
                     self._write_state()
                     last_state = mono
                 time.sleep(TICK_S)
-            self._shutdown()
             return 0
         finally:
+            # also after an unexpected error in the loop: never leave children unsupervised
+            self._shutdown()
             restore()
             self._write_state(stopped=True)
             self.run_dir.remove_pid()
