@@ -465,7 +465,7 @@ class Supervisor:
     # -- state -------------------------------------------------------------------------------------------
     def _event(self, event: dict[str, Any]) -> None:
         event = {"at": _now_iso(), **event}
-        if event["event"] in ("crash", "exit", "job", "reloaded", "reload_failed", "up", "down"):
+        if event["event"] in ("crash", "exit", "stopped", "job", "reloaded", "reload_failed", "up", "down"):
             record = {k: v for k, v in event.items() if k not in ("children", "jobs")}
             self.run_dir.append_event(record)
         self.on_event(event)
