@@ -17,15 +17,20 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.compute as pc
 import pytest
 import yaml
 from click.testing import Result
+from deltalake import DeltaTable
 
 from harness.cli import invoke_shoal
 from harness.ingest import write_pipeline_project
+from harness.ports import free_port
 from harness.processes import ManagedProcess
+from shoal.config import init_project
 from shoal.project import Project
+from shoal.serve.state import admin_token
 from shoal.sources.kafka.producer import produce_events
 from shoal.status.runstate import pid_alive
 from shoal.usecases.support import MESSAGE, PROTO_FILE
@@ -233,3 +238,43 @@ def test_up_restarts_reloads_and_stops_without_loss(kafka_broker, kafka_topic, t
     assert [f["rows"] for f in flushes if f["reason"] == "shutdown"] == [other - 500]
     counts = project.lake.table(MODEL["name"]).to_arrow().to_pylist()
     assert sum(r["n"] for r in counts) <= len(events)
+
+
+def test_serve_flushes_its_query_log_on_sigterm(tmp_path: Path) -> None:
+    """`shoal serve` as a child of `shoal up` is stopped with SIGTERM: it exits 0 after flushing the
+    query log (uvicorn re-raises the signal after its shutdown; that must not kill the process
+    before the flush)."""
+
+    init_project(tmp_path / "proj")
+    project = Project.load(tmp_path / "proj")
+    token = admin_token(project)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "shoal", "serve", "--no-pg", "--port", str(port), "-p", str(project.dir)]
+    server = ManagedProcess("shoal-serve", argv, log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server.start()
+    try:
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(answers, 30, "the server", log)
+        got = httpx.get(
+            f"http://127.0.0.1:{port}/v1/query",
+            params={"sql": "select 42 as answer"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert got.json()["rows"] == [[42]]
+        server.send_signal(signal.SIGTERM)  # within the log's 5 s flush period
+        assert server.proc is not None
+        assert server.proc.wait(30) == 0, log.read_text()[-2000:]
+    finally:
+        server.stop()
+    logged = DeltaTable(str(project.dir / "lake" / "_shoal" / "query_log")).to_pyarrow_table(
+        columns=["query"]
+    )
+    assert logged.column("query").to_pylist() == ["select 42 as answer"]
