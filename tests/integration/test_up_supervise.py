@@ -278,3 +278,29 @@ def test_serve_flushes_its_query_log_on_sigterm(tmp_path: Path) -> None:
         columns=["query"]
     )
     assert logged.column("query").to_pylist() == ["select 42 as answer"]
+
+
+def test_sync_stops_on_sigterm_while_retrying(tmp_path: Path) -> None:
+    """`shoal sync --follow` against a database that is down backs off between retries (~30 s in
+    all); SIGTERM from `shoal up` cuts the wait short instead of waiting the retries out."""
+    init_project(tmp_path / "proj")
+    settings = yaml.safe_load((tmp_path / "proj" / "shoal.yaml").read_text())
+    port = free_port()  # nothing listens there
+    settings["databases"] = {"crm": {"kind": "mysql", "port": port, "database": "crm", "user": "ro"}}
+    (tmp_path / "proj" / "shoal.yaml").write_text(yaml.safe_dump(settings))
+    log = tmp_path / "sync.log"
+    argv = [sys.executable, "-m", "shoal", "sync", "crm", "--follow", "-p", str(tmp_path / "proj")]
+    sync = ManagedProcess("shoal-sync", argv, log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    sync.start()
+    try:
+        _wait(lambda: "retrying" in log.read_text(errors="replace"), 60, "a retry", log)
+        sent = time.monotonic()
+        sync.send_signal(signal.SIGTERM)
+        assert sync.proc is not None
+        code = sync.proc.wait(30)
+        took = time.monotonic() - sent
+    finally:
+        sync.stop()
+    assert took < 10, f"stopped {took:.1f} s after SIGTERM"
+    assert code == 1  # the last error, one line: it never got to sync anything
+    assert "Can't connect" in log.read_text()
