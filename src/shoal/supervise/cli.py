@@ -22,8 +22,8 @@ class NotRunning(ShoalError):
 
 def _plan_rows(plan: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
-        {"name": c["name"], "kind": c["kind"], "target": c["target"], "when": f"always ({c['restart']})",
-         "command": " ".join(c["argv"][3:])}
+        {"name": c["name"], "kind": c["kind"], "target": c["target"],
+         "when": f"continuous, restart {c['restart']}", "command": " ".join(c["argv"][3:])}
         for c in plan["children"]
     ]  # fmt: skip
     rows += [
