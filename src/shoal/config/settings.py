@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shoal.errors import ConfigError
@@ -115,6 +115,111 @@ class DatabaseSettings(BaseModel):
     sync: DatabaseSyncSettings = Field(default_factory=DatabaseSyncSettings)
 
 
+# -- shoal up: what the supervisor runs (appended; see docs/operations.md "Running everything") ------
+class UpBackoff(BaseModel):
+    """How a crashed child of ``shoal up`` is restarted: ``base_s * 2**n`` capped at ``max_delay_s``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_s: float = Field(1.0, gt=0, description="delay before the first restart")
+    max_delay_s: float = Field(60.0, gt=0, description="the delay never grows past this")
+    reset_after_s: float = Field(60.0, gt=0, description="a child up this long counts as healthy again")
+
+
+class UpWatcher(BaseModel):
+    """One ``shoal refresh --watch`` child over some models (all of them when empty)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: list[str] = Field(default_factory=list)
+    interval_s: float = Field(1.0, gt=0)
+
+
+class UpScrape(BaseModel):
+    """One ``shoal metrics scrape TARGETS_FILE`` child."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    targets_file: str = Field(min_length=1, description="file_sd targets (relative to the project)")
+    job: str = "shoal"
+    interval_s: float = Field(300.0, gt=0)
+
+
+class UpRemoteWrite(BaseModel):
+    """One ``shoal metrics remote-write`` receiver child."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(9201, ge=1, le=65535)
+
+
+class UpMaintenance(BaseModel):
+    """A scheduled maintenance job: ``action`` over ``tables`` (all when empty) on a cron schedule.
+
+    ``schedule`` is a cron expression (5 fields, or 6 with seconds first: ``*/10 * * * * *``) or a
+    nickname (``@hourly``, ``@daily``); times are UTC. Each run is its own short-lived child."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Literal["compact", "vacuum", "checkpoint"]
+    schedule: str = Field(min_length=1)
+    tables: list[str] = Field(default_factory=list)
+    retention_hours: float = Field(168.0, ge=0, description="vacuum: keep files of versions this recent")
+    target_file_mb: int | None = Field(None, gt=0, description="compact: target file size")
+    timeout_s: float = Field(3600.0, gt=0, description="a run still going after this is stopped")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from croniter import croniter
+
+        fields = v.split()
+        if not croniter.is_valid(v, second_at_beginning=len(fields) == 6):
+            raise ValueError(f"not a cron expression: {v!r} (e.g. '0 3 * * *' or '*/10 * * * * *')")
+        return v
+
+
+#: maintenance when shoal.yaml declares none (``maintenance: {}`` turns it off)
+DEFAULT_MAINTENANCE: dict[str, dict[str, object]] = {
+    "compact": {"action": "compact", "schedule": "17 * * * *"},
+    "checkpoint": {"action": "checkpoint", "schedule": "47 * * * *"},
+    "vacuum": {"action": "vacuum", "schedule": "30 3 * * *", "retention_hours": 168},
+}
+
+
+class UpSettings(BaseModel):
+    """``up:``: what ``shoal up`` starts and supervises. Defaults follow what the project declares:
+    every pipeline file, one watcher over all models, a continuous sync per database."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workers: int = Field(1, ge=0, le=256, description="workers per pipeline unless pipelines: says")
+    pipelines: dict[str, int] = Field(
+        default_factory=dict, description="workers of a pipeline by name (0: not run)"
+    )
+    watchers: dict[str, UpWatcher] | None = Field(
+        None, description="model watchers by name (default: one over every model when models exist)"
+    )
+    syncs: list[str] | None = Field(None, description="databases synced continuously (default: all)")
+    serve: bool = Field(False, description="run `shoal serve` too")
+    scrape: dict[str, UpScrape] = Field(default_factory=dict)
+    remote_write: dict[str, UpRemoteWrite] = Field(default_factory=dict)
+    maintenance: dict[str, UpMaintenance] = Field(
+        default_factory=lambda: {k: UpMaintenance.model_validate(v) for k, v in DEFAULT_MAINTENANCE.items()}
+    )
+    static_membership: bool = Field(
+        True, description="give each worker a group.instance.id: a restarted worker gets its partitions back"
+    )
+    backoff: UpBackoff = Field(default_factory=UpBackoff)
+    stop_timeout_s: float = Field(30.0, gt=0, description="SIGTERM, then SIGKILL after this")
+    run_dir: str = Field(".shoal/run", description="pid, state, events and logs (relative to the project)")
+    late_after_s: float = Field(
+        300.0, gt=0, description="shoal status: a pipeline or model behind for this long is late"
+    )
+    small_file_mb: float = Field(16.0, gt=0, description="shoal status: data files below this are small")
+
+
 class Settings(BaseSettings):
     """The validated content of ``shoal.yaml`` plus ``SHOAL_*`` overrides."""
 
@@ -134,6 +239,7 @@ class Settings(BaseSettings):
     databases: dict[str, DatabaseSettings] = Field(
         default_factory=dict, description="operational databases: live in SQL, copied by `shoal sync`"
     )
+    up: UpSettings = Field(default_factory=UpSettings, description="what `shoal up` runs")
 
     @classmethod
     def settings_customise_sources(

@@ -581,3 +581,12 @@ class Table:
             )
         self._after_write()
         return list(removed)
+
+    def checkpoint(self) -> int:
+        """Write a checkpoint of the current version (readers then skip replaying the JSON log) and
+        drop log files past the table's log retention; returns the version checkpointed."""
+        with translate_errors(f"checkpoint {self.name}"):
+            dt = self.delta()
+            dt.create_checkpoint()
+            dt.cleanup_metadata()
+            return int(dt.version())
