@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
+from test_billing_models import to_arrow  # the billing tests build usage_events the same way
 
 from shoal.usecases.billing import BillingSimulator
 from shoal.usecases.billing import reference as billing_reference
@@ -19,8 +20,6 @@ from shoal.usecases.leads import reference
 from shoal.usecases.leads.models import FUNNEL, MODEL_SPECS, PIPELINE, PQL, REVENUE_BY_SOURCE
 from shoal.usecases.leads.schema import DATABASES, SPECS
 from shoal.usecases.leads.simulator import LeadsData, LeadsSimulator, rows_as_dicts
-
-from test_billing_models import to_arrow  # the billing tests build usage_events the same way
 
 SQL = {m.name: m.sql for m in MODEL_SPECS}
 
@@ -73,7 +72,9 @@ def con(data: LeadsData) -> duckdb.DuckDBPyConnection:
 def test_pql_matches_reference(con: duckdb.DuckDBPyConnection, data: LeadsData) -> None:
     want = reference.pql(_dicts(data, "crm"), _dicts(data, "warehouse"))
     got = _rows(con, SQL[PQL])
-    assert len(want) > 100 and any(r["qualified"] for r in want) and not all(r["qualified"] for r in want)
+    assert len(want) > 100
+    assert any(r["qualified"] for r in want)
+    assert not all(r["qualified"] for r in want)
     _same(got, want, ["account_id"])
     assert sorted(r["rank"] for r in got) == list(range(1, len(got) + 1))
 
@@ -81,7 +82,8 @@ def test_pql_matches_reference(con: duckdb.DuckDBPyConnection, data: LeadsData) 
 def test_funnel_matches_reference(con: duckdb.DuckDBPyConnection, data: LeadsData) -> None:
     want = reference.funnel(_dicts(data, "crm"), _dicts(data, "warehouse"))
     got = _rows(con, SQL[FUNNEL])
-    assert sum(r["signups"] for r in want) == 3000 and sum(r["paid"] for r in want) > 0
+    assert sum(r["signups"] for r in want) == 3000
+    assert sum(r["paid"] for r in want) > 0
     _same(got, want, ["cohort", "signup_source"])
 
 
@@ -108,7 +110,8 @@ def test_revenue_by_source_matches_billing_reference() -> None:
     got = _rows(c, SQL[REVENUE_BY_SOURCE])
     lines = billing_reference.compute(events).invoice_lines
     want = reference.revenue_by_source(lines, _dicts(leads, "crm")["users"])
-    assert len({r["signup_source"] for r in want}) >= 4 and "unknown" not in {r["signup_source"] for r in want}
+    assert len({r["signup_source"] for r in want}) >= 4
+    assert "unknown" not in {r["signup_source"] for r in want}
     _same(got, want, ["billing_month", "signup_source", "currency"])
 
 
@@ -117,6 +120,7 @@ def test_crm_users_are_the_billing_customers() -> None:
     leads = LeadsSimulator(sim).generate()
     billed = {(e.user_id, e.team_id) for e in sim.events()}
     crm = {(u[0], u[2]) for u in leads.crm["users"]}
-    assert billed <= crm and len(crm) == 300
+    assert billed <= crm
+    assert len(crm) == 300
     # same seed, same rows
     assert LeadsSimulator(sim).generate() == leads

@@ -52,12 +52,18 @@ class Target:
         parts = urlsplit(url)
         kind = _SCHEMES.get(parts.scheme.lower())
         if kind is None:
-            raise ConfigError(f"database URL scheme {parts.scheme!r}: expected mysql://, postgresql:// or sqlite://")
+            raise ConfigError(
+                f"database URL scheme {parts.scheme!r}: expected mysql://, postgresql:// or sqlite://"
+            )
         if kind == "sqlite":
-            return cls("sqlite", unquote(parts.path) if not parts.netloc else unquote(parts.netloc + parts.path))
+            return cls(
+                "sqlite", unquote(parts.path) if not parts.netloc else unquote(parts.netloc + parts.path)
+            )
         database = unquote(parts.path.lstrip("/"))
         if not database or not parts.username:
-            raise ConfigError(f"database URL {cls._safe(url)}: expected {parts.scheme}://user@host[:port]/database")
+            raise ConfigError(
+                f"database URL {cls._safe(url)}: expected {parts.scheme}://user@host[:port]/database"
+            )
         try:
             port = parts.port
         except ValueError:

@@ -205,11 +205,18 @@ MODEL_SPECS: tuple[Model, ...] = (
         name=PQL,
         sql=PQL_SQL,
         unique_key=("account_id",),
-        upstream=(f"{WAREHOUSE}.sessions", f"{WAREHOUSE}.feature_usage", f"{WAREHOUSE}.page_views",
-                  f"{WAREHOUSE}.trial_starts", f"{CRM}.users", f"{CRM}.accounts", f"{CRM}.opportunities"),
+        upstream=(
+            f"{WAREHOUSE}.sessions",
+            f"{WAREHOUSE}.feature_usage",
+            f"{WAREHOUSE}.page_views",
+            f"{WAREHOUSE}.trial_starts",
+            f"{CRM}.users",
+            f"{CRM}.accounts",
+            f"{CRM}.opportunities",
+        ),
         description="Product-qualified leads: accounts active in the last 14 days ranked by a score "
         "of usage and firmographics (qualified: score >= 60).",
-    ),  # fmt: skip
+    ),
     Model(
         name=FUNNEL,
         sql=FUNNEL_SQL,

@@ -55,7 +55,9 @@ def pql(crm: Tables, warehouse: Tables) -> list[Row]:
         for t in warehouse["trial_starts"]
         if t["converted_at"] is None and t["user_id"] in account_of
     }
-    open_opp = {o["account_id"] for o in crm["opportunities"] if o["stage"] not in ("closed_won", "closed_lost")}
+    open_opp = {
+        o["account_id"] for o in crm["opportunities"] if o["stage"] not in ("closed_won", "closed_lost")
+    }
     out: list[Row] = []
     for a in crm["accounts"]:
         acc = a["account_id"]

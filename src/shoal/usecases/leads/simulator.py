@@ -73,7 +73,9 @@ class LeadsData:
         return self.crm if name == "crm" else self.warehouse
 
     def counts(self) -> dict[str, int]:
-        return {f"{db}.{t}": len(rows) for db in ("crm", "warehouse") for t, rows in self.database(db).items()}
+        return {
+            f"{db}.{t}": len(rows) for db in ("crm", "warehouse") for t, rows in self.database(db).items()
+        }
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -189,8 +191,10 @@ class LeadsSimulator:
                             converted, plan = paid, TRIAL_PLAN[c.segment]
                     trials.append((trial_id, c.user_id, TRIAL_PLAN[c.segment], started, converted, loaded))
                     trial_id += 1
-            users.append((c.user_id, account_of[c.user_id], c.team_id, f"example{int(c.team_id[1:]) % 997}.com",
-                          source, plan, c.region, at, at))  # fmt: skip
+            domain = f"example{int(c.team_id[1:]) % 997}.com"
+            users.append(
+                (c.user_id, account_of[c.user_id], c.team_id, domain, source, plan, c.region, at, at)
+            )
 
         sessions: list[Row] = []
         views: list[Row] = []
