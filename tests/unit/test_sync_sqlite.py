@@ -39,7 +39,8 @@ ROWS: list[tuple[Any, ...]] = [
         "2026-10-01 10:00:00.000000",
     ),
     (2, None, None, "99999999.99", None, "🦈 shoal", None, 0, None, None, "2026-10-01 10:00:00.000000"),
-    (3, -1, -5, "0.10", -1.25, "", "", None, b"", "1999-12-31", "2026-10-01 11:00:00.000000"),
+    # an integer given to a TEXT column, a text to an INT column (stored by their column affinity)
+    (3, "-1", -5, "0.10", -1.25, "", 42, None, b"", "1999-12-31", "2026-10-01 11:00:00.000000"),
 ]
 
 
@@ -111,6 +112,8 @@ def test_exact_types_and_cursor_changes(tmp_path: Path) -> None:
     assert got[1]["name"] == "🦈 shoal"
     assert got[1]["small"] is None
     assert got[2]["flag"] is None
+    assert got[2]["doc"] == "42"
+    assert got[2]["small"] == -1
     assert got[2]["raw"] == b""
 
     # an update after the mark, an insert and a delete reach the lake on the next round

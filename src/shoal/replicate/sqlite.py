@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -79,19 +79,19 @@ def sqlite_column(name: str, declared: str) -> Column:
         typ: pa.DataType = pa.decimal128(precision, scale)
         conv = _decimal(scale)
     elif base in ("int", "mediumint", "smallint", "tinyint"):
-        typ, conv = pa.int32(), int
+        typ = pa.int32()
     elif base in ("integer", "bigint", "int8"):
-        typ, conv = pa.int64(), int
+        typ = pa.int64()
     elif base in ("boolean", "bool"):
         typ, conv = pa.bool_(), _to_bool
     elif base in ("real", "double", "double precision", "float"):
-        typ, conv = pa.float64(), float
+        typ = pa.float64()
     elif base in ("datetime", "timestamp"):
         typ, conv = pa.timestamp("us"), _to_datetime
     elif base == "date":
         typ, conv = pa.date32(), _to_date
     elif base in ("text", "varchar", "char", "character", "nvarchar", "clob", "json", "") or "char" in base:
-        typ, conv = pa.string(), str
+        typ = pa.string()
     elif base == "blob":
         typ, conv = pa.binary(), _to_bytes
     else:
@@ -102,7 +102,9 @@ def sqlite_column(name: str, declared: str) -> Column:
 def sqlite_value(value: Any) -> Any:
     """A Python value as SQLite stores it here (timestamps as text in :data:`TIMESTAMP_FORMAT`)."""
     if isinstance(value, datetime):
-        return value.strftime(TIMESTAMP_FORMAT)
+        # the spelling of TIMESTAMP_FORMAT (isoformat is several times faster than strftime)
+        naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+        return naive.isoformat(" ", "microseconds")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -110,12 +112,26 @@ def sqlite_value(value: Any) -> Any:
     return value
 
 
+# Integer, float and text columns come from the driver as int/float/str already, except where
+# SQLite's dynamic typing stored another type: those values are coerced here, with a cheap type
+# check (these columns carry no converter, so building Arrow does not call one per value again).
+_PLAIN: dict[pa.DataType, type] = {pa.int32(): int, pa.int64(): int, pa.float64(): float, pa.string(): str}
+
+
 def _typed(table: SourceTable, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    converters = [(c.name, c.convert) for c in table.columns if c.convert is not None]
-    for row in rows:
-        for name, convert in converters:
-            value = row.get(name)
-            if value is not None:
+    """The driver's rows in the columns' Python types (a datetime, not its text: cursor marks are
+    read from them), converted in place."""
+    fixes: list[tuple[str, Converter]] = []
+    for c in table.columns:
+        if c.convert is not None:
+            fixes.append((c.name, c.convert))
+        elif c.type in _PLAIN:
+            fixes.append((c.name, _PLAIN[c.type]))
+    for name, convert in fixes:
+        plain = convert if isinstance(convert, type) else None
+        for row in rows:
+            value = row[name]
+            if value is not None and type(value) is not plain:
                 row[name] = convert(value)
     return rows
 
