@@ -44,8 +44,10 @@ def top_cmd(
     project: ProjectOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """The top product-qualified leads (lake) with owner and users (CRM) and last session
-    (warehouse), read live in one federated query."""
+    """The top product-qualified leads, joined live with the CRM and the warehouse.
+
+    One federated query: the ranking from the lake (leads.pql), owner and users from the CRM and the
+    last session from the warehouse, read at query time."""
     from shoal.project import Project
     from shoal.usecases.leads.operational import top_leads_live
 
