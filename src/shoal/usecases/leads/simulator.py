@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
 from shoal.usecases.billing.customers import Customer, generate_customers
@@ -56,6 +57,11 @@ PATH_WEIGHTS = (0.12, 0.3, 0.15, 0.15, 0.07, 0.07, 0.05, 0.06, 0.03)
 FEATURES = ("droplets", "kubernetes", "databases", "spaces", "load_balancers", "monitoring", "api",
             "functions")  # fmt: skip
 DEVICES = ("desktop", "mobile", "api")
+# cumulative weights, computed once (random.choices would redo it on every call; same draws)
+_CUM_STAGES = list(accumulate(STAGE_WEIGHTS))
+_CUM_SOURCES = {segment: list(accumulate(w)) for segment, w in SOURCE_WEIGHTS.items()}
+_CUM_DEVICES = list(accumulate((0.7, 0.2, 0.1)))
+_CUM_PATHS = list(accumulate(PATH_WEIGHTS))
 _FIRST = ("Ana", "Ben", "Chloe", "Dev", "Eva", "Femi", "Gus", "Hana", "Ivan", "Jia", "Kofi", "Lena")
 _LAST = ("Silva", "Okafor", "Meyer", "Rao", "Kowalski", "Tanaka", "Haddad", "Novak", "Berg", "Lopez",
          "Chen", "Moreau")  # fmt: skip
@@ -159,7 +165,7 @@ class LeadsSimulator:
             if owner is None:
                 continue
             for _ in range(1 + _poisson(rng, 0.6)):
-                stage = rng.choices(STAGES, STAGE_WEIGHTS)[0]
+                stage = rng.choices(STAGES, cum_weights=_CUM_STAGES)[0]
                 cents = rng.randrange(*AMOUNT_CENTS[lead.segment])
                 age = max((as_of - created).total_seconds(), 3600.0)
                 opened = created + timedelta(seconds=rng.uniform(0, age))
@@ -177,7 +183,7 @@ class LeadsSimulator:
         source_of: dict[str, str] = {}
         trial_id = 1
         for c in customers:
-            source = rng.choices(SOURCES, SOURCE_WEIGHTS[c.segment])[0]
+            source = rng.choices(SOURCES, cum_weights=_CUM_SOURCES[c.segment])[0]
             source_of[c.user_id] = source
             plan = "free"
             at = signed[c.user_id]
@@ -213,10 +219,10 @@ class LeadsSimulator:
                 started = first + timedelta(seconds=int(rng.uniform(0, span)))
                 duration = 30 + int(rng.expovariate(1 / 600))
                 utm = source_of[c.user_id] if rng.random() < 0.3 else "direct"
-                device = rng.choices(DEVICES, (0.7, 0.2, 0.1))[0]
+                device = rng.choices(DEVICES, cum_weights=_CUM_DEVICES)[0]
                 sessions.append((session_id, c.user_id, started, duration, utm, device, loaded))
                 for _ in range(1 + _poisson(rng, 1.5)):
-                    path = rng.choices(PATHS, PATH_WEIGHTS)[0]
+                    path = rng.choices(PATHS, cum_weights=_CUM_PATHS)[0]
                     seen = started + timedelta(seconds=rng.randrange(duration))
                     views.append((view_id, session_id, c.user_id, path, seen, loaded))
                     view_id += 1
