@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +21,7 @@ from harness.databases import DBInfo, MySQLServer, PostgresServer
 from shoal.config import init_project
 from shoal.project import Project
 from shoal.usecases.billing import BillingSimulator
-from shoal.usecases.leads import operational, reference
+from shoal.usecases.leads import demo_step, operational, reference
 from shoal.usecases.leads.loader import Target, load
 from shoal.usecases.leads.models import FUNNEL, OPERATIONAL, PIPELINE, PQL
 from shoal.usecases.leads.schema import DATABASES, SPECS
@@ -168,3 +169,51 @@ def test_top_leads_join_the_lake_with_mysql_and_postgres_live(
     out = invoke_shoal(["leads", "top", "-n", "5", "-p", str(project.dir), "--format", "json"])
     assert out.exit_code == 0, out.output
     assert [r["account_id"] for r in json.loads(out.output)] == [w["account_id"] for w in want]
+
+
+@dataclass
+class _StepContext:
+    """What the demo gives a step (shoal.usecases.registry.StepContext), without the other steps."""
+
+    project: Project
+    databases: dict[str, str]
+    small: bool = True
+    queries: list[str] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        pass
+
+    def suggest_sql(self, query: str) -> None:
+        self.queries.append(query)
+
+    def stream(self, **spec: Any) -> dict[str, Any]:
+        raise AssertionError("the leads step streams nothing")
+
+
+def test_demo_step_on_real_databases_equals_the_embedded_one(
+    tmp_path: Path, mysql_database: DBInfo, postgres_database: DBInfo
+) -> None:
+    """``shoal demo --mysql URL --postgres URL``'s leads step, next to the default (SQLite) one."""
+    summaries = {}
+    for label, given in (
+        ("embedded", {}),
+        ("real", {"mysql": mysql_database.url, "postgres": postgres_database.url}),
+    ):
+        init_project(tmp_path / label, "shoal-demo")
+        ctx = _StepContext(Project.load(tmp_path / label), given)
+        summaries[label] = demo_step.run(ctx)
+        assert ctx.queries  # it suggests what to try
+    real, embedded = summaries["real"], summaries["embedded"]
+    assert real["databases"]["crm"].startswith("mysql ")
+    assert real["databases"]["warehouse"].startswith("postgres ")
+    assert embedded["databases"]["crm"] == f"sqlite {tmp_path / 'embedded' / 'operational' / 'crm.db'}"
+    assert real["loaded"] == embedded["loaded"]
+    assert real["synced"] == embedded["synced"]
+    assert real["models"] == embedded["models"]
+    assert real["models"][PQL] > 0
+    declared = Project.load(tmp_path / "embedded").settings.databases
+    assert declared["crm"].database == "operational/crm.db"  # relative: the demo directory can move
+    for model in OPERATIONAL:
+        assert _model_rows(Project.load(tmp_path / "real"), model) == _model_rows(
+            Project.load(tmp_path / "embedded"), model
+        )
