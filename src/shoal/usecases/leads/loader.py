@@ -109,14 +109,14 @@ class Target:
 def load(target: Target, database: str, tables: dict[str, list[Row]]) -> dict[str, int]:
     """Replace the tables of ``database`` (``crm`` or ``warehouse``) in ``target`` with ``tables``'
     rows; returns rows loaded per table."""
-    specs, _ = DATABASES[database]
+    specs, cursor = DATABASES[database]
     try:
         if target.kind == "sqlite":
-            _load_sqlite(target, specs, tables)
+            _load_sqlite(target, specs, tables, cursor)
         elif target.kind == "mysql":
-            _load_mysql(target, specs, tables)
+            _load_mysql(target, specs, tables, cursor)
         else:
-            _load_postgres(target, specs, tables)
+            _load_postgres(target, specs, tables, cursor)
     except ShoalError:
         raise
     except Exception as exc:  # every driver's own error class: one scrubbed line
@@ -133,7 +133,9 @@ def _batches(rows: Sequence[Row]) -> list[Sequence[Row]]:
     return [rows[i : i + BATCH] for i in range(0, len(rows), BATCH)]
 
 
-def _load_sqlite(target: Target, specs: Sequence[TableSpec], tables: dict[str, list[Row]]) -> None:
+def _load_sqlite(
+    target: Target, specs: Sequence[TableSpec], tables: dict[str, list[Row]], cursor: str
+) -> None:
     path = Path(target.database)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
@@ -143,6 +145,7 @@ def _load_sqlite(target: Target, specs: Sequence[TableSpec], tables: dict[str, l
                 con.execute(f'DROP TABLE IF EXISTS "{spec.name}"')
                 con.execute(spec.ddl("sqlite"))
                 con.executemany(_insert_sql(spec, '"', "?"), _sqlite_rows(spec, tables[spec.name]))
+                con.execute(spec.cursor_index("sqlite", cursor))  # after the rows: faster
     finally:
         con.close()
 
@@ -162,7 +165,9 @@ def _sqlite_rows(spec: TableSpec, rows: Sequence[Row]) -> Iterator[Sequence[Any]
         yield out
 
 
-def _load_mysql(target: Target, specs: Sequence[TableSpec], tables: dict[str, list[Row]]) -> None:
+def _load_mysql(
+    target: Target, specs: Sequence[TableSpec], tables: dict[str, list[Row]], cursor: str
+) -> None:
     import pymysql
 
     con = pymysql.connect(
@@ -178,12 +183,15 @@ def _load_mysql(target: Target, specs: Sequence[TableSpec], tables: dict[str, li
                 sql = _insert_sql(spec, "`", "%s")
                 for batch in _batches(tables[spec.name]):
                     cur.executemany(sql, batch)  # one multi-row INSERT per batch
+                cur.execute(spec.cursor_index("mysql", cursor))
         con.commit()
     finally:
         con.close()
 
 
-def _load_postgres(target: Target, specs: Sequence[TableSpec], tables: dict[str, list[Row]]) -> None:
+def _load_postgres(
+    target: Target, specs: Sequence[TableSpec], tables: dict[str, list[Row]], cursor: str
+) -> None:
     import psycopg
 
     con = psycopg.connect(
@@ -199,5 +207,6 @@ def _load_postgres(target: Target, specs: Sequence[TableSpec], tables: dict[str,
                 with cur.copy(f'COPY "{spec.name}" ({cols}) FROM STDIN') as copy:
                     for row in tables[spec.name]:
                         copy.write_row(row)
+                cur.execute(spec.cursor_index("postgres", cursor))
     finally:
         con.close()

@@ -58,6 +58,12 @@ class TableSpec:
         cols = ", ".join(f"{q}{c}{q} {_TYPES[dialect][t]}" for c, t in self.columns)
         return f"CREATE TABLE {q}{self.name}{q} ({cols}, PRIMARY KEY ({q}{self.key}{q}))"
 
+    def cursor_index(self, dialect: Dialect, cursor_column: str) -> str:
+        """An index on (cursor column, key): what a cursor-mode sync reads by (``ORDER BY`` them)."""
+        q = "`" if dialect == "mysql" else '"'
+        name = f"{q}{self.name}_by_{cursor_column}{q}"
+        return f"CREATE INDEX {name} ON {q}{self.name}{q} ({q}{cursor_column}{q}, {q}{self.key}{q})"
+
 
 CRM: tuple[TableSpec, ...] = (
     TableSpec(
