@@ -98,21 +98,46 @@ class DatabaseSettings(BaseModel):
 
     The password comes from the environment variable named by ``password_env`` (default
     ``SHOAL_DB_<NAME>_PASSWORD``), so ``shoal.yaml`` can be committed and nothing prints it.
+
+    ``kind: sqlite`` is an embedded database file (``database``: its path, relative to the
+    project): no server, no user, and no change log, so it syncs in ``cursor`` (its default) or
+    ``full`` mode only. The demo's operational databases are SQLite files (ADR 0032).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["mysql", "postgres"]
+    kind: Literal["mysql", "postgres", "sqlite"]
     host: str = "127.0.0.1"
     port: int | None = Field(None, ge=1, le=65535, description="default: 3306 / 5432")
-    database: str
-    user: str
+    database: str = Field(description="database name; sqlite: the file's path (relative to the project)")
+    user: str = Field("", description="login user (mysql/postgres; required there)")
     password_env: str | None = Field(None, description="env var holding the password")
     schema_: str | None = Field(None, alias="schema", description="PostgreSQL schema (default public)")
     tls: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
         None, description="TLS mode (also SHOAL_DB_<NAME>_TLS); CA file from SHOAL_DB_<NAME>_TLS_CA"
     )
     sync: DatabaseSyncSettings = Field(default_factory=DatabaseSyncSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_syncs_by_cursor(cls, data: object) -> object:
+        # SQLite keeps no change log: its sync defaults to cursor mode instead of cdc
+        if isinstance(data, dict) and data.get("kind") == "sqlite":
+            sync = data.get("sync")
+            if sync is None:
+                return {**data, "sync": {"mode": "cursor"}}
+            if isinstance(sync, dict) and "mode" not in sync:
+                return {**data, "sync": {**sync, "mode": "cursor"}}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> DatabaseSettings:
+        if self.kind == "sqlite":
+            if self.sync.mode == "cdc":
+                raise ValueError("sqlite has no change log to capture: sync.mode must be cursor or full")
+        elif not self.user:
+            raise ValueError(f"{self.kind} needs a user")
+        return self
 
 
 # -- shoal up: what the supervisor runs (appended; see docs/operations.md "Running everything") ------

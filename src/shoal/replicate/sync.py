@@ -44,6 +44,10 @@ def make_source(endpoint: Endpoint, settings: DatabaseSyncSettings) -> Source:
         from shoal.replicate.mysql import MySQLSource
 
         return MySQLSource(endpoint, server_id=settings.server_id)
+    if endpoint.kind == "sqlite":
+        from shoal.replicate.sqlite import SQLiteSource
+
+        return SQLiteSource(endpoint)
     from shoal.replicate.postgres import PostgresSource
 
     return PostgresSource(endpoint, slot=settings.slot, publication=settings.publication)
