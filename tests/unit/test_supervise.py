@@ -111,6 +111,22 @@ def test_plan_follows_what_the_project_declares(tmp_path: Path) -> None:
     assert build_plan(_project(tmp_path, up={"maintenance": {}})).jobs == ()
 
 
+def test_plan_runs_the_log_receiver_consumer_and_indexer_when_declared(tmp_path: Path) -> None:
+    assert not [c for c in build_plan(_project(tmp_path, up={})).children if c.kind == "logs"]
+    logs = {"receive": True, "port": 9311, "topics": ["app-logs"], "brokers": "127.0.0.1:9092"}
+    plan = build_plan(_project(tmp_path, up={"logs": logs}))
+    children = {c.name: c for c in plan.children if c.kind == "logs"}
+    assert list(children) == ["logs-receive", "logs-consume", "logs-index"]
+    assert children["logs-receive"].argv[3:9] == ("logs", "receive", "--host", "127.0.0.1", "--port", "9311")
+    consume = children["logs-consume"].argv
+    assert consume[3:5] == ("logs", "consume")
+    assert "--topic" in consume
+    assert consume[consume.index("--topic") + 1] == "app-logs"
+    assert children["logs-index"].argv[3:6] == ("logs", "index", "--follow")
+    with pytest.raises(ConfigError, match=r"up\.logs: topics given without brokers"):
+        build_plan(_project(tmp_path, up={"logs": {"topics": ["app-logs"]}}))
+
+
 def test_plan_refuses_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"up\.pipelines: no pipeline file for nope"):
         build_plan(_project(tmp_path, up={"pipelines": {"nope": 1}}))

@@ -205,6 +205,19 @@ class UpMaintenance(BaseModel):
         return v
 
 
+class UpLogs(BaseModel):
+    """``up.logs``: the log receiver, Kafka consumer and search indexer ``shoal up`` runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    receive: bool = Field(False, description="run `shoal logs receive` (HTTP JSON lines)")
+    host: str = "127.0.0.1"
+    port: int = Field(9300, ge=1, le=65535)
+    topics: list[str] = Field(default_factory=list, description="Kafka topics of JSON log lines")
+    brokers: str | None = Field(None, description="Kafka bootstrap servers of topics:")
+    index: bool = Field(True, description="keep the search index up to date (`shoal logs index --follow`)")
+
+
 #: maintenance when shoal.yaml declares none (``maintenance: {}`` turns it off)
 DEFAULT_MAINTENANCE: dict[str, dict[str, object]] = {
     "compact": {"action": "compact", "schedule": "17 * * * *"},
@@ -230,6 +243,7 @@ class UpSettings(BaseModel):
     serve: bool = Field(False, description="run `shoal serve` too")
     scrape: dict[str, UpScrape] = Field(default_factory=dict)
     remote_write: dict[str, UpRemoteWrite] = Field(default_factory=dict)
+    logs: UpLogs | None = Field(None, description="logs receiver / consumer / indexer (none by default)")
     maintenance: dict[str, UpMaintenance] = Field(
         default_factory=lambda: {k: UpMaintenance.model_validate(v) for k, v in DEFAULT_MAINTENANCE.items()}
     )

@@ -139,11 +139,43 @@ def metrics_children(project: Project) -> list[ChildSpec]:
     return out
 
 
+def log_children(project: Project) -> list[ChildSpec]:
+    """``shoal logs receive`` / ``consume`` / ``index --follow`` as ``up.logs`` declares."""
+    logs = project.settings.up.logs
+    if logs is None:
+        return []
+    if logs.topics and not logs.brokers:
+        raise ConfigError("up.logs: topics given without brokers")
+    fp = fingerprint_text(dumps(logs.model_dump(mode="json")))
+    out = []
+    if logs.receive:
+        args = ["logs", "receive", "--host", logs.host, "--port", str(logs.port)]
+        target = f"{logs.host}:{logs.port}"
+        out.append(_logs_child("logs-receive", project, args, target, fp))
+    if logs.topics:
+        assert logs.brokers is not None
+        args = ["logs", "consume", "--brokers", logs.brokers, "--format", "json"]
+        for topic in logs.topics:
+            args += ["--topic", topic]
+        target = ",".join(logs.topics)
+        out.append(_logs_child("logs-consume", project, args, target, fp))
+    if logs.index:
+        args = ["logs", "index", "--follow", "--format", "json"]
+        out.append(_logs_child("logs-index", project, args, "logs.lines", fp))
+    return out
+
+
+def _logs_child(name: str, project: Project, args: list[str], target: str, fingerprint: str) -> ChildSpec:
+    argv = tuple(shoal_argv(project.dir, *args))
+    return ChildSpec(name=name, argv=argv, kind="logs", target=target, fingerprint=fingerprint)
+
+
 #: every kind of long-running child, in start order (writers before the watchers reading them)
 BUILDERS: tuple[Builder, ...] = (
     pipeline_workers,
     database_syncs,
     metrics_children,
+    log_children,
     model_watchers,
     server,
 )
