@@ -236,7 +236,7 @@ def test_redo_after_crash_writes_no_duplicate_and_recreated_table_rebuilds(tmp_p
 def _request(lines: list[bytes], source: str | None, seq: int | None) -> Any:
     from shoal.logs.receiver import _Request
 
-    return _Request(lines, source, seq, future=None)  # type: ignore[arg-type]  # the writer never reads it
+    return _Request(lines, source, seq)
 
 
 def test_writer_exactly_once_per_source_seq_across_a_crash_between_commits(

@@ -18,13 +18,11 @@ whose number the table already holds is answered ``{"duplicate": true}`` without
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,10 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.ingest.buffer import DeadRecord
 from shoal.ingest.dead_letter import DEAD_LETTER_SCHEMA, dead_letter_table
+from shoal.ingest.push import PushBuffer, PushPolicy
 from shoal.lake import Lake, Progress, progress
 from shoal.logs.lines import LineConverter
 from shoal.logs.schema import DEAD_LETTERS, ensure_tables
-from shoal.retry import RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,6 @@ class _Request:
     lines: list[bytes]
     source: str | None
     seq: int | None
-    future: asyncio.Future[dict[str, Any]]
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
 
@@ -183,87 +180,42 @@ class LogWriter:
 
 
 class LogReceiver:
-    """Buffers requests and commits them in flushes; :meth:`submit` waits for the commit."""
+    """Requests through the ingest stage's push buffer (:mod:`shoal.ingest.push`): committed in
+    flushes, :meth:`submit` answers once the flush holding the request is in the lake."""
 
     def __init__(self, writer: LogWriter, config: ReceiverConfig | None = None) -> None:
         self.writer = writer
         self.config = config or ReceiverConfig()
         self.stats = FlushStats()
-        self._pending: list[_Request] = []
-        self._pending_lines = 0
-        self._first_at: float | None = None
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        policy = PushPolicy(
+            max_items=self.config.max_batch_lines,
+            max_delay_s=self.config.max_batch_delay_s,
+            write_attempts=self.config.write_attempts,
+        )
+        self._buffer: PushBuffer[_Request, dict[str, Any]] = PushBuffer(
+            self._write, policy, name="logs", size=lambda r: len(r.lines)
+        )
 
     async def start(self) -> None:
-        if self._task is None:
-            self._wake = asyncio.Event()
-            self._task = asyncio.create_task(self._flusher(), name="logs-flusher")
+        await self._buffer.start()
 
     async def stop(self) -> None:
         """Flush what is pending, then stop the flusher."""
-        if self._task is None:
-            return
-        await self._flush()
-        self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await self._buffer.stop()
         self.writer.close()
 
     async def submit(self, lines: list[bytes], source: str | None, seq: int | None) -> dict[str, Any]:
-        await self.start()
-        assert self._wake is not None
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(lines, source, seq, fut))
-        self._pending_lines += len(lines)
-        if self._first_at is None:
-            self._first_at = time.monotonic()
-        self._wake.set()
-        return await fut
+        result = await self._buffer.submit(_Request(lines, source, seq))
+        return {**result, "errors": result["errors"][: self.config.max_errors_shown]}
 
-    async def _flusher(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._first_at is None:
-                continue
-            remaining = self._first_at + self.config.max_batch_delay_s - time.monotonic()
-            if self._pending_lines < self.config.max_batch_lines and remaining > 0:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=remaining)
-                if self._pending_lines < self.config.max_batch_lines and (
-                    time.monotonic() < self._first_at + self.config.max_batch_delay_s
-                ):
-                    self._wake.set()  # woken below the size limit: wait out the delay
-                    await asyncio.sleep(0)
-                    continue
-            await self._flush()
-            if self._first_at is not None:
-                self._wake.set()
-
-    async def _flush(self) -> None:
-        batch = self._pending
-        if not batch:
-            return
-        self._pending, self._pending_lines, self._first_at = [], 0, None
-        policy = RetryPolicy(attempts=self.config.write_attempts, base_s=0.2, max_delay_s=2.0)
-        try:
-            results = await asyncio.to_thread(retry, lambda: self.writer.write(batch), "logs flush", policy)
-        except Exception as err:
-            for r in batch:
-                if not r.future.done():
-                    r.future.set_exception(err)
-            return
+    def _write(self, batch: list[_Request]) -> list[dict[str, Any]]:
+        results = self.writer.write(batch)
         self.stats.flushes += 1
-        for r, res in zip(batch, results, strict=True):
+        for res in results:
             self.stats.lines += res["accepted"]
             self.stats.dead_letters += res["dead_lettered"]
             self.stats.duplicates += int(res["duplicate"])
-            res["errors"] = res["errors"][: self.config.max_errors_shown]
-            if not r.future.done():
-                r.future.set_result(res)
+        return results
 
 
 def _parse_headers(request: Request) -> tuple[str | None, int | None]:
