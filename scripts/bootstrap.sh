@@ -3,6 +3,7 @@
 #
 #   * "$REPO/.venv" with `pip install -e '.[dev]'` (re-run only when pyproject.toml changes)
 #   * Debian packages the integration tests drive: prometheus, node_exporter, chromium(+driver), kcat,
+#     pgjdbc (the JDBC client test; javac comes with the machine's JDK),
 #     and MariaDB / PostgreSQL servers when their binaries are absent
 #   * MariaDB on 127.0.0.1:3306 (root, empty password, database `test`) and PostgreSQL on
 #     127.0.0.1:5432 (trust auth, database `test`) running.
@@ -36,7 +37,7 @@ have_pg_bin() { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; }
 
 missing=()
 if [[ "${SHOAL_SKIP_APT:-0}" != 1 ]] && command -v apt-get >/dev/null; then
-    for p in prometheus prometheus-node-exporter chromium chromium-driver kcat; do
+    for p in prometheus prometheus-node-exporter chromium chromium-driver kcat libpostgresql-jdbc-java; do
         have_pkg "$p" || missing+=("$p")
     done
     [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || missing+=(mariadb-server mariadb-client)

@@ -104,6 +104,13 @@ def test_installed_catalog_reports_lake_views_as_tables() -> None:
         f"where a.attrelid = {oid} order by a.attnum"
     )
     assert types == [("id", "bigint"), ("amount", "numeric(18,2)"), ("ts", "timestamp with time zone")]
+    # pg_attribute and pg_type agree on Postgres OIDs (JDBC's getColumns joins them)
+    joined = run(
+        "select a.attname, t.typname from pg_catalog.pg_attribute a join pg_catalog.pg_type t "
+        f"on a.atttypid = t.oid where a.attrelid = {oid} order by a.attnum"
+    )
+    assert joined == [("id", "int8"), ("amount", "numeric"), ("ts", "timestamptz")]
+    assert "pg_shoal" not in {r[0] for r in run("select nspname from pg_catalog.pg_namespace")}
     assert run("select current_setting('server_version_num')") == [("160000",)]
     assert "pg_shoal" not in {r[0] for r in run("select schema_name from information_schema.schemata")}
     assert run("select * from pg_catalog.pg_policy") == []

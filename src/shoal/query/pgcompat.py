@@ -67,7 +67,9 @@ _EXTENDED: dict[str, str] = {
 INFO_VIEWS = {"tables": "table_schema", "columns": "table_schema", "schemata": "schema_name"}
 
 #: pg_catalog relations answered by pg_shoal's own view instead of DuckDB's
-PG_VIEWS = frozenset({"pg_class", "pg_tables", "pg_database", *EMPTY, *_EXTENDED})
+PG_VIEWS = frozenset(
+    {"pg_class", "pg_tables", "pg_database", "pg_attribute", "pg_type", "pg_namespace", *EMPTY, *_EXTENDED}
+)
 
 #: what current_setting() answers (the engine's own settings stay unreadable: they hold paths)
 SETTINGS = {
@@ -87,25 +89,98 @@ SETTINGS = {
     "transaction_read_only": "on",
 }
 
-_PG_TYPE_NAMES = {
-    "int2": "smallint",
-    "int4": "integer",
-    "int8": "bigint",
-    "float4": "real",
-    "float8": "double precision",
-    "bool": "boolean",
-    "varchar": "text",
-    "timestamptz": "timestamp with time zone",
-    "timestamp": "timestamp without time zone",
-    "time": "time without time zone",
-    "hugeint": "numeric(38,0)",
-    "uhugeint": "numeric(39,0)",
-    "ubigint": "numeric(20,0)",
-    "uinteger": "bigint",
-    "usmallint": "integer",
-    "utinyint": "smallint",
-    "tinyint": "smallint",
+#: Postgres types DuckDB's pg_type lacks: (oid, name, element oid, category, a row to copy the rest from)
+_EXTRA_TYPES = [
+    (25, "text", 0, "S", 1043),
+    (114, "json", 0, "U", 1043),
+    (19, "name", 0, "S", 1043),
+    (26, "oid", 0, "N", 23),
+    (1000, "_bool", 16, "A", 16),
+    (1005, "_int2", 21, "A", 21),
+    (1007, "_int4", 23, "A", 23),
+    (1016, "_int8", 20, "A", 20),
+    (1009, "_text", 25, "A", 1043),
+    (1021, "_float4", 700, "A", 700),
+    (1022, "_float8", 701, "A", 701),
+    (1231, "_numeric", 1700, "A", 1700),
+    (1182, "_date", 1082, "A", 1082),
+    (1115, "_timestamp", 1114, "A", 1114),
+    (1185, "_timestamptz", 1184, "A", 1184),
+]
+
+#: DuckDB column types (duckdb_columns().data_type) → the Postgres OID a column is described as;
+#: the same mapping the wire protocol uses for result columns (serve/pgtypes.type_oid)
+_PG_OID_OF = {
+    "BOOLEAN": 16,
+    "TINYINT": 21,
+    "SMALLINT": 21,
+    "UTINYINT": 21,
+    "INTEGER": 23,
+    "USMALLINT": 23,
+    "BIGINT": 20,
+    "UINTEGER": 20,
+    "UBIGINT": 1700,
+    "HUGEINT": 1700,
+    "UHUGEINT": 1700,
+    "FLOAT": 700,
+    "DOUBLE": 701,
+    "VARCHAR": 25,
+    "BLOB": 17,
+    "DATE": 1082,
+    "TIME": 1083,
+    "TIMESTAMP": 1114,
+    "TIMESTAMP_S": 1114,
+    "TIMESTAMP_MS": 1114,
+    "TIMESTAMP_NS": 1114,
+    "TIMESTAMP WITH TIME ZONE": 1184,
+    "INTERVAL": 1186,
+    "UUID": 2950,
+    "JSON": 114,
 }
+_ARRAY_OID = {16: 1000, 21: 1005, 23: 1007, 20: 1016, 25: 1009, 700: 1021, 701: 1022, 1700: 1231}
+_ARRAY_OID |= {1082: 1182, 1114: 1115, 1184: 1185}
+
+
+def _oid_case(expr: str) -> str:
+    whens = " ".join(f"WHEN '{duck}' THEN {oid}" for duck, oid in _PG_OID_OF.items())
+    return f"CASE WHEN {expr} LIKE 'DECIMAL(%' THEN 1700 ELSE (CASE {expr} {whens} ELSE NULL END) END"
+
+
+def _array_case(expr: str) -> str:
+    whens = " ".join(f"WHEN {element} THEN {array}" for element, array in _ARRAY_OID.items())
+    return f"CASE ({_oid_case(expr)}) {whens} ELSE NULL END"
+
+
+_PG_NAMES = {
+    16: "boolean",
+    17: "bytea",
+    20: "bigint",
+    21: "smallint",
+    23: "integer",
+    25: "text",
+    114: "json",
+    700: "real",
+    701: "double precision",
+    1082: "date",
+    1083: "time without time zone",
+    1114: "timestamp without time zone",
+    1184: "timestamp with time zone",
+    1186: "interval",
+    1700: "numeric",
+    2950: "uuid",
+    1000: "boolean[]",
+    1005: "smallint[]",
+    1007: "integer[]",
+    1016: "bigint[]",
+    1009: "text[]",
+    1021: "real[]",
+    1022: "double precision[]",
+    1231: "numeric[]",
+    1182: "date[]",
+    1115: "timestamp without time zone[]",
+    1185: "timestamp with time zone[]",
+}
+
 
 #: functions psql, SQLAlchemy and BI tools call that DuckDB's pg_catalog lacks (macros in pg_shoal)
 _MACROS: dict[str, str] = {
@@ -125,11 +200,20 @@ _MACROS: dict[str, str] = {
     "pg_backend_pid": "() AS 0",
     "array_upper": "(arr, dim) AS len(arr)",
     # Postgres spellings, which SQLAlchemy and BI tools map to their types (DuckDB says int8, varchar)
+    # a column's Postgres OID from its DuckDB type: element OID + array, or json for what has none
+    "pg_oid_of": (
+        "(dt) AS CASE WHEN dt LIKE '%[]' THEN coalesce("
+        + _array_case("left(dt, -2)")
+        + ", 114) ELSE coalesce("
+        + _oid_case("dt")
+        + ", 114) END"
+    ),
+    # Postgres spellings of Postgres OIDs (what psql, SQLAlchemy and BI tools map to their types)
     "format_type": (
-        "(t, m) AS CASE pg_catalog.format_type(t, m) "
-        + " ".join(f"WHEN '{duck}' THEN '{pg}'" for duck, pg in _PG_TYPE_NAMES.items())
-        + " WHEN 'list' THEN 'text[]' WHEN 'struct' THEN 'json' WHEN 'map' THEN 'json'"
-        + " ELSE pg_catalog.format_type(t, m) END"
+        "(t, m) AS CASE "
+        "WHEN t = 1700 AND m > 4 THEN 'numeric(' || ((m - 4) >> 16) || ',' || ((m - 4) & 65535) || ')' "
+        + " ".join(f"WHEN t = {oid} THEN '{name}'" for oid, name in _PG_NAMES.items())
+        + " ELSE (SELECT typname FROM pg_shoal.pg_type WHERE oid = t) END"
     ),
     "pg_get_serial_sequence": "(tbl, col) AS NULL::VARCHAR",
     "pg_setting": "(name) AS "
@@ -162,6 +246,12 @@ def _literal(text: str) -> str:
 def install(db: duckdb.DuckDBPyConnection, tables: Collection[str]) -> None:
     """Create ``pg_shoal`` in ``db``: its catalog views over the served ``tables`` and the macros."""
     db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    # macros that read pg_shoal's views come after them (a macro's tables bind when it is made);
+    # the others before (the views call them)
+    later = {name for name, body in _MACROS.items() if f"{SCHEMA}." in body}
+    for name, body in _MACROS.items():
+        if name not in later:
+            db.execute(f"CREATE OR REPLACE MACRO {SCHEMA}.{name}{body}")
     served = ", ".join(
         f"({_literal(t.split('.', 1)[0])}, {_literal(t.split('.', 1)[1])})" for t in sorted(tables)
     )
@@ -188,6 +278,31 @@ def install(db: duckdb.DuckDBPyConnection, tables: Collection[str]) -> None:
         FROM {SCHEMA}.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind = 'r'"""
     )
+    # DuckDB's pg_attribute gives its own type ids, its pg_type Postgres OIDs: joins of the two (JDBC's
+    # getColumns, SQLAlchemy's domains) would match by accident. Here both speak Postgres OIDs.
+    db.execute(
+        f"""CREATE OR REPLACE VIEW {SCHEMA}.pg_attribute AS
+        SELECT a.* REPLACE (
+                   {SCHEMA}.pg_oid_of(dc.data_type) AS atttypid,
+                   CASE WHEN dc.data_type LIKE 'DECIMAL(%' THEN
+                       ((dc.numeric_precision::INTEGER << 16) | dc.numeric_scale::INTEGER) + 4
+                   ELSE -1 END AS atttypmod)
+        FROM pg_catalog.pg_attribute a
+        JOIN duckdb_columns() dc ON dc.table_oid = a.attrelid AND dc.column_index = a.attnum"""
+    )
+    extra_types = " UNION ALL ".join(
+        f"SELECT * REPLACE ({oid} AS oid, '{name}' AS typname, {elem} AS typelem, '{cat}' AS typcategory) "
+        f"FROM pg_catalog.pg_type WHERE oid = {like}"
+        for oid, name, elem, cat, like in _EXTRA_TYPES
+    )
+    db.execute(
+        f"""CREATE OR REPLACE VIEW {SCHEMA}.pg_type AS
+        SELECT * FROM pg_catalog.pg_type WHERE oid IS NOT NULL UNION ALL {extra_types}"""
+    )
+    db.execute(
+        f"CREATE OR REPLACE VIEW {SCHEMA}.pg_namespace AS "
+        f"SELECT * FROM pg_catalog.pg_namespace WHERE nspname <> '{SCHEMA}'"
+    )
     for name, column in INFO_VIEWS.items():
         db.execute(
             f"CREATE OR REPLACE VIEW {SCHEMA}.information_schema_{name} AS "
@@ -198,8 +313,9 @@ def install(db: duckdb.DuckDBPyConnection, tables: Collection[str]) -> None:
     for name, columns in EMPTY.items():
         cols = ", ".join(f"NULL::{c.split(' ', 1)[1]} AS {c.split(' ', 1)[0]}" for c in columns.split(", "))
         db.execute(f"CREATE OR REPLACE VIEW {SCHEMA}.{name} AS SELECT {cols} WHERE false")
-    for name, body in _MACROS.items():
-        db.execute(f"CREATE OR REPLACE MACRO {SCHEMA}.{name}{body}")
+    for name in sorted(later, key=lambda n: sum(f"{SCHEMA}.{m}(" in _MACROS[n] for m in later)):
+        # a macro calling another of these comes after it (none calls more than one level deep)
+        db.execute(f"CREATE OR REPLACE MACRO {SCHEMA}.{name}{_MACROS[name]}")
 
 
 def _is_pg_catalog(node: exp.Expr | None) -> bool:

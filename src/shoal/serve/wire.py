@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +40,26 @@ from shoal.jsonsafe import dumps
 from shoal.query import QueryError
 from shoal.query.guard import DeniedTable, RefusedQuery, UnknownTable
 from shoal.serve.executor import QueryCancelled, QueryTimeout, Result, ResultTooLarge, ServerBusy
+from shoal.serve.pgtypes import (
+    BOOL,
+    BYTEA,
+    DATE,
+    FLOAT4,
+    FLOAT8,
+    INT2,
+    INT4,
+    INT8,
+    JSON,
+    NUMERIC,
+    PG_EPOCH,
+    TEXT,
+    TIMESTAMP,
+    TIMESTAMPTZ,
+    TYPE_SIZE,
+    UUID,
+    column_binary,
+    type_oid,
+)
 from shoal.serve.state import ServeState
 from shoal.serve.tokens import Token, Unauthorized
 
@@ -52,48 +72,8 @@ CANCEL_REQUEST = 80877102
 MAX_MESSAGE = 64 * 1024 * 1024
 SERVER_VERSION = "16.0"
 
+
 # -- type OIDs and text encodings ------------------------------------------------------------------
-BOOL, BYTEA, INT8, INT2, INT4, TEXT, JSON, FLOAT4, FLOAT8 = 16, 17, 20, 21, 23, 25, 114, 700, 701
-DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID = 1082, 1083, 1114, 1184, 1186, 1700, 2950
-ARRAY_OF = {BOOL: 1000, INT2: 1005, INT4: 1007, INT8: 1016, TEXT: 1009, FLOAT4: 1021, FLOAT8: 1022}
-ARRAY_OF |= {NUMERIC: 1231, DATE: 1182, TIMESTAMP: 1115, TIMESTAMPTZ: 1185}
-TYPE_SIZE = {BOOL: 1, INT2: 2, INT4: 4, INT8: 8, FLOAT4: 4, FLOAT8: 8, DATE: 4, TIME: 8, TIMESTAMP: 8}
-TYPE_SIZE |= {TIMESTAMPTZ: 8, INTERVAL: 16, UUID: 16}
-
-
-def type_oid(t: pa.DataType) -> int:
-    """The Postgres type a column of Arrow type ``t`` is described as."""
-    if pa.types.is_boolean(t):
-        return BOOL
-    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
-        return INT2
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return INT4
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return INT8
-    if pa.types.is_uint64(t) or pa.types.is_decimal(t):
-        return NUMERIC
-    if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return FLOAT4
-    if pa.types.is_float64(t):
-        return FLOAT8
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return BYTEA
-    if pa.types.is_date(t):
-        return DATE
-    if pa.types.is_time(t):
-        return TIME
-    if pa.types.is_timestamp(t):
-        return TIMESTAMPTZ if t.tz else TIMESTAMP
-    if pa.types.is_duration(t) or pa.types.is_interval(t):
-        return INTERVAL
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return ARRAY_OF.get(type_oid(t.value_type), JSON)
-    if pa.types.is_struct(t) or pa.types.is_map(t):
-        return JSON
-    return TEXT
-
-
 def _float_text(v: float) -> str:
     if math.isnan(v):
         return "NaN"
@@ -165,16 +145,32 @@ def cstr(text: str) -> bytes:
     return text.encode() + b"\x00"
 
 
-def row_description(schema: pa.Schema) -> bytes:
+def result_formats(codes: list[int], n: int) -> list[int]:
+    """Bind's result-column format codes for ``n`` columns: none = all text, one = all alike."""
+    if not codes:
+        return [0] * n
+    if len(codes) == 1:
+        return codes * n
+    if len(codes) != n:
+        raise QueryError(f"bind gave {len(codes)} result formats for {n} columns")
+    return codes
+
+
+def row_description(schema: pa.Schema, formats: list[int] | None = None) -> bytes:
+    fmts = formats if formats is not None and len(formats) == len(schema) else [0] * len(schema)
     parts = [struct.pack("!H", len(schema))]
-    for f in schema:
+    for f, fmt in zip(schema, fmts, strict=True):
         oid = type_oid(f.type)
-        parts.append(cstr(f.name) + struct.pack("!IhIhih", 0, 0, oid, TYPE_SIZE.get(oid, -1), -1, 0))
+        parts.append(cstr(f.name) + struct.pack("!IhIhih", 0, 0, oid, TYPE_SIZE.get(oid, -1), -1, fmt))
     return message(b"T", b"".join(parts))
 
 
-def data_rows(batch: pa.RecordBatch, oids: list[int]) -> bytes:
-    columns = [column_text(col, oid) for col, oid in zip(batch.columns, oids, strict=True)]
+def data_rows(batch: pa.RecordBatch, oids: list[int], formats: list[int] | None = None) -> bytes:
+    fmts = formats if formats is not None and len(formats) == len(oids) else [0] * len(oids)
+    columns = [
+        column_binary(col, oid) if fmt == 1 else column_text(col, oid)
+        for col, oid, fmt in zip(batch.columns, oids, fmts, strict=True)
+    ]
     out = bytearray()
     head = struct.pack("!H", len(columns))
     for i in range(batch.num_rows):
@@ -373,7 +369,6 @@ def canned(sql: str, settings: dict[str, str]) -> Canned | None:
 
 
 # -- parameters --------------------------------------------------------------------------------------
-PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _numeric_binary(raw: bytes) -> Decimal:
@@ -460,6 +455,8 @@ class Portal:
     batches: Iterator[pa.RecordBatch] | None = None
     pending: pa.RecordBatch | None = None
     oids: list[int] = field(default_factory=list)
+    #: Bind's result format codes (0 text, 1 binary), as sent: see result_formats()
+    format_codes: list[int] = field(default_factory=list)
     sent_rows: int = 0
     done: bool = False
     #: FETCH n FROM cursor: the cursor's portal and n
@@ -709,10 +706,14 @@ class Connection:
             fmt = fmts[i] if len(fmts) > 1 else (fmts[0] if fmts else 0)
             oid = statement.param_oids[i] if i < len(statement.param_oids) else 0
             values.append(decode_param(raw, oid, fmt))
+        nres = struct.unpack_from("!H", rest, pos)[0] if pos + 2 <= len(rest) else 0
+        codes = list(struct.unpack_from(f"!{nres}h", rest, pos + 2)) if nres else []
+        if any(c not in (0, 1) for c in codes):
+            raise ProtocolError(f"unknown result format code in {codes}")
         old = self.portals.pop(portal_name.decode(), None)
         if old is not None:
             await asyncio.to_thread(old.close)
-        self.portals[portal_name.decode()] = Portal(statement, values)
+        self.portals[portal_name.decode()] = Portal(statement, values, format_codes=codes)
         await self.send(message(b"2"))
 
     async def describe(self, body: bytes) -> None:
@@ -737,7 +738,8 @@ class Connection:
         if portal.canned is not None and portal.canned.schema is None:
             await self.send(message(b"n"))
         else:
-            await self.send(row_description(self.schema_of(portal)))
+            schema = self.schema_of(portal)
+            await self.send(row_description(schema, result_formats(portal.format_codes, len(schema))))
 
     async def describe_statement(self, statement: Statement, count: int) -> pa.Schema | None:
         found = canned(statement.sql, dict(self.settings))
@@ -872,7 +874,8 @@ class Connection:
                 batch = pa.RecordBatch.from_pylist(
                     [dict(zip(c.schema.names, r, strict=True)) for r in c.rows], c.schema
                 )
-                await self.send(data_rows(batch, [type_oid(f.type) for f in c.schema]))
+                oids = [type_oid(f.type) for f in c.schema]
+                await self.send(data_rows(batch, oids, result_formats(portal.format_codes, len(oids))))
             tag = c.tag if c.schema is None else f"{c.tag.split()[0]} {len(c.rows)}"
             await self.send(command_complete(tag))
             return
@@ -910,7 +913,9 @@ class Connection:
             if budget is not None and batch.num_rows > budget:
                 portal.pending = batch.slice(budget)
                 batch = batch.slice(0, budget)
-            await self.send(data_rows(batch, portal.oids))
+            await self.send(
+                data_rows(batch, portal.oids, result_formats(portal.format_codes, len(portal.oids)))
+            )
             portal.sent_rows += batch.num_rows
             sent += batch.num_rows
             if budget is not None:
