@@ -2,6 +2,7 @@
 Postgres wire protocol, against one `shoal serve` subprocess; then N concurrent HTTP clients.
 
     .venv/bin/python bench/bench_serve.py [--repeats 30] [--rows 1000000] [--clients 32] [--duration 60]
+    shoal demo --dir /tmp/demo && .venv/bin/python bench/bench_serve.py --project /tmp/demo   # the demo lake
 
 - small: a filtered count over ``support.tickets`` (the sample project of tests/harness/serve_sample.py):
   p50/p99 latency per path; the baseline is the same query on an in-process locked-down engine
@@ -11,6 +12,10 @@ Postgres wire protocol, against one `shoal serve` subprocess; then N concurrent 
 - concurrent: ``--clients`` threads each sending the small query over HTTP (JSON) for
   ``--duration`` seconds: throughput, p50/p99, errors (must be 0), server RSS.
 
+With ``--project DIR`` (a lake the demo built) the server serves that project (an admin token is
+added to its token file) and the small and concurrent queries are the dashboard's over the demo's
+tables (``DEMO_QUERIES``; the concurrent clients take them in turn).
+
 Wall times (the server is another process); on a shared 2-core machine they include the
 neighbours. Prints one JSON object.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -35,12 +41,22 @@ import psycopg
 import pyarrow as pa
 
 from shoal.project import Project
-from shoal.serve.state import ServeState
+from shoal.serve.state import ServeState, tokens_path
+from shoal.serve.tokens import Role, TokenStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the sample project
 from harness.serve_sample import sample_project
 
 SMALL = "select count(*) as n from support.tickets where team = 'emea' and csat > 0.4"
+
+
+#: what the dashboard's pages ask of the demo lake (the revenue, CSAT and infrastructure pages)
+DEMO_QUERIES = [
+    "select product, region, sum(revenue) as revenue from billing.revenue_hourly group by all order by all",
+    "select * from billing.revenue_daily order by billing_date desc limit 30",
+    "select team, count(*) as tickets from support.tickets group by team order by team",
+    "select * from infra.anomalies order by 1 desc limit 50",
+]
 
 
 def large_sql(rows: int) -> str:
@@ -76,23 +92,39 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument(
+        "--project", type=Path, help="serve this project (e.g. a demo lake) instead of the sample"
+    )
     args = ap.parse_args()
+    # limits for the large result and the queue of the concurrent clients, for this process's engine
+    # and the server's (settings from the environment: the project's shoal.yaml is left as it is)
+    os.environ |= {
+        "SHOAL_SERVE__LIMITS__MAX_ROWS": str(args.rows + 1),
+        "SHOAL_SERVE__LIMITS__MAX_BYTES": str(2**40),
+        "SHOAL_SERVE__LIMITS__MAX_CONCURRENT": "4",
+        "SHOAL_SERVE__LIMITS__QUEUE_TIMEOUT_S": "60",
+    }
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    sample = sample_project(work / "project", customers=1000, tickets=100_000)
-    project = sample.project
-    (project.dir / "shoal.yaml").write_text(
-        (project.dir / "shoal.yaml").read_text()
-        + f"serve:\n  limits:\n    max_rows: {args.rows + 1}\n    max_bytes: {2**40}\n"
-        + "    max_concurrent: 4\n    queue_timeout_s: 60\n"
-    )
-    project = Project.load(project.dir)  # with the raised limits
+    small_sql, concurrent_sql = SMALL, [SMALL]
+    if args.project is not None:
+        project = Project.load(args.project)
+        _, admin = TokenStore(tokens_path(project)).create(f"bench-{os.getpid()}", Role.admin)
+        known = {t.name for t in project.lake.list_tables()}
+        concurrent_sql = [q for q in DEMO_QUERIES if any(f" {t} " in f" {q} " for t in known)]
+        if not concurrent_sql:
+            raise SystemExit(f"{args.project}: none of the demo's tables is there (run shoal demo --dir)")
+        small_sql = concurrent_sql[0]
+    else:
+        sample = sample_project(work / "project", customers=1000, tickets=100_000)
+        project, admin = sample.project, sample.admin
+    assert project.settings.serve.limits.max_rows == args.rows + 1
     http_port, pg_port = free_port(), free_port()
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "shoal.serve",
+            "shoal",
             "serve",
             "-p",
             str(project.dir),
@@ -108,28 +140,32 @@ def main() -> None:
         text=True,
     )
     out: dict[str, Any] = {"rows_large": args.rows, "clients": args.clients, "duration_s": args.duration}
+    out["project"] = str(args.project) if args.project else "sample (tests/harness/serve_sample.py)"
+    out["small_sql"], out["concurrent_sql"] = small_sql, concurrent_sql
     try:
         base = f"http://127.0.0.1:{http_port}"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start: see {work / 'server.log'}")
             try:
                 if httpx.get(f"{base}/v1/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        headers = {"Authorization": f"Bearer {sample.admin}"}
+        headers = {"Authorization": f"Bearer {admin}"}
         http = httpx.Client(base_url=base, headers=headers, timeout=600)
         pg = psycopg.connect(
             host="127.0.0.1",
             port=pg_port,
             user="bench",
-            password=sample.admin,
+            password=admin,
             dbname="lake",
             autocommit=True,
         )
 
         with ServeState(project) as state:
-            token = state.tokens.authenticate(sample.admin)
+            token = state.tokens.authenticate(admin)
 
             def inproc(sql: str) -> pa.Table:
                 with state.executor.query(token, sql) as result:
@@ -149,10 +185,10 @@ def main() -> None:
                 return pg.execute(sql).fetchall()
 
             small = {
-                "in_process": timed(lambda: inproc(SMALL), args.repeats),
-                "http_json": timed(lambda: http_json(SMALL), args.repeats),
-                "http_arrow": timed(lambda: http_arrow(SMALL), args.repeats),
-                "pg_wire": timed(lambda: wire(SMALL), args.repeats),
+                "in_process": timed(lambda: inproc(small_sql), args.repeats),
+                "http_json": timed(lambda: http_json(small_sql), args.repeats),
+                "http_arrow": timed(lambda: http_arrow(small_sql), args.repeats),
+                "pg_wire": timed(lambda: wire(small_sql), args.repeats),
             }
             for name in ("http_json", "http_arrow", "pg_wire"):
                 small[name]["overhead_p50_ms"] = round(
@@ -184,12 +220,14 @@ def main() -> None:
         stop_at = time.monotonic() + args.duration
         peak_rss = 0
 
-        def client() -> None:
+        def client(offset: int) -> None:
             with httpx.Client(base_url=base, headers=headers, timeout=120) as c:
+                n = offset
                 while time.monotonic() < stop_at:
                     t0 = time.perf_counter()
+                    n += 1
                     try:
-                        r = c.post("/v1/query", json={"sql": SMALL})
+                        r = c.post("/v1/query", json={"sql": concurrent_sql[n % len(concurrent_sql)]})
                         ok = r.status_code == 200 and r.json()["error"] is None
                     except (httpx.HTTPError, ValueError) as exc:
                         ok, r = False, exc  # type: ignore[assignment]
@@ -199,7 +237,7 @@ def main() -> None:
                         else:
                             errors.append(str(getattr(r, "status_code", r)))
 
-        threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
         started = time.monotonic()
         for t in threads:
             t.start()
