@@ -1,0 +1,163 @@
+"""Read a shoal table into Spark from the snapshot's file list.
+
+Spark gets exactly the Parquet files of one Delta version (no Delta jars needed). Partition
+columns are not stored in the files: their values come from the add actions' ``partitionValues``
+and are attached as literals per group of files, so a partition filter given here drops files
+before Spark lists them, and a filter Spark applies later folds whole groups away.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+from deltalake import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shoal.errors import ConfigError
+from shoal.spark.errors import UnsupportedTable
+from shoal.spark.source import LakeSource, as_lake, spark_uri
+from shoal.spark.types import arrow_to_spark
+
+#: (column, operator, value): operators =, !=, <, <=, >, >=, in, not in, on partition columns
+PartitionFilter = tuple[str, str, Any]
+_OPS = {"=", "==", "!=", "<", "<=", ">", ">=", "in", "not in"}
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """One version's files after partition pruning, grouped by their partition values."""
+
+    version: int
+    schema: pa.Schema
+    partition_by: list[str]
+    groups: dict[tuple[Any, ...], list[str]]
+    total_files: int
+
+    @property
+    def files(self) -> list[str]:
+        return [f for paths in self.groups.values() for f in paths]
+
+
+def _refuse_unsupported(name: str, dt: DeltaTable) -> None:
+    """Features whose meaning is not in the file list: reading the files alone would be wrong."""
+    proto = dt.protocol()
+    features = set(proto.reader_features or []) | set(proto.writer_features or [])
+    config = dt.metadata().configuration
+    if "deletionVectors" in features or config.get("delta.enableDeletionVectors") == "true":
+        raise UnsupportedTable(
+            f"table {name} uses deletion vectors: its files alone do not say which rows are deleted"
+        )
+    if "columnMapping" in features or config.get("delta.columnMapping.mode", "none") != "none":
+        raise UnsupportedTable(
+            f"table {name} uses column mapping: its Parquet column names are not the table's"
+        )
+
+
+def _coerce(value: Any, typ: pa.DataType, where: str) -> Any:
+    try:
+        return pa.scalar(value).cast(typ).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError) as exc:
+        raise ConfigError(f"{where}: {value!r} is not a {typ}") from exc
+
+
+def _keep(values: dict[str, Any], filters: Sequence[PartitionFilter]) -> bool:
+    for column, op, want in filters:
+        have = values[column]
+        if op in ("in", "not in"):
+            hit = have in want
+            if hit != (op == "in"):
+                return False
+            continue
+        if have is None:
+            return False  # SQL: a comparison with null is never true
+        ok = {
+            "=": have == want,
+            "==": have == want,
+            "!=": have != want,
+            "<": have < want,
+            "<=": have <= want,
+            ">": have > want,
+            ">=": have >= want,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def table_files(
+    source: LakeSource,
+    name: str,
+    version: int | str | datetime | None = None,
+    partitions: Sequence[PartitionFilter] = (),
+) -> TableFiles:
+    """The Parquet files of ``name`` at ``version`` whose partition values pass ``partitions``."""
+    table = as_lake(source).table(name)
+    dt = table.delta(version)
+    _refuse_unsupported(name, dt)
+    schema = pa.schema(dt.schema().to_arrow())
+    partition_by = list(dt.metadata().partition_columns)
+    types = {c: schema.field(c).type for c in partition_by}
+    filters: list[PartitionFilter] = []
+    for column, op, value in partitions:
+        where = f"partition filter on {name}.{column}"
+        if column not in types:
+            raise ConfigError(f"{where}: not a partition column (the table is partitioned by {partition_by})")
+        if op not in _OPS:
+            raise ConfigError(f"{where}: unknown operator {op!r} (use one of {sorted(_OPS)})")
+        if op in ("in", "not in"):
+            filters.append((column, op, {_coerce(v, types[column], where) for v in value}))
+        else:
+            filters.append((column, op, _coerce(value, types[column], where)))
+    actions = pa.table(dt.get_add_actions(flatten=False))
+    paths = actions.column("path").to_pylist()
+    parts = (
+        actions.column("partition").to_pylist() if partition_by and "partition" in actions.column_names
+        else [{}] * len(paths)
+    )
+    base = table.uri.rstrip("/")
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for path, values in zip(paths, parts, strict=True):
+        values = values or {}
+        if not _keep(values, filters):
+            continue
+        key = tuple(values.get(c) for c in partition_by)
+        # add paths are URI-encoded relative paths (absolute ones are allowed by the protocol)
+        full = path if "://" in path else f"{base}/{unquote(path)}"
+        groups.setdefault(key, []).append(spark_uri(full))
+    return TableFiles(int(dt.version()), schema, partition_by, groups, len(paths))
+
+
+def read_table(
+    spark: SparkSession,
+    source: LakeSource,
+    name: str,
+    version: int | str | datetime | None = None,
+    partitions: Sequence[PartitionFilter] = (),
+) -> DataFrame:
+    """Table ``name`` of a lake (a Lake, Project or project directory) as a Spark DataFrame.
+
+    ``version``: a version number or a timestamp (time travel), default the latest.
+    ``partitions``: (column, op, value) conditions on partition columns, all of which must hold;
+    files of other partitions are never given to Spark (``df.inputFiles()`` shows which were).
+    """
+    files = table_files(source, name, version, partitions)
+    full = arrow_to_spark(files.schema, f"table {name}")
+    data = arrow_to_spark(
+        pa.schema([f for f in files.schema if f.name not in files.partition_by]), f"table {name}"
+    )
+    if not files.groups:
+        return spark.createDataFrame([], full)
+    frames = []
+    for key, paths in files.groups.items():
+        df = spark.read.schema(data).parquet(*paths)
+        for column, value in zip(files.partition_by, key, strict=True):
+            df = df.withColumn(column, F.lit(value).cast(full[column].dataType))
+        frames.append(df.select(*[F.col(f"`{f.name}`") for f in full.fields]))
+    return functools.reduce(DataFrame.unionByName, frames)
