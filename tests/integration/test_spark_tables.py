@@ -26,7 +26,7 @@ from shoal.usecases.billing.simulator import BillingSimulator
 
 pytest.importorskip("pyspark", reason="pip install 'shoal[spark]'")  # bootstrap installs it
 
-from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 
 from shoal.spark import SparkWriteFailed, local_session, read_table, table_files, write_table  # noqa: E402
 
@@ -101,7 +101,7 @@ def billing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
     project = tmp_path_factory.mktemp("spark") / "proj"
     init_project(project, "spark")
     lake = Project.load(project).lake
-    sim = BillingSimulator(11, datetime(2026, 1, 1, tzinfo=UTC), 32, 40, late_share=0.07, dup_share=0.012)
+    sim = BillingSimulator(11, datetime(2026, 1, 1, tzinfo=UTC), 32, 16, late_share=0.07, dup_share=0.012)
     table = _arrow(list(sim.events()))
     source = lake.create_table(EVENTS, table.schema, partition_by=["billing_month"])
     jan = table.filter(pa.compute.equal(table["billing_month"], "2026-01"))
@@ -113,6 +113,15 @@ def billing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
     return project, v1, v2
 
 
+@pytest.fixture(scope="module")
+def spark_revenue(spark: SparkSession, billing: tuple[Path, int, int]) -> Iterator[DataFrame]:
+    """revenue_hourly computed in Spark from the raw events, computed once and cached."""
+    read_table(spark, billing[0], EVENTS).createOrReplaceTempView("usage_events")
+    result = spark.sql(SPARK_REVENUE_HOURLY).cache()
+    yield result
+    result.unpersist()
+
+
 def _keyed(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
     out = {tuple(r[k] for k in KEY): r for r in rows}
     assert len(out) == len(rows)
@@ -120,16 +129,15 @@ def _keyed(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
 
 
 def test_revenue_hourly_in_spark_equals_shoal_to_the_cent(
-    spark: SparkSession, billing: tuple[Path, int, int]
+    spark_revenue: DataFrame, billing: tuple[Path, int, int]
 ) -> None:
     project, _, _ = billing
-    read_table(spark, project, EVENTS).createOrReplaceTempView("usage_events")
-    got = [r.asDict() for r in spark.sql(SPARK_REVENUE_HOURLY).collect()]
+    got = [r.asDict() for r in spark_revenue.collect()]
     with shoal.connect(project) as con:
         want = con.sql("SELECT * FROM billing.revenue_hourly").to_arrow_table().to_pylist()
         capped = con.sql("SELECT count(*) FROM billing.charges_hourly WHERE charge < uncapped_charge")
         assert capped.fetchone()[0] > 0  # the caps are exercised, not only plain sums
-    assert len(want) > 1000
+    assert len(want) > 500
     spark_rows = _keyed(got)
     shoal_rows = _keyed(want)
     assert spark_rows.keys() == {(k[0].replace(tzinfo=None), *k[1:]) for k in shoal_rows} or (
@@ -141,3 +149,119 @@ def test_revenue_hourly_in_spark_equals_shoal_to_the_cent(
             assert isinstance(g[col], Decimal) and g[col] == w[col], (key, col)
         assert g["usage_events"] == w["usage_events"], key
         assert g["billing_date"] == w["billing_date"], key
+
+
+def test_read_as_of_an_older_version_and_partition_pruning(
+    spark: SparkSession, billing: tuple[Path, int, int]
+) -> None:
+    project, v1, v2 = billing
+    lake = Project.load(project).lake
+    assert read_table(spark, project, EVENTS, version=v1).count() == lake.table(EVENTS).count(v1)
+    months = {r[0] for r in read_table(spark, project, EVENTS, version=v1).select("billing_month").collect()}
+    assert months == {"2026-01"}
+    latest = read_table(spark, lake, EVENTS)
+    assert latest.count() == lake.table(EVENTS).count(v2) > lake.table(EVENTS).count(v1)
+    # pruned before Spark sees a file: only February's files are given to Spark
+    every = table_files(lake, EVENTS)
+    feb = read_table(spark, lake, EVENTS, partitions=[("billing_month", "=", "2026-02")])
+    feb_files = set(feb.inputFiles())
+    assert feb_files and all("billing_month=2026-02" in f for f in feb_files)
+    assert len(feb_files) < len(every.files)
+    assert {r[0] for r in feb.select("billing_month").distinct().collect()} == {"2026-02"}
+    with shoal.connect(project) as con:
+        want = con.sql(f"SELECT count(*) FROM {EVENTS} WHERE billing_month = '2026-02'").fetchone()[0]
+    assert feb.count() == want
+    # the restored partition column is typed and filterable like any column
+    assert read_table(spark, lake, EVENTS, partitions=[("billing_month", "in", ["2026-03"])]).count() == 0
+
+
+def test_write_back_in_one_commit_then_query_with_shoal(
+    spark_revenue: DataFrame, billing: tuple[Path, int, int]
+) -> None:
+    project, _, _ = billing
+    lake = Project.load(project).lake
+    result = spark_revenue
+    v = write_table(result, project, "spark.revenue_hourly", mode="overwrite", partition_by=["billing_date"])
+    assert v == 0  # created by the one commit that adds the data
+    out = lake.table("spark.revenue_hourly")
+    assert [h["operation"] for h in out.history()] == ["CREATE TABLE"]
+    assert out.partition_by == ["billing_date"]
+    assert str(out.schema.field("revenue").type) == "decimal128(18, 6)"
+    assert out.schema.field("billing_hour").type == TS_US
+    with shoal.connect(project) as con:
+        diff = con.sql(
+            """SELECT count(*) FROM (
+                 (SELECT * EXCLUDE (billing_date) FROM spark.revenue_hourly
+                  EXCEPT ALL SELECT * EXCLUDE (billing_date) FROM billing.revenue_hourly)
+                 UNION ALL
+                 (SELECT * EXCLUDE (billing_date) FROM billing.revenue_hourly
+                  EXCEPT ALL SELECT * EXCLUDE (billing_date) FROM spark.revenue_hourly))"""
+        ).fetchone()[0]
+        assert diff == 0
+        total = con.sql("SELECT sum(revenue) FROM spark.revenue_hourly").fetchone()[0]
+        # statistics from the files' footers: DuckDB skips files by them and must still be right
+        one_day = con.sql(
+            "SELECT count(*) FROM spark.revenue_hourly WHERE billing_hour >= TIMESTAMPTZ '2026-01-20 00:00:00+00'"
+            " AND billing_hour < TIMESTAMPTZ '2026-01-21 00:00:00+00'"
+        ).fetchone()[0]
+        want_day = con.sql(
+            "SELECT count(*) FROM billing.revenue_hourly WHERE billing_hour >= TIMESTAMPTZ '2026-01-20 00:00:00+00'"
+            " AND billing_hour < TIMESTAMPTZ '2026-01-21 00:00:00+00'"
+        ).fetchone()[0]
+        assert one_day == want_day > 0
+    info = lake.describe("spark.revenue_hourly")
+    assert info.num_rows == result.count()
+    # append adds one more commit with the same rows; overwrite replaces them all in one commit
+    v1 = write_table(result.limit(10), lake, "spark.revenue_hourly", mode="append")
+    assert (v1, out.count()) == (1, info.num_rows + 10)
+    v2 = write_table(result, lake, "spark.revenue_hourly", mode="overwrite")
+    assert (v2, out.count()) == (2, info.num_rows)
+    with shoal.connect(project) as con:
+        assert con.sql("SELECT sum(revenue) FROM spark.revenue_hourly").fetchone()[0] == total
+
+
+def test_a_failed_job_commits_nothing_and_vacuum_removes_its_files(spark: SparkSession, tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    small = spark.range(0, 50, numPartitions=2).selectExpr("id", "CAST(id % 5 AS STRING) AS k")
+    write_table(small, lake, "spark.failing", partition_by=["k"])
+    table = lake.table("spark.failing")
+    before = (table.version, table.count())
+    # a task that fails after the other task's files are written: the job aborts
+    boom = spark.range(0, 50, numPartitions=2).selectExpr(
+        "id", "CASE WHEN id < 40 THEN CAST(id % 5 AS STRING) ELSE raise_error('boom') END AS k"
+    )
+    with pytest.raises(SparkWriteFailed, match=r"spark\.failing: the Spark job failed, nothing committed"):
+        write_table(boom, lake, "spark.failing")
+    assert (table.version, table.count()) == before
+    # a killed job leaves its staging directory behind: no version references it, vacuum removes it
+    orphan = Path(table.uri) / "spark-killed0000000000" / "k=1"
+    orphan.mkdir(parents=True)
+    (orphan / "part-00000-x.snappy.parquet").write_bytes(b"PAR1 half-written")
+    assert table.vacuum(retention_hours=0) == []  # the log's tombstones only: orphans stay
+    removed = table.vacuum(retention_hours=0, full=True)
+    assert any("spark-killed0000000000" in r for r in removed)
+    assert not list((Path(table.uri) / "spark-killed0000000000").rglob("*.parquet"))
+    assert table.count() == before[1]
+
+
+def test_without_pyspark_the_import_names_the_install(tmp_path: Path) -> None:
+    # a child interpreter where importing pyspark fails, as in an install without the extra
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'pyspark' or name.startswith('pyspark.'):\n"
+        "            raise ImportError('No module named ' + repr(name))\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import shoal.spark"], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (
+        "shoal.errors.OptionalDependencyError: Spark on shoal tables (shoal.spark) needs the optional "
+        "dependency 'pyspark': pip install 'shoal[spark]'"
+    )

@@ -166,6 +166,10 @@ def vacuum(
     project: ProjectOpt = None,
     retention_hours: Annotated[float, typer.Option(help="Keep files needed by versions this recent.")] = 168,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Also delete files no version ever referenced (a killed Spark job's)."),
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Delete data files no longer referenced by recent versions (limits time travel to the retention)."""
@@ -173,7 +177,7 @@ def vacuum(
     names = table or proj.lake.table_names()
     rows = []
     for name in names:
-        removed = proj.lake.table(name).vacuum(retention_hours, dry_run=dry_run)
+        removed = proj.lake.table(name).vacuum(retention_hours, dry_run=dry_run, full=full)
         rows.append({"table": name, "files_deleted" if not dry_run else "files_to_delete": len(removed)})
     emit_rows(rows, fmt)
 
