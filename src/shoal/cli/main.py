@@ -161,7 +161,7 @@ def compact(
 
 
 @app.command()
-def vacuum(
+def vacuum(  # noqa: PLR0917 (typer options)
     table: Annotated[list[str] | None, typer.Argument(help="Tables to vacuum (default: all).")] = None,
     project: ProjectOpt = None,
     retention_hours: Annotated[float, typer.Option(help="Keep files needed by versions this recent.")] = 168,

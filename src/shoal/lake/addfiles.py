@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable
 from deltalake import Schema as DeltaSchema
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from shoal.errors import ConfigError
 from shoal.lake.catalog import CHECKPOINT_INTERVAL, SIDECAR, Lake, validate_name
@@ -89,20 +89,20 @@ def file_stats(meta: pq.FileMetaData, schema: pa.Schema) -> str:
     maxs: dict[str, Any] = {}
     nulls: dict[str, int] = {}
     for field in schema:
-        i = columns.get(field.name)
-        if i is None:
+        col = columns.get(field.name)
+        if col is None:
             continue
         lo: Any = None
         hi: Any = None
         count = 0
         bounded = True
         for g in range(meta.num_row_groups):
-            s = meta.row_group(g).column(i).statistics
+            s = meta.row_group(g).column(col).statistics
             if s is None or not s.has_null_count:
                 count = -1
                 bounded = False
                 break
-            count += s.null_count
+            count += int(s.null_count or 0)
             if meta.row_group(g).num_rows == s.null_count:
                 continue  # all null: no bounds to merge
             if not s.has_min_max:
@@ -211,7 +211,10 @@ def add_files(
     def commit() -> None:
         dt: DeltaTable = table.delta()
         dt.create_write_transaction(
-            actions, mode, DeltaSchema.from_arrow(schema), partition_by=list(partition_by) or None,
+            list[AddAction | RemoveAction](actions),
+            mode,
+            DeltaSchema.from_arrow(schema),
+            partition_by=list(partition_by) or None,
             commit_properties=meta,
         )
 

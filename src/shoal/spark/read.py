@@ -118,13 +118,14 @@ def table_files(
     actions = pa.table(dt.get_add_actions(flatten=False))
     paths = actions.column("path").to_pylist()
     parts = (
-        actions.column("partition").to_pylist() if partition_by and "partition" in actions.column_names
+        actions.column("partition").to_pylist()
+        if partition_by and "partition" in actions.column_names
         else [{}] * len(paths)
     )
     base = table.uri.rstrip("/")
     groups: dict[tuple[Any, ...], list[str]] = {}
-    for path, values in zip(paths, parts, strict=True):
-        values = values or {}
+    for path, part in zip(paths, parts, strict=True):
+        values = part or {}
         if not _keep(values, filters):
             continue
         key = tuple(values.get(c) for c in partition_by)

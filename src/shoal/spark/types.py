@@ -40,7 +40,9 @@ def _arrow_type_to_spark(t: pa.DataType, where: str) -> T.DataType:
         return T.TimestampType() if t.tz else T.TimestampNTZType()
     if pa.types.is_decimal(t):
         if t.precision > 38:
-            raise UnsupportedTable(f"{where}: decimal({t.precision},{t.scale}) is wider than Spark's 38 digits")
+            raise UnsupportedTable(
+                f"{where}: decimal({t.precision},{t.scale}) is wider than Spark's 38 digits"
+            )
         return T.DecimalType(t.precision, t.scale)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
         return T.ArrayType(_arrow_type_to_spark(t.value_type, where), t.value_field.nullable)

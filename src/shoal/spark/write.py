@@ -17,9 +17,9 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
-from py4j.protocol import Py4JError
 
 from shoal.errors import ConfigError
 from shoal.lake import Lake, validate_name
@@ -54,8 +54,9 @@ def _partition_types_ok(name: str, schema: pa.Schema, partition_by: Sequence[str
             raise ConfigError(f"write to {name}: partition column {column!r} is not in the DataFrame")
         t = schema.field(column).type
         # Spark spells these in directory names exactly as Delta spells partition values.
-        if not (pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_date32(t)
-                or pa.types.is_boolean(t)):
+        if not (
+            pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_date32(t) or pa.types.is_boolean(t)
+        ):
             raise UnsupportedTable(
                 f"write to {name}: partition column {column!r} is {t}; "
                 "partition by a string, integer, boolean or date column"
