@@ -24,8 +24,6 @@ from shoal.project import Project
 from shoal.usecases.billing.models import MODEL_SPECS
 from shoal.usecases.billing.simulator import BillingSimulator
 
-pytest.importorskip("pyspark", reason="pip install 'shoal[spark]'")  # bootstrap installs it
-
 from pyspark.sql import DataFrame, SparkSession
 
 from shoal.spark import SparkWriteFailed, local_session, read_table, table_files, write_table
