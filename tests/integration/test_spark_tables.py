@@ -15,18 +15,16 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from pyspark.sql import DataFrame, SparkSession
 
 import shoal
 from shoal.config.settings import init_project
 from shoal.lake import Lake
 from shoal.models import ModelRunner
 from shoal.project import Project
+from shoal.spark import SparkWriteFailed, local_session, read_table, table_files, write_table
 from shoal.usecases.billing.models import MODEL_SPECS
 from shoal.usecases.billing.simulator import BillingSimulator
-
-from pyspark.sql import DataFrame, SparkSession
-
-from shoal.spark import SparkWriteFailed, local_session, read_table, table_files, write_table
 
 EVENTS = "billing.usage_events"
 TS_US = pa.timestamp("us", tz="UTC")
