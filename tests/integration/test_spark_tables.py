@@ -224,6 +224,7 @@ def test_a_failed_job_commits_nothing_and_vacuum_removes_its_files(
     write_table(small, lake, "spark.failing", partition_by=["k"])
     table = lake.table("spark.failing")
     before = (table.version, table.count())
+    before_dirs = {p.name for p in Path(table.uri).glob("spark-*")}
     # a task that fails after the other task's files are written: the job aborts
     boom = spark.range(0, 50, numPartitions=2).selectExpr(
         "id", "CASE WHEN id < 40 THEN CAST(id % 5 AS STRING) ELSE raise_error('boom') END AS k"
@@ -231,6 +232,7 @@ def test_a_failed_job_commits_nothing_and_vacuum_removes_its_files(
     with pytest.raises(SparkWriteFailed, match=r"spark\.failing: the Spark job failed, nothing committed"):
         write_table(boom, lake, "spark.failing")
     assert (table.version, table.count()) == before
+    assert not [p for p in Path(table.uri).glob("spark-*") if p.name not in before_dirs]  # removed at once
     # a killed job leaves its staging directory behind: no version references it, vacuum removes it
     orphan = Path(table.uri) / "spark-killed0000000000" / "k=1"
     orphan.mkdir(parents=True)
