@@ -4,6 +4,7 @@ in one commit that shoal.connect then queries."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 import shoal
+from harness.cli import invoke_shoal
 from shoal.config.settings import init_project
 from shoal.lake import Lake
 from shoal.models import ModelRunner
@@ -265,3 +267,37 @@ def test_without_pyspark_the_import_names_the_install(tmp_path: Path) -> None:
         "shoal.errors.OptionalDependencyError: Spark on shoal tables (shoal.spark) needs the optional "
         "dependency 'pyspark': pip install 'shoal[spark]'"
     )
+
+
+def test_shoal_spark_sql_reads_versions_and_writes_back(
+    spark: SparkSession, billing: tuple[Path, int, int]
+) -> None:
+    project, v1, _ = billing
+    query = (
+        "SELECT billing_month, count(*) AS n FROM billing.usage_events VERSION AS OF {v} "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    # the module's session is running: the command uses it and leaves it running
+    old = invoke_shoal(["spark", "sql", query.format(v=v1), "-p", str(project), "--format", "json"])
+    assert old.exit_code == 0, old.output
+    rows = json.loads(old.output)
+    with shoal.connect(project) as con:
+        want = con.sql(
+            f"SELECT billing_month, count(*) FROM billing.usage_events VERSION AS OF {v1} GROUP BY 1"
+        ).fetchall()
+    assert [(r["billing_month"], r["n"]) for r in rows] == want
+    wrote = invoke_shoal(
+        ["spark", "sql", "SELECT product, count(*) AS n FROM billing.usage_events GROUP BY 1",
+         "--write", "spark.by_product", "--partition-by", "product", "-p", str(project), "-f", "json"]
+    )  # fmt: skip
+    assert wrote.exit_code == 0, wrote.output
+    out = json.loads(wrote.output)
+    assert (out["table"], out["version"], out["mode"]) == ("spark.by_product", 0, "overwrite")
+    with shoal.connect(project) as con:
+        assert (
+            con.sql("SELECT sum(n) FROM spark.by_product").fetchone()[0]
+            == Project.load(project).lake.table(EVENTS).count()
+        )
+    bad = invoke_shoal(["spark", "sql", "SELECT * FROM billing.nope", "-p", str(project)])
+    assert bad.exit_code == 1
+    assert "no table billing.nope" in bad.output
