@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,14 @@ def test_write_back_in_one_commit_then_query_with_shoal(
         assert one_day == want_day > 0
     info = lake.describe("spark.revenue_hourly")
     assert info.num_rows == result.count()
+    # read back in Spark: one scan of the job's directory, billing_date parsed from its paths
+    files = table_files(lake, "spark.revenue_hourly")
+    assert not files.groups
+    assert [u.rsplit("/", 1)[-1] for u in files.hive] == [files.files[0].split("/")[-3]]
+    back = read_table(spark_revenue.sparkSession, lake, "spark.revenue_hourly")
+    assert [(f.name, f.dataType) for f in back.schema] == [(f.name, f.dataType) for f in result.schema]
+    assert back.exceptAll(result).count() == 0
+    assert result.exceptAll(back).count() == 0
     # append adds one more commit with the same rows; overwrite replaces them all in one commit
     v1 = write_table(result.limit(10), lake, "spark.revenue_hourly", mode="append")
     assert (v1, out.count()) == (1, info.num_rows + 10)
@@ -301,3 +309,35 @@ def test_shoal_spark_sql_reads_versions_and_writes_back(
     bad = invoke_shoal(["spark", "sql", "SELECT * FROM billing.nope", "-p", str(project)])
     assert bad.exit_code == 1
     assert "no table billing.nope" in bad.output
+
+
+def test_partition_values_from_the_log_when_paths_do_not_spell_them(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    table_dir = tmp_path / "lake" / "ext" / "flat"
+    table_dir.mkdir(parents=True)
+    import pyarrow.parquet as pq
+
+    from shoal.lake.addfiles import DataFile, add_files
+
+    pq.write_table(pa.table({"id": [1, 2]}), table_dir / "a.parquet")
+    pq.write_table(pa.table({"id": [3]}), table_dir / "b.parquet")
+    schema = pa.schema([("id", pa.int64()), ("day", pa.date32()), ("region", pa.string())])
+    add_files(
+        lake,
+        "ext.flat",
+        [
+            DataFile("a.parquet", {"day": "2026-01-01", "region": "fra1"}),
+            DataFile("b.parquet", {"day": None, "region": "ams3"}),
+        ],
+        schema,
+        partition_by=["day", "region"],
+    )
+    files = table_files(lake, "ext.flat")
+    assert not files.hive
+    assert len(files.groups) == 2
+    rows = sorted(tuple(r) for r in read_table(spark, lake, "ext.flat").collect())
+    assert rows == [(1, date(2026, 1, 1), "fra1"), (2, date(2026, 1, 1), "fra1"), (3, None, "ams3")]
+    pruned = read_table(spark, lake, "ext.flat", partitions=[("day", "=", "2026-01-01")])
+    assert [f.rsplit("/", 1)[-1] for f in pruned.inputFiles()] == ["a.parquet"]

@@ -1,9 +1,11 @@
 """Read a shoal table into Spark from the snapshot's file list.
 
 Spark gets exactly the Parquet files of one Delta version (no Delta jars needed). Partition
-columns are not stored in the files: their values come from the add actions' ``partitionValues``
-and are attached as literals per group of files, so a partition filter given here drops files
-before Spark lists them, and a filter Spark applies later folds whole groups away.
+columns are not stored in the files: their values come from the add actions' ``partitionValues``.
+Files whose ``col=value/`` directories spell exactly those values (delta-rs's and Spark's layout)
+are read in one scan per base directory, the values parsed from the paths with the table's types;
+any other file gets its values attached as literals. A partition filter given here drops files
+before Spark lists them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -32,17 +34,60 @@ _OPS = {"=", "==", "!=", "<", "<=", ">", ">=", "in", "not in"}
 
 @dataclass(frozen=True)
 class TableFiles:
-    """One version's files after partition pruning, grouped by their partition values."""
+    """One version's files after partition pruning.
+
+    ``hive``: files whose directories spell their partition values exactly (``col=value/`` as
+    both Spark and delta-rs write them), by the directory their partition directories sit in; one
+    Spark scan per such base reads the values from the paths, typed by the given schema.
+    ``groups``: the other files, by their partition values, attached as literals.
+    """
 
     version: int
     schema: pa.Schema
     partition_by: list[str]
+    hive: dict[str, list[str]]
     groups: dict[tuple[Any, ...], list[str]]
     total_files: int
 
     @property
     def files(self) -> list[str]:
-        return [f for paths in self.groups.values() for f in paths]
+        return [f for paths in (*self.hive.values(), *self.groups.values()) for f in paths]
+
+
+#: Spark's directory value for a null partition, as delta-rs also writes it
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _spelled(value: Any, typ: pa.DataType) -> str | None:
+    """A partition value as Delta serialises it, for the types whose spelling Spark parses back
+    to the same value (strings, integers, booleans, dates); None for any other."""
+    if value is None:
+        return HIVE_NULL
+    if isinstance(value, bool) and pa.types.is_boolean(typ):
+        return "true" if value else "false"
+    if isinstance(value, int) and pa.types.is_integer(typ):
+        return str(value)
+    if isinstance(value, str) and pa.types.is_string(typ) and value:
+        return value
+    if isinstance(value, date) and not isinstance(value, datetime) and pa.types.is_date32(typ):
+        return value.isoformat()
+    return None
+
+
+def _hive_base(
+    rel: str, partition_by: list[str], values: dict[str, Any], types: dict[str, Any]
+) -> str | None:
+    """The directory above a file's ``col=value/`` directories when they spell its partition
+    values exactly (no escaping involved), else None."""
+    parts = rel.split("/")
+    n = len(partition_by)
+    if len(parts) < n + 1:
+        return None
+    for directory, column in zip(parts[-1 - n : -1], partition_by, strict=True):
+        want = _spelled(values.get(column), types[column])
+        if want is None or "%" in want or "/" in want or directory != f"{column}={want}":
+            return None
+    return "/".join(parts[: -1 - n])
 
 
 def _refuse_unsupported(name: str, dt: DeltaTable) -> None:
@@ -123,16 +168,21 @@ def table_files(
         else [{}] * len(paths)
     )
     base = table.uri.rstrip("/")
+    hive: dict[str, list[str]] = {}
     groups: dict[tuple[Any, ...], list[str]] = {}
     for path, part in zip(paths, parts, strict=True):
         values = part or {}
         if not _keep(values, filters):
             continue
-        key = tuple(values.get(c) for c in partition_by)
         # add paths are URI-encoded relative paths (absolute ones are allowed by the protocol)
-        full = path if "://" in path else f"{base}/{unquote(path)}"
-        groups.setdefault(key, []).append(spark_uri(full))
-    return TableFiles(int(dt.version()), schema, partition_by, groups, len(paths))
+        rel = None if "://" in path else unquote(path)
+        full = path if rel is None else f"{base}/{rel}"
+        under = _hive_base(rel, partition_by, values, types) if rel is not None and partition_by else None
+        if under is not None:
+            hive.setdefault(spark_uri(f"{base}/{under}" if under else base), []).append(spark_uri(full))
+        else:
+            groups.setdefault(tuple(values.get(c) for c in partition_by), []).append(spark_uri(full))
+    return TableFiles(int(dt.version()), schema, partition_by, hive, groups, len(paths))
 
 
 def read_table(
@@ -153,12 +203,19 @@ def read_table(
     data = arrow_to_spark(
         pa.schema([f for f in files.schema if f.name not in files.partition_by]), f"table {name}"
     )
-    if not files.groups:
+    if not files.groups and not files.hive:
         return spark.createDataFrame([], full)
-    frames = []
+    columns = [F.col(f"`{f.name}`") for f in full.fields]
+    # One scan per base directory: Spark reads the partition values from the paths, with the
+    # types of the given schema. The union of a scan per partition (below) costs a code-generated
+    # stage per branch: many partitions made every query seconds slower.
+    frames = [
+        spark.read.schema(full).option("basePath", under).parquet(*paths).select(*columns)
+        for under, paths in files.hive.items()
+    ]
     for key, paths in files.groups.items():
         df = spark.read.schema(data).parquet(*paths)
         for column, value in zip(files.partition_by, key, strict=True):
             df = df.withColumn(column, F.lit(value).cast(full[column].dataType))
-        frames.append(df.select(*[F.col(f"`{f.name}`") for f in full.fields]))
+        frames.append(df.select(*columns))
     return functools.reduce(DataFrame.unionByName, frames)
