@@ -11,7 +11,8 @@ before Spark lists them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -21,6 +22,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from shoal.errors import ConfigError
 from shoal.spark.errors import UnsupportedTable
@@ -205,6 +207,27 @@ def read_table(
     )
     if not files.groups and not files.hive:
         return spark.createDataFrame([], full)
+    with _listed_by_the_driver(spark):
+        return _scan(spark, files, full, data)
+
+
+@contextmanager
+def _listed_by_the_driver(spark: SparkSession) -> Iterator[None]:
+    """The files are known: Spark need not run a job to list them in parallel (it does above 32
+    paths by default: for 59 files 8.7 s cold and 1.7 s warm, against 0.4 s and 0.2 s without)."""
+    key = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, str(2**31 - 1))
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+def _scan(spark: SparkSession, files: TableFiles, full: StructType, data: StructType) -> DataFrame:
     columns = [F.col(f"`{f.name}`") for f in full.fields]
     # One scan per base directory: Spark reads the partition values from the paths, with the
     # types of the given schema. The union of a scan per partition (below) costs a code-generated
