@@ -33,6 +33,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the harness starts the broker and SeaweedFS
 
@@ -81,11 +83,17 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 for i in range(workers)
             ]
+            bproc = psutil.Process(broker.pid) if broker.pid else None
+            b0 = sum(bproc.cpu_times()[:2]) if bproc else 0.0
+            c0 = os.times()
             t0 = time.time()
             for p in procs:
                 p.start()
             codes = [p.wait(args.timeout) for p in procs]
             wall = time.time() - t0
+            c1 = os.times()
+            workers_cpu = c1.children_user + c1.children_system - c0.children_user - c0.children_system
+            broker_cpu = sum(bproc.cpu_times()[:2]) - b0 if bproc else None
             if any(codes):
                 tails = "\n---\n".join(p.log_tail(20) for p in procs)
                 raise SystemExit(f"a worker failed ({codes}):\n{tails}")
@@ -103,6 +111,10 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
                     "ev_s": round(rows / (last - t0)),
                     "wall_s_with_drain_wait": round(wall, 2),
                     "commits": commits,
+                    # CPU seconds of all workers together and of the broker: with 2 cores, their sum
+                    # over the run's seconds shows how close the machine was to saturation
+                    "workers_cpu_s": round(workers_cpu, 1),
+                    "broker_cpu_s": None if broker_cpu is None else round(broker_cpu, 1),
                 }
             )
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
