@@ -276,6 +276,19 @@ def test_without_pyspark_the_import_names_the_install(tmp_path: Path) -> None:
         "shoal.errors.OptionalDependencyError: Spark on shoal tables (shoal.spark) needs the optional "
         "dependency 'pyspark': pip install 'shoal[spark]'"
     )
+    # the CLI works without the extra; its spark command says the same in one line
+    cli = subprocess.run(
+        [sys.executable, "-m", "shoal", "spark", "sql", "SELECT 1", "-p", str(tmp_path)],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cli.returncode == 1
+    assert cli.stderr.strip() == (
+        "error: Spark on shoal tables (shoal.spark) needs the optional dependency 'pyspark': "
+        "pip install 'shoal[spark]'"
+    )
 
 
 def test_shoal_spark_sql_reads_versions_and_writes_back(

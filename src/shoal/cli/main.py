@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from shoal import __version__, open_project
 from shoal.cli import ingest_cmd, plugins
@@ -315,7 +316,9 @@ def run(argv: Sequence[str] | None = None) -> None:
     except ShoalError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets (pip install 'shoal[spark]', list[int]) that rich
+        # would otherwise take for markup and drop
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except typer.Abort:
         err_console.print("aborted")
@@ -335,7 +338,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         if _state["debug"]:
             raise
         err_console.print(
-            f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+            "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )
