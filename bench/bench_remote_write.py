@@ -61,7 +61,7 @@ RECEIVER = r"""
 import sys
 from shoal.lake import Lake
 from shoal.sources.prometheus import MetricsWriter, ReceiverConfig
-from shoal.sources.prometheus.remote_write import serve
+from shoal.usecases.metrics.receiver import serve
 root, port, batch, delay = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 config = ReceiverConfig(max_batch_samples=batch, max_batch_delay_s=delay)
 serve(MetricsWriter(Lake(root)), port=port, config=config, log_level="warning")

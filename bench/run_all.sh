@@ -11,3 +11,4 @@ echo "== billing refresh vs month so far"; "$PY" bench/bench_refresh_scaling.py 
 echo "== remote_write"; "$PY" bench/bench_remote_write.py --samples 1000000
 echo "== scrape 1,000 targets"; "$PY" bench/bench_scrape.py --rounds 2
 echo "== 30-day rack power rollup"; "$PY" bench/bench_power_rollup.py --days 7 --repeats 2 --cold-runs 1
+echo "== logs: index rate and search vs ILIKE"; "$PY" bench/bench_logs.py --lines 200000 --chunk 50000 --increment 20000 --repeat 3 --dir /tmp/shoal-bench-logs-quick

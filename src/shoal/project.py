@@ -63,7 +63,7 @@ class Project:
 
     def endpoints(self) -> list[Endpoint]:
         """The declared databases with their secrets resolved from the environment."""
-        return endpoints(self.settings.databases)
+        return endpoints(self.settings.databases, base_dir=self.dir)
 
     # -- models --------------------------------------------------------------------------------
     @cached_property

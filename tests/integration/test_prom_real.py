@@ -27,13 +27,13 @@ from shoal.query import connect_lake
 from shoal.sources.prometheus import (
     MetricsWriter,
     ReceiverConfig,
-    RemoteWriteReceiver,
     RoundResult,
     ScrapeConfig,
     Scraper,
     TargetsFile,
     create_app,
 )
+from shoal.usecases.metrics.receiver import RemoteWriteReceiver
 
 pytestmark = pytest.mark.integration
 

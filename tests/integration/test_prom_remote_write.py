@@ -13,11 +13,11 @@ from shoal.lake import Lake
 from shoal.sources.prometheus import (
     MetricsWriter,
     ReceiverConfig,
-    RemoteWriteReceiver,
     create_app,
     series_id,
     write_request_class,
 )
+from shoal.usecases.metrics.receiver import RemoteWriteReceiver
 
 pytestmark = pytest.mark.integration
 

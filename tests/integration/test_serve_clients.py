@@ -163,6 +163,88 @@ def test_sqlalchemy_and_pandas_read_sql(server: Server, served: SampleProject) -
         engine.dispose()
 
 
+@pytest.mark.skipif(PSQL is None, reason="psql is not installed")
+def test_psql_backslash_commands_list_and_describe_granted_tables(
+    server: Server, served: SampleProject
+) -> None:
+    base = [str(PSQL), "-h", "127.0.0.1", "-p", str(server.settings.pg_port), "-U", "ana", "-d", "lake"]
+
+    def psql(token: str, command: str) -> str:
+        out = subprocess.run(
+            [*base, "-A", "-t", "-F", "|", "-c", command],
+            env={**os.environ, "PGPASSWORD": token, "PGCONNECT_TIMEOUT": "10"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, f"{command}: {out.stderr}"
+        assert not out.stderr, f"{command}: {out.stderr}"
+        return out.stdout
+
+    # lake tables are tables (relkind r) to psql, in their namespaces, nothing of shoal's own
+    assert psql(served.admin, "\\dt").split() == [
+        "billing|daily_revenue|table|shoal",
+        "billing|invoices|table|shoal",
+        "support|customers|table|shoal",
+        "support|tickets|table|shoal",
+    ]
+    assert "pg_shoal" not in psql(served.admin, "\\d") + psql(served.admin, "\\dn")
+    assert {"billing|shoal", "support|shoal"} <= set(psql(served.admin, "\\dn").split())
+    assert psql(served.admin, "\\dt billing.*").split() == [
+        "billing|daily_revenue|table|shoal",
+        "billing|invoices|table|shoal",
+    ]
+    described = psql(served.admin, "\\d billing.invoices")
+    for line in ("id|bigint", "amount|numeric(18,6)", "day|date", "tags|text[]", "raw|bytea"):
+        assert line in described, described
+    assert "UTF8" in psql(served.admin, "\\l")
+    # a reader of support sees its tables only; billing is not there to describe
+    assert psql(served.support_reader, "\\dt").split() == [
+        "support|customers|table|shoal",
+        "support|tickets|table|shoal",
+    ]
+    assert "email|text" in psql(served.support_reader, "\\d support.customers")
+    missing = subprocess.run(
+        [*base, "-c", "\\d billing.invoices"],
+        env={**os.environ, "PGPASSWORD": served.support_reader, "PGCONNECT_TIMEOUT": "10"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 'Did not find any relation named "billing.invoices"' in missing.stderr
+
+
+def test_sqlalchemy_reflection_and_read_sql_table(server: Server, served: SampleProject) -> None:
+    pd = pytest.importorskip("pandas")
+    sa = pytest.importorskip("sqlalchemy")
+    engine = sa.create_engine(
+        f"postgresql+psycopg://ana:{served.billing_reader}@127.0.0.1:{server.settings.pg_port}/lake"
+    )
+    try:
+        inspector = sa.inspect(engine)
+        assert inspector.get_table_names(schema="billing") == ["daily_revenue", "invoices"]
+        assert inspector.get_table_names(schema="support") == []  # not granted: not there
+        assert inspector.has_table("invoices", schema="billing")
+        columns = {c["name"]: c["type"] for c in inspector.get_columns("invoices", schema="billing")}
+        assert isinstance(columns["id"], sa.BigInteger)
+        assert isinstance(columns["amount"], sa.Numeric)
+        assert columns["amount"].scale == 6
+        assert isinstance(columns["day"], sa.Date)
+        assert inspector.get_pk_constraint("invoices", schema="billing")["constrained_columns"] == []
+        assert inspector.get_foreign_keys("invoices", schema="billing") == []
+        assert inspector.get_indexes("invoices", schema="billing") == []
+        table = sa.Table("invoices", sa.MetaData(), autoload_with=engine, schema="billing")
+        assert [c.name for c in table.c] == ["id", "customer_id", "amount", "day", "tags", "meta", "raw"]
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == len(
+                pd.read_sql_table("invoices", engine, schema="billing")
+            )
+    finally:
+        engine.dispose()
+
+
 WIRE_ESCAPES = [
     "select * from read_csv('/etc/hostname')",
     "SELECT GETENV('HOME')",

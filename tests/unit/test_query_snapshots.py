@@ -1,4 +1,5 @@
-"""Pinned snapshots: lake views resolve a table's snapshot once, and re-pin on every new commit."""
+"""Pinned snapshots: lake views resolve a table's snapshot once; a table that changes is read with
+delta_scan (always fresh) until it has been quiet for QUIET_S, then pinned again."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pyarrow as pa
 
 from shoal.lake import Lake
 from shoal.query import connect_lake
-from shoal.query.snapshots import MTIME_TRUST_S
+from shoal.query.snapshots import MTIME_TRUST_S, QUIET_S
 
 
 def _lake(tmp_path: Path) -> Lake:
@@ -32,18 +33,43 @@ def test_views_read_a_pinned_snapshot_and_see_every_commit_at_once(tmp_path: Pat
         for i in range(2, 12):
             table.append(pa.table({"x": [i]}))
             assert con.sql("SELECT count(*), max(x) FROM s.t").fetchone() == (i, i)
-        assert len(_pins(con)) == 1  # each older pin was detached
+        # a table committed to between queries is scanned, not re-pinned per commit; its pin detached
+        assert _pins(con) == []
+        assert con._snapshots._pins["s.t"].scanning
+
+
+def _age_log(tmp_path: Path, seconds: float) -> None:
+    """Move the table's log stamp into the past, as if its last commit were that long ago."""
+    log = tmp_path / "lake" / "s" / "t" / "_delta_log"
+    old = os.stat(log).st_mtime_ns - int(seconds * 1e9)
+    os.utime(log, ns=(old, old))
+
+
+def test_a_table_that_went_quiet_is_pinned_again(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    table = lake.table("s.t")
+    with connect_lake(lake) as con:
+        table.append(pa.table({"x": [2]}))
+        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (2,)
+        assert _pins(con) == []  # hot: scanned
+        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (2,)
+        assert _pins(con) == []  # its last commit is recent: still scanned
+        _age_log(tmp_path, QUIET_S + 1)
+        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (2,)
+        assert len(_pins(con)) == 1  # quiet long enough: pinned again
+        table.append(pa.table({"x": [3]}))
+        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (3,)  # and the next commit is seen
 
 
 def test_a_settled_table_is_not_reread(tmp_path: Path) -> None:
     lake = _lake(tmp_path)
     with connect_lake(lake) as con:
-        log = tmp_path / "lake" / "s" / "t" / "_delta_log"
-        old = os.stat(log).st_mtime_ns - int((MTIME_TRUST_S + 5) * 1e9)
-        os.utime(log, ns=(old, old))  # as if the last commit were long ago
-        con.sql("SELECT count(*) FROM s.t").fetchone()  # re-pins once: the stamp moved
+        _age_log(tmp_path, max(MTIME_TRUST_S, QUIET_S) + 5)
+        con.sql("SELECT count(*) FROM s.t").fetchone()  # the stamp moved: scanned once
+        con.sql("SELECT count(*) FROM s.t").fetchone()  # then pinned: the stamp is old and unchanged
         pin = con._snapshots._pins["s.t"]
         alias = pin.alias
+        assert alias
         for _ in range(3):
             assert con.sql("SELECT count(*) FROM s.t").fetchone() == (1,)
         assert pin.alias == alias  # trusted stamp: same pin, no log read
@@ -68,7 +94,7 @@ def test_time_travel_and_new_tables_still_work(tmp_path: Path) -> None:
         lake.create_table("s.u", pa.schema([("x", pa.int64())])).append(pa.table({"x": [7]}))
         con.refresh()
         assert con.sql("SELECT x FROM s.u").fetchone() == (7,)
-        assert len(_pins(con)) == 2
+        assert len(_pins(con)) == 1  # s.u pinned; s.t, changed since its pin, is scanned
 
 
 def test_statements_on_the_duckdb_connection_are_fresh_too(tmp_path: Path) -> None:

@@ -18,12 +18,13 @@ from shoal.usecases.registry import UseCase, UseCaseError, discover, load
 
 def test_the_shipped_use_cases_are_registered() -> None:
     by_name = {u.name: u for u in discover()}
-    assert list(by_name) == ["billing", "infra", "metrics", "support"]
+    assert list(by_name) == ["billing", "infra", "leads", "metrics", "support"]
     assert by_name["support"].models == "shoal.usecases.support.models"
     assert by_name["billing"].models == "shoal.usecases.billing.models"
     assert by_name["infra"].cli == "shoal.usecases.infra.cli:app"
     assert by_name["metrics"].cli == "shoal.usecases.metrics.cli:app"
-    assert [u.name for u in by_name.values() if u.demo_step] == ["billing", "infra", "support"]
+    assert by_name["leads"].cli == "shoal.usecases.leads.cli:app"
+    assert [u.name for u in by_name.values() if u.demo_step] == ["billing", "infra", "leads", "support"]
 
 
 @pytest.mark.parametrize("usecase", discover(), ids=lambda u: u.name)

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from shoal import __version__, open_project
-from shoal.cli import ingest_cmd, plugins
+from shoal.cli import dlq_cmd, ingest_cmd, plugins
 from shoal.errors import ShoalError
 from shoal.jsonsafe import dumps
 from shoal.options import FormatOpt, ProjectOpt
@@ -299,6 +299,7 @@ def _human(n: int) -> str:
 
 
 ingest_cmd.register(app)
+app.add_typer(dlq_cmd.app, name="dlq")
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shoal.errors import ConfigError
@@ -98,21 +98,165 @@ class DatabaseSettings(BaseModel):
 
     The password comes from the environment variable named by ``password_env`` (default
     ``SHOAL_DB_<NAME>_PASSWORD``), so ``shoal.yaml`` can be committed and nothing prints it.
+
+    ``kind: sqlite`` is an embedded database file (``database``: its path, relative to the
+    project): no server, no user, and no change log, so it syncs in ``cursor`` (its default) or
+    ``full`` mode only. The demo's operational databases are SQLite files (ADR 0032).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["mysql", "postgres"]
+    kind: Literal["mysql", "postgres", "sqlite"]
     host: str = "127.0.0.1"
     port: int | None = Field(None, ge=1, le=65535, description="default: 3306 / 5432")
-    database: str
-    user: str
+    database: str = Field(description="database name; sqlite: the file's path (relative to the project)")
+    user: str = Field("", description="login user (mysql/postgres; required there)")
     password_env: str | None = Field(None, description="env var holding the password")
     schema_: str | None = Field(None, alias="schema", description="PostgreSQL schema (default public)")
     tls: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
         None, description="TLS mode (also SHOAL_DB_<NAME>_TLS); CA file from SHOAL_DB_<NAME>_TLS_CA"
     )
     sync: DatabaseSyncSettings = Field(default_factory=DatabaseSyncSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_syncs_by_cursor(cls, data: object) -> object:
+        # SQLite keeps no change log: its sync defaults to cursor mode instead of cdc
+        if isinstance(data, dict) and data.get("kind") == "sqlite":
+            sync = data.get("sync")
+            if sync is None:
+                return {**data, "sync": {"mode": "cursor"}}
+            if isinstance(sync, dict) and "mode" not in sync:
+                return {**data, "sync": {**sync, "mode": "cursor"}}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> DatabaseSettings:
+        if self.kind == "sqlite":
+            if self.sync.mode == "cdc":
+                raise ValueError("sqlite has no change log to capture: sync.mode must be cursor or full")
+        elif not self.user:
+            raise ValueError(f"{self.kind} needs a user")
+        return self
+
+
+# -- shoal up: what the supervisor runs (appended; see docs/operations.md "Running everything") ------
+class UpBackoff(BaseModel):
+    """How a crashed child of ``shoal up`` is restarted: ``base_s * 2**n`` capped at ``max_delay_s``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_s: float = Field(1.0, gt=0, description="delay before the first restart")
+    max_delay_s: float = Field(60.0, gt=0, description="the delay never grows past this")
+    reset_after_s: float = Field(60.0, gt=0, description="a child up this long counts as healthy again")
+
+
+class UpWatcher(BaseModel):
+    """One ``shoal refresh --watch`` child over some models (all of them when empty)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: list[str] = Field(default_factory=list)
+    interval_s: float = Field(1.0, gt=0)
+
+
+class UpScrape(BaseModel):
+    """One ``shoal metrics scrape TARGETS_FILE`` child."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    targets_file: str = Field(min_length=1, description="file_sd targets (relative to the project)")
+    job: str = "shoal"
+    interval_s: float = Field(300.0, gt=0)
+
+
+class UpRemoteWrite(BaseModel):
+    """One ``shoal metrics remote-write`` receiver child."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(9201, ge=1, le=65535)
+
+
+class UpMaintenance(BaseModel):
+    """A scheduled maintenance job: ``action`` over ``tables`` (all when empty) on a cron schedule.
+
+    ``schedule`` is a cron expression (5 fields, or 6 with seconds first: ``*/10 * * * * *``) or a
+    nickname (``@hourly``, ``@daily``); times are UTC. Each run is its own short-lived child."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Literal["compact", "vacuum", "checkpoint"]
+    schedule: str = Field(min_length=1)
+    tables: list[str] = Field(default_factory=list)
+    retention_hours: float = Field(168.0, ge=0, description="vacuum: keep files of versions this recent")
+    target_file_mb: int | None = Field(None, gt=0, description="compact: target file size")
+    timeout_s: float = Field(3600.0, gt=0, description="a run still going after this is stopped")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from croniter import croniter
+
+        fields = v.split()
+        if not croniter.is_valid(v, second_at_beginning=len(fields) == 6):
+            raise ValueError(f"not a cron expression: {v!r} (e.g. '0 3 * * *' or '*/10 * * * * *')")
+        return v
+
+
+class UpLogs(BaseModel):
+    """``up.logs``: the log receiver, Kafka consumer and search indexer ``shoal up`` runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    receive: bool = Field(False, description="run `shoal logs receive` (HTTP JSON lines)")
+    host: str = "127.0.0.1"
+    port: int = Field(9300, ge=1, le=65535)
+    topics: list[str] = Field(default_factory=list, description="Kafka topics of JSON log lines")
+    brokers: str | None = Field(None, description="Kafka bootstrap servers of topics:")
+    index: bool = Field(True, description="keep the search index up to date (`shoal logs index --follow`)")
+
+
+#: maintenance when shoal.yaml declares none (``maintenance: {}`` turns it off)
+DEFAULT_MAINTENANCE: dict[str, dict[str, object]] = {
+    "compact": {"action": "compact", "schedule": "17 * * * *"},
+    "checkpoint": {"action": "checkpoint", "schedule": "47 * * * *"},
+    "vacuum": {"action": "vacuum", "schedule": "30 3 * * *", "retention_hours": 168},
+}
+
+
+class UpSettings(BaseModel):
+    """``up:``: what ``shoal up`` starts and supervises. Defaults follow what the project declares:
+    every pipeline file, one watcher over all models, a continuous sync per database."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workers: int = Field(1, ge=0, le=256, description="workers per pipeline unless pipelines: says")
+    pipelines: dict[str, int] = Field(
+        default_factory=dict, description="workers of a pipeline by name (0: not run)"
+    )
+    watchers: dict[str, UpWatcher] | None = Field(
+        None, description="model watchers by name (default: one over every model when models exist)"
+    )
+    syncs: list[str] | None = Field(None, description="databases synced continuously (default: all)")
+    serve: bool = Field(False, description="run `shoal serve` too")
+    scrape: dict[str, UpScrape] = Field(default_factory=dict)
+    remote_write: dict[str, UpRemoteWrite] = Field(default_factory=dict)
+    logs: UpLogs | None = Field(None, description="logs receiver / consumer / indexer (none by default)")
+    maintenance: dict[str, UpMaintenance] = Field(
+        default_factory=lambda: {k: UpMaintenance.model_validate(v) for k, v in DEFAULT_MAINTENANCE.items()}
+    )
+    static_membership: bool = Field(
+        True, description="give each worker a group.instance.id: a restarted worker gets its partitions back"
+    )
+    backoff: UpBackoff = Field(default_factory=UpBackoff)
+    stop_timeout_s: float = Field(30.0, gt=0, description="SIGTERM, then SIGKILL after this")
+    run_dir: str = Field(".shoal/run", description="pid, state, events and logs (relative to the project)")
+    late_after_s: float = Field(
+        300.0, gt=0, description="shoal status: a pipeline or model behind for this long is late"
+    )
+    small_file_mb: float = Field(16.0, gt=0, description="shoal status: data files below this are small")
 
 
 class Settings(BaseSettings):
@@ -134,6 +278,7 @@ class Settings(BaseSettings):
     databases: dict[str, DatabaseSettings] = Field(
         default_factory=dict, description="operational databases: live in SQL, copied by `shoal sync`"
     )
+    up: UpSettings = Field(default_factory=UpSettings, description="what `shoal up` runs")
 
     @classmethod
     def settings_customise_sources(

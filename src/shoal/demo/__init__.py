@@ -39,6 +39,8 @@ class DemoContext:
     small: bool
     quiet: bool
     notes: dict[str, Any] = field(default_factory=dict)
+    #: operational databases given on the command line (``--mysql``, ``--postgres``)
+    databases: dict[str, str] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -108,7 +110,13 @@ def _serve_hint(project: Project, directory: Path) -> dict[str, Any]:
     }
 
 
-def run_demo(directory: Path, *, small: bool = False, quiet: bool = False) -> dict[str, Any]:
+def run_demo(
+    directory: Path,
+    *,
+    small: bool = False,
+    quiet: bool = False,
+    databases: dict[str, str] | None = None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     existing = directory / "shoal.yaml"
     if existing.exists() and "name: shoal-demo" in existing.read_text():
@@ -123,7 +131,7 @@ def run_demo(directory: Path, *, small: bool = False, quiet: bool = False) -> di
         PROJECT_YAML.format(models="\n".join(f"  - {m}" for m in model_modules))
     )
     project = Project.load(directory)
-    ctx = DemoContext(project=project, small=small, quiet=quiet)
+    ctx = DemoContext(project=project, small=small, quiet=quiet, databases=dict(databases or {}))
     summary: dict[str, Any] = {"project": str(directory), "steps": {}}
     failed = []
     for label, step in steps(usecases):

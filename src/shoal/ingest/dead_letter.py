@@ -1,4 +1,10 @@
-"""The dead-letter table: raw bytes, origin and the error of every record that could not be ingested."""
+"""The dead-letter table: raw bytes, origin and the error of every record that could not be ingested.
+
+A letter is identified by :data:`LETTER_KEY` (a record's pipeline, topic, partition and offset).
+``shoal dlq replay`` marks letters instead of deleting them (:data:`REPLAY_FIELDS`, nullable):
+tables written before those columns existed gain them on the first replay, and readers treat a
+missing column as null (ADR 0026).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,23 @@ import pyarrow as pa
 from shoal.ingest.buffer import DeadRecord
 
 HEADER_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+
+#: what ``shoal dlq replay`` writes into a letter (all null until a replay touches it)
+REPLAY_FIELDS = (
+    #: when the letter's record reached the main table (null: not replayed)
+    pa.field("replayed_at", pa.timestamp("us", tz="UTC")),
+    #: the main-table commit that wrote the letter's rows (or a version found holding them; ADR 0026)
+    pa.field("replayed_version", pa.int64()),
+    #: how many replays tried the letter
+    pa.field("retries", pa.int32()),
+    #: when the last replay tried it, and its error if the letter still fails
+    pa.field("retried_at", pa.timestamp("us", tz="UTC")),
+    pa.field("retry_error_class", pa.string()),
+    pa.field("retry_error_message", pa.string()),
+)
+
+#: the columns naming one letter: the record it holds
+LETTER_KEY = ("pipeline", "topic", "partition", "offset")
 
 DEAD_LETTER_SCHEMA = pa.schema(
     [
@@ -24,6 +47,7 @@ DEAD_LETTER_SCHEMA = pa.schema(
         ("error_message", pa.string()),
         ("pipeline", pa.string()),
         ("failed_at", pa.timestamp("us", tz="UTC")),
+        *REPLAY_FIELDS,
     ]
 )
 
@@ -54,6 +78,7 @@ def dead_letter_table(records: Sequence[DeadRecord], pipeline: str, now: datetim
             pa.array([r.error_message[:2000] for r in records], pa.string()),
             pa.array([pipeline] * n, pa.string()),
             pa.array([at] * n, pa.timestamp("us", tz="UTC")),
+            *(pa.nulls(n, f.type) for f in REPLAY_FIELDS),
         ],
         schema=DEAD_LETTER_SCHEMA,
     )

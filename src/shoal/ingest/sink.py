@@ -191,7 +191,11 @@ class LakeSink:
             txn = done.advancing({key: unit.next_offsets[tp] for tp, key in keys.items()})
             if txn:
                 t0 = time.perf_counter()
-                dlq.append(dead_letter_table(dead, name), app_transactions=txn)
+                # built on the snapshot the progress was read from: a commit of the same offsets
+                # by another worker since then (a rebalance) is a conflict, re-read and re-filtered
+                dlq.append(
+                    dead_letter_table(dead, name), app_transactions=txn, read_version=done.table_version
+                )
                 self.metrics.write_s.labels(name, dlq.name).observe(time.perf_counter() - t0)
                 self.metrics.commits.labels(name, dlq.name).inc()
                 dead_n = len(dead)
@@ -213,7 +217,7 @@ class LakeSink:
                 skipped += before - data.num_rows
             if txn:
                 t0 = time.perf_counter()
-                version = table.append(data, app_transactions=txn)
+                version = table.append(data, app_transactions=txn, read_version=done.table_version)
                 self.metrics.write_s.labels(name, table.name).observe(time.perf_counter() - t0)
                 self.metrics.commits.labels(name, table.name).inc()
                 rows = data.num_rows

@@ -76,6 +76,15 @@ def cursor(source: str, table: str) -> str:
     return f"cursor:{source}:{table}"
 
 
+def dead_letter_replay(pipeline: str) -> str:
+    """The key of a pipeline's dead-letter replay batches committed to its main table (a count).
+
+    Written in the replay's data commit, built on the snapshot the replay checked for rows it
+    already holds: two replays of one pipeline cannot both commit on that snapshot (ADR 0026).
+    """
+    return f"dlq-replay:{pipeline}"
+
+
 def encode_binlog(file_sequence: int, position: int) -> int:
     """A binlog (file number, offset) as one growing integer (offsets are below 2**32)."""
     return (int(file_sequence) << 32) | int(position)

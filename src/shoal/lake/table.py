@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import (
     CommitFailedError,
@@ -230,6 +231,10 @@ class Table:
                 else:
                     self._dt.update_incremental()
                 return self._dt
+            if isinstance(version, int) and self._dt is not None and self._dt.version() == version:
+                # the snapshot a writer just read its progress from (append(read_version=...)):
+                # the handle already holds it, a fresh load would replay the log again
+                return self._dt
             dt = DeltaTable(self.uri, storage_options=self.storage_options or None)
             try:
                 dt.load_as_version(version)
@@ -314,32 +319,60 @@ class Table:
             reader = dt.load_cdf(starting_version=version + 1, ending_version=dt.version())
             return _without_views(pa.table(reader.read_all()))
 
+    def inserted_in(self, version: int, columns: Sequence[str]) -> pa.Table:
+        """``columns`` of the rows commit ``version`` inserted (from the change data feed)."""
+        with translate_errors(f"table {self.name}"):
+            reader = self.delta().load_cdf(
+                starting_version=version, ending_version=version, columns=[*columns, "_change_type"]
+            )
+            changes = _without_views(pa.table(reader.read_all()))
+        inserted = changes.filter(pc.equal(changes.column("_change_type"), "insert"))
+        return inserted.select(list(columns))
+
     # -- writing -------------------------------------------------------------------------------
     def _after_write(self) -> int:
         # delta-rs advances the DeltaTable it wrote through: no need to reload the log.
         assert self._dt is not None
         return int(self._dt.version())
 
-    def append(self, data: Data, *, app_transactions: Mapping[str, int] | None = None) -> int:
-        """Append rows in one commit; new nullable columns are added to the schema."""
+    def append(
+        self,
+        data: Data,
+        *,
+        app_transactions: Mapping[str, int] | None = None,
+        read_version: int | None = None,
+        commit_metadata: Mapping[str, str] | None = None,
+    ) -> int:
+        """Append rows in one commit; new nullable columns are added to the schema.
+
+        ``read_version``: the snapshot the caller read its progress (and any rows it checked) from.
+        The commit is built on that snapshot, so a commit since then that wrote one of the same
+        ``app_transactions`` keys is a :class:`CommitConflict` instead of going unnoticed.
+        ``commit_metadata`` is stored in the commit (visible in :meth:`history`).
+        """
         payload = _as_reader(data)
         if isinstance(payload, pa.Table) and payload.num_rows == 0 and not app_transactions:
             return self.version
         check_compatible(f"append to {self.name}", self.schema, payload.schema)
+        target: list[DeltaTable] = []
 
         def commit() -> None:
+            dt = self.delta() if read_version is None else self.delta(read_version)
+            target[:] = [dt]
             write_deltalake(
-                self.delta(),
+                dt,
                 payload,
                 mode="append",
                 schema_mode="merge",
                 writer_properties=_writer_props(),
-                commit_properties=_commit_props(app_transactions),
+                commit_properties=_commit_props(app_transactions, **dict(commit_metadata or {})),
             )
 
         # With app transactions the caller owns progress: after a conflict it must re-read the txn
         # versions and re-filter its rows, so retrying the same rows here could duplicate them.
         retry_conflicts(commit, f"append to {self.name}", retries=0 if app_transactions else COMMIT_RETRIES)
+        if read_version is not None:
+            return int(target[0].version())
         return self._after_write()
 
     def overwrite(
@@ -474,6 +507,56 @@ class Table:
 
         retry_conflicts(commit, f"merge into {self.name}")
 
+    def update_matched(
+        self,
+        data: Data,
+        keys: Sequence[str],
+        columns: Sequence[str],
+        *,
+        app_transactions: Mapping[str, int] | None = None,
+    ) -> int:
+        """Set ``columns`` of the rows matching ``data`` by ``keys`` (one commit; nothing inserted).
+
+        Only the named columns change, so rows that share a key keep their other values.
+        """
+        if not keys or not columns:
+            raise LakeError(f"update {self.name}: no key or value columns given")
+        source = _as_reader(data)
+        if isinstance(source, pa.RecordBatchReader):
+            source = source.read_all()
+        predicate = " AND ".join(f'(t."{k}" IS NOT DISTINCT FROM s."{k}")' for k in keys)
+        updates = {f'"{c}"': f's."{c}"' for c in columns}
+
+        def commit() -> None:
+            (
+                self.delta()
+                .merge(
+                    source,
+                    predicate,
+                    source_alias="s",
+                    target_alias="t",
+                    writer_properties=_writer_props(),
+                    commit_properties=_commit_props(app_transactions),
+                )
+                .when_matched_update(updates=updates)
+                .execute()
+            )
+
+        retry_conflicts(commit, f"update {self.name}")
+        return self._after_write()
+
+    def add_columns(self, fields: Sequence[pa.Field]) -> int:
+        """Add nullable columns (those not there yet) in one commit; existing rows read them as null."""
+        from deltalake import Schema
+
+        have = set(self.schema.names)
+        new = [f.with_nullable(True) for f in fields if f.name not in have]
+        if not new:
+            return self.version
+        delta_fields = list(Schema.from_arrow(pa.schema(new)).fields)
+        retry_conflicts(lambda: self.delta().alter.add_columns(delta_fields), f"add columns to {self.name}")
+        return self._after_write()
+
     def delete(self, predicate: str) -> int:
         retry_conflicts(lambda: self.delta().delete(predicate), f"delete from {self.name}")
         return self._after_write()
@@ -503,3 +586,12 @@ class Table:
             )
         self._after_write()
         return list(removed)
+
+    def checkpoint(self) -> int:
+        """Write a checkpoint of the current version (readers then skip replaying the JSON log) and
+        drop log files past the table's log retention; returns the version checkpointed."""
+        with translate_errors(f"checkpoint {self.name}"):
+            dt = self.delta()
+            dt.create_checkpoint()
+            dt.cleanup_metadata()
+            return int(dt.version())

@@ -220,12 +220,13 @@ class Connection:
 
     # -- federation ------------------------------------------------------------------------------
     def attach_database(self, alias: str, kind: str, dsn: str, *, schema: str | None = None) -> None:
-        """Attach a live MySQL/MariaDB or PostgreSQL database as ``alias`` (read-only)."""
-        ext = {"mysql": "mysql_scanner", "postgres": "postgres_scanner"}.get(kind)
+        """Attach a live MySQL/MariaDB or PostgreSQL database, or a SQLite file (``dsn`` is its
+        path), as ``alias`` (read-only)."""
+        ext = {"mysql": "mysql_scanner", "postgres": "postgres_scanner", "sqlite": "sqlite_scanner"}.get(kind)
         if ext is None:
-            raise QueryError(f"cannot attach {kind!r}: expected mysql or postgres")
+            raise QueryError(f"cannot attach {kind!r}: expected mysql, postgres or sqlite")
         load_extension(self.duckdb, ext)
-        options = ["TYPE mysql" if kind == "mysql" else "TYPE postgres", "READ_ONLY"]
+        options = [f"TYPE {kind}", "READ_ONLY"]
         if kind == "postgres" and schema and schema != "public":
             options.append(f"SCHEMA {_quote_literal(schema)}")
         if kind == "mysql":

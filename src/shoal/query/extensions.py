@@ -19,6 +19,7 @@ _PACKAGES = {
     "httpfs": "duckdb_extension_httpfs",
     "mysql_scanner": "duckdb_extension_mysql_scanner",
     "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "sqlite_scanner": "duckdb_extension_sqlite_scanner",
 }
 
 

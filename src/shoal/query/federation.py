@@ -1,10 +1,11 @@
 """Live federation: operational databases queryable next to lake tables, as ``NAME.table``.
 
 Each database declared under ``databases:`` is attached read-only to the query connection under
-its name with DuckDB's mysql/postgres scanners, which push filters, projections and limits into the
-SQL they send (each database's own log shows it; tests/integration/test_fed_live.py). Secrets come
-from the environment only (:class:`Endpoint`) and are scrubbed from every message. A database that
-cannot be reached is reported in one line naming it; the lake and the other databases stay usable.
+its name with DuckDB's mysql/postgres (or, for an embedded file, sqlite) scanners, which push
+filters, projections and limits into the SQL they send (each database's own log shows it;
+tests/integration/test_fed_live.py). Secrets come from the environment only (:class:`Endpoint`)
+and are scrubbed from every message. A database that cannot be reached is reported in one line
+naming it; the lake and the other databases stay usable.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoal.config import DatabaseSettings
@@ -49,9 +51,18 @@ class Endpoint:
     password: str = field(default="", repr=False)
     tls: str | None = None
     tls_ca: str | None = None
+    #: what a relative sqlite path is relative to (the project directory)
+    base_dir: str = ""
 
     @classmethod
-    def resolve(cls, name: str, settings: DatabaseSettings, env: Mapping[str, str] | None = None) -> Endpoint:
+    def resolve(
+        cls,
+        name: str,
+        settings: DatabaseSettings,
+        env: Mapping[str, str] | None = None,
+        *,
+        base_dir: str | Path | None = None,
+    ) -> Endpoint:
         if not _NAME.match(name):
             raise ConfigError(f"databases.{name}: the name must be lower_snake_case (it is a SQL catalog)")
         env = os.environ if env is None else env
@@ -62,6 +73,7 @@ class Endpoint:
             password=env.get(key, ""),
             tls=env.get(f"{_env_key(name)}_TLS") or settings.tls,
             tls_ca=env.get(f"{_env_key(name)}_TLS_CA"),
+            base_dir=str(base_dir or ""),
         )
 
     @property
@@ -74,7 +86,12 @@ class Endpoint:
 
     @property
     def port(self) -> int:
-        return self.settings.port or DEFAULT_PORTS[self.kind]
+        return self.settings.port or DEFAULT_PORTS.get(self.kind, 0)
+
+    @property
+    def path(self) -> Path:
+        """A sqlite database's file (``database``, relative to the project directory)."""
+        return Path(self.base_dir or ".").joinpath(Path(self.database).expanduser()).resolve()
 
     @property
     def database(self) -> str:
@@ -90,9 +107,13 @@ class Endpoint:
 
     def where(self) -> str:
         """``kind user@host:port/database``: the connection facts that are safe to print."""
+        if self.kind == "sqlite":
+            return f"sqlite {self.path}"
         return f"{self.kind} {self.user}@{self.host}:{self.port}/{self.database}"
 
     def describe(self) -> dict[str, Any]:
+        if self.kind == "sqlite":
+            return {"name": self.name, "kind": self.kind, "database": str(self.path)}
         return {
             "name": self.name,
             "kind": self.kind,
@@ -112,7 +133,10 @@ class Endpoint:
 
     # -- connection strings ------------------------------------------------------------------
     def duckdb_dsn(self) -> str:
-        """The ATTACH string of DuckDB's scanner (libpq conninfo / the mysql key=value form)."""
+        """The ATTACH string of DuckDB's scanner (libpq conninfo / the mysql key=value form; a
+        sqlite file's path)."""
+        if self.kind == "sqlite":
+            return str(self.path)
         parts: dict[str, str] = {"host": self.host, "port": str(self.port), "user": self.user}
         if self.password:
             parts["password"] = self.password
@@ -132,7 +156,14 @@ class Endpoint:
         return " ".join(f"{k}={_conninfo_value(v)}" for k, v in parts.items())
 
     def check_port(self, timeout: float = CONNECT_TIMEOUT_S) -> None:
-        """Fail fast (one line) when nothing answers at host:port, before a driver hangs on it."""
+        """Fail fast (one line) when nothing answers at host:port, before a driver hangs on it
+        (a sqlite file: when it is not there, since attaching would create an empty one)."""
+        if self.kind == "sqlite":
+            if not self.path.is_file():
+                raise DatabaseUnreachable(
+                    f"database {self.name} ({self.where()}) is unreachable: no such file"
+                )
+            return
         try:
             with socket.create_connection((self.host, self.port), timeout=timeout):
                 return
@@ -158,9 +189,12 @@ def _conninfo_value(value: str) -> str:
 
 
 def endpoints(
-    databases: Mapping[str, DatabaseSettings], env: Mapping[str, str] | None = None
+    databases: Mapping[str, DatabaseSettings],
+    env: Mapping[str, str] | None = None,
+    *,
+    base_dir: str | Path | None = None,
 ) -> list[Endpoint]:
-    return [Endpoint.resolve(name, settings, env) for name, settings in databases.items()]
+    return [Endpoint.resolve(name, settings, env, base_dir=base_dir) for name, settings in databases.items()]
 
 
 def attach(con: Connection, endpoint: Endpoint) -> None:

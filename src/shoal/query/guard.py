@@ -21,6 +21,8 @@ from sqlglot import expressions as exp
 from sqlglot.errors import ParseError, TokenError
 
 from shoal.errors import ShoalError, Terminal
+from shoal.query.pgcompat import EMPTY, INFO_VIEWS, PG_VIEWS, rewrite
+from shoal.query.pgcompat import SCHEMA as PG_SCHEMA
 
 # sqlglot logs a warning for every statement it falls back to parsing as a bare command; the
 # guard refuses those anyway, the log line is noise.
@@ -146,6 +148,10 @@ PG_CATALOG = frozenset(
         "pg_collation",
         "pg_sequence",
         "pg_sequences",
+        "pg_tablespace",
+        "pg_depend",
+        "pg_indexes",
+        *EMPTY,  # pgcompat's empty catalogs (policies, triggers, publications, ...)
     }
 )
 ALLOWED_CATALOG = frozenset(
@@ -154,6 +160,8 @@ ALLOWED_CATALOG = frozenset(
         "information_schema.columns",
         "information_schema.schemata",
         *(f"pg_catalog.{name}" for name in PG_CATALOG),
+        *(f"{PG_SCHEMA}.{name}" for name in PG_VIEWS),
+        *(f"{PG_SCHEMA}.information_schema_{name}" for name in INFO_VIEWS),
     }
 )
 
@@ -186,11 +194,14 @@ def check_query(
     granted: Callable[[str], bool],
     known: Collection[str],
     dialect: str = "duckdb",
+    pg_compat: bool = False,
 ) -> CheckedQuery:
     """Parse ``sql`` and return what may run, or raise RefusedQuery / DeniedTable / UnknownTable.
 
     ``granted(name)`` says whether the caller may read lake table ``ns.table``; ``known`` is every
-    served table (so a denied table is told apart from a missing one).
+    served table (so a denied table is told apart from a missing one). ``pg_compat`` turns the
+    Postgres catalog syntax clients send (psql ``\\d``, SQLAlchemy reflection) into what an engine
+    prepared by :func:`shoal.query.pgcompat.install` answers.
     """
     text = sql.strip().rstrip(";").strip()
     if not text:
@@ -207,6 +218,11 @@ def check_query(
         raise RefusedQuery(
             f"only read-only queries (SELECT, WITH, VALUES) are served, not {tree.key.upper()}"
         )
+    if pg_compat:
+        # before the checks: what is checked is what runs (the rewrite reads only pg_shoal's views)
+        rewritten = rewrite(tree)
+        assert isinstance(rewritten, exp.Query)  # the rewrite replaces expressions, never the statement
+        tree = rewritten
     ctes = _cte_names(tree)
     tables: set[str] = set()
     for node in tree.walk():

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import duckdb
 
 from shoal.lake import Lake
+from shoal.query import pgcompat
 from shoal.query.engine import Connection, connect_lake
 
 
@@ -93,6 +94,7 @@ class Sandbox:
         self.masked: dict[str, frozenset[str]] = {
             t: frozenset(pii_columns.get(t, ())) for t in self.tables if not access.pii and pii_columns.get(t)
         }
+        pgcompat.install(db, self.tables)  # what psql and BI tools ask pg_catalog (pgcompat.py)
         _lock_down(db, lake, threads=threads, memory_limit=memory_limit)
         self._lock = threading.Lock()
         self._closed = False

@@ -10,6 +10,12 @@ commit and re-pins the ones that have one:
   mtime moves). An unchanged mtime is trusted only when it was recorded more than a second after the
   last change -- file systems stamp with a coarse clock, so a commit within the same tick as the
   previous look could otherwise keep the old stamp; otherwise the log is read (``update_incremental``).
+* a table that changed goes back to a ``delta_scan`` view and is pinned again only once it has been
+  quiet for ``QUIET_S``. Pinning pays on tables read many times per commit (dashboards, analysts);
+  on a table committed to every second or two (a pipeline's table, a watched model) every query
+  would pay an ``ATTACH`` of the new snapshot instead -- measured, that made each query of a live
+  table 3-5x dearer than a scan and the billing watcher's cycle 2-3x longer
+  (docs/benchmarks.md, 2026-12-06 freshness bisect).
 * other stores have no such cheap signal yet: their tables stay ``delta_scan`` views.
 
 Any failure to pin or re-pin (a locked-down connection that may not ATTACH, a transaction in
@@ -33,6 +39,10 @@ from shoal.lake import Lake, Table
 
 #: an unchanged directory mtime proves "no commit since" only if recorded this long after it
 MTIME_TRUST_S = 1.0
+#: a table that changed is scanned until it has had no commit for this long, then pinned again
+QUIET_S = 5.0
+#: the alias of the scan views made here (so a view someone else replaced is told apart)
+_SCAN_ALIAS = "__shoal_scan"
 
 
 def _q(name: str) -> str:
@@ -58,6 +68,7 @@ class _Pin:
     version: int = -1
     mtime_ns: int = -1
     seen_at: float = 0.0
+    scanning: bool = False  # on a delta_scan view since its last change (hot), not pinned
 
 
 class PinnedSnapshots:
@@ -99,11 +110,21 @@ class PinnedSnapshots:
             self._refresh_all()
 
     def _refresh_all(self) -> None:
+        now = time.time()
         for name, pin in list(self._pins.items()):
             try:
                 st = os.stat(pin.log)
             except OSError:
                 st = None
+            if pin.scanning:
+                # fresh by construction; pin again once the table has been quiet for a while
+                if st is None:
+                    continue
+                if st.st_mtime_ns != pin.mtime_ns:
+                    pin.mtime_ns = st.st_mtime_ns
+                elif now - st.st_mtime_ns / 1e9 >= QUIET_S:
+                    self._repin(name)
+                continue
             if (
                 st is not None
                 and st.st_mtime_ns == pin.mtime_ns
@@ -111,9 +132,20 @@ class PinnedSnapshots:
             ):
                 continue
             if st is not None and st.st_mtime_ns == pin.mtime_ns and self._version(name) == pin.version:
-                pin.seen_at = time.time()  # still current: trust the stamp once it is old enough
+                pin.seen_at = now  # still current: trust the stamp once it is old enough
                 continue
-            self._repin(name)
+            self._scan_hot(name, st.st_mtime_ns if st is not None else -1)
+
+    def _scan_hot(self, name: str, mtime_ns: int) -> None:
+        """A pinned table that has a new commit: read it with delta_scan until it is quiet."""
+        pin = self._pins[name]
+        if not self._still_ours(name, pin):
+            del self._pins[name]
+            self._detach(pin.alias)
+            return
+        self._scan_view(name, pin.uri)
+        self._detach(pin.alias)
+        pin.alias, pin.scanning, pin.mtime_ns, pin.version = "", True, mtime_ns, -1
 
     def _version(self, name: str) -> int:
         try:
@@ -131,11 +163,12 @@ class PinnedSnapshots:
             "SELECT sql FROM duckdb_views() WHERE schema_name = ? AND view_name = ? AND NOT temporary",
             [ns, tbl],
         ).fetchone()
-        return row is not None and pin.alias in str(row[0])
+        marker = _SCAN_ALIAS if pin.scanning else pin.alias
+        return row is not None and bool(marker) and marker in str(row[0])
 
     def _repin(self, name: str) -> None:
         pin = self._pins[name]
-        if pin.alias and not self._still_ours(name, pin):
+        if (pin.alias or pin.scanning) and not self._still_ours(name, pin):
             del self._pins[name]
             self._detach(pin.alias)
             return
@@ -157,7 +190,7 @@ class PinnedSnapshots:
             if pin.alias:
                 self._detach(pin.alias)
             return
-        old, pin.alias = pin.alias, alias
+        old, pin.alias, pin.scanning = pin.alias, alias, False
         pin.mtime_ns, pin.seen_at, pin.version = st.st_mtime_ns, seen, version
         if old:
             self._detach(old)
@@ -169,5 +202,6 @@ class PinnedSnapshots:
     def _scan_view(self, name: str, uri: str) -> None:
         ns, tbl = name.split(".", 1)
         self._con.execute(
-            f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS SELECT * FROM delta_scan({_lit(uri)})"
+            f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS "
+            f"SELECT * FROM delta_scan({_lit(uri)}) AS {_SCAN_ALIAS}"
         )

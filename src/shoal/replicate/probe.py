@@ -44,6 +44,14 @@ def probe(endpoint: Endpoint) -> Reachability:
 
 
 def _version(endpoint: Endpoint) -> str:
+    if endpoint.kind == "sqlite":
+        from shoal.replicate.sqlite import SQLiteSource
+
+        lite = SQLiteSource(endpoint)
+        try:
+            return f"SQLite {lite.query('SELECT sqlite_version()')[0][0]}"
+        finally:
+            lite.close()
     if endpoint.kind == "mysql":
         from shoal.replicate.mysql import MySQLSource
 

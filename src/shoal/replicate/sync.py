@@ -44,6 +44,10 @@ def make_source(endpoint: Endpoint, settings: DatabaseSyncSettings) -> Source:
         from shoal.replicate.mysql import MySQLSource
 
         return MySQLSource(endpoint, server_id=settings.server_id)
+    if endpoint.kind == "sqlite":
+        from shoal.replicate.sqlite import SQLiteSource
+
+        return SQLiteSource(endpoint)
     from shoal.replicate.postgres import PostgresSource
 
     return PostgresSource(endpoint, slot=settings.slot, publication=settings.publication)
@@ -75,6 +79,8 @@ class Syncer:
         #: seconds between position-only commits of a table without changes (see _advance_quiet)
         self.quiet_advance_s = 10.0
         self._advanced_at: dict[str, float] = {}
+        #: set by run()'s caller to stop: also cuts a retry's backoff short (SIGTERM from `shoal up`)
+        self._stop = threading.Event()
 
     # -- helpers ---------------------------------------------------------------------------------
     def lake_name(self, table: str) -> str:
@@ -95,7 +101,7 @@ class Syncer:
             self.on_progress(table, done, total, phase)
 
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
-        return retry(fn, f"sync {self.endpoint.name}: {what}", self.policy)
+        return retry(fn, f"sync {self.endpoint.name}: {what}", self.policy, stop=self._stop)
 
     def tables(self, names: Sequence[str] = (), *, need_key: bool = True) -> list[SourceTable]:
         wanted = (
@@ -232,7 +238,7 @@ class Syncer:
         poll_s: float = 0.2,
     ) -> SyncReport:
         """Bring the lake up to date (snapshot, changes); with ``follow`` keep going until ``stop``."""
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         mode = self.settings.mode
         try:
             self._described = {st.name: st for st in self.tables(names, need_key=mode != "full")}

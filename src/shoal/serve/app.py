@@ -33,6 +33,7 @@ from shoal.serve.executor import QueryCancelled, QueryTimeout, ResultTooLarge, S
 from shoal.serve.pipelines import pipelines_status
 from shoal.serve.state import ServeState
 from shoal.serve.tokens import Token, Unauthorized
+from shoal.status.collect import collect_status
 
 API_VERSION = "v1"
 #: the dashboard (ADR 0022): static files only; every number it shows comes from /v1 with the user's token
@@ -203,6 +204,16 @@ def create_app(state: ServeState) -> FastAPI:
         the broker answers), throughput and dead letters."""
         found = await run_in_threadpool(pipelines_status, state.project, token.access)
         return {"pipelines": to_jsonable(found)}
+
+    @app.get(f"/{API_VERSION}/status", tags=["catalog"])
+    async def status(token: Caller) -> dict[str, Any]:
+        """``shoal status`` as JSON: pipelines, models and tables the token may read, worst first;
+        for admins also the children of ``shoal up`` and the maintenance jobs."""
+        admin = token.access.namespaces is None
+        found = await run_in_threadpool(
+            lambda: collect_status(state.project, can_read=token.access.can_read, admin=admin)
+        )
+        return dict(to_jsonable(found))
 
     async def run(token: Token, sql: str, params: list[Any] | None, fmt: Format) -> StreamingResponse:
         stack = ExitStack()

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -18,9 +17,10 @@ import pyarrow as pa
 from shoal.lake import Lake
 from shoal.lake.catalog import TableInfo
 from shoal.lake.progress import MODEL_DEFINITION
+from shoal.status.pipelines import LINEAGE_COMMITS, recent_txns
 
-#: how many recent commits are read back for their ``txn`` actions
-LINEAGE_COMMITS = 50
+__all__ = ["LINEAGE_COMMITS", "freshness", "lineage", "recent_txns", "table_detail", "table_summary"]
+
 _TIME_NAMES = ("event_time", "ts", "timestamp", "time", "created_at", "updated_at", "hour", "day", "date")
 
 
@@ -66,28 +66,6 @@ def freshness(lake: Lake, info: TableInfo) -> dict[str, Any]:
         "last_commit": info.last_commit.isoformat() if info.last_commit else None,
         "last_commit_age_s": round((now - info.last_commit).total_seconds(), 3) if info.last_commit else None,
     }
-
-
-def recent_txns(lake: Lake, info: TableInfo) -> dict[str, dict[str, int]]:
-    """The newest ``txn`` version of each app id, and the commit that wrote it."""
-    fs, base = lake.location.filesystem()
-    ns, tbl = info.name.split(".", 1)
-    found: dict[str, dict[str, int]] = {}
-    for version in range(info.version, max(-1, info.version - LINEAGE_COMMITS), -1):
-        path = f"{base}/{ns}/{tbl}/_delta_log/{version:020d}.json"
-        try:
-            with fs.open_input_stream(path) as stream:
-                text = stream.read().decode()
-        except (FileNotFoundError, OSError):
-            break  # cleaned up by log retention: older commits are gone
-        for line in text.splitlines():
-            if '"txn"' not in line:
-                continue
-            txn = json.loads(line).get("txn") or {}
-            app = str(txn.get("appId", ""))
-            if app and app not in found:
-                found[app] = {"position": int(txn.get("version", 0)), "commit": version}
-    return found
 
 
 def lineage(lake: Lake, info: TableInfo) -> dict[str, Any]:

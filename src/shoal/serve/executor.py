@@ -253,7 +253,9 @@ class Executor:
 
     def check(self, token: Token, sql: str, sandbox: Sandbox | None = None) -> CheckedQuery:
         box = sandbox or self.sandbox(token.access)
-        return check_query(sql, granted=token.access.can_read, known=set(self.known_tables()) | box.tables)
+        return check_query(
+            sql, granted=token.access.can_read, known=set(self.known_tables()) | box.tables, pg_compat=True
+        )
 
     @property
     def running(self) -> int:

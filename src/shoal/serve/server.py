@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import ssl
 import threading
 from collections.abc import Iterator
@@ -82,7 +83,14 @@ class Server:
 
 
 def serve(project: Project, settings: ServeSettings) -> None:
-    asyncio.run(Server(project, settings).run())
+    # uvicorn re-raises a captured SIGTERM once it has shut down, with the handler it found in
+    # place: the default one would kill the process before the wire listener closes and the query
+    # log flushes (ServeState's exit). With this one the re-raise is a no-op and they run.
+    previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
+    try:
+        asyncio.run(Server(project, settings).run())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -11,6 +11,8 @@ from shoal.serve.executor import Executor, SlotGate
 from shoal.serve.metrics import ServerMetrics
 from shoal.serve.querylog import QueryLog
 from shoal.serve.tokens import Role, TokenStore
+from shoal.status.collect import collect_status
+from shoal.status.metrics import StatusCollector
 
 
 def tokens_path(project: Project) -> Path:
@@ -43,6 +45,8 @@ class ServeState:
             on_outcome=self.metrics.observe_query,
         )
         self.metrics.track_running(lambda: self.executor.running)
+        # shoal status as gauges on /metrics, computed at scrape time (cached a few seconds)
+        self.metrics.registry.register(StatusCollector(lambda: collect_status(project, broker_timeout_s=1.0)))
         self.gate = SlotGate(self.settings.limits)
 
     def start(self) -> ServeState:

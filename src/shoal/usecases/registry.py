@@ -9,7 +9,7 @@ the CLI mounts ``cli`` as ``shoal <name> …``, the demo runs ``demo_step``, a p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -50,6 +50,11 @@ class StepContext(Protocol):
 
     @property
     def small(self) -> bool: ...
+
+    @property
+    def databases(self) -> Mapping[str, str]:
+        """Operational databases the demo was given (``{"mysql": URL, "postgres": URL}``); a use
+        case without one of them uses an embedded stand-in."""
 
     def say(self, text: str) -> None:
         """A progress line for the person watching."""

@@ -17,7 +17,6 @@ from shoal.sources.prometheus.exposition import (
 from shoal.sources.prometheus.remote_write import (
     ReceiverConfig,
     RemoteWriteDecodeError,
-    RemoteWriteReceiver,
     create_app,
     decode_write_request,
     write_request_class,
@@ -37,7 +36,6 @@ __all__ = [
     "ParsedSample",
     "ReceiverConfig",
     "RemoteWriteDecodeError",
-    "RemoteWriteReceiver",
     "RoundResult",
     "SampleBatch",
     "ScrapeConfig",

@@ -1,8 +1,9 @@
 """Prometheus remote_write receiver: ``POST /api/v1/write`` into the lake.
 
 The body is a snappy (block format) compressed ``prometheus.WriteRequest`` (see remote.proto).
-Decoded samples are buffered and flushed to the lake when ``max_batch_samples`` are pending or
-``max_batch_delay_s`` passed since the first pending one; a request is answered ``204`` only
+Decoded samples are handed to a receiver that buffers and flushes them to the lake when
+``max_batch_samples`` are pending or ``max_batch_delay_s`` passed since the first pending one (the
+ingest stage's push buffer, :mod:`shoal.ingest.push`); a request is answered ``204`` only
 after the flush holding its samples committed, so Prometheus retries anything not in the lake
 (``5xx``). Undecodable bodies get ``400`` with a one-line reason (Prometheus drops those).
 Within a flush, samples are deduplicated on (series_id, ts), keeping the last received.
@@ -11,16 +12,14 @@ Prometheus staleness markers (a special NaN) are dropped: they mark a series' en
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import struct
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cramjam
 from google.protobuf.message import DecodeError, Message
@@ -31,9 +30,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from shoal.errors import ShoalError, Terminal
-from shoal.retry import RetryPolicy, retry_async
 from shoal.sources.prometheus.series import series_id
-from shoal.sources.prometheus.writer import MetricsWriter, SampleBatch
+from shoal.sources.prometheus.writer import SampleBatch
 
 log = logging.getLogger(__name__)
 
@@ -107,95 +105,21 @@ def decode_write_request(body: bytes, *, compressed: bool = True) -> SampleBatch
     return batch
 
 
-class RemoteWriteReceiver:
-    """Buffers submitted batches and commits them in flushes; :meth:`submit` waits for the commit."""
+class Submitter(Protocol):
+    """What the app hands decoded batches to: the receiver that buffers and commits them
+    (:class:`shoal.usecases.metrics.receiver.RemoteWriteReceiver`, on the ingest stage's push
+    buffer). ``submit`` returns once the batch is committed."""
 
-    def __init__(self, writer: MetricsWriter, config: ReceiverConfig | None = None) -> None:
-        self.writer = writer
-        self.config = config or ReceiverConfig()
-        self._pending = SampleBatch()
-        self._waiters: list[asyncio.Future[None]] = []
-        self._first_at: float | None = None
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.flushes = 0
-        self.samples_written = 0
+    config: ReceiverConfig
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._wake = asyncio.Event()
-            self._task = asyncio.create_task(self._flusher(), name="remote-write-flusher")
+    async def start(self) -> None: ...
 
-    async def stop(self) -> None:
-        """Flush what is pending, then stop the flusher."""
-        if self._task is None:
-            return
-        await self._flush()
-        self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+    async def stop(self) -> None: ...
 
-    async def submit(self, batch: SampleBatch) -> None:
-        """Queue ``batch``; returns once it is committed (raises the write's error otherwise)."""
-        if not len(batch):
-            return
-        await self.start()
-        assert self._wake is not None
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.extend(batch)
-        self._waiters.append(fut)
-        if self._first_at is None:
-            self._first_at = time.monotonic()
-        self._wake.set()
-        await fut
-
-    async def _flusher(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._first_at is None:
-                continue
-            if len(self._pending) < self.config.max_batch_samples:
-                remaining = self._first_at + self.config.max_batch_delay_s - time.monotonic()
-                if remaining > 0:
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=remaining)
-                    if len(self._pending) < self.config.max_batch_samples and (
-                        time.monotonic() < self._first_at + self.config.max_batch_delay_s
-                    ):
-                        continue  # woken by a submit below the size limit: keep waiting
-            await self._flush()
-            if self._first_at is not None:
-                self._wake.set()
-
-    async def _flush(self) -> None:
-        batch, waiters = self._pending, self._waiters
-        if not waiters:
-            return
-        self._pending, self._waiters, self._first_at = SampleBatch(), [], None
-        error: BaseException | None = None
-        try:
-            res = await retry_async(
-                lambda: asyncio.to_thread(self.writer.write, batch, first_seen_ms=int(time.time() * 1000)),
-                "remote_write flush",
-                RetryPolicy(attempts=self.config.write_attempts, base_s=0.2, max_delay_s=2.0),
-            )
-            self.flushes += 1
-            self.samples_written += res.samples
-        except Exception as err:
-            error = err
-        for fut in waiters:
-            if fut.done():
-                continue
-            if error is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(error)
+    async def submit(self, batch: SampleBatch) -> None: ...
 
 
-def create_app(receiver: RemoteWriteReceiver) -> Starlette:
+def create_app(receiver: Submitter) -> Starlette:
     """The ASGI app: ``POST /api/v1/write`` and ``GET /-/healthy``."""
 
     async def write(request: Request) -> Response:
@@ -231,17 +155,3 @@ def create_app(receiver: RemoteWriteReceiver) -> Starlette:
         routes=[Route("/api/v1/write", write, methods=["POST"]), Route("/-/healthy", healthy)],
         lifespan=lifespan,
     )
-
-
-def serve(
-    writer: MetricsWriter,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 9201,
-    config: ReceiverConfig | None = None,
-    log_level: str = "info",
-) -> None:
-    """Run the receiver with uvicorn until interrupted (pending samples are flushed on exit)."""
-    import uvicorn
-
-    uvicorn.run(create_app(RemoteWriteReceiver(writer, config)), host=host, port=port, log_level=log_level)

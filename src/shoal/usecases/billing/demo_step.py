@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shoal.usecases.billing.simulator import BillingSimulator
     from shoal.usecases.registry import StepContext
 
 TOPIC = "billing.usage-events"
@@ -28,24 +29,31 @@ dead_letter_table: billing.usage_events_dead_letters
 """
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
-    from shoal.usecases.billing import BillingSimulator, models
-    from shoal.usecases.billing.events import PROTO_PATH
+def simulator(small: bool) -> BillingSimulator:
+    """The demo's billing simulation (its customers are the company's users in the other use
+    cases too: the leads CRM derives its users and teams from the same seed and arguments)."""
+    from shoal.usecases.billing import BillingSimulator
 
     # The full demo: an established company of 100,000 customers (99 % signed up before the
     # window) and the last 6 hours of its hourly metering (~1.8M events; a whole day would be 7M,
     # minutes of a demo). Block storage is GA from the start. --small: 300 users over 2 days.
-    if ctx.small:
-        sim = BillingSimulator(seed=11, start=datetime(2026, 10, 1, tzinfo=UTC), days=2, users=300)
-    else:
-        sim = BillingSimulator(
-            seed=11,
-            start=datetime(2026, 10, 1, 18, tzinfo=UTC),
-            days=1,
-            users=100_000,
-            existing_share=0.99,
-            hours=6,
-        )
+    if small:
+        return BillingSimulator(seed=11, start=datetime(2026, 10, 1, tzinfo=UTC), days=2, users=300)
+    return BillingSimulator(
+        seed=11,
+        start=datetime(2026, 10, 1, 18, tzinfo=UTC),
+        days=1,
+        users=100_000,
+        existing_share=0.99,
+        hours=6,
+    )
+
+
+def run(ctx: StepContext) -> dict[str, Any]:
+    from shoal.usecases.billing import models
+    from shoal.usecases.billing.events import PROTO_PATH
+
+    sim = simulator(ctx.small)
     return ctx.stream(
         pipeline="billing_usage",
         pipeline_yaml=PIPELINE,

@@ -74,7 +74,7 @@ def remote_write(
 ) -> None:
     """Serve Prometheus remote_write (POST /api/v1/write) into the metrics tables."""
     from shoal.sources.prometheus import MetricsWriter, ReceiverConfig
-    from shoal.sources.prometheus.remote_write import serve
+    from shoal.usecases.metrics.receiver import serve
 
     proj = open_project(project)
     config = ReceiverConfig(max_batch_samples=max_batch_samples, max_batch_delay_s=max_batch_delay)
