@@ -221,6 +221,9 @@ def test_write_back_in_one_commit_then_query_with_shoal(
     # append adds one more commit with the same rows; overwrite replaces them all in one commit
     v1 = write_table(result.limit(10), lake, "spark.revenue_hourly", mode="append")
     assert (v1, out.count()) == (1, info.num_rows + 10)
+    # only the committed Parquet files are left in the job directories (no _SUCCESS, no checksums)
+    left = {p.name.split("-")[0] for p in Path(out.uri).glob("spark-*/**/*") if p.is_file()}
+    assert left == {"part"}
     v2 = write_table(result.limit(7), lake, "spark.revenue_hourly", mode="overwrite")
     assert (v2, out.count()) == (2, 7)
     with shoal.connect(project) as con:

@@ -74,6 +74,11 @@ def _written(lake: Lake, name: str, staging: str, partition_by: Sequence[str]) -
     for info in infos:
         rel = info.path[len(root) + 1 :]
         parts = rel.split("/")
+        if info.type == pafs.FileType.File and parts[-1].startswith(".") and parts[-1].endswith(".crc"):
+            # Hadoop's local filesystem writes a checksum beside every file: noise in the table
+            with suppress(OSError):
+                fs.delete_file(info.path)
+            continue
         if info.type != pafs.FileType.File or not parts[-1].endswith(".parquet"):
             continue
         if any(p.startswith(("_", ".")) for p in parts):
