@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a machine for shoal's tests (Debian 12, run as root).
 #
-#   * "$REPO/.venv" with `pip install -e '.[dev]'` (re-run only when pyproject.toml changes)
+#   * "$REPO/.venv" with `pip install -e '.[dev,spark]'` (re-run only when pyproject.toml changes;
+#     the spark extra is PySpark for tests/integration/test_spark_tables.py)
 #   * Debian packages the integration tests drive: prometheus, node_exporter, chromium(+driver), kcat,
 #     pgjdbc (the JDBC client test; javac comes with the machine's JDK),
 #     and MariaDB / PostgreSQL servers when their binaries are absent
@@ -81,9 +82,9 @@ fi
 stamp="$VENV/.shoal-bootstrap-stamp"
 want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]] || ! "$VENV/bin/python" -c 'import shoal' 2>/dev/null; then
-    say "pip install -e '.[dev]'"
+    say "pip install -e '.[dev,spark]'"
     pip_log="$LOG_DIR/pip.log"
-    if ! (cd "$REPO" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]') \
+    if ! (cd "$REPO" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,spark]') \
         >"$pip_log" 2>&1; then
         grep -v 'is ignored: it is neither a file nor a directory' "$pip_log" | tail -n 30 >&2
         die "pip install failed (log: $pip_log)"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from shoal import __version__, open_project
 from shoal.cli import dlq_cmd, ingest_cmd, plugins
@@ -161,11 +162,15 @@ def compact(
 
 
 @app.command()
-def vacuum(
+def vacuum(  # noqa: PLR0917 (typer options)
     table: Annotated[list[str] | None, typer.Argument(help="Tables to vacuum (default: all).")] = None,
     project: ProjectOpt = None,
     retention_hours: Annotated[float, typer.Option(help="Keep files needed by versions this recent.")] = 168,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Also delete files no version ever referenced (a killed Spark job's)."),
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Delete data files no longer referenced by recent versions (limits time travel to the retention)."""
@@ -173,7 +178,7 @@ def vacuum(
     names = table or proj.lake.table_names()
     rows = []
     for name in names:
-        removed = proj.lake.table(name).vacuum(retention_hours, dry_run=dry_run)
+        removed = proj.lake.table(name).vacuum(retention_hours, dry_run=dry_run, full=full)
         rows.append({"table": name, "files_deleted" if not dry_run else "files_to_delete": len(removed)})
     emit_rows(rows, fmt)
 
@@ -312,7 +317,9 @@ def run(argv: Sequence[str] | None = None) -> None:
     except ShoalError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets (pip install 'shoal[spark]', list[int]) that rich
+        # would otherwise take for markup and drop
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except typer.Abort:
         err_console.print("aborted")
@@ -332,7 +339,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         if _state["debug"]:
             raise
         err_console.print(
-            f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+            "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

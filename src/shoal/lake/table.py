@@ -571,13 +571,18 @@ class Table:
         self._after_write()
         return result
 
-    def vacuum(self, retention_hours: float = 168, dry_run: bool = False) -> list[str]:
-        """Delete files no longer referenced by versions younger than ``retention_hours``."""
+    def vacuum(self, retention_hours: float = 168, dry_run: bool = False, full: bool = False) -> list[str]:
+        """Delete files no longer referenced by versions younger than ``retention_hours``.
+
+        ``full`` also deletes files no version ever referenced (what a killed writer, e.g. a Spark
+        job, left in the table's directory); it lists the whole directory, so it costs more.
+        """
         with translate_errors(f"vacuum {self.name}"):
             removed = self.delta().vacuum(
                 retention_hours=int(retention_hours),
                 dry_run=dry_run,
                 enforce_retention_duration=False,
+                full=full,
             )
         self._after_write()
         return list(removed)
