@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -105,7 +106,8 @@ def test_plan_follows_what_the_project_declares(tmp_path: Path) -> None:
     assert names == [*workers, "sync-crm", "scrape-fleet", "watch-models", "serve"]
     worker = plan.children[1]
     assert worker.argv[1:5] == ("-m", "shoal", "ingest", "orders")
-    assert "group.instance.id=shoal-ingest-orders-0" in "".join(worker.argv).replace(tmp_path.name, "shoal")
+    instance = f"group.instance.id=shoal-{socket.gethostname()}-ingest-orders-0"
+    assert instance in "".join(worker.argv).replace(tmp_path.name, "shoal")
     assert plan.children[3].argv[3:6] == ("sync", "crm", "--follow")
     assert [j.name for j in plan.jobs] == ["compact", "checkpoint", "vacuum"]  # the defaults
     assert build_plan(_project(tmp_path, up={"maintenance": {}})).jobs == ()

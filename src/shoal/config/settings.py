@@ -191,6 +191,9 @@ class UpMaintenance(BaseModel):
     schedule: str = Field(min_length=1)
     tables: list[str] = Field(default_factory=list)
     retention_hours: float = Field(168.0, ge=0, description="vacuum: keep files of versions this recent")
+    full: bool = Field(
+        False, description="vacuum: also files no version ever referenced (a killed Spark job's output)"
+    )
     target_file_mb: int | None = Field(None, gt=0, description="compact: target file size")
     timeout_s: float = Field(3600.0, gt=0, description="a run still going after this is stopped")
 

@@ -49,8 +49,9 @@ def run_maintenance(
                 res = t.compact(job.target_file_mb)
                 row["detail"] = f"{res.get('numFilesRemoved', 0)} files into {res.get('numFilesAdded', 0)}"
             elif job.action == "vacuum":
-                removed = t.vacuum(job.retention_hours)
-                row["detail"] = f"{len(removed)} files deleted (retention {job.retention_hours:g} h)"
+                removed = t.vacuum(job.retention_hours, full=job.full)
+                kind = "full, " if job.full else ""
+                row["detail"] = f"{len(removed)} files deleted ({kind}retention {job.retention_hours:g} h)"
             else:
                 row["detail"] = f"checkpoint at version {t.checkpoint()}"
         except ShoalError as exc:

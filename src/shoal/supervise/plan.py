@@ -7,6 +7,7 @@ one more line in that tuple.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +45,9 @@ def pipeline_workers(project: Project) -> list[ChildSpec]:
             args = ["ingest", name]
             if up.static_membership:
                 # a restarted worker takes its partitions back at once instead of a group rebalance
-                args += ["--client", f"group.instance.id={project.settings.name}-{child}"]
+                # the host in it: the same project run on two machines must not fence the other's workers
+                instance = f"{project.settings.name}-{socket.gethostname()}-{child}"
+                args += ["--client", f"group.instance.id={instance}"]
             out.append(
                 ChildSpec(
                     name=child,
