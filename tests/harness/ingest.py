@@ -27,7 +27,12 @@ def write_pipeline_project(
     table: str = "support.ticket_events",
     **fields: Any,
 ) -> Project:
-    """Create (or update) a project at ``directory`` with ``pipelines/<name>.yaml``."""
+    """Create (or update) a project at ``directory`` with ``pipelines/<name>.yaml``.
+
+    The consumer group is the topic's own unless given: tests share one broker, and a group left
+    with members a test killed (or static members) would hold up the next test's workers.
+    """
+    fields.setdefault("group_id", f"shoal-test-{topic}")
     if not (directory / "shoal.yaml").exists():
         init_project(directory)
     doc: dict[str, Any] = {
