@@ -81,7 +81,12 @@ def test_offsets_watermarks_lag_dead_letters_and_throughput(client: Client, serv
         {"topic": TOPIC, "partition": 1, "committed": 100, "high_watermark": 120, "lag": 20},
     ]
     assert tickets["lag"] == 70
-    assert tickets["dead_letters"] == {"table": "support.tickets_dead_letters", "total": 5, "last_hour": 3}
+    assert tickets["dead_letters"] == {
+        "table": "support.tickets_dead_letters",
+        "total": 5,
+        "last_hour": 3,
+        "pending": 5,
+    }
     throughput = tickets["throughput"]
     assert isinstance(throughput, dict)
     assert throughput["commits"] >= 1  # the sample table was written just now
@@ -101,7 +106,12 @@ def test_dead_broker_is_reported_quickly_and_the_lake_side_still_shown(
     assert broker["error"]
     assert invoices["lag"] is None
     assert invoices["partitions"] == []
-    assert invoices["dead_letters"] == {"table": "billing.invoices_dead_letters", "total": 0, "last_hour": 0}
+    assert invoices["dead_letters"] == {
+        "table": "billing.invoices_dead_letters",
+        "total": 0,
+        "last_hour": 0,
+        "pending": 0,
+    }
 
 
 def test_readers_see_only_granted_pipelines_and_broken_files_only_admins(

@@ -159,3 +159,23 @@ def test_api_filters_by_grants_and_metrics_show_gauges(sample: SampleProject) ->
     assert 'shoal_status_child_restarts{child="ingest-tickets-1"} 2.0' in metrics
     assert 'shoal_status_pipeline_workers_running{pipeline="tickets"} 1.0' in metrics
     assert 'shoal_status_problems{status="failing"}' in metrics
+
+
+def test_dead_letters_pending_leaves_out_replayed_letters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shoal.ingest.dead_letter import DEAD_LETTER_SCHEMA
+    from shoal.lake import Lake
+    from shoal.status.pipelines import _dead_letters
+
+    lake = Lake(str(tmp_path / "lake"))
+    now = datetime.now(UTC)
+    schema = DEAD_LETTER_SCHEMA  # with the replay columns shoal dlq marks letters in
+    rows = {name: [None, None, None] for name in schema.names}
+    rows |= {
+        "error_class": ["DecodeError"] * 3,
+        "failed_at": [now - timedelta(hours=2), now - timedelta(minutes=5), now - timedelta(minutes=1)],
+        "replayed_at": [now, None, None],  # the oldest was replayed (marked, not deleted)
+    }
+    lake.create_table("orders.dead_letters", schema).append(pa.table(rows, schema=schema))
+    got = _dead_letters(lake, "orders.dead_letters", now)
+    assert got == {"table": "orders.dead_letters", "total": 3, "last_hour": 2, "pending": 2}
+    assert _dead_letters(lake, "orders.missing", now)["pending"] == 0

@@ -124,15 +124,20 @@ class BrokerUnreachable(ShoalError):
 
 
 def _dead_letters(lake: Lake, table: str, now: datetime) -> dict[str, Any]:
+    """Letters in all, failed in the last hour, and pending (not replayed by ``shoal dlq replay``:
+    replayed letters are marked, not deleted)."""
     if not lake.exists(table):
-        return {"table": table, "total": 0, "last_hour": 0}
+        return {"table": table, "total": 0, "last_hour": 0, "pending": 0}
     dataset = lake.table(table).delta().to_pyarrow_dataset()
     total = dataset.count_rows()
     last_hour = 0
     if "failed_at" in dataset.schema.names:
         since = pa.scalar(now - timedelta(hours=1), dataset.schema.field("failed_at").type)
         last_hour = dataset.count_rows(filter=ds.field("failed_at") >= since)
-    return {"table": table, "total": int(total), "last_hour": int(last_hour)}
+    pending = total
+    if "replayed_at" in dataset.schema.names:
+        pending = dataset.count_rows(filter=ds.field("replayed_at").is_null())
+    return {"table": table, "total": int(total), "last_hour": int(last_hour), "pending": int(pending)}
 
 
 def _throughput(lake: Lake, table: str, now: datetime, window_s: float) -> dict[str, Any]:
