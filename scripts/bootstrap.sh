@@ -42,6 +42,8 @@ if [[ "${SHOAL_SKIP_APT:-0}" != 1 ]] && command -v apt-get >/dev/null; then
         have_pkg "$p" || missing+=("$p")
     done
     [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || missing+=(mariadb-server mariadb-client)
+    # the JDBC client test compiles a small Java program against pgjdbc
+    command -v javac >/dev/null || missing+=(default-jdk-headless)
     have_pg_bin || missing+=(postgresql postgresql-client)
 fi
 if ((${#missing[@]})); then

@@ -24,7 +24,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from shoal.errors import ConfigError
-from shoal.lake.catalog import CHECKPOINT_INTERVAL, SIDECAR, Lake, validate_name
+from shoal.lake.catalog import SIDECAR, TABLE_CONFIGURATION, Lake, validate_name
 from shoal.lake.table import Table, check_compatible, retry_conflicts, translate_errors
 
 __all__ = ["DataFile", "add_files", "file_stats"]
@@ -193,10 +193,7 @@ def add_files(
                 partition_by=list(partition_by) or None,
                 name=name,
                 description=description or None,
-                configuration={
-                    "delta.enableChangeDataFeed": "true",
-                    "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
-                },
+                configuration=dict(TABLE_CONFIGURATION),
                 storage_options=dict(lake.location.storage_options) or None,
                 commit_properties=meta,
             )

@@ -72,6 +72,12 @@ def validate_name(name: str) -> str:
 # replays the log since the last checkpoint: with Delta's default of one per 100 commits that replay
 # dominated small queries on busy tables. A checkpoint every 10 commits bounds it.
 CHECKPOINT_INTERVAL = 10
+#: the Delta properties of every table shoal creates (change data feed for the models' incremental
+#: reads; frequent checkpoints), whichever path creates it
+TABLE_CONFIGURATION = {
+    "delta.enableChangeDataFeed": "true",
+    "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
+}
 
 
 class Lake:
@@ -137,10 +143,7 @@ class Lake:
                 partition_by=list(partition_by) or None,
                 name=name,
                 description=description or None,
-                configuration={
-                    "delta.enableChangeDataFeed": "true",
-                    "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
-                },
+                configuration=dict(TABLE_CONFIGURATION),
                 storage_options=dict(self.location.storage_options) or None,
             )
         return table
