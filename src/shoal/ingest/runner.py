@@ -27,6 +27,7 @@ import pyarrow as pa
 from shoal.decode import build_decoder
 from shoal.ingest.buffer import DeadRecord, FlushBuffer, TopicPartition
 from shoal.ingest.errors import KafkaFatalError
+from shoal.ingest.follow import CommitFollower, models_to_refresh
 from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
 from shoal.ingest.sink import LakeSink, Positions
@@ -36,6 +37,7 @@ from shoal.ingest.transform import BatchTransform, FailedRow
 
 if TYPE_CHECKING:
     from shoal.lake import Lake
+    from shoal.models import Model
 
 META_FIELDS = [
     pa.field("_kafka_topic", pa.string()),
@@ -53,6 +55,8 @@ class ProjectLike(Protocol):
     @property
     def lake(self) -> Lake: ...
     def pipeline_file(self, name: str) -> Path: ...
+    @property
+    def models(self) -> list[Model]: ...
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,11 @@ def run_pipeline(
     of the failing batch is committed and offsets are untouched.
     """
     spec = resolve_pipeline(project, name_or_spec)
+    refresh = models_to_refresh(spec.table, spec.refresh, project.models) if spec.refresh else []
     worker = IngestWorker(
         project.lake,
         spec,
+        refresh_models=refresh,
         stop_event=stop_event,
         extra_client_config=extra_client_config,
         drain_idle_s=drain_idle_s,
@@ -124,6 +130,7 @@ class IngestWorker:
         lake: Lake,
         spec: PipelineSpec,
         *,
+        refresh_models: Sequence[Model] = (),
         stop_event: threading.Event | None = None,
         extra_client_config: Mapping[str, Any] | None = None,
         drain_idle_s: float = 2.0,
@@ -154,6 +161,8 @@ class IngestWorker:
         self._consumed = self._rows = self._dead = self._skipped = self._flushes = 0
         self._open_source = source
         self._source: RecordSource | None = None
+        self._refresh_models = list(refresh_models)
+        self.follower: CommitFollower | None = None
 
     # -- source events -----------------------------------------------------------------------------
     def on_assign(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -234,6 +243,15 @@ class IngestWorker:
         self._source = source = self._open_source(
             self.spec, self.extra_client_config, self, self.metrics.on_stats, self.log
         )
+        if self._refresh_models:
+            self.follower = CommitFollower(
+                self.lake,
+                self._refresh_models,
+                pipeline=self.spec.name,
+                table=self.spec.table,
+                metrics=self.metrics,
+                log=self.log,
+            )
         try:
             while not self.stop_event.is_set():
                 timeout = min(0.5, max(0.01, self.buffer.seconds_until_due()))
@@ -266,6 +284,8 @@ class IngestWorker:
         finally:
             try:
                 source.close()  # eager protocol: triggers on_revoke (no-op: buffer is empty or failed)
+                if self.follower is not None:
+                    self.follower.close()  # the models catch up with the last commit first
             finally:
                 self.sink.wait_compaction(timeout=60)
                 self.metrics.stop()
@@ -445,6 +465,8 @@ class IngestWorker:
             self.metrics.skipped.labels(name).inc(result.skipped)
         self.metrics.batch_rows.labels(name).observe(result.rows)
         self.metrics.buffered.labels(name).set(0)
+        if self.follower is not None and result.data_version is not None and result.data is not None:
+            self.follower.committed(result.read_version, result.data_version, result.data)
         if self._source is not None:
             t0 = time.perf_counter()
             self._source.commit(result.offsets)

@@ -333,11 +333,18 @@ class RefreshContext:
 
     def consumed(self) -> RefreshResult:
         """The upstream changes touch no row of the model: record only that they were consumed."""
-        version = self.table.append(pa.table({}), app_transactions=self.txns)
+        version = self.table.append(pa.table({}), app_transactions=self.txns, read_version=self.read_version)
         empty = pa.schema([*self.table.schema, pa.field(CHANGE_TYPE, pa.string())]).empty_table()
         self._hand_off(version, empty)
         self._arrange(version, self.table.schema.empty_table(), self.table.schema.empty_table())
         return RefreshResult(self.model.name, "unchanged", version=version)
+
+    @property
+    def read_version(self) -> int | None:
+        """The snapshot this refresh read its progress from: its commit is built on it, so another
+        runner's commit of the same model since then (two watchers, two ingest workers refreshing
+        in the commit) is a conflict, never a second application of the same changes."""
+        return self.progress.table_version
 
     @property
     def feeds_downstream(self) -> bool:
@@ -386,13 +393,15 @@ class RefreshContext:
 
         ``changes`` (:meth:`change_rows`) are handed off to downstream models of this cycle when
         the commit lands directly on the version this refresh started from."""
-        target, txns = self.table, self.txns
+        target, txns, at = self.table, self.txns, self.read_version
         if rows.num_rows == 0 and stale.num_rows == 0:
-            version = target.append(pa.table({}), app_transactions=txns)
+            version = target.append(pa.table({}), app_transactions=txns, read_version=at)
         elif not existed and stale.num_rows == 0:
-            version = target.append(rows, app_transactions=txns)
+            version = target.append(rows, app_transactions=txns, read_version=at)
         else:
-            version = target.merge(rows, self.model.unique_key, delete_keys=stale, app_transactions=txns)
+            version = target.merge(
+                rows, self.model.unique_key, delete_keys=stale, app_transactions=txns, read_version=at
+            )
         self._hand_off(version, changes)
         self._arrange(version, rows, stale)
         return RefreshResult(

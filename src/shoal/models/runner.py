@@ -19,10 +19,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from shoal.errors import ConfigError, NotFoundError
+import pyarrow as pa
+
+from shoal.errors import ConfigError, NotFoundError, ShoalError
 from shoal.lake import Lake
 from shoal.models.additive import check_state_models, lagging_state_models, refresh_additive
-from shoal.models.context import RefreshContext, RefreshResult, Session
+from shoal.models.context import CHANGE_TYPE, COMMIT_VERSION, Handoff, RefreshContext, RefreshResult, Session
 from shoal.models.errors import ModelError
 from shoal.models.model import Model
 from shoal.models.slices import refresh_slices
@@ -128,6 +130,19 @@ class ModelRunner:
             self._session.end_cycle()
         return results
 
+    def offer_appended(self, table: str, before: int, version: int, rows: pa.Table) -> None:
+        """``rows`` were appended to ``table`` (a source of these models) by this process, in the
+        commit ``version`` built directly on ``before``: the next :meth:`refresh`'s models last
+        refreshed from ``before`` take them from memory, as the change feed would give them,
+        instead of reading the log back (an ingest worker refreshing in its commit, ADR 0038).
+        Any other model reads the change feed as usual."""
+        if version != before + 1:
+            return
+        n = rows.num_rows
+        changes = rows.append_column(CHANGE_TYPE, pa.repeat(pa.scalar("insert", pa.string()), n))
+        changes = changes.append_column(COMMIT_VERSION, pa.repeat(pa.scalar(version, pa.int64()), n))
+        self._session.hand_off(table, Handoff(before, version, changes))
+
     @property
     def sources(self) -> list[str]:
         """Tables the models read that no model of this runner writes (e.g. ingested tables)."""
@@ -144,6 +159,7 @@ class ModelRunner:
         interval_s: float = 1.0,
         should_stop: Callable[[], bool],
         on_cycle: Callable[[list[RefreshResult]], None] | None = None,
+        on_retry: Callable[[ShoalError], None] | None = None,
     ) -> int:
         """Keep models fresh until ``should_stop()`` (see :func:`shoal.models.watching.watch`).
         Returns the number of refresh cycles run."""
@@ -153,6 +169,7 @@ class ModelRunner:
             interval_s=interval_s,
             should_stop=should_stop,
             on_cycle=on_cycle,
+            on_retry=on_retry,
         )
 
     def refresh_one(self, model: Model, *, full: bool = False) -> RefreshResult:
