@@ -71,7 +71,8 @@ class CommitFollower:
         log: Logger,
     ) -> None:
         self._lake = lake
-        self._runner = ModelRunner(lake, models)
+        # it runs continuously: models with commit_every_s are held in memory between commits
+        self._runner = ModelRunner(lake, models, hold=True)
         self._pipeline = pipeline
         self._table = table
         self._metrics = metrics
