@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -39,6 +42,14 @@ from shoal.serve.tokens import Token
 BATCH_ROWS = 10_000
 #: how often the set of lake tables (and their personal-data marks) is checked for changes
 REFRESH_EVERY_S = 2.0
+#: accepted queries remembered by the guard's cache (see Executor.check), and the longest one kept
+CHECK_CACHE_SIZE = 512
+CHECK_CACHE_MAX_SQL = 8_000
+
+#: the served tables and their personal-data columns
+Signature = tuple[tuple[str, tuple[str, ...]], ...]
+#: the guard's inputs: SQL, access profile, served catalog, the sandbox's tables
+CheckKey = tuple[str, Access, Signature, frozenset[str]]
 
 
 class QueryTimeout(ShoalError, Transient):
@@ -74,7 +85,7 @@ def outcome_of(exc: BaseException | None) -> str:
 @dataclass
 class _Profile:
     sandbox: Sandbox
-    signature: tuple[tuple[str, tuple[str, ...]], ...]
+    signature: Signature
     checked_at: float
 
 
@@ -162,6 +173,74 @@ class Result:
         self._cursor.interrupt()
 
 
+class Deadlines:
+    """One thread that calls each registered callback at its deadline unless it was cancelled first
+    (query timeouts: a ``threading.Timer`` per query started and joined a thread per query)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._pending: dict[int, Callable[[], None]] = {}
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, seconds: float, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` in ``seconds``; returns the cancel function."""
+        key = next(self._seq)
+        with self._cond:
+            self._pending[key] = callback
+            heapq.heappush(self._heap, (time.monotonic() + seconds, key))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shoal-query-deadlines", daemon=True)
+                self._thread.start()
+            if self._heap[0][1] == key:
+                self._cond.notify()
+
+        def cancel() -> None:
+            with self._cond:
+                self._pending.pop(key, None)
+
+        return cancel
+
+    def _due(self) -> list[Callable[[], None]]:
+        """Wait for the next deadline (under the lock); the callbacks due, [] once closed."""
+        while not self._closed:
+            while self._heap and self._heap[0][1] not in self._pending:
+                heapq.heappop(self._heap)  # cancelled
+            if not self._heap:
+                self._cond.wait()
+                continue
+            wait = self._heap[0][0] - time.monotonic()
+            if wait > 0:
+                self._cond.wait(wait)
+                continue
+            due = []
+            while self._heap and self._heap[0][0] <= time.monotonic():
+                _, key = heapq.heappop(self._heap)
+                callback = self._pending.pop(key, None)
+                if callback is not None:
+                    due.append(callback)
+            return due
+        return []
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._due()
+                if self._closed:
+                    return
+            for callback in due:
+                with contextlib.suppress(Exception):
+                    callback()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._pending.clear()
+            self._cond.notify()
+
+
 class SlotGate:
     """The query slots as seen from the event loop: a request waits here, on the loop, not on a
     worker thread (threads waiting for a slot would starve the running queries of the threads
@@ -217,10 +296,12 @@ class Executor:
         self._lock = threading.Lock()
         self._running = 0
         self._running_lock = threading.Lock()
-        self._catalog: tuple[float, tuple[tuple[str, tuple[str, ...]], ...]] | None = None
+        self._catalog: tuple[float, Signature] | None = None
+        self._deadlines = Deadlines()
+        self._checked: OrderedDict[CheckKey, CheckedQuery] = OrderedDict()
 
     # -- catalog and sandboxes ------------------------------------------------------------------------
-    def _signature(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    def _signature(self) -> Signature:
         """The served tables and their personal-data columns (re-read at most every 2 s)."""
         cached = self._catalog
         if cached is not None and time.monotonic() - cached[0] < REFRESH_EVERY_S:
@@ -252,10 +333,26 @@ class Executor:
         return [t for t, _ in self._signature()]
 
     def check(self, token: Token, sql: str, sandbox: Sandbox | None = None) -> CheckedQuery:
+        """The guard's verdict on ``sql`` for this token. Accepted queries are remembered per access
+        profile and served catalog (the check is a pure function of the three, and parsing is most of
+        a small query's cost; dashboards and BI tools send the same text again and again)."""
         box = sandbox or self.sandbox(token.access)
-        return check_query(
-            sql, granted=token.access.can_read, known=set(self.known_tables()) | box.tables, pg_compat=True
+        sig = self._signature()
+        key = (sql, token.access, sig, box.tables)
+        with self._lock:
+            found = self._checked.get(key)
+            if found is not None:
+                self._checked.move_to_end(key)
+                return found
+        checked = check_query(
+            sql, granted=token.access.can_read, known={t for t, _ in sig} | box.tables, pg_compat=True
         )
+        if len(sql) <= CHECK_CACHE_MAX_SQL:
+            with self._lock:
+                self._checked[key] = checked
+                if len(self._checked) > CHECK_CACHE_SIZE:
+                    self._checked.popitem(last=False)
+        return checked
 
     @property
     def running(self) -> int:
@@ -277,7 +374,7 @@ class Executor:
         result: Result | None = None
         error: BaseException | None = None
         slot = False
-        timer: threading.Timer | None = None
+        cancel_timeout: Callable[[], None] | None = None
         running: Result | None = None
         try:
             sandbox = self.sandbox(token.access)
@@ -291,9 +388,7 @@ class Executor:
             with self._running_lock:
                 self._running += 1
             running = Result(sandbox.cursor(), self.limits)
-            timer = threading.Timer(self.limits.timeout_s, running._timeout)
-            timer.daemon = True
-            timer.start()
+            cancel_timeout = self._deadlines.add(self.limits.timeout_s, running._timeout)
             if on_start is not None:
                 on_start(running)  # e.g. a wire connection, so a CancelRequest can reach it
             running._start(checked.sql, params)
@@ -303,8 +398,8 @@ class Executor:
             error = exc
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if cancel_timeout is not None:
+                cancel_timeout()
             if running is not None:
                 running.close()
             if slot:
@@ -347,6 +442,7 @@ class Executor:
         )
 
     def close(self) -> None:
+        self._deadlines.close()
         with self._lock:
             for profile in self._profiles.values():
                 profile.sandbox.close()
