@@ -115,6 +115,39 @@ def small_rounds(
     return out
 
 
+class RawHttp:
+    """A minimal keep-alive HTTP/1.1 client (one socket, Content-Length bodies only): the server's
+    share of the HTTP overhead, without httpx's own per-request cost in the client."""
+
+    def __init__(self, port: int, token: str) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.head = f"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+
+    def post(self, body: dict[str, Any]) -> bytes:
+        data = json.dumps(body).encode()
+        self.sock.sendall(
+            f"{self.head}Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += self.sock.recv(65536)
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1]
+        lengths = [h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")]
+        if status != b"200" or not lengths:
+            raise RuntimeError(f"raw HTTP client: status {status.decode()}, or a chunked body it cannot read")
+        size = int(lengths[0].split(b":")[1])
+        while len(rest) < size:
+            rest += self.sock.recv(65536)
+        return rest
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def free_port() -> int:
     import socket
 
@@ -219,6 +252,11 @@ def main() -> None:
                 r.raise_for_status()
                 return pa.ipc.open_stream(r.content).read_all()
 
+            raw = RawHttp(http_port, admin)
+
+            def http_json_raw(sql: str) -> Any:
+                return json.loads(raw.post({"sql": sql}))
+
             def wire(sql: str) -> list[Any]:
                 return pg.execute(sql).fetchall()
 
@@ -226,6 +264,7 @@ def main() -> None:
                 "in_process": lambda: inproc(small_sql),
                 "http_json": lambda: http_json(small_sql),
                 "http_arrow": lambda: http_arrow(small_sql),
+                "http_json_raw_client": lambda: http_json_raw(small_sql),
                 "pg_wire": lambda: wire(small_sql),
             }
             out["small"] = small_rounds(paths, server.pid, args.rounds, args.repeats)
@@ -291,6 +330,7 @@ def main() -> None:
         }
         pg.close()
         http.close()
+        raw.close()
     finally:
         server.terminate()
         server.communicate(timeout=60)

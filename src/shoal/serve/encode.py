@@ -50,12 +50,12 @@ def _plain(kind: pa.DataType) -> bool:
     )
 
 
-def _finite(value: float | None) -> object:
-    return value if value is None or math.isfinite(value) else to_jsonable(value)
+def _finite(value: object) -> object:
+    return value if not isinstance(value, float) or math.isfinite(value) else to_jsonable(value)
 
 
 def _json_values(column: pa.Array) -> list[object]:
-    values = column.to_pylist()
+    values: list[object] = column.to_pylist()
     if _plain(column.type):
         return values
     if pa.types.is_floating(column.type):
