@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 from harness import free_ports
 from harness.serve_sample import SampleProject, sample_project
 from shoal.serve.server import Server, serving_in_thread
+from shoal.serve.state import tokens_path
+from shoal.serve.tokens import Role, TokenStore
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +47,17 @@ def server(served: SampleProject) -> Iterator[Server]:
 
 
 def pg(server: Server, token: str, **kw: object) -> psycopg.Connection[tuple[object, ...]]:
+    options: dict[str, object] = {"user": "ana", "dbname": "lake", "connect_timeout": 10, **kw}
     return psycopg.connect(
         host="127.0.0.1",
         port=server.settings.pg_port,
-        user="ana",
         password=token,
-        dbname="lake",
-        connect_timeout=10,
-        **kw,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
+
+
+def token_id(token: str) -> str:
+    return token.split("_")[1]
 
 
 def alive(server: Server, served: SampleProject) -> None:
@@ -104,6 +108,56 @@ def test_psql_runs_queries_and_introspection(server: Server, served: SampleProje
     )
     assert bad.returncode != 0
     assert "password authentication failed" in bad.stderr
+
+
+def test_scram_with_token_id_as_user_and_cleartext_otherwise(server: Server, served: SampleProject) -> None:
+    """psycopg (libpq 18, which can insist on a method) and psql: user = token id is SCRAM-SHA-256,
+    any other user name a cleartext password; a wrong or revoked token is the same FATAL 28P01."""
+    reader = token_id(served.support_reader)
+    with pg(server, served.support_reader, user=reader, require_auth="scram-sha-256") as c:
+        assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+    with pg(server, served.support_reader, require_auth="password") as c:  # user "ana": cleartext
+        assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+    with pytest.raises(psycopg.OperationalError, match="server requested a cleartext password"):
+        pg(server, served.support_reader, require_auth="scram-sha-256")
+    failures = []
+    for user, password in ((reader, served.admin), (token_id(served.revoked), served.revoked)):
+        with pytest.raises(psycopg.OperationalError) as err:
+            pg(server, password, user=user, require_auth="scram-sha-256")
+        failures.append(str(err.value).strip().splitlines()[-1])
+    with pytest.raises(psycopg.OperationalError) as err:
+        pg(server, served.revoked, require_auth="password")
+    failures.append(str(err.value).strip().splitlines()[-1])
+    for line, user in zip(failures, (reader, token_id(served.revoked), "ana"), strict=True):
+        assert line.endswith(f'password authentication failed for user "{user}": invalid or revoked token')
+    if PSQL is not None:
+        port = str(server.settings.pg_port)
+        sql = "select count(*) from support.customers"
+        out = subprocess.run(
+            [PSQL, "-h", "127.0.0.1", "-p", port, "-U", reader, "-d", "lake", "-A", "-t", "-c", sql],
+            env={**os.environ, "PGPASSWORD": served.support_reader, "PGCONNECT_TIMEOUT": "10"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "50"
+    alive(server, served)
+
+
+def test_token_made_before_verifiers_uses_cleartext_with_its_id(
+    server: Server, served: SampleProject
+) -> None:
+    path = tokens_path(served.project)
+    record, secret = TokenStore(path).create("legacy", Role.reader, ["support"])
+    body = json.loads(path.read_text())
+    for t in body["tokens"]:
+        if t["id"] == record.id:
+            t.pop("scram")
+    path.write_text(json.dumps(body))
+    with pg(server, secret, user=record.id, require_auth="password") as c:
+        assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
 
 
 def test_psycopg_simple_extended_and_prepared(server: Server, served: SampleProject) -> None:
@@ -267,6 +321,7 @@ def test_jdbc_queries_prepared_binary_results_and_metadata(
             "ShoalJdbc",
             str(server.settings.pg_port),
             served.support_reader,
+            token_id(served.support_reader),  # the user name that makes pgjdbc authenticate with SCRAM
         ],
         capture_output=True,
         text=True,
