@@ -21,7 +21,7 @@ import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +33,8 @@ from shoal.config.settings import ServeLimits
 from shoal.errors import ShoalError, Terminal, Transient
 from shoal.lake import Lake
 from shoal.query import Connection, QueryError
-from shoal.query.engine import _query_error
+from shoal.query.engine import _query_error, connect_lake
+from shoal.query.federation import Endpoint, attach_all
 from shoal.query.guard import CheckedQuery, DeniedTable, RefusedQuery, UnknownTable, check_query
 from shoal.query.sandbox import Access, Sandbox
 from shoal.serve.querylog import Entry, QueryLog, now
@@ -48,7 +49,7 @@ CHECK_CACHE_MAX_SQL = 8_000
 
 #: the served tables and their personal-data columns
 Signature = tuple[tuple[str, tuple[str, ...]], ...]
-#: the guard's inputs: SQL, access profile, served catalog, the sandbox's tables
+#: the guard's inputs: SQL, access profile, served catalog, the sandbox's tables (lake and databases)
 CheckKey = tuple[str, Access, Signature, frozenset[str]]
 
 
@@ -272,6 +273,25 @@ class SlotGate:
         return release
 
 
+class _Known(Collection[str]):
+    """The served tables as the guard sees them: the lake's, and every ``NAME.table`` of a declared
+    database, whichever tables it holds, so a caller not granted NAME is told it is not granted
+    (403 naming the table) without learning which tables exist there."""
+
+    def __init__(self, tables: set[str] | frozenset[str], databases: Sequence[Endpoint]) -> None:
+        self._tables = frozenset(tables)
+        self._databases = frozenset(ep.name.lower() for ep in databases)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tables or (isinstance(name, str) and name.split(".", 1)[0] in self._databases)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+
 class Executor:
     """The serving engine of one project: sandboxes per access profile, limits and the query log."""
 
@@ -284,8 +304,12 @@ class Executor:
         query_log: QueryLog | None = None,
         connect: Callable[[], Connection] | None = None,
         on_outcome: Callable[[str, str, float], None] | None = None,
+        databases: Sequence[Endpoint] = (),
     ) -> None:
         self.lake = lake
+        #: the project's declared databases, served live under their names to whoever is granted
+        #: the name as a namespace (each sandbox attaches only its granted ones)
+        self.databases = tuple(databases)
         self._on_outcome = on_outcome
         self.limits = limits
         self._salt = salt
@@ -323,11 +347,24 @@ class Executor:
                 salt=self._salt(),
                 threads=self.limits.threads,
                 memory_limit=self.limits.memory_limit,
-                connect=self._connect,
+                connect=self._connect or self._federated(access),
             )
             # The old engine is not closed here: queries may still stream from it; it goes with them.
             self._profiles[access] = _Profile(sandbox, sig, time.monotonic())
             return sandbox
+
+    def _federated(self, access: Access) -> Callable[[], Connection] | None:
+        """How to open ``access``'s engine with its granted databases attached (None: none)."""
+        granted = [ep for ep in self.databases if access.can_read(f"{ep.name}.x")]
+        if not granted:
+            return None  # a lake-only engine: no scanner extension loaded at all
+
+        def connect() -> Connection:
+            con = connect_lake(self.lake, threads=self.limits.threads, memory_limit=self.limits.memory_limit)
+            attach_all(con, granted)  # one that does not answer is left out, named in its errors
+            return con
+
+        return connect
 
     def known_tables(self) -> list[str]:
         return [t for t, _ in self._signature()]
@@ -338,15 +375,14 @@ class Executor:
         a small query's cost; dashboards and BI tools send the same text again and again)."""
         box = sandbox or self.sandbox(token.access)
         sig = self._signature()
-        key = (sql, token.access, sig, box.tables)
+        key = (sql, token.access, sig, box.tables | box.database_tables)
         with self._lock:
             found = self._checked.get(key)
             if found is not None:
                 self._checked.move_to_end(key)
                 return found
-        checked = check_query(
-            sql, granted=token.access.can_read, known={t for t, _ in sig} | box.tables, pg_compat=True
-        )
+        known = _Known({t for t, _ in sig} | box.tables | box.database_tables, self.databases)
+        checked = check_query(sql, granted=token.access.can_read, known=known, pg_compat=True)
         if len(sql) <= CHECK_CACHE_MAX_SQL:
             with self._lock:
                 self._checked[key] = checked
