@@ -174,6 +174,8 @@ def main() -> None:
         "SHOAL_SERVE__LIMITS__MAX_BYTES": str(2**40),
         "SHOAL_SERVE__LIMITS__MAX_CONCURRENT": "4",
         "SHOAL_SERVE__LIMITS__QUEUE_TIMEOUT_S": "60",
+        # the large result over the slow paths (wire text, JSON) takes over 30 s on a loaded machine
+        "SHOAL_SERVE__LIMITS__TIMEOUT_S": "600",
     }
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
