@@ -13,6 +13,7 @@ import pytest
 
 from harness.serve_sample import SampleProject, auth, http_client, sample_project
 from shoal.query.guard import DeniedTable, UnknownTable
+from shoal.serve import executor as executor_module
 from shoal.serve.app import PREFETCH_BYTES
 from shoal.serve.executor import Deadlines
 from shoal.serve.state import ServeState
@@ -87,3 +88,20 @@ def test_small_result_is_one_response_and_large_still_streams(served: SampleProj
             lines = b"".join(big.iter_bytes()).splitlines()
         assert len(lines) == rows + 1
         assert lines[-1] == str(rows - 1).encode()
+
+
+def test_catalog_is_re_read_in_the_background_once_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor_module, "REFRESH_AHEAD_S", 0.0)
+    monkeypatch.setattr(executor_module, "REFRESH_EVERY_S", 60.0)
+    sample = sample_project(tmp_path / "p")
+    with ServeState(sample.project) as st:
+        assert "support.extra" not in st.executor.known_tables()
+        sample.project.lake.create_table("support.extra", pa.schema([("x", pa.int64())]))
+        # due for a re-read but not stale: this call answers at once, a thread re-reads the lake
+        assert "support.extra" not in st.executor.known_tables()
+        deadline = time.monotonic() + 10
+        while "support.extra" not in st.executor.known_tables():
+            assert time.monotonic() < deadline, "the background re-read never landed"
+            time.sleep(0.02)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -40,9 +41,13 @@ from shoal.query.sandbox import Access, Sandbox
 from shoal.serve.querylog import Entry, QueryLog, now
 from shoal.serve.tokens import Token
 
+log = logging.getLogger(__name__)
+
 BATCH_ROWS = 10_000
 #: how often the set of lake tables (and their personal-data marks) is checked for changes
 REFRESH_EVERY_S = 2.0
+#: from this age on, the catalog is re-read in the background while requests use the current one
+REFRESH_AHEAD_S = 1.0
 #: accepted queries remembered by the guard's cache (see Executor.check), and the longest one kept
 CHECK_CACHE_SIZE = 512
 CHECK_CACHE_MAX_SQL = 8_000
@@ -321,18 +326,46 @@ class Executor:
         self._running = 0
         self._running_lock = threading.Lock()
         self._catalog: tuple[float, Signature] | None = None
+        self._refreshing = False
         self._deadlines = Deadlines()
         self._checked: OrderedDict[CheckKey, CheckedQuery] = OrderedDict()
 
     # -- catalog and sandboxes ------------------------------------------------------------------------
     def _signature(self) -> Signature:
-        """The served tables and their personal-data columns (re-read at most every 2 s)."""
+        """The served tables and their personal-data columns, never older than REFRESH_EVERY_S.
+        Past REFRESH_AHEAD_S a background thread re-reads them (listing the lake takes 10-30 ms,
+        which a request would otherwise wait for, holding the engines' lock); only a catalog older
+        than REFRESH_EVERY_S (an idle server) is re-read on the request's own time."""
         cached = self._catalog
-        if cached is not None and time.monotonic() - cached[0] < REFRESH_EVERY_S:
+        age = time.monotonic() - cached[0] if cached is not None else REFRESH_EVERY_S
+        if cached is not None and age < min(REFRESH_AHEAD_S, REFRESH_EVERY_S):
             return cached[1]
+        if cached is not None and age < REFRESH_EVERY_S:
+            self._refresh_in_background()
+            return cached[1]
+        return self._read_catalog()
+
+    def _read_catalog(self) -> Signature:
+        started = time.monotonic()  # the catalog is as old as the moment its reading began
         sig = tuple((t, tuple(self.lake.pii_columns(t))) for t in sorted(self.lake.table_names()))
-        self._catalog = (time.monotonic(), sig)
+        self._catalog = (started, sig)
         return sig
+
+    def _refresh_in_background(self) -> None:
+        with self._running_lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+
+        def refresh() -> None:
+            try:
+                self._read_catalog()
+            except Exception as exc:  # the next request past REFRESH_EVERY_S reads it and reports
+                log.warning("served catalog: could not re-read the lake's tables: %s", exc)
+            finally:
+                self._refreshing = False
+
+        threading.Thread(target=refresh, name="shoal-serve-catalog", daemon=True).start()
 
     def sandbox(self, access: Access) -> Sandbox:
         with self._lock:
