@@ -47,7 +47,7 @@ BATCH_ROWS = 10_000
 #: how often the set of lake tables (and their personal-data marks) is checked for changes
 REFRESH_EVERY_S = 2.0
 #: from this age on, the catalog is re-read in the background while requests use the current one
-REFRESH_AHEAD_S = 1.0
+REFRESH_AHEAD_S = 1.5
 #: accepted queries remembered by the guard's cache (see Executor.check), and the longest one kept
 CHECK_CACHE_SIZE = 512
 CHECK_CACHE_MAX_SQL = 8_000
@@ -422,6 +422,11 @@ class Executor:
                 if len(self._checked) > CHECK_CACHE_SIZE:
                     self._checked.popitem(last=False)
         return checked
+
+    def warm_up(self) -> None:
+        """Load the parser's dialects now (sqlglot imports them on first use, about a second),
+        not on the first served query."""
+        check_query("SELECT 1", granted=lambda _name: False, known=(), pg_compat=True)
 
     @property
     def running(self) -> int:

@@ -52,6 +52,7 @@ class ServeState:
 
     def start(self) -> ServeState:
         self.query_log.start()
+        self.executor.warm_up()
         return self
 
     def close(self) -> None:
