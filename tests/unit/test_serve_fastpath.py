@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from httpx import Client
 
+from harness.ports import free_port
 from harness.serve_sample import SampleProject, auth, http_client, sample_project
 from shoal.query.guard import DeniedTable, UnknownTable
 from shoal.serve import executor as executor_module
 from shoal.serve.app import PREFETCH_BYTES
 from shoal.serve.executor import Deadlines
+from shoal.serve.server import serving_in_thread
 from shoal.serve.state import ServeState
 
 
@@ -105,3 +108,28 @@ def test_catalog_is_re_read_in_the_background_once_due(
         while "support.extra" not in st.executor.known_tables():
             assert time.monotonic() < deadline, "the background re-read never landed"
             time.sleep(0.02)
+
+
+def test_small_csv_past_the_row_limit_is_an_error_not_a_cut_stream(tmp_path: Path) -> None:
+    sample = sample_project(tmp_path / "p")
+    serve = sample.project.settings.serve
+    settings = serve.model_copy(
+        update={
+            "port": free_port(),
+            "pg_port": None,
+            "limits": serve.limits.model_copy(update={"max_rows": 5}),
+        }
+    )
+    with (
+        serving_in_thread(sample.project, settings),
+        Client(base_url=f"http://127.0.0.1:{settings.port}") as c,
+    ):
+        r = c.get(
+            "/v1/query",
+            params={"sql": "select * from range(100)", "format": "csv"},
+            headers=auth(sample.admin),
+        )
+        assert r.status_code == 413
+        assert "serve.limits.max_rows" in r.json()["error"]["message"]
+        ok = c.get("/v1/query", params={"sql": "select 1 as x", "format": "csv"}, headers=auth(sample.admin))
+        assert ok.text.split() == ["x", "1"]
