@@ -410,15 +410,23 @@ def startup_packet(user: str = "ana") -> bytes:
     return struct.pack("!I", len(body) + 4) + body
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(garbage=st.binary(max_size=300), authed=st.booleans())
+def _message(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.binary(max_size=300), mode=st.sampled_from(["none", "authed", "scram", "scram_first"]))
 def test_fuzzed_wire_messages_never_kill_the_server(
-    server: Server, served: SampleProject, garbage: bytes, authed: bool
+    server: Server, served: SampleProject, garbage: bytes, mode: str
 ) -> None:
     prefix = b""
-    if authed:
-        password = served.admin.encode() + b"\x00"
-        prefix = startup_packet() + b"p" + struct.pack("!I", len(password) + 4) + password
+    if mode == "authed":
+        prefix = startup_packet() + _message(b"p", served.admin.encode() + b"\x00")
+    elif mode == "scram":  # garbage where the SASLInitialResponse belongs
+        prefix = startup_packet(token_id(served.admin))
+    elif mode == "scram_first":  # a SASLInitialResponse whose client-first message is garbage
+        first = b"SCRAM-SHA-256\x00" + struct.pack("!i", len(garbage)) + garbage
+        prefix = startup_packet(token_id(served.admin)) + _message(b"p", first)
     _raw_exchange(int(server.settings.pg_port or 0), prefix + garbage)
 
 
