@@ -146,6 +146,20 @@ def test_scram_with_token_id_as_user_and_cleartext_otherwise(server: Server, ser
     alive(server, served)
 
 
+def test_scram_only_server_refuses_cleartext(served: SampleProject) -> None:
+    http_port, pg_port = free_ports(2)
+    settings = served.project.settings.serve.model_copy(
+        update={"port": http_port, "pg_port": pg_port, "pg_cleartext": False}
+    )
+    with serving_in_thread(served.project, settings) as strict:
+        with pytest.raises(
+            psycopg.OperationalError, match=r"SCRAM-SHA-256 only \(serve\.pg_cleartext: false\)"
+        ):
+            pg(strict, served.support_reader)
+        with pg(strict, served.support_reader, user=token_id(served.support_reader)) as c:
+            assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+
+
 def test_token_made_before_verifiers_uses_cleartext_with_its_id(
     server: Server, served: SampleProject
 ) -> None:

@@ -558,14 +558,21 @@ class Connection:
 
     async def authenticate(self, startup: dict[str, str]) -> bool:
         """SCRAM-SHA-256 when the user name names a token with a verifier (its id), else a
-        cleartext password (tokens made before verifiers; any user name). Either way a wrong or
-        revoked token gets the same FATAL 28P01."""
+        cleartext password (tokens made before verifiers; any user name) unless
+        ``serve.pg_cleartext`` is off. Either way a wrong or revoked token gets the same FATAL 28P01."""
         user = startup.get("user", "")
         scram_token = await asyncio.to_thread(self.state.tokens.scram_token, user)
         try:
             if scram_token is not None and scram_token.scram is not None:
                 await self.scram(Verifier.parse(scram_token.scram))
                 self.token = await asyncio.to_thread(self.state.tokens.active, scram_token.id)
+            elif not self.state.settings.pg_cleartext:
+                text = (
+                    f'password authentication failed for user "{user}": this server accepts '
+                    "SCRAM-SHA-256 only (serve.pg_cleartext: false): connect with the token id as user name"
+                )
+                await self.send(error_response("28P01", text, "FATAL"))
+                return False
             else:
                 await self.send(message(b"R", struct.pack("!I", 3)))  # AuthenticationCleartextPassword
                 kind, body = await self.read_message()
