@@ -597,6 +597,16 @@ def test_tls_for_https_and_the_wire(tmp_path: Path, served: SampleProject) -> No
         ) as c:
             assert c.info.pgconn.ssl_in_use
             assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+        # SCRAM over TLS: libpq says it could bind the channel ("y,,"); the server offers no binding
+        scram = {"user": token_id(served.support_reader), "require_auth": "scram-sha-256"}
+        tls = {"sslmode": "require", "port": pg_port, "dbname": "lake", "connect_timeout": 10}
+        with psycopg.connect(host="127.0.0.1", password=served.support_reader, **scram, **tls) as c:  # type: ignore[arg-type]
+            assert c.info.pgconn.ssl_in_use
+            assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+        with pytest.raises(psycopg.OperationalError, match="channel binding"):
+            psycopg.connect(  # type: ignore[call-overload]
+                host="127.0.0.1", password=served.support_reader, channel_binding="require", **scram, **tls
+            )
 
 
 json_values = st.recursive(
