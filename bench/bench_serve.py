@@ -1,12 +1,15 @@
 """The front door's overhead: the same queries in-process, over HTTP (JSON, Arrow) and over the
 Postgres wire protocol, against one `shoal serve` subprocess; then N concurrent HTTP clients.
 
-    .venv/bin/python bench/bench_serve.py [--repeats 30] [--rows 1000000] [--clients 32] [--duration 60]
+    .venv/bin/python bench/bench_serve.py [--rounds 6] [--repeats 30] [--rows 1000000] [--clients 32]
+        [--duration 60]
     shoal demo --dir /tmp/demo && .venv/bin/python bench/bench_serve.py --project /tmp/demo   # the demo lake
 
 - small: a filtered count over ``support.tickets`` (the sample project of tests/harness/serve_sample.py):
   p50/p99 latency per path; the baseline is the same query on an in-process locked-down engine
-  (what the server runs), so the difference is the protocol's overhead.
+  (what the server runs), so the difference is the protocol's overhead. Paths alternate in rounds
+  (order reversed every other round); CPU per query is the server process's (remote paths) or this
+  process's (in-process), so a busy neighbour shows less in it than in wall time.
 - large: ``--rows`` rows of three columns streamed to the client: rows/s per path against the
   in-process Arrow read.
 - concurrent: ``--clients`` threads each sending the small query over HTTP (JSON) for
@@ -68,14 +71,81 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
-    fn()  # warm (engine per access profile, connections)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": round(statistics.median(times), 3), "p99_ms": round(pct(times, 0.99), 3)}
+def small_rounds(
+    paths: dict[str, Callable[[], object]], server_pid: int, rounds: int, repeats: int
+) -> dict[str, Any]:
+    """``rounds`` rounds of ``repeats`` queries per path, the paths' order reversed every other round
+    (neighbours' load falls on all of them alike): latency p50/p99 over every query, the median of
+    the rounds' p50s, and CPU per query (the server's for remote paths, this process's for the
+    in-process one), each against the in-process baseline of the same run."""
+    server = psutil.Process(server_pid)
+    for fn in paths.values():
+        fn()  # warm (engine per access profile, connections)
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    round_p50: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
+    for r in range(rounds):
+        for name in list(paths) if r % 2 == 0 else list(paths)[::-1]:
+            fn = paths[name]
+            local = name == "in_process"
+            cpu0 = time.process_time() if local else sum(server.cpu_times()[:2])
+            got = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                got.append((time.perf_counter() - t0) * 1000)
+            cpu1 = time.process_time() if local else sum(server.cpu_times()[:2])
+            times[name] += got
+            round_p50[name].append(statistics.median(got))
+            cpu[name].append((cpu1 - cpu0) * 1000 / repeats)
+    out: dict[str, Any] = {}
+    for name in paths:
+        out[name] = {
+            "p50_ms": round(statistics.median(times[name]), 3),
+            "p99_ms": round(pct(times[name], 0.99), 3),
+            "round_p50s_ms": [round(x, 2) for x in round_p50[name]],
+            "cpu_ms_per_query": round(statistics.median(cpu[name]), 3),
+        }
+    base = out["in_process"]
+    for name in paths:
+        if name != "in_process":
+            out[name]["overhead_p50_ms"] = round(out[name]["p50_ms"] - base["p50_ms"], 3)
+            out[name]["cpu_overhead_ms"] = round(out[name]["cpu_ms_per_query"] - base["cpu_ms_per_query"], 3)
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+class RawHttp:
+    """A minimal keep-alive HTTP/1.1 client (one socket, Content-Length bodies only): the server's
+    share of the HTTP overhead, without httpx's own per-request cost in the client."""
+
+    def __init__(self, port: int, token: str) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.head = f"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+
+    def post(self, body: dict[str, Any]) -> bytes:
+        data = json.dumps(body).encode()
+        self.sock.sendall(
+            f"{self.head}Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += self.sock.recv(65536)
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1]
+        lengths = [h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")]
+        if status != b"200" or not lengths:
+            raise RuntimeError(f"raw HTTP client: status {status.decode()}, or a chunked body it cannot read")
+        size = int(lengths[0].split(b":")[1])
+        while len(rest) < size:
+            rest += self.sock.recv(65536)
+        return rest
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def free_port() -> int:
@@ -88,7 +158,8 @@ def free_port() -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=30, help="small queries per path and round")
+    ap.add_argument("--rounds", type=int, default=6, help="alternating rounds of the small queries")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=60.0)
@@ -103,6 +174,8 @@ def main() -> None:
         "SHOAL_SERVE__LIMITS__MAX_BYTES": str(2**40),
         "SHOAL_SERVE__LIMITS__MAX_CONCURRENT": "4",
         "SHOAL_SERVE__LIMITS__QUEUE_TIMEOUT_S": "60",
+        # the large result over the slow paths (wire text, JSON) takes over 30 s on a loaded machine
+        "SHOAL_SERVE__LIMITS__TIMEOUT_S": "600",
     }
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -164,7 +237,9 @@ def main() -> None:
             autocommit=True,
         )
 
-        with ServeState(project) as state:
+        # the in-process baseline records each query in the log as the server does, but flushes it
+        # only at the end: a lake commit every 5 s in this process would slow the HTTP clients here
+        with ServeState(project, log_flush_s=3600) as state:
             token = state.tokens.authenticate(admin)
 
             def inproc(sql: str) -> pa.Table:
@@ -181,20 +256,22 @@ def main() -> None:
                 r.raise_for_status()
                 return pa.ipc.open_stream(r.content).read_all()
 
+            raw = RawHttp(http_port, admin)
+
+            def http_json_raw(sql: str) -> Any:
+                return json.loads(raw.post({"sql": sql}))
+
             def wire(sql: str) -> list[Any]:
                 return pg.execute(sql).fetchall()
 
-            small = {
-                "in_process": timed(lambda: inproc(small_sql), args.repeats),
-                "http_json": timed(lambda: http_json(small_sql), args.repeats),
-                "http_arrow": timed(lambda: http_arrow(small_sql), args.repeats),
-                "pg_wire": timed(lambda: wire(small_sql), args.repeats),
+            paths: dict[str, Callable[[], object]] = {
+                "in_process": lambda: inproc(small_sql),
+                "http_json": lambda: http_json(small_sql),
+                "http_arrow": lambda: http_arrow(small_sql),
+                "http_json_raw_client": lambda: http_json_raw(small_sql),
+                "pg_wire": lambda: wire(small_sql),
             }
-            for name in ("http_json", "http_arrow", "pg_wire"):
-                small[name]["overhead_p50_ms"] = round(
-                    small[name]["p50_ms"] - small["in_process"]["p50_ms"], 3
-                )
-            out["small"] = small
+            out["small"] = small_rounds(paths, server.pid, args.rounds, args.repeats)
 
             big = large_sql(args.rows)
             large: dict[str, Any] = {}
@@ -257,6 +334,7 @@ def main() -> None:
         }
         pg.close()
         http.close()
+        raw.close()
     finally:
         server.terminate()
         server.communicate(timeout=60)

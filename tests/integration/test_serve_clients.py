@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 from harness import free_ports
 from harness.serve_sample import SampleProject, sample_project
 from shoal.serve.server import Server, serving_in_thread
+from shoal.serve.state import tokens_path
+from shoal.serve.tokens import Role, TokenStore
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +47,17 @@ def server(served: SampleProject) -> Iterator[Server]:
 
 
 def pg(server: Server, token: str, **kw: object) -> psycopg.Connection[tuple[object, ...]]:
+    options: dict[str, object] = {"user": "ana", "dbname": "lake", "connect_timeout": 10, **kw}
     return psycopg.connect(
         host="127.0.0.1",
         port=server.settings.pg_port,
-        user="ana",
         password=token,
-        dbname="lake",
-        connect_timeout=10,
-        **kw,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
+
+
+def token_id(token: str) -> str:
+    return token.split("_")[1]
 
 
 def alive(server: Server, served: SampleProject) -> None:
@@ -104,6 +108,70 @@ def test_psql_runs_queries_and_introspection(server: Server, served: SampleProje
     )
     assert bad.returncode != 0
     assert "password authentication failed" in bad.stderr
+
+
+def test_scram_with_token_id_as_user_and_cleartext_otherwise(server: Server, served: SampleProject) -> None:
+    """psycopg (libpq 18, which can insist on a method) and psql: user = token id is SCRAM-SHA-256,
+    any other user name a cleartext password; a wrong or revoked token is the same FATAL 28P01."""
+    reader = token_id(served.support_reader)
+    with pg(server, served.support_reader, user=reader, require_auth="scram-sha-256") as c:
+        assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+    with pg(server, served.support_reader, require_auth="password") as c:  # user "ana": cleartext
+        assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+    with pytest.raises(psycopg.OperationalError, match="server requested a cleartext password"):
+        pg(server, served.support_reader, require_auth="scram-sha-256")
+    failures = []
+    for user, password in ((reader, served.admin), (token_id(served.revoked), served.revoked)):
+        with pytest.raises(psycopg.OperationalError) as err:
+            pg(server, password, user=user, require_auth="scram-sha-256")
+        failures.append(str(err.value).strip().splitlines()[-1])
+    with pytest.raises(psycopg.OperationalError) as err:
+        pg(server, served.revoked, require_auth="password")
+    failures.append(str(err.value).strip().splitlines()[-1])
+    for line, user in zip(failures, (reader, token_id(served.revoked), "ana"), strict=True):
+        assert line.endswith(f'password authentication failed for user "{user}": invalid or revoked token')
+    if PSQL is not None:
+        port = str(server.settings.pg_port)
+        sql = "select count(*) from support.customers"
+        out = subprocess.run(
+            [PSQL, "-h", "127.0.0.1", "-p", port, "-U", reader, "-d", "lake", "-A", "-t", "-c", sql],
+            env={**os.environ, "PGPASSWORD": served.support_reader, "PGCONNECT_TIMEOUT": "10"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "50"
+    alive(server, served)
+
+
+def test_scram_only_server_refuses_cleartext(served: SampleProject) -> None:
+    http_port, pg_port = free_ports(2)
+    settings = served.project.settings.serve.model_copy(
+        update={"port": http_port, "pg_port": pg_port, "pg_cleartext": False}
+    )
+    with serving_in_thread(served.project, settings) as strict:
+        with pytest.raises(
+            psycopg.OperationalError, match=r"SCRAM-SHA-256 only \(serve\.pg_cleartext: false\)"
+        ):
+            pg(strict, served.support_reader)
+        with pg(strict, served.support_reader, user=token_id(served.support_reader)) as c:
+            assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+
+
+def test_token_made_before_verifiers_uses_cleartext_with_its_id(
+    server: Server, served: SampleProject
+) -> None:
+    path = tokens_path(served.project)
+    record, secret = TokenStore(path).create("legacy", Role.reader, ["support"])
+    body = json.loads(path.read_text())
+    for t in body["tokens"]:
+        if t["id"] == record.id:
+            t.pop("scram")
+    path.write_text(json.dumps(body))
+    with pg(server, secret, user=record.id, require_auth="password") as c:
+        assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
 
 
 def test_psycopg_simple_extended_and_prepared(server: Server, served: SampleProject) -> None:
@@ -267,6 +335,7 @@ def test_jdbc_queries_prepared_binary_results_and_metadata(
             "ShoalJdbc",
             str(server.settings.pg_port),
             served.support_reader,
+            token_id(served.support_reader),  # the user name that makes pgjdbc authenticate with SCRAM
         ],
         capture_output=True,
         text=True,
@@ -355,15 +424,23 @@ def startup_packet(user: str = "ana") -> bytes:
     return struct.pack("!I", len(body) + 4) + body
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(garbage=st.binary(max_size=300), authed=st.booleans())
+def _message(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.binary(max_size=300), mode=st.sampled_from(["none", "authed", "scram", "scram_first"]))
 def test_fuzzed_wire_messages_never_kill_the_server(
-    server: Server, served: SampleProject, garbage: bytes, authed: bool
+    server: Server, served: SampleProject, garbage: bytes, mode: str
 ) -> None:
     prefix = b""
-    if authed:
-        password = served.admin.encode() + b"\x00"
-        prefix = startup_packet() + b"p" + struct.pack("!I", len(password) + 4) + password
+    if mode == "authed":
+        prefix = startup_packet() + _message(b"p", served.admin.encode() + b"\x00")
+    elif mode == "scram":  # garbage where the SASLInitialResponse belongs
+        prefix = startup_packet(token_id(served.admin))
+    elif mode == "scram_first":  # a SASLInitialResponse whose client-first message is garbage
+        first = b"SCRAM-SHA-256\x00" + struct.pack("!i", len(garbage)) + garbage
+        prefix = startup_packet(token_id(served.admin)) + _message(b"p", first)
     _raw_exchange(int(server.settings.pg_port or 0), prefix + garbage)
 
 
@@ -520,6 +597,16 @@ def test_tls_for_https_and_the_wire(tmp_path: Path, served: SampleProject) -> No
         ) as c:
             assert c.info.pgconn.ssl_in_use
             assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+        # SCRAM over TLS: libpq says it could bind the channel ("y,,"); the server offers no binding
+        scram = {"user": token_id(served.support_reader), "require_auth": "scram-sha-256"}
+        tls = {"sslmode": "require", "port": pg_port, "dbname": "lake", "connect_timeout": 10}
+        with psycopg.connect(host="127.0.0.1", password=served.support_reader, **scram, **tls) as c:  # type: ignore[arg-type]
+            assert c.info.pgconn.ssl_in_use
+            assert c.execute("select count(*) from support.tickets").fetchone() == (200,)
+        with pytest.raises(psycopg.OperationalError, match="channel binding"):
+            psycopg.connect(  # type: ignore[call-overload]
+                host="127.0.0.1", password=served.support_reader, channel_binding="require", **scram, **tls
+            )
 
 
 json_values = st.recursive(

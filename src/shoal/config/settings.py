@@ -64,6 +64,11 @@ class ServeSettings(BaseModel):
     tokens_file: str = Field(
         ".shoal/tokens.json", description="hashed access tokens (relative to the project directory)"
     )
+    pg_cleartext: bool = Field(
+        True,
+        description="wire protocol: also accept the token as a cleartext password (false: SCRAM-SHA-256 "
+        "only, user name = token id; ADR 0034)",
+    )
     limits: ServeLimits = Field(default_factory=ServeLimits)
 
     @model_validator(mode="after")

@@ -85,7 +85,18 @@ _FORBIDDEN_NODES: tuple[type[exp.Expression], ...] = tuple(
 )
 
 #: function names (lower case) that read files, URLs, the environment or run SQL given as a string
-_FORBIDDEN_FUNCTION_PREFIXES = ("read_", "parquet_", "duckdb_", "delta_", "iceberg_", "pragma_", "sqlite_")
+_FORBIDDEN_FUNCTION_PREFIXES = (
+    "read_",
+    "parquet_",
+    "duckdb_",
+    "delta_",
+    "iceberg_",
+    "pragma_",
+    # the federation scanners (loaded in engines serving a database) reach any file or server
+    "sqlite_",
+    "postgres_",
+    "mysql_",
+)
 _FORBIDDEN_FUNCTIONS = frozenset(
     {
         "getenv",

@@ -94,10 +94,34 @@ class Sandbox:
         self.masked: dict[str, frozenset[str]] = {
             t: frozenset(pii_columns.get(t, ())) for t in self.tables if not access.pii and pii_columns.get(t)
         }
+        self.database_tables = self._databases(db, access)
         pgcompat.install(db, self.tables)  # what psql and BI tools ask pg_catalog (pgcompat.py)
         _lock_down(db, lake, threads=threads, memory_limit=memory_limit)
         self._lock = threading.Lock()
         self._closed = False
+
+    @staticmethod
+    def _databases(db: duckdb.DuckDBPyConnection, access: Access) -> frozenset[str]:
+        """``NAME.table`` of the declared databases ``connect`` attached (live federation, ADR 0019)
+        that ``access`` may read, by the database's name as namespace; any other is detached."""
+        attached = [
+            r[0]
+            for r in db.execute(
+                "SELECT database_name FROM duckdb_databases() WHERE type IN ('sqlite', 'mysql', 'postgres')"
+            ).fetchall()
+        ]
+        served: set[str] = set()
+        for name in attached:
+            if not access.can_read(f"{name}.x"):
+                db.execute(f"DETACH {_ident(name)}")
+                continue
+            rows = db.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = $1 "
+                "UNION SELECT view_name FROM duckdb_views() WHERE database_name = $1 AND NOT internal",
+                [name],
+            ).fetchall()
+            served.update(f"{name}.{r[0]}".lower() for r in rows)
+        return frozenset(served)
 
     def _mask(self, db: duckdb.DuckDBPyConnection, name: str, masked: set[str], salt: str) -> None:
         ns, tbl = name.split(".", 1)

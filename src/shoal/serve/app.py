@@ -9,7 +9,7 @@ names it); 404 an unknown table; 400 a query the engine rejects; 413 a result pa
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal.errors import NotFoundError, ShoalError
 from shoal.jsonsafe import to_jsonable
@@ -29,13 +30,17 @@ from shoal.query.guard import DeniedTable, RefusedQuery, UnknownTable
 from shoal.serve.catalog import freshness as table_freshness
 from shoal.serve.catalog import table_detail, table_summary
 from shoal.serve.encode import MEDIA_TYPES, Format, encode_arrow, encode_csv, encode_json
-from shoal.serve.executor import QueryCancelled, QueryTimeout, ResultTooLarge, ServerBusy
+from shoal.serve.executor import QueryCancelled, QueryTimeout, Result, ResultTooLarge, ServerBusy
+from shoal.serve.metrics import ServerMetrics
 from shoal.serve.pipelines import pipelines_status
 from shoal.serve.state import ServeState
 from shoal.serve.tokens import Token, Unauthorized
 from shoal.status.collect import collect_status
 
 API_VERSION = "v1"
+#: a result whose encoding fits in this many bytes is sent as one response, encoded on the thread
+#: that ran the query (one hop to a worker thread in all); a larger one streams batch by batch
+PREFETCH_BYTES = 256 * 1024
 #: the dashboard (ADR 0022): static files only; every number it shows comes from /v1 with the user's token
 STATIC_DIR = Path(__file__).with_name("static")
 #: the dashboard loads nothing from elsewhere and runs no inline script
@@ -104,8 +109,57 @@ class ClosingStreamingResponse(StreamingResponse):
                 await close()
 
 
-def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Token:
-    """The token of ``Authorization: Bearer <token>``; 401 without a valid one."""
+class MeasureRequests:
+    """Requests and latency (to the response's first bytes) per route on ``/metrics``.
+
+    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` runs every request through
+    a task group and memory streams, which cost more than a small query's whole HTTP handling.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def measured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                route = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.requests.labels(scope["method"], route, str(message["status"])).inc()
+                self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, measured)
+
+
+def _encoder(fmt: Format, result: Result) -> Generator[bytes, None, None]:
+    if fmt is Format.json:
+        return encode_json(result.schema, result.batches(), lambda: result.rows)
+    if fmt is Format.csv:
+        return encode_csv(result.schema, result.batches())
+    return encode_arrow(result.schema, result.batches())
+
+
+def _prefetch(chunks: Iterator[bytes], limit: int) -> tuple[list[bytes], bool]:
+    """The chunks of ``chunks`` up to ``limit`` bytes (or all), and whether more may follow."""
+    head: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            return head, True
+    return head, False
+
+
+async def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Token:
+    """The token of ``Authorization: Bearer <token>``; 401 without a valid one. Async on purpose:
+    FastAPI runs a plain function dependency on a worker thread, a hop that costs more than the
+    lookup (a dict and one stat of the token file)."""
     state: ServeState = request.app.state.shoal
     token = None
     if authorization:
@@ -143,15 +197,7 @@ def create_app(state: ServeState) -> FastAPI:
             {"error": {"type": "InvalidRequest", "message": "; ".join(problems)[:2000]}}, status_code=422
         )
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(MeasureRequests, metrics=metrics)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
@@ -215,35 +261,39 @@ def create_app(state: ServeState) -> FastAPI:
         )
         return dict(to_jsonable(found))
 
-    async def run(token: Token, sql: str, params: list[Any] | None, fmt: Format) -> StreamingResponse:
-        stack = ExitStack()
+    async def run(token: Token, sql: str, params: list[Any] | None, fmt: Format) -> Response:
         release = await state.gate.acquire()
 
-        def start() -> Any:
-            with stack:
+        def start() -> tuple[Result, list[bytes], Generator[bytes, None, None] | None, ExitStack | None]:
+            """Start the query and encode its first chunks on one worker thread: a result that
+            fits ``PREFETCH_BYTES`` is finished (and logged) here and goes out as one response."""
+            with ExitStack() as stack:
                 stack.callback(release)
                 result = stack.enter_context(state.executor.query(token, sql, params))
-                return result, stack.pop_all()
+                chunks = _encoder(fmt, result)
+                stack.callback(chunks.close)
+                head, more = _prefetch(chunks, PREFETCH_BYTES)
+                if not more:
+                    return result, head, None, None
+                return result, head, chunks, stack.pop_all()
 
         try:
-            result, stack = await run_in_threadpool(start)
+            result, head, chunks, stack = await run_in_threadpool(start)
         except BaseException:
             release()  # idempotent: also released by the stack when the query failed to start
             raise
-        if fmt is Format.json:
-            chunks: Generator[bytes, None, None] = encode_json(
-                result.schema, result.batches(), lambda: result.rows
-            )
-        elif fmt is Format.csv:
-            chunks = encode_csv(result.schema, result.batches())
-        else:
-            chunks = encode_arrow(result.schema, result.batches())
+        headers = {"X-Shoal-Columns": ",".join(result.schema.names)[:4000]}
+        if chunks is None or stack is None:
+            return Response(b"".join(head), media_type=MEDIA_TYPES[fmt], headers=headers)
+        rest, finish = chunks, stack
 
         async def body() -> AsyncIterator[bytes]:
             done = False
             try:
+                for first in head:
+                    yield first
                 while True:
-                    chunk = await anyio.to_thread.run_sync(next, chunks, None)
+                    chunk = await anyio.to_thread.run_sync(next, rest, None)
                     if chunk is None:
                         break
                     yield chunk
@@ -251,16 +301,14 @@ def create_app(state: ServeState) -> FastAPI:
             finally:
                 if not done:
                     result.cancel()  # the client went away (or the stream failed): stop the engine
-                chunks.close()
-                stack.close()
+                finish.close()
 
-        headers = {"X-Shoal-Columns": ",".join(result.schema.names)[:4000]}
         return ClosingStreamingResponse(body(), media_type=MEDIA_TYPES[fmt], headers=headers)
 
     @app.post(f"/{API_VERSION}/query", tags=["query"])
     async def query_post(
         request_body: QueryRequest, token: Caller, accept: Annotated[str | None, Header()] = None
-    ) -> StreamingResponse:
+    ) -> Response:
         """Run one read-only query; the result streams as JSON, CSV or Arrow IPC."""
         fmt = _format_from(request_body.format, accept)
         return await run(token, request_body.sql, request_body.params, fmt)
@@ -271,7 +319,7 @@ def create_app(state: ServeState) -> FastAPI:
         sql: Annotated[str, Query(max_length=100_000)],
         format: Format | None = None,
         accept: Annotated[str | None, Header()] = None,
-    ) -> StreamingResponse:
+    ) -> Response:
         """The same as POST, for links and curl: ``/v1/query?sql=...&format=csv``."""
         return await run(token, sql, None, _format_from(format, accept))
 

@@ -45,7 +45,7 @@ def tokens_create(
     project: ProjectOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Create a token; it is printed once and only its hash is kept."""
+    """Create a token; it is printed once and only its hash (and a SCRAM verifier) is kept."""
     record, secret = _store(project).create(name, role, grant or (), pii=pii)
     if fmt is OutputFormat.json:
         emit({**record.public(), "token": secret}, fmt)
@@ -53,7 +53,9 @@ def tokens_create(
     console.print(f"token {record.id} ({record.role}) for {record.name}:")
     console.print(secret, highlight=False, soft_wrap=True)
     err_console.print(
-        "[dim]Shown once: store it now. Revoke with `shoal tokens revoke " + record.id + "`.[/dim]"
+        "[dim]Shown once: store it now. Revoke with `shoal tokens revoke " + record.id + "`.\n"
+        f"Postgres clients: user {record.id} and the token as password authenticate with "
+        "SCRAM-SHA-256 (the token never crosses the wire).[/dim]"
     )
 
 
@@ -65,7 +67,7 @@ def tokens_list(project: ProjectOpt = None, fmt: FormatOpt = OutputFormat.table)
         emit(rows, fmt)
         return
     table = RichTable(header_style="bold cyan")
-    for col in ("id", "name", "role", "namespaces", "pii", "created", "revoked"):
+    for col in ("id", "name", "role", "namespaces", "pii", "wire auth", "created", "revoked"):
         table.add_column(col)
     for r in rows:
         table.add_row(
@@ -74,6 +76,7 @@ def tokens_list(project: ProjectOpt = None, fmt: FormatOpt = OutputFormat.table)
             r["role"],
             ",".join(r["namespaces"]),
             str(r["pii"]),
+            "scram" if r["scram"] else "cleartext",
             r["created"],
             r["revoked"] or "",
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Generator, Iterator
 from enum import StrEnum
 
@@ -38,12 +39,37 @@ def column_types(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 
 
-def _json_rows(batch: pa.RecordBatch) -> str:
-    columns = [c.to_pylist() for c in batch.columns]
-    return ",".join(
-        json.dumps([to_jsonable(col[i]) for col in columns], allow_nan=False, ensure_ascii=False)
-        for i in range(batch.num_rows)
+def _plain(kind: pa.DataType) -> bool:
+    """Whether Python's values of ``kind`` are already their JSON encoding (no to_jsonable needed)."""
+    return bool(
+        pa.types.is_integer(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
     )
+
+
+def _finite(value: object) -> object:
+    return value if not isinstance(value, float) or math.isfinite(value) else to_jsonable(value)
+
+
+def _json_values(column: pa.Array) -> list[object]:
+    values: list[object] = column.to_pylist()
+    if _plain(column.type):
+        return values
+    if pa.types.is_floating(column.type):
+        return [_finite(v) for v in values]
+    return [to_jsonable(v) for v in values]
+
+
+def _json_rows(batch: pa.RecordBatch) -> str:
+    """The batch's rows as JSON arrays, comma-separated: one ``json.dumps`` per batch, values
+    converted per column (only types whose Python value is not already JSON are mapped)."""
+    if batch.num_columns == 0:
+        return ",".join("[]" for _ in range(batch.num_rows))
+    rows = list(zip(*(_json_values(c) for c in batch.columns), strict=True))
+    return json.dumps(rows, allow_nan=False, ensure_ascii=False, separators=(",", ":"))[1:-1]
 
 
 def encode_json(

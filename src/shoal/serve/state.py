@@ -43,6 +43,7 @@ class ServeState:
             salt=lambda: self.tokens.salt,
             query_log=self.query_log,
             on_outcome=self.metrics.observe_query,
+            databases=project.endpoints() if project.settings.databases else (),
         )
         self.metrics.track_running(lambda: self.executor.running)
         # shoal status as gauges on /metrics, computed at scrape time (cached a few seconds)
@@ -51,6 +52,7 @@ class ServeState:
 
     def start(self) -> ServeState:
         self.query_log.start()
+        self.executor.warm_up()
         return self
 
     def close(self) -> None:

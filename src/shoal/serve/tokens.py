@@ -1,7 +1,10 @@
 """Access tokens: created and revoked with ``shoal tokens``, stored hashed in the project.
 
 A token reads ``shoal_<id>_<secret>``; only the SHA-256 of the whole token is kept (tokens are 256
-random bits, so a slow password hash would add nothing). The file (``serve.tokens_file``, 0600)
+random bits, so a slow password hash would add nothing), and beside it a SCRAM-SHA-256 verifier
+for the Postgres wire protocol (:mod:`shoal.serve.scram`, ADR 0034), so clients that connect with
+the token's id as user name never send the token itself. Tokens created before the verifier
+existed have none and keep using cleartext passwords on the wire. The file (``serve.tokens_file``, 0600)
 also holds the server's masking key, so masked values stay stable across restarts. A running
 server re-reads the file when it changes: a revoked token stops working within a request.
 
@@ -28,6 +31,7 @@ from typing import Any
 
 from shoal.errors import ConfigError, NotFoundError, ShoalError, Terminal
 from shoal.query.sandbox import Access
+from shoal.serve.scram import make_verifier
 
 PREFIX = "shoal_"
 
@@ -57,6 +61,8 @@ class Token:
     created: str = ""
     revoked: str | None = None
     hash: str = field(default="", repr=False)
+    #: SCRAM-SHA-256 verifier for the wire protocol (scram.py); None for tokens made before it
+    scram: str | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
@@ -72,6 +78,7 @@ class Token:
         """The record as shown by ``shoal tokens list`` (no hash)."""
         out = asdict(self)
         out.pop("hash")
+        out["scram"] = self.scram is not None
         out["role"] = str(self.role)
         out["namespaces"] = list(self.namespaces) if self.role is Role.reader else ["*"]
         out["active"] = self.active
@@ -88,6 +95,7 @@ class Token:
             created=str(raw.get("created", "")),
             revoked=raw.get("revoked"),
             hash=str(raw["hash"]),
+            scram=raw.get("scram"),
         )
 
 
@@ -144,6 +152,24 @@ class TokenStore:
             raise Unauthorized("invalid or revoked token")
         return found
 
+    def scram_token(self, user: str) -> Token | None:
+        """The token with a SCRAM verifier whose id is the wire protocol's user name; None when
+        there is none (cleartext password then). Only ids, never names: a client that connects
+        with any user name and a token as password keeps working as before."""
+        with self._lock:
+            self._load()
+            found = self._tokens.get(user)
+        return found if found is not None and found.scram else None
+
+    def active(self, token_id: str) -> Token:
+        """The record of ``token_id`` if it is still active (after a SCRAM proof); Unauthorized if not."""
+        with self._lock:
+            self._load()
+            found = self._tokens.get(token_id)
+        if found is None or not found.active:
+            raise Unauthorized("invalid or revoked token")
+        return found
+
     # -- changing ----------------------------------------------------------------------------------
     def create(
         self, name: str, role: Role, namespaces: Iterable[str] = (), *, pii: bool = False
@@ -166,6 +192,7 @@ class TokenStore:
                 pii=pii or role is Role.admin,
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
                 hash=_hash(secret),
+                scram=str(make_verifier(secret)),
             )
             self._write({**self._tokens, token_id: record}, self._salt or secrets.token_hex(16))
         return record, secret

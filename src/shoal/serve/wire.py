@@ -1,16 +1,19 @@
 """The Postgres wire protocol (v3) over the served lake, on asyncio (ADR 0012).
 
-Clients (psql, psycopg, SQLAlchemy, JDBC) connect with any user name and a token as password
-(cleartext password authentication: use TLS, ``serve.tls_cert``/``tls_key``, off the loopback).
+Clients (psql, psycopg, SQLAlchemy, JDBC) connect with a token as password. With the token's id as
+user name they authenticate with SCRAM-SHA-256 against the verifier stored beside the token's hash
+(the token never crosses the wire, ADR 0034); with any other user name, or a token made before
+verifiers, with a cleartext password (use TLS, ``serve.tls_cert``/``tls_key``, off the loopback).
 Queries go through the same executor as the HTTP API (guard, sandbox, limits, query log).
 
-Supported: SSL negotiation, startup and cleartext auth, the simple query protocol, the extended
-query protocol (Parse/Bind/Describe/Execute/Close/Sync/Flush, named statements and portals,
+Supported: SSL negotiation, startup, SCRAM-SHA-256 and cleartext auth, the simple query protocol,
+the extended query protocol (Parse/Bind/Describe/Execute/Close/Sync/Flush, named statements and portals,
 ``$n`` parameters in text or binary form, row limits with PortalSuspended), CancelRequest,
 transaction status (BEGIN/COMMIT/ROLLBACK are accepted: everything is read-only), SET/SHOW of
 harmless session settings, and canned answers to the introspection queries drivers send on
-connect (``version()``, ``current_schema()``, psycopg's type lookups). Results are always sent in
-text format. Not supported: COPY, replication, SCRAM/MD5 (see ADR 0012), binary results.
+connect (``version()``, ``current_schema()``, psycopg's type lookups). Results are sent as text,
+or binary per column where Bind asks for it (pgtypes.py). Not supported: COPY, replication, MD5,
+SCRAM channel binding (ADR 0034).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ from shoal.serve.pgtypes import (
     column_binary,
     type_oid,
 )
+from shoal.serve.scram import MECHANISM as SCRAM
+from shoal.serve.scram import ScramError, ServerExchange, Verifier
 from shoal.serve.state import ServeState
 from shoal.serve.tokens import Token, Unauthorized
 
@@ -552,18 +557,33 @@ class Connection:
             return await self.authenticate(startup)
 
     async def authenticate(self, startup: dict[str, str]) -> bool:
-        await self.send(message(b"R", struct.pack("!I", 3)))  # AuthenticationCleartextPassword
-        kind, body = await self.read_message()
-        if kind != b"p":
-            raise ProtocolError("expected a password message")
-        password = body.rstrip(b"\x00").decode(errors="replace")
+        """SCRAM-SHA-256 when the user name names a token with a verifier (its id), else a
+        cleartext password (tokens made before verifiers; any user name) unless
+        ``serve.pg_cleartext`` is off. Either way a wrong or revoked token gets the same FATAL 28P01."""
+        user = startup.get("user", "")
+        scram_token = await asyncio.to_thread(self.state.tokens.scram_token, user)
         try:
-            self.token = await asyncio.to_thread(self.state.tokens.authenticate, password)
-        except Unauthorized as exc:
-            user = startup.get("user", "")
-            await self.send(
-                error_response("28P01", f'password authentication failed for user "{user}": {exc}', "FATAL")
-            )
+            if scram_token is not None and scram_token.scram is not None:
+                await self.scram(Verifier.parse(scram_token.scram))
+                self.token = await asyncio.to_thread(self.state.tokens.active, scram_token.id)
+            elif not self.state.settings.pg_cleartext:
+                text = (
+                    f'password authentication failed for user "{user}": this server accepts '
+                    "SCRAM-SHA-256 only (serve.pg_cleartext: false): connect with the token id as user name"
+                )
+                await self.send(error_response("28P01", text, "FATAL"))
+                return False
+            else:
+                await self.send(message(b"R", struct.pack("!I", 3)))  # AuthenticationCleartextPassword
+                kind, body = await self.read_message()
+                if kind != b"p":
+                    raise ProtocolError("expected a password message")
+                password = body.rstrip(b"\x00").decode(errors="replace")
+                self.token = await asyncio.to_thread(self.state.tokens.authenticate, password)
+        except (Unauthorized, ScramError) as exc:
+            reason = exc if isinstance(exc, Unauthorized) else "invalid or revoked token"
+            text = f'password authentication failed for user "{user}": {reason}'
+            await self.send(error_response("28P01", text, "FATAL"))
             return False
         out = [message(b"R", struct.pack("!I", 0))]
         for name in STARTUP_STATUS:
@@ -575,6 +595,25 @@ class Connection:
         await self.send(b"".join(out))
         self.registry[self.key] = self
         return True
+
+    async def scram(self, verifier: Verifier) -> None:
+        """The SASL exchange (AuthenticationSASL, SASLContinue, SASLFinal); ScramError if it fails."""
+        await self.send(message(b"R", struct.pack("!I", 10) + cstr(SCRAM) + b"\x00"))
+        kind, body = await self.read_message()
+        if kind != b"p":
+            raise ProtocolError("expected a SASLInitialResponse message")
+        mechanism, _, rest = body.partition(b"\x00")
+        if mechanism.decode(errors="replace") != SCRAM or len(rest) < 4:
+            raise ScramError(f"unsupported SASL mechanism (this server offers {SCRAM})")
+        size = struct.unpack("!i", rest[:4])[0]
+        exchange = ServerExchange(verifier)
+        first = exchange.first(rest[4 : 4 + size].decode(errors="replace") if size > 0 else "")
+        await self.send(message(b"R", struct.pack("!I", 11) + first.encode()))
+        kind, body = await self.read_message()
+        if kind != b"p":
+            raise ProtocolError("expected a SASLResponse message")
+        final = exchange.final(body.decode(errors="replace"))
+        await self.send(message(b"R", struct.pack("!I", 12) + final.encode()))
 
     # -- main loop --
     async def serve(self) -> None:

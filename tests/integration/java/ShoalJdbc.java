@@ -3,7 +3,8 @@ import java.sql.*;
 public class ShoalJdbc {
     public static void main(String[] args) throws Exception {
         String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/lake?sslmode=disable";
-        try (Connection c = DriverManager.getConnection(url, "ana", args[1])) {
+        String user = args.length > 2 ? args[2] : "ana";  // a token id: SCRAM-SHA-256; any other: cleartext
+        try (Connection c = DriverManager.getConnection(url, user, args[1])) {
             try (Statement s = c.createStatement();
                  ResultSet r = s.executeQuery("select team, count(*) as n from support.tickets group by team order by team")) {
                 while (r.next()) System.out.println("count|" + r.getString(1) + "|" + r.getLong(2));
