@@ -23,12 +23,18 @@ from shoal.errors import NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake
 from shoal.query.extensions import load_extension
 from shoal.query.partition_bounds import add_partition_bounds
-from shoal.query.snapshots import PinnedSnapshots
+from shoal.query.snapshots import PIN_PREFIX, PinnedSnapshots
 from shoal.query.timetravel import AsOf, rewrite_as_of
 from shoal.query.utctime import rewrite_utc_time
 
 #: a statement that may change the session's time zone (then the UTC rewrite stops)
 _SETS_TIMEZONE = re.compile(r"\b(SET|RESET)\b[^;]*\btime_?zone\b", re.IGNORECASE)
+#: SHOW DATABASES, answered without the attached databases that hold pinned snapshots
+_SHOW_DATABASES = re.compile(r"^\s*SHOW\s+DATABASES\s*;?\s*$", re.IGNORECASE)
+_USER_DATABASES = (
+    "SELECT database_name FROM duckdb_databases() "
+    f"WHERE NOT internal AND NOT starts_with(database_name, '{PIN_PREFIX}') ORDER BY database_name"
+)
 
 
 class QueryError(ShoalError, Terminal):
@@ -155,6 +161,8 @@ class Connection:
             query = rewrite_as_of(query, self._resolve_as_of)
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
+        if _SHOW_DATABASES.match(query):
+            return _USER_DATABASES
         if _SETS_TIMEZONE.search(query):
             self.utc_time_rewrite = False  # it holds in UTC only: from now on DuckDB's own functions
         if not self.utc_time_rewrite:
