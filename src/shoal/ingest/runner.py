@@ -116,6 +116,59 @@ def run_pipeline(
     return worker.run(until_drained=until_drained, metrics_port=metrics_port)
 
 
+#: the records to ingest of one consumed batch, their offsets, partitions and topics as columns,
+#: and each partition's [first, last + 1) offsets
+Accepted = tuple[Sequence[Record], np.ndarray, np.ndarray, pa.Array, dict[TopicPartition, tuple[int, int]]]
+
+
+def accept_records(
+    msgs: Sequence[Record], expected: dict[TopicPartition, int], eof: set[TopicPartition]
+) -> Accepted:
+    """The records of assigned partitions (keys of ``expected``) at or past the next expected
+    offset, each offset once (a re-fetch after a seek repeats some); advances ``expected`` and
+    clears ``eof`` for the partitions that had one.
+
+    Column-wise (one pass per attribute, the checks in numpy): a Python loop doing the same per
+    record cost twice the CPU (bench/bench_consume_loop.py)."""
+    n_all = len(msgs)
+    topic_of = [m.topic() for m in msgs]
+    parts = np.fromiter((m.partition() for m in msgs), np.int64, n_all)
+    offsets = np.fromiter((m.offset() for m in msgs), np.int64, n_all)
+    names = sorted({str(t) for t in topic_of})
+    keep = np.zeros(n_all, bool)
+    ranges: dict[TopicPartition, tuple[int, int]] = {}
+    for t in names:
+        in_topic = None if len(names) == 1 else np.fromiter((x == t for x in topic_of), bool, n_all)
+        for p in np.unique(parts if in_topic is None else parts[in_topic]).tolist():
+            sel = np.flatnonzero(parts == p if in_topic is None else in_topic & (parts == p))
+            tp = (t, int(p))
+            exp = expected.get(tp)
+            if exp is None:  # not ours (anymore)
+                continue
+            o = offsets[sel]
+            # kept: past the expected offset and past every earlier offset of the partition here
+            ok = o > np.maximum.accumulate(np.concatenate(([exp - 1], o[:-1])))
+            if ok.any():
+                first, last = int(o[ok][0]), int(o[ok][-1])
+                ranges[tp] = (first, last + 1)
+                expected[tp] = last + 1
+                eof.discard(tp)
+                keep[sel[ok]] = True
+    idx = np.flatnonzero(keep)
+    if len(idx) == n_all:
+        kept: Sequence[Record] = msgs
+        topic_list = topic_of
+    else:
+        kept = [msgs[i] for i in idx.tolist()]
+        topic_list = [topic_of[i] for i in idx.tolist()]
+        offsets, parts = offsets[idx], parts[idx]
+    if len(names) == 1:
+        topics = pa.repeat(pa.scalar(names[0], pa.string()), len(idx))
+    else:
+        topics = pa.array(topic_list, pa.string())
+    return kept, offsets, parts, topics, ranges
+
+
 class IngestWorker:
     """One consumer-group member of a pipeline (the :class:`SourceEvents` of its record source)."""
 
@@ -319,41 +372,8 @@ class IngestWorker:
     # -- one consumed batch --------------------------------------------------------------------------
     def _ingest(self, msgs: Sequence[Record]) -> int:
         """Decode and buffer one consumed batch; returns how many records it held."""
-        expected = self._expected
-        eof = self._eof
-        kept: list[Record] = []
-        values: list[bytes | None] = []
-        keys: list[bytes | None] = []
-        topics: list[str] = []
-        parts: list[int] = []
-        offsets: list[int] = []
-        stamps: list[int | None] = []
-        ranges: dict[TopicPartition, list[int]] = {}
-        skipped = 0
-        for m in msgs:
-            t: str = m.topic()  # type: ignore[assignment]
-            p: int = m.partition()  # type: ignore[assignment]
-            o: int = m.offset()  # type: ignore[assignment]
-            tp = (t, p)
-            exp = expected.get(tp)
-            if exp is None or o < exp:  # not ours (anymore) or already seen: a re-fetch after seek
-                skipped += 1
-                continue
-            expected[tp] = o + 1
-            eof.discard(tp)
-            r = ranges.get(tp)
-            if r is None:
-                ranges[tp] = [o, o + 1]
-            else:
-                r[1] = o + 1
-            kept.append(m)
-            values.append(m.value())
-            keys.append(m.key())
-            topics.append(t)
-            parts.append(p)
-            offsets.append(o)
-            ts = m.timestamp()[1]
-            stamps.append(ts if ts >= 0 else None)
+        kept, offsets, parts, topics, ranges = accept_records(msgs, self._expected, self._eof)
+        skipped = len(msgs) - len(kept)
         self._skipped += skipped
         if skipped:
             self.metrics.skipped.labels(self.spec.name).inc(skipped)
@@ -364,6 +384,9 @@ class IngestWorker:
             self._first_record = time.monotonic()
         self._consumed += n
         self.metrics.consumed.labels(self.spec.name).inc(n)
+        values = [m.value() for m in kept]
+        keys = [m.key() for m in kept]
+        stamps = np.fromiter((m.timestamp()[1] for m in kept), np.int64, n)
 
         t0 = time.perf_counter()
         res = self.decoder.decode(values)
@@ -372,10 +395,10 @@ class IngestWorker:
         dead = [self._dead_record(kept[f.index], f.error_class, f.message) for f in res.failures]
 
         meta = [
-            pa.array(topics, pa.string()),
+            topics,
             pa.array(parts, pa.int32()),
             pa.array(offsets, pa.int64()),
-            pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array(stamps, mask=stamps < 0).cast(pa.timestamp("ms", tz="UTC")),
             pa.array(keys, pa.binary()),
             pa.array(np.full(n, int(time.time() * 1_000_000), dtype=np.int64)).cast(
                 pa.timestamp("us", tz="UTC")
@@ -394,7 +417,7 @@ class IngestWorker:
         batch = table.combine_chunks().to_batches()
         self.buffer.add(
             batch[0] if batch else None,
-            {tp: (r[0], r[1]) for tp, r in ranges.items()},
+            ranges,
             dead,
             records=n,
         )
@@ -417,7 +440,7 @@ class IngestWorker:
             error_message=message,
         )
 
-    def _dead_from_rows(self, kept: list[Record], rows: list[FailedRow]) -> list[DeadRecord]:
+    def _dead_from_rows(self, kept: Sequence[Record], rows: list[FailedRow]) -> list[DeadRecord]:
         if not rows:
             return []
         where = {(m.topic(), m.partition(), m.offset()): m for m in kept}
