@@ -1,7 +1,11 @@
 """The ingest loop: record source (Kafka) → decode → Arrow → transform → buffer → exactly-once commit.
 
-The loop is synchronous (consume → decode → buffer → flush), so memory is bounded by the flush size
-plus librdkafka's pre-fetch queue (capped in :data:`shoal.sources.kafka.DEFAULT_CONSUMER_CONFIG`).
+The loop consumes, decodes and buffers on one thread; a full buffer is committed (Parquet write +
+Delta commit, most of it in delta-rs without the GIL) on a second thread while the loop goes on
+consuming the next one. At most one commit is in flight, commits land in order, and anything that
+needs the lake's progress (an assignment, a revocation, a loss, the end) first waits for it; the
+Kafka offset commit and the counters follow on the loop's thread. Memory is bounded by two flush
+units plus librdkafka's pre-fetch queue (capped in :data:`shoal.sources.kafka.DEFAULT_CONSUMER_CONFIG`).
 
 ``until_drained``: librdkafka emits a partition-EOF event when a fetch reaches the partition's end.
 The worker stops once every assigned partition has reported EOF since its last message *and* no
@@ -15,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +34,7 @@ from shoal.ingest.buffer import DeadRecord, FlushBuffer, TopicPartition
 from shoal.ingest.errors import KafkaFatalError
 from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
-from shoal.ingest.sink import LakeSink, Positions
+from shoal.ingest.sink import CommitResult, LakeSink, Positions
 from shoal.ingest.source import EARLIEST, LATEST, Record, RecordSource, SourceFactory, kafka_source
 from shoal.ingest.spec import PipelineSpec, load_pipeline
 from shoal.ingest.transform import BatchTransform, FailedRow
@@ -207,9 +212,13 @@ class IngestWorker:
         self._consumed = self._rows = self._dead = self._skipped = self._flushes = 0
         self._open_source = source
         self._source: RecordSource | None = None
+        # the commit in flight on the committer thread: (its result and end time, flush reason)
+        self._committer: ThreadPoolExecutor | None = None
+        self._inflight: tuple[Future[tuple[CommitResult, float]], str] | None = None
 
     # -- source events -----------------------------------------------------------------------------
     def on_assign(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self._settle(wait=True)  # the progress read next must include the commit in flight
         positions = self.sink.positions(tps)
         starts = {tp: self._start_offset(pos) for tp, pos in positions.items()}
         for tp, start in starts.items():
@@ -236,9 +245,9 @@ class IngestWorker:
         return EARLIEST if self.spec.start_from == "earliest" else LATEST
 
     def on_revoke(self, tps: list[TopicPartition]) -> None:
-        # Commit what was buffered before giving the partitions up; the next owner starts where the
-        # table says. After a failure nothing is committed (offsets stay in the table).
-        if not self._failed and not self.buffer.empty:
+        # Commit what was buffered (and wait for it) before giving the partitions up; the next owner
+        # starts where the table says. After a failure nothing is committed (offsets stay in the table).
+        if not self._failed:
             self._flush("revoke")
         else:
             self.buffer.drop_partitions(tps)
@@ -249,8 +258,11 @@ class IngestWorker:
         )
 
     def on_lost(self, tps: list[TopicPartition]) -> None:
-        # Another member may own them already: committing could only be filtered away, so drop.
+        # Another member may own them already: committing could only be filtered away, so drop
+        # (a commit already in flight is built on the snapshot it read: a conflict if they moved on).
         dropped = self.buffer.drop_partitions(tps)
+        if not self._failed:
+            self._settle(wait=True)
         self._forget(tps)
         self.log.warning("partitions lost", extra={"pipeline": self.spec.name, "dropped_rows": dropped})
 
@@ -300,13 +312,14 @@ class IngestWorker:
                     raise KafkaFatalError(
                         f"pipeline {self.spec.name}: kafka: {source.fatal_error}", pipeline=self.spec.name
                     )
+                self._settle(wait=False)
                 if msgs and self._ingest(msgs):
                     self._quiet_since = None
                 elif self._quiet_since is None:
                     self._quiet_since = time.monotonic()
                 reason = self.buffer.due()
                 if reason:
-                    self._flush(reason)
+                    self._flush(reason, wait=False)  # committed while the next batches are consumed
                 if until_drained and self._drained():
                     stopped = "drained"
                     break
@@ -318,8 +331,11 @@ class IngestWorker:
             raise
         finally:
             try:
+                self._abandon_inflight()
                 source.close()  # eager protocol: triggers on_revoke (no-op: buffer is empty or failed)
             finally:
+                if self._committer is not None:
+                    self._committer.shutdown(wait=True)
                 self.sink.wait_compaction(timeout=60)
                 self.metrics.stop()
                 restore()
@@ -365,7 +381,7 @@ class IngestWorker:
             drained = True
         else:
             drained = idle >= self.drain_timeout_s
-        if drained and not self.buffer.empty:
+        if drained:
             self._flush("drained")  # do not wait for max_latency_s at the end of the backlog
         return drained
 
@@ -447,16 +463,44 @@ class IngestWorker:
         return [self._dead_record(where[(t, p, o)], cls, msg) for t, p, o, cls, msg in rows]
 
     # -- flush -------------------------------------------------------------------------------------------
-    def _flush(self, reason: str) -> None:
-        if self.buffer.empty:
+    def _flush(self, reason: str, *, wait: bool = True) -> None:
+        """Commit the buffer on the committer thread, after the commit in flight (if any) landed;
+        ``wait``: and wait for it too."""
+        if not self.buffer.empty:
+            self._settle(wait=True)  # one commit in flight at a time: they land in order
+            unit = self.buffer.take(reason)
+
+            def commit() -> tuple[CommitResult, float]:
+                return self.sink.commit(unit), time.monotonic()
+
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.spec.name}")
+            self._inflight = (self._committer.submit(commit), reason)
+        if wait:
+            self._settle(wait=True)
+
+    def _abandon_inflight(self) -> None:
+        """On the way out after a failure: let a commit in flight land (or fail) before returning."""
+        if self._inflight is not None:
+            fut, self._inflight = self._inflight[0], None
+            try:
+                fut.result()
+            except BaseException:  # the run is already failing with the first error
+                self._failed = True
+
+    def _settle(self, *, wait: bool) -> None:
+        """Book the commit in flight once it has landed (``wait``: wait for it): counters, the
+        Kafka offset commit, the log line. Its error, if it failed, is raised here."""
+        if self._inflight is None or (not wait and not self._inflight[0].done()):
             return
-        unit = self.buffer.take(reason)
+        fut, reason = self._inflight
+        self._inflight = None
         try:
-            result = self.sink.commit(unit)
+            result, done_at = fut.result()
         except BaseException:
             self._failed = True
             raise
-        self._last_commit = time.monotonic()
+        self._last_commit = done_at
         self._rows += result.rows
         self._dead += result.dead
         self._skipped += result.skipped
@@ -467,7 +511,7 @@ class IngestWorker:
         if result.skipped:
             self.metrics.skipped.labels(name).inc(result.skipped)
         self.metrics.batch_rows.labels(name).observe(result.rows)
-        self.metrics.buffered.labels(name).set(0)
+        self.metrics.buffered.labels(name).set(self.buffer.rows)  # consumed since the commit began
         if self._source is not None:
             t0 = time.perf_counter()
             self._source.commit(result.offsets)
