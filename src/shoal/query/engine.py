@@ -168,7 +168,21 @@ class Connection:
         if not self.utc_time_rewrite:
             return query
         query = rewrite_utc_time(self._helper, query, self._lake_columns)
+        if not self._may_bound(query):
+            return query
         return add_partition_bounds(self._helper, query, self._sources_of, self._lake_columns)
+
+    def _may_bound(self, query: str) -> bool:
+        """Whether ``query`` names a lake table and a column one of its partitions derives from:
+        spares the parse of add_partition_bounds (a few ms) for every other query."""
+        text = query.lower()
+        for name in self._mounted:
+            schema, table = name.split(".", 1)
+            if table in text:
+                sources = self._sources_of(schema, table)
+                if sources and any(src.lower() in text for src, _ in sources.values()):
+                    return True
+        return False
 
     def _sources_of(self, schema: str, table: str) -> dict[str, tuple[str, str]] | None:
         """A mounted lake table's partition sources (``Lake.partition_sources``), else None."""
