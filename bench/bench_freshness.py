@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the broker
 
 from harness.kafka import start_broker  # noqa: E402
+from harness.ports import free_port  # noqa: E402
 from shoal.config import init_project  # noqa: E402
 from shoal.ingest import run_pipeline  # noqa: E402
 from shoal.models import ModelRunner  # noqa: E402
@@ -206,6 +208,19 @@ class Poller(threading.Thread):
             con.close()
 
 
+def scrape_refresh(port: int) -> dict[str, float]:
+    """The worker's refresh cycles so far, from its Prometheus /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        for key in ("count", "sum"):
+            if line.startswith(f"shoal_ingest_refresh_seconds_{key}"):
+                out[key] = float(line.rsplit(" ", 1)[1])
+    if out.get("count"):
+        out["mean_s"] = round(out["sum"] / out["count"], 3)
+    return out
+
+
 def cpu_s(proc: psutil.Process) -> float:
     t = proc.cpu_times()
     return float(t.user + t.system)
@@ -230,9 +245,11 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument(
         "--watchers",
-        choices=["one", "split"],
+        choices=["one", "split", "inline"],
         default="split",
-        help="one `shoal refresh --watch` for all models, or one for the revenue path, one for the rest",
+        help="one `shoal refresh --watch` for all models, or one for the revenue path, one for the rest, "
+        "or (inline) the revenue path refreshed by the ingest worker in its commits (pipeline option "
+        "`refresh:`, ADR 0038) and one watcher for the rest",
     )
     ap.add_argument("--broker", choices=["noida", "tansu", "tansu-memory"], default="tansu-memory")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (project and lake)")
@@ -279,14 +296,25 @@ def main() -> None:
         worker_argv += ["--log-level", "WARNING"]
         for k, v in overrides.items():
             worker_argv += ["--client", f"{k}={v}"]
+        worker_metrics = None
+        if args.watchers == "inline":
+            # the revenue path in the worker's commits (invoice_lines comes with it: the state
+            # charges_hourly reads); set after the backfill, so the history phase is the same
+            pipeline_file = project.dir / "pipelines" / f"{PIPELINE_NAME}.yaml"
+            inline = [m for m in FAST_PATH if m != "billing.invoice_lines"]
+            pipeline_file.write_text(pipeline_file.read_text() + f"refresh: [{', '.join(inline)}]\n")
+            worker_metrics = free_port()
+            worker_argv += ["--metrics-port", str(worker_metrics)]
         worker = subprocess.Popen(worker_argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         children.append(worker)
         groups: list[list[str]] = [[]] if args.watchers == "one" else [list(FAST_PATH), []]
-        if args.watchers == "split":
+        if args.watchers != "one":
             groups[1] = [m.name for m in models() if m.name not in FAST_PATH]
         watchers: list[subprocess.Popen[bytes]] = []
         cycles: list[dict[str, Any]] = []  # every watcher's cycles, tagged by watcher index
         for i, names in enumerate(groups):
+            if args.watchers == "inline" and i == 0:
+                continue  # the worker keeps the revenue path fresh
             argv = [sys.executable, "-m", "shoal", "refresh", *names, "--watch", "-p", str(project.dir)]
             interval = args.watch_interval_s if i == 0 else args.rest_interval_s
             argv += ["--interval", str(interval), "--format", "json"]
@@ -313,7 +341,8 @@ def main() -> None:
         for p in pollers:
             p.start()
         pids = {"worker": worker.pid, "broker": broker.pid, "bench (producer, pollers)": os.getpid()}
-        pids.update({f"watcher{i}": w.pid for i, w in enumerate(watchers)})
+        first = 1 if args.watchers == "inline" else 0  # watcher indexes as in `groups`
+        pids.update({f"watcher{i}": w.pid for i, w in enumerate(watchers, start=first)})
         procs = {k: psutil.Process(pid) for k, pid in pids.items()}
         cpu0 = {k: cpu_s(p) for k, p in procs.items()}
         cycles_before = len(cycles)
@@ -333,6 +362,7 @@ def main() -> None:
             time.sleep(0.1)
         live_wall = time.monotonic() - t_live
         cpu1 = {k: cpu_s(p) for k, p in procs.items()}
+        inline_refresh = scrape_refresh(worker_metrics) if worker_metrics else None
         for p in pollers:
             p.stop.set()
             p.join(10)
@@ -400,6 +430,8 @@ def main() -> None:
                 "revenue_hourly_s_median": round(statistics.median(rev_s), 2) if rev_s else None,
             },
             "watcher1_cycles": sum(1 for c in live_cycles if c["watcher"] == 1),
+            # --watchers inline: the worker's refresh cycles (count, seconds in all) since it started
+            "worker_refresh": inline_refresh,
             # each model's refresh seconds (cycles where it had something to do)
             "model_s_median": {k: round(statistics.median(v), 3) for k, v in per_model.items()},
             "model_refreshes": {k: len(v) for k, v in per_model.items()},

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_refresh_scaling.py                       # the reference run
     .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --cycles 3   # quick
     .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --ab-pipeline  # ADR 0020 A/B
+    .venv/bin/python bench/bench_refresh_scaling.py --users 20000 --batch 20000 --ab-hold  # ADR 0038
 
 A near-real-time refresh should cost in proportion to what changed, not to the month so far. For
 each ``--history-hours`` value (hours of the month already billed), on a fresh local lake:
@@ -68,6 +69,7 @@ def run_one(
     *,
     last_month_late: bool = False,
     ab_pipeline: bool = False,
+    ab_hold: bool = False,
 ) -> dict[str, Any]:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     sim = BillingSimulator(7, start, days=history_hours // 24 + 2, users=users)
@@ -100,7 +102,11 @@ def run_one(
     # with ab_pipeline, two lakes with the same history: on one the fast path runs as one pipeline
     # (handoffs and in-memory additive models, ADR 0020), on the other every model reads its input
     # back from Delta (the change feed and the tables); their cycles alternate, same batches
+    # with ab_hold, the same two ways for a runner that holds invoice_lines in memory between its
+    # commits (every 10 s, ADR 0038) against one that commits it every cycle (as before)
     variants = {"pipeline": True, "per_model": False} if ab_pipeline else {"pipeline": True}
+    if ab_hold:
+        variants = {"pipeline": True, "commit_every_cycle": True}
     lakes: dict[str, Lake] = {}
     sources = {}
     build_s = 0.0
@@ -118,7 +124,10 @@ def run_one(
     walls: dict[str, list[float]] = {v: [] for v in variants}
     cpus: dict[str, list[float]] = {v: [] for v in variants}
     per_model: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
-    runners = {v: ModelRunner(lakes[v], fast, handoff=on, arrange=on) for v, on in variants.items()}
+    runners = {
+        v: ModelRunner(lakes[v], fast, handoff=on, arrange=on, hold=v == "pipeline" and ab_hold)
+        for v, on in variants.items()
+    }
     try:
         for runner in runners.values():
             runner.refresh()  # open handles and the connection, as a running watcher has them
@@ -131,10 +140,12 @@ def run_one(
             results = runner.refresh()
             walls[v].append(time.perf_counter() - w0)
             cpus[v].append(time.process_time() - c0)
-            assert all(r.mode == "incremental" or r.model == "billing.run_rate" for r in results), results
+            assert all(r.mode in ("incremental", "commit") or r.model == "billing.run_rate" for r in results)
             for r in results:
                 per_model[v].setdefault(r.model, []).append(r.seconds)
-        if ab_pipeline:  # both ways of refreshing arrive at the same rows
+        if ab_hold:
+            runners["pipeline"].commit_held()
+        if ab_pipeline or ab_hold:  # both ways of refreshing arrive at the same rows
             for name in FAST_PATH:
                 a, b = (runners[v].con.query_arrow(f"SELECT * FROM {name}") for v in variants)
                 order_by = [(c, "ascending") for c in a.column_names]
@@ -154,7 +165,9 @@ def run_one(
     }
     for v in variants:
         wall, cpu = statistics.median(walls[v]), statistics.median(cpus[v])
-        key = "incremental_cycle" if v == "pipeline" else "incremental_cycle_per_model"
+        key = {"pipeline": "incremental_cycle", "per_model": "incremental_cycle_per_model"}.get(
+            v, "incremental_cycle_committing_every_cycle"
+        )
         out[key] = {
             "events": batch,
             "wall_s_median": round(wall, 3),
@@ -162,6 +175,10 @@ def run_one(
             "cpu_s_per_million_events": round(cpu / batch * 1e6, 1),
             "per_model_s_median": {k: round(statistics.median(x), 3) for k, x in per_model[v].items()},
         }
+    if ab_hold:
+        cpu_hold = statistics.median(cpus["pipeline"])
+        cpu_commit = statistics.median(cpus["commit_every_cycle"])
+        out["cpu_ratio_holding_vs_committing_every_cycle"] = round(cpu_hold / cpu_commit, 2)
     wall = statistics.median(walls["pipeline"])
     out["baseline_full_rebuild"] = {"wall_s": round(full_wall, 3), "cpu_s": round(full_cpu, 3)}
     out["full_over_incremental_wall"] = round(full_wall / wall, 1)
@@ -178,6 +195,12 @@ def main() -> None:
         "--last-month-late",
         action="store_true",
         help="one event of each cycle is for an hour of the month before (replacing a live one)",
+    )
+    ap.add_argument(
+        "--ab-hold",
+        action="store_true",
+        help="alternate cycles with a runner that commits billing.invoice_lines every cycle instead "
+        "of holding it in memory between commits (ADR 0038): --cycles of each",
     )
     ap.add_argument(
         "--ab-pipeline",
@@ -197,6 +220,7 @@ def main() -> None:
                 args.cycles,
                 last_month_late=args.last_month_late,
                 ab_pipeline=args.ab_pipeline,
+                ab_hold=args.ab_hold,
             )
             for h in sorted(args.history_hours)
         ]

@@ -129,6 +129,28 @@ def test_plan_runs_the_log_receiver_consumer_and_indexer_when_declared(tmp_path:
         build_plan(_project(tmp_path, up={"logs": {"topics": ["app-logs"]}}))
 
 
+def test_models_a_pipeline_refreshes_in_its_commits_get_no_watcher(tmp_path: Path) -> None:
+    def refreshing(up: dict[str, Any]) -> Project:
+        _project(tmp_path, up=up, models=["shoal.usecases.billing.models"])
+        pipeline = tmp_path / "pipelines" / "orders.yaml"
+        doc = yaml.safe_load(pipeline.read_text())
+        doc.update(table="billing.usage_events", refresh=["billing.charges_hourly", "billing.revenue_hourly"])
+        pipeline.write_text(yaml.safe_dump(doc))
+        return Project.load(tmp_path)
+
+    plan = build_plan(refreshing({}))
+    (watcher,) = [c for c in plan.children if c.kind == "watcher"]
+    watched = set(watcher.argv[watcher.argv.index("refresh") + 1 : watcher.argv.index("--watch")])
+    # the rest of the billing models, without the worker's models and the state they read
+    assert "billing.revenue_daily" in watched
+    assert watched.isdisjoint({"billing.charges_hourly", "billing.revenue_hourly", "billing.invoice_lines"})
+    project = refreshing({"watchers": {"fast": {"models": ["billing.charges_hourly"]}}})
+    with pytest.raises(
+        ConfigError, match=r"up\.watchers\.fast: billing\.charges_hourly, billing\.invoice_lines already"
+    ):
+        build_plan(project)
+
+
 def test_plan_refuses_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"up\.pipelines: no pipeline file for nope"):
         build_plan(_project(tmp_path, up={"pipelines": {"nope": 1}}))

@@ -283,7 +283,14 @@ def _watch(
             if fmt is not OutputFormat.json:
                 sources = ", ".join(runner.sources) or "no source tables"
                 err_console.print(f"watching {sources} (Ctrl-C stops)")
-            runner.watch(interval_s=interval_s, should_stop=lambda: stop["now"], on_cycle=report)
+            runner.watch(
+                interval_s=interval_s,
+                should_stop=lambda: stop["now"],
+                on_cycle=report,
+                on_retry=lambda exc: err_console.print(
+                    f"{time.strftime('%H:%M:%S')} retrying: {str(exc).splitlines()[0]}"
+                ),
+            )
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)

@@ -74,6 +74,19 @@ class IngestMetrics:
             buckets=_SECONDS,
             registry=r,
         )
+        self.refresh_s = Histogram(
+            "shoal_ingest_refresh_seconds",
+            "refresh cycle of the models the pipeline refreshes in its commits (pipeline `refresh:`)",
+            lbl,
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.refresh_errors = Counter(
+            "shoal_ingest_refresh_errors",
+            "failed refresh cycles of the pipeline's models (retried after the next commit)",
+            lbl,
+            registry=r,
+        )
         self._server: Any = None
 
     def timings(self) -> dict[str, float]:
@@ -85,6 +98,7 @@ class IngestMetrics:
             ("build", self.build_s),
             ("write_commit", self.write_s),
             ("kafka_commit", self.kafka_commit_s),
+            ("refresh", self.refresh_s),
         ):
             total = 0.0
             for metric in hist.collect():

@@ -32,6 +32,7 @@ import pyarrow as pa
 from shoal.decode import build_decoder
 from shoal.ingest.buffer import DeadRecord, FlushBuffer, TopicPartition
 from shoal.ingest.errors import KafkaFatalError
+from shoal.ingest.follow import CommitFollower, models_to_refresh
 from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
 from shoal.ingest.sink import CommitResult, LakeSink, Positions
@@ -41,6 +42,7 @@ from shoal.ingest.transform import BatchTransform, FailedRow
 
 if TYPE_CHECKING:
     from shoal.lake import Lake
+    from shoal.models import Model
 
 META_FIELDS = [
     pa.field("_kafka_topic", pa.string()),
@@ -58,6 +60,8 @@ class ProjectLike(Protocol):
     @property
     def lake(self) -> Lake: ...
     def pipeline_file(self, name: str) -> Path: ...
+    @property
+    def models(self) -> list[Model]: ...
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,11 @@ def run_pipeline(
     of the failing batch is committed and offsets are untouched.
     """
     spec = resolve_pipeline(project, name_or_spec)
+    refresh = models_to_refresh(spec.table, spec.refresh, project.models) if spec.refresh else []
     worker = IngestWorker(
         project.lake,
         spec,
+        refresh_models=refresh,
         stop_event=stop_event,
         extra_client_config=extra_client_config,
         drain_idle_s=drain_idle_s,
@@ -182,6 +188,7 @@ class IngestWorker:
         lake: Lake,
         spec: PipelineSpec,
         *,
+        refresh_models: Sequence[Model] = (),
         stop_event: threading.Event | None = None,
         extra_client_config: Mapping[str, Any] | None = None,
         drain_idle_s: float = 2.0,
@@ -215,6 +222,8 @@ class IngestWorker:
         # the commit in flight on the committer thread: (its result and end time, flush reason)
         self._committer: ThreadPoolExecutor | None = None
         self._inflight: tuple[Future[tuple[CommitResult, float]], str] | None = None
+        self._refresh_models = list(refresh_models)
+        self.follower: CommitFollower | None = None
 
     # -- source events -----------------------------------------------------------------------------
     def on_assign(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -299,6 +308,15 @@ class IngestWorker:
         self._source = source = self._open_source(
             self.spec, self.extra_client_config, self, self.metrics.on_stats, self.log
         )
+        if self._refresh_models:
+            self.follower = CommitFollower(
+                self.lake,
+                self._refresh_models,
+                pipeline=self.spec.name,
+                table=self.spec.table,
+                metrics=self.metrics,
+                log=self.log,
+            )
         try:
             while not self.stop_event.is_set():
                 timeout = min(0.5, max(0.01, self.buffer.seconds_until_due()))
@@ -333,6 +351,8 @@ class IngestWorker:
             try:
                 self._abandon_inflight()
                 source.close()  # eager protocol: triggers on_revoke (no-op: buffer is empty or failed)
+                if self.follower is not None:
+                    self.follower.close()  # the models catch up with the last commit first
             finally:
                 if self._committer is not None:
                     self._committer.shutdown(wait=True)
@@ -512,6 +532,8 @@ class IngestWorker:
             self.metrics.skipped.labels(name).inc(result.skipped)
         self.metrics.batch_rows.labels(name).observe(result.rows)
         self.metrics.buffered.labels(name).set(self.buffer.rows)  # consumed since the commit began
+        if self.follower is not None and result.data_version is not None and result.data is not None:
+            self.follower.committed(result.read_version, result.data_version, result.data)
         if self._source is not None:
             t0 = time.perf_counter()
             self._source.commit(result.offsets)

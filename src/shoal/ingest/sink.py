@@ -59,6 +59,10 @@ class CommitResult:
     skipped: int
     data_version: int | None
     offsets: Mapping[TopicPartition, int]
+    #: the data table's version the commit was built on, and the rows it appended (what models
+    #: refreshed in the commit take from memory, ADR 0038)
+    read_version: int | None = None
+    data: pa.Table | None = None
 
 
 class LakeSink:
@@ -204,7 +208,8 @@ class LakeSink:
 
         table = self._data_table(unit.data.schema if unit.data is not None else None)
         rows = 0
-        version = None
+        version = read_version = None
+        committed = None
         if table is not None:
             done, keys = self._progress(table, set(unit.next_offsets))
             txn = done.advancing({keys[tp]: nxt for tp, nxt in unit.next_offsets.items()})
@@ -219,7 +224,9 @@ class LakeSink:
                 skipped += before - data.num_rows
             if txn:
                 t0 = time.perf_counter()
-                version = table.append(data, app_transactions=txn, read_version=done.table_version)
+                read_version = done.table_version
+                version = table.append(data, app_transactions=txn, read_version=read_version)
+                committed = data
                 self.metrics.write_s.labels(name, table.name).observe(time.perf_counter() - t0)
                 self.metrics.commits.labels(name, table.name).inc()
                 rows = data.num_rows
@@ -228,7 +235,13 @@ class LakeSink:
             else:
                 skipped += data.num_rows
         return CommitResult(
-            rows=rows, dead=dead_n, skipped=skipped, data_version=version, offsets=unit.next_offsets
+            rows=rows,
+            dead=dead_n,
+            skipped=skipped,
+            data_version=version,
+            offsets=unit.next_offsets,
+            read_version=read_version,
+            data=committed,
         )
 
     # -- compaction --------------------------------------------------------------------------------

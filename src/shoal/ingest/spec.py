@@ -12,6 +12,7 @@ A pipeline is a YAML file (``pipelines/<name>.yaml`` in a project)::
     transform_sql: SELECT *, upper(status) AS status_upper FROM batch
     flush: {max_rows: 100000, max_bytes: 64MiB, max_latency_s: 5}
     compaction: {every_commits: 50, target_file_mb: 128}
+    refresh: [support.ticket_facts]          # optional: models refreshed after each commit
 
 ``${VAR}`` (or ``${VAR:-default}``) is replaced from the environment before validation. Relative
 paths in ``decode`` are resolved against the project directory. Invalid input raises one
@@ -115,6 +116,12 @@ class PipelineSpec(BaseModel):
         "earliest", description="where a partition the table has never seen starts"
     )
     consume_batch: int = Field(10_000, gt=0, le=1_000_000, description="messages per consume() call")
+    refresh: tuple[str, ...] = Field(
+        (),
+        description="models the worker refreshes after each of its commits, with the state models "
+        "they read (e.g. the revenue path of the billing models): the models take the commit's rows "
+        "from memory instead of a watcher polling the table (ADR 0038)",
+    )
     description: str = ""
     source_file: str | None = Field(None, exclude=True, description="the YAML file this came from")
 
@@ -130,6 +137,14 @@ class PipelineSpec(BaseModel):
     def _table(cls, v: str | None) -> str | None:
         if v is not None and not _TABLE_RE.match(v):
             raise ValueError(f"must be 'namespace.table' (letters, digits, '_'), got {v!r}")
+        return v
+
+    @field_validator("refresh")
+    @classmethod
+    def _models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [name for name in v if not _TABLE_RE.match(name)]
+        if bad:
+            raise ValueError(f"model names must be 'namespace.table', got {', '.join(map(repr, bad))}")
         return v
 
     @field_validator("topic_pattern")

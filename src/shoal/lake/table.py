@@ -459,12 +459,18 @@ class Table:
         *,
         delete_keys: pa.Table | None = None,
         app_transactions: Mapping[str, int] | None = None,
+        read_version: int | None = None,
     ) -> int:
         """Upsert by ``keys`` in one commit: matched rows are updated, new ones inserted.
 
         ``delete_keys``: key values (columns named as ``keys``) whose target rows are deleted in the
         same commit — how a recomputed slice replaces the old one exactly. New columns in ``data``
         are added to the schema only when nothing is deleted.
+
+        ``read_version``: as for :meth:`append`, the snapshot the caller read its progress from; the
+        merge is built on it, so a commit since then of the same ``app_transactions`` keys is a
+        :class:`CommitConflict` (not retried here: the caller's rows were computed from that
+        snapshot and must be computed again).
         """
         if not keys:
             raise LakeError(f"merge into {self.name}: no key columns given")
@@ -475,23 +481,35 @@ class Table:
         pruning = self._partitions_of(keys, [source, *([delete_keys] if delete_keys is not None else [])])
         if pruning:
             predicate = f"{predicate} AND {pruning}"
+        built: list[DeltaTable] = []
+
+        def base() -> DeltaTable:
+            dt = self.delta() if read_version is None else self.delta(read_version)
+            built[:] = [dt]
+            return dt
+
+        retries = 0 if read_version is not None and app_transactions else COMMIT_RETRIES
         if delete_keys is not None and delete_keys.num_rows:
-            self._merge_with_deletes(source, delete_keys, predicate, app_transactions)
-            return self._after_write()
-
-        def commit() -> None:
-            merger = self.delta().merge(
-                source,
-                predicate,
-                source_alias="s",
-                target_alias="t",
-                merge_schema=True,
-                writer_properties=_writer_props(),
-                commit_properties=_commit_props(app_transactions),
+            self._merge_with_deletes(
+                source, delete_keys, predicate, app_transactions=app_transactions, base=base, retries=retries
             )
-            merger.when_matched_update_all().when_not_matched_insert_all().execute()
+        else:
 
-        retry_conflicts(commit, f"merge into {self.name}")
+            def commit() -> None:
+                merger = base().merge(
+                    source,
+                    predicate,
+                    source_alias="s",
+                    target_alias="t",
+                    merge_schema=True,
+                    writer_properties=_writer_props(),
+                    commit_properties=_commit_props(app_transactions),
+                )
+                merger.when_matched_update_all().when_not_matched_insert_all().execute()
+
+            retry_conflicts(commit, f"merge into {self.name}", retries=retries)
+        if read_version is not None:
+            return int(built[0].version())
         return self._after_write()
 
     def _partitions_of(self, keys: Sequence[str], tables: Sequence[pa.Table]) -> str | None:
@@ -523,7 +541,10 @@ class Table:
         source: pa.Table,
         delete_keys: pa.Table,
         predicate: str,
+        *,
         app_transactions: Mapping[str, int] | None,
+        base: Callable[[], DeltaTable],
+        retries: int,
     ) -> None:
         # Tombstones (the keys, other columns null) ride in the merge source with a flag column, so
         # upserts and deletes are one commit. The flag is never mapped into the target.
@@ -542,7 +563,7 @@ class Table:
 
         def commit() -> None:
             (
-                self.delta()
+                base()
                 .merge(
                     rows,
                     predicate,
@@ -558,7 +579,7 @@ class Table:
                 .execute()
             )
 
-        retry_conflicts(commit, f"merge into {self.name}")
+        retry_conflicts(commit, f"merge into {self.name}", retries=retries)
 
     def update_matched(
         self,

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.errors import ConfigError, ShoalError
-from shoal.lake import Progress, Table
+from shoal.lake import Progress
 from shoal.lake.progress import model_input
 from shoal.models.context import RefreshContext, RefreshResult, Scratch
 from shoal.models.errors import ModelError
@@ -47,6 +47,21 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
         arranged.load(model.name, ctx.table, before)
     negative = pc.is_in(changes["_change_type"], value_set=pa.array(["delete", "update_preimage"]))
     sign = pc.if_else(negative, pa.scalar(-1, pa.int64()), pa.scalar(1, pa.int64()))
+    deferred = ctx.session.deferred
+    if deferred.holds(model, ctx.feeds_downstream):
+        # held in memory, committed every commit_every_s (ADR 0038)
+        with ctx.scratch() as scratch:
+            scratch.register("__shoal_delta", changes.append_column("__shoal_sign", sign))
+            delta = ctx.run_sql(model.additive_sql)
+            ctx.check_unique(delta, "additive_sql")
+            assert before is not None
+            added = deferred.add(
+                model, delta, names=ctx.table.schema.names, table_version=before, txns=ctx.txns
+            )
+        if not added:
+            deferred.drop(model.name)
+            return ctx.rebuild()  # a count below zero: out of step, rebuild
+        return RefreshResult(model.name, "incremental", touched=delta.num_rows, held=True)
     with ctx.scratch() as scratch:
         scratch.register("__shoal_delta", changes.append_column("__shoal_sign", sign))
         delta = ctx.run_sql(model.additive_sql)
@@ -127,12 +142,11 @@ def check_state_models(models: Sequence[Model]) -> None:
                 raise ConfigError(f"model {m.name}: state model {name} must read it (upstream)")
 
 
-def lagging_state_models(ctx: RefreshContext, find: Callable[[str], Table | None]) -> list[str]:
+def lagging_state_models(ctx: RefreshContext, progress: Callable[[str, list[str]], Progress]) -> list[str]:
     """The state models of ``ctx.model`` not at its version (they lag after a crash between its
-    commit and theirs, or when refreshed apart): the runner refreshes them first."""
+    commit and theirs, or when refreshed apart): the runner refreshes them first. ``progress``
+    reads a model's progress keys (with what the runner holds in memory laid over them)."""
     key = model_input(ctx.model.name)
     version = ctx.progress.table_version
     assert version is not None
-    return [
-        name for name in ctx.model.state_models if not Progress.read(find(name), [key]).at({key: version})
-    ]
+    return [name for name in ctx.model.state_models if not progress(name, [key]).at({key: version})]

@@ -125,6 +125,18 @@ class Arrangements:
             con.unregister("__shoal_arr_stale")
         self._held[name] = version
 
+    def copy_table(self, name: str) -> str:
+        """The temp table holding ``name``'s copy (quoted)."""
+        return _copy(name)
+
+    def moved(self, name: str, *, before: int, version: int) -> None:
+        """The runner committed at ``version`` what the copy already holds (held changes, ADR 0038):
+        the copy reflects ``version`` now, if the commit landed directly on ``before``."""
+        if self._held.get(name) != before or version != before + 1:
+            self.drop(name)
+            return
+        self._held[name] = version
+
     def drop(self, name: str) -> None:
         if name in self._pointed:
             self._point(name, to_copy=False)

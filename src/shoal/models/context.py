@@ -24,6 +24,7 @@ from shoal.errors import NotFoundError, ShoalError
 from shoal.lake import Lake, Progress, Table
 from shoal.lake.progress import MODEL_DEFINITION, model_input
 from shoal.models.arrangements import Arrangements
+from shoal.models.deferred import Deferred
 from shoal.models.errors import ModelError
 from shoal.models.model import Model
 from shoal.models.sql import ident
@@ -42,6 +43,8 @@ class RefreshResult:
     upstream_versions: dict[str, int] = field(default_factory=dict)
     #: the upstreams whose changes this refresh took from their commit in the same cycle (memory)
     handed_off: list[str] = field(default_factory=list)
+    #: the changes were added to the runner's in-memory rows, to be committed later (ADR 0038)
+    held: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -77,6 +80,8 @@ class Session:
         self.feeding: frozenset[str] = frozenset()
         #: in-memory copies of models this runner writes (its ``models`` are set by the runner)
         self.arranged = Arrangements(lambda: self.con.duckdb, self.find)
+        #: additive models whose changes the runner holds between commits (``commit_every_s``)
+        self.deferred = Deferred(lambda: self.con.duckdb, self.arranged)
 
     def hand_off(self, name: str, handoff: Handoff | None) -> None:
         """Keep (or, with None, forget) the change rows of ``name``'s latest commit."""
@@ -115,8 +120,13 @@ class Session:
             self._con = connect_lake(self.lake)
         return self._con
 
+    def progress(self, name: str, keys: list[str]) -> Progress:
+        """``name``'s progress ``keys``, with what this runner holds in memory laid over them."""
+        return self.deferred.progress(name, Progress.read(self.find(name), keys))
+
     def close(self) -> None:
         self.arranged.forget()  # the copies die with the connection
+        self.deferred.forget()
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -151,7 +161,8 @@ class Session:
             self.con.refresh()  # mount tables created since the connection opened
         self.arranged.check()  # copies of tables that moved without this runner are dropped
         keys = [MODEL_DEFINITION, *(model_input(u) for u in model.upstream)]
-        return RefreshContext(self, model, target, upstream, current, Progress.read(target, keys))
+        progress = self.deferred.progress(model.name, Progress.read(target, keys))
+        return RefreshContext(self, model, target, upstream, current, progress)
 
 
 class Scratch:
@@ -291,6 +302,7 @@ class RefreshContext:
     def rebuild(self) -> RefreshResult:
         """Recompute the whole model and overwrite the target (creating it if need be)."""
         model = self.model
+        self.session.deferred.drop(model.name)  # held changes are recomputed with the rest
         sql = model.sql
         if model.restate_from:
             # written in restate order, file and row-group statistics let incremental refreshes
@@ -333,11 +345,18 @@ class RefreshContext:
 
     def consumed(self) -> RefreshResult:
         """The upstream changes touch no row of the model: record only that they were consumed."""
-        version = self.table.append(pa.table({}), app_transactions=self.txns)
+        version = self.table.append(pa.table({}), app_transactions=self.txns, read_version=self.read_version)
         empty = pa.schema([*self.table.schema, pa.field(CHANGE_TYPE, pa.string())]).empty_table()
         self._hand_off(version, empty)
         self._arrange(version, self.table.schema.empty_table(), self.table.schema.empty_table())
         return RefreshResult(self.model.name, "unchanged", version=version)
+
+    @property
+    def read_version(self) -> int | None:
+        """The snapshot this refresh read its progress from: its commit is built on it, so another
+        runner's commit of the same model since then (two watchers, two ingest workers refreshing
+        in the commit) is a conflict, never a second application of the same changes."""
+        return self.progress.table_version
 
     @property
     def feeds_downstream(self) -> bool:
@@ -386,13 +405,15 @@ class RefreshContext:
 
         ``changes`` (:meth:`change_rows`) are handed off to downstream models of this cycle when
         the commit lands directly on the version this refresh started from."""
-        target, txns = self.table, self.txns
+        target, txns, at = self.table, self.txns, self.read_version
         if rows.num_rows == 0 and stale.num_rows == 0:
-            version = target.append(pa.table({}), app_transactions=txns)
+            version = target.append(pa.table({}), app_transactions=txns, read_version=at)
         elif not existed and stale.num_rows == 0:
-            version = target.append(rows, app_transactions=txns)
+            version = target.append(rows, app_transactions=txns, read_version=at)
         else:
-            version = target.merge(rows, self.model.unique_key, delete_keys=stale, app_transactions=txns)
+            version = target.merge(
+                rows, self.model.unique_key, delete_keys=stale, app_transactions=txns, read_version=at
+            )
         self._hand_off(version, changes)
         self._arrange(version, rows, stale)
         return RefreshResult(

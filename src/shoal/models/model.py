@@ -46,6 +46,13 @@ class Model(BaseModel):
     the key alone). The runner adds it to the current rows; a row whose ``additive_count`` (the
     additive column counting upstream rows) reaches 0 is deleted. The work is proportional to
     what changed, not to the size of the groups.
+
+    ``commit_every_s`` (optional, additive models): a runner that keeps the model fresh
+    continuously (a watcher, or an ingest worker refreshing in its commits) holds the model's
+    changes in memory, where the models it is state for read them at once, and commits them to
+    its table at most this often (and when it stops). Readers of the table see it up to that much
+    behind; a crash loses only the held changes, which the next refresh takes again from the
+    upstream's change feed (ADR 0038).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -60,6 +67,7 @@ class Model(BaseModel):
     additive_sql: str | None = None
     additive: tuple[str, ...] = ()
     additive_count: str | None = None
+    commit_every_s: float | None = Field(None, gt=0)
     upstream: tuple[str, ...] = ()
     description: str = ""
     owner: str = ""
@@ -99,6 +107,8 @@ class Model(BaseModel):
                 raise ValueError(f"additive column(s) {', '.join(sorted(overlap))} are in unique_key")
         elif self.additive or self.additive_count:
             raise ValueError("additive and additive_count need additive_sql")
+        if self.commit_every_s is not None and not self.additive_sql:
+            raise ValueError("commit_every_s needs additive_sql (only sums are held in memory)")
         return self
 
     @property

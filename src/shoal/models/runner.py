@@ -19,10 +19,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from shoal.errors import ConfigError, NotFoundError
+import pyarrow as pa
+
+from shoal.errors import ConfigError, NotFoundError, ShoalError
 from shoal.lake import Lake
 from shoal.models.additive import check_state_models, lagging_state_models, refresh_additive
-from shoal.models.context import RefreshContext, RefreshResult, Session
+from shoal.models.context import CHANGE_TYPE, COMMIT_VERSION, Handoff, RefreshContext, RefreshResult, Session
 from shoal.models.errors import ModelError
 from shoal.models.model import Model
 from shoal.models.slices import refresh_slices
@@ -66,15 +68,21 @@ class ModelRunner:
         *,
         handoff: bool = True,
         arrange: bool = True,
+        hold: bool = False,
     ) -> None:
         """``handoff=False`` makes every model read its upstream's changes back from the Delta
         change feed, ``arrange=False`` every model read from its Delta table (the behaviour
-        before ADR 0020; kept for A/B measurements)."""
+        before ADR 0020; kept for A/B measurements).
+
+        ``hold=True`` (a runner refreshing continuously; :meth:`watch` turns it on) keeps the
+        changes of models with ``commit_every_s`` in memory between their commits (ADR 0038);
+        :meth:`close` commits what is held."""
         self.lake = lake
         self.models = order_models(models)
         check_state_models(self.models)
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
+        self._session.deferred.enabled = hold and arrange
         self._in_cycle = False
         if arrange:
             # additive models (sums: small) are kept in memory and read there (ADR 0020)
@@ -92,7 +100,29 @@ class ModelRunner:
         return self._session.con
 
     def close(self) -> None:
-        self._session.close()
+        try:
+            self.commit_held()
+        finally:
+            self._session.close()
+
+    def commit_held(self, *, force: bool = True) -> list[RefreshResult]:
+        """Commit the changes held in memory (all, or with ``force=False`` those due)."""
+        deferred = self._session.deferred
+        results = []
+        for name in deferred.due(self._by_name, force=force):
+            model, table = self._by_name.get(name), self._session.find(name)
+            if model is None or table is None:
+                deferred.drop(name)
+                continue
+            start = time.perf_counter()
+            version, rows, gone = deferred.commit(model, table)
+            seconds = round(time.perf_counter() - start, 3)
+            results.append(
+                RefreshResult(
+                    name, "commit", rows_written=rows, rows_deleted=gone, version=version, seconds=seconds
+                )
+            )
+        return results
 
     def __enter__(self) -> ModelRunner:
         return self
@@ -123,10 +153,25 @@ class ModelRunner:
                 if progress:
                     progress(model.name)
                 results.append(self.refresh_one(model, full=full))
+            # held changes that are due (all of them when this runner does not hold any)
+            results += self.commit_held(force=not self._session.deferred.enabled)
         finally:
             self._in_cycle = False
             self._session.end_cycle()
         return results
+
+    def offer_appended(self, table: str, before: int, version: int, rows: pa.Table) -> None:
+        """``rows`` were appended to ``table`` (a source of these models) by this process, in the
+        commit ``version`` built directly on ``before``: the next :meth:`refresh`'s models last
+        refreshed from ``before`` take them from memory, as the change feed would give them,
+        instead of reading the log back (an ingest worker refreshing in its commit, ADR 0038).
+        Any other model reads the change feed as usual."""
+        if version != before + 1:
+            return
+        n = rows.num_rows
+        changes = rows.append_column(CHANGE_TYPE, pa.repeat(pa.scalar("insert", pa.string()), n))
+        changes = changes.append_column(COMMIT_VERSION, pa.repeat(pa.scalar(version, pa.int64()), n))
+        self._session.hand_off(table, Handoff(before, version, changes))
 
     @property
     def sources(self) -> list[str]:
@@ -144,16 +189,25 @@ class ModelRunner:
         interval_s: float = 1.0,
         should_stop: Callable[[], bool],
         on_cycle: Callable[[list[RefreshResult]], None] | None = None,
+        on_retry: Callable[[ShoalError], None] | None = None,
     ) -> int:
         """Keep models fresh until ``should_stop()`` (see :func:`shoal.models.watching.watch`).
-        Returns the number of refresh cycles run."""
-        return watch(
-            self.source_versions,
-            self.refresh,
-            interval_s=interval_s,
-            should_stop=should_stop,
-            on_cycle=on_cycle,
-        )
+        Returns the number of refresh cycles run. Changes held meanwhile (``commit_every_s``) are
+        committed when it returns."""
+        deferred = self._session.deferred
+        was, deferred.enabled = deferred.enabled, deferred.enabled or bool(self._session.arranged.models)
+        try:
+            return watch(
+                self.source_versions,
+                self.refresh,
+                interval_s=interval_s,
+                should_stop=should_stop,
+                on_cycle=on_cycle,
+                on_retry=on_retry,
+            )
+        finally:
+            deferred.enabled = was
+            self.commit_held()
 
     def refresh_one(self, model: Model, *, full: bool = False) -> RefreshResult:
         start = time.perf_counter()
@@ -176,7 +230,7 @@ class ModelRunner:
             return refresh_additive(ctx)
         if model.incremental_by:
             # the state models its incremental_sql reads must match its rows first
-            for name in lagging_state_models(ctx, self._session.find):
+            for name in lagging_state_models(ctx, self._session.progress):
                 self.refresh_one(self._by_name[name])
             return refresh_slices(ctx)
         return ctx.unchanged() if ctx.inputs_current else ctx.rebuild()

@@ -162,6 +162,15 @@ def _diff(ctx: RefreshContext, new_rows: pa.Table, scratch: Scratch) -> tuple[pa
     scratch.register("__shoal_new", new_rows)
     target_cols = set(ctx.table.schema.names)
     same_cols = all(c in target_cols for c in new_rows.column_names)
+    scope_cols = {*model.incremental_by, *([model.restate_from] if model.restate_from else [])}
+    (in_scope,) = con.execute("SELECT count(*) FROM __shoal_old").fetchone() or (0,)
+    if not in_scope:
+        # nothing in scope yet (new hours of a live stream, the usual case): every row is new and
+        # nothing is stale, without the three joins below
+        stale = pa.table({c: pa.array([], new_rows.schema.field(c).type) for c in model.unique_key})
+        if same_cols and scope_cols <= set(model.unique_key):
+            return new_rows, stale, False
+        return new_rows, stale, _any_exists(ctx, new_rows, scratch)
     match = " AND ".join(f"o.{ident(c)} IS NOT DISTINCT FROM n.{ident(c)}" for c in model.unique_key)
     stale = con.sql(
         f"SELECT {key} FROM __shoal_old AS o WHERE NOT EXISTS (SELECT 1 FROM __shoal_new AS n WHERE {match})"
@@ -184,7 +193,6 @@ def _diff(ctx: RefreshContext, new_rows: pa.Table, scratch: Scratch) -> tuple[pa
     # Does any changed key exist already (then merge, else a plain append)? When the key holds
     # every scope column it names its slice, so only in-scope rows can hold it (the updated
     # ones); otherwise (e.g. keyed by event id) look through the whole target.
-    scope_cols = {*model.incremental_by, *([model.restate_from] if model.restate_from else [])}
     if scope_cols <= set(model.unique_key):
         return changed, stale, updated.num_rows > 0
     return changed, stale, _any_exists(ctx, changed, scratch)

@@ -14,6 +14,7 @@ from typing import Any
 
 from shoal.errors import ConfigError, ShoalError
 from shoal.ingest import load_pipeline
+from shoal.ingest.follow import models_to_refresh
 from shoal.jsonsafe import dumps
 from shoal.models import select_models
 from shoal.project import Project
@@ -60,19 +61,44 @@ def pipeline_workers(project: Project) -> list[ChildSpec]:
     return out
 
 
+def refreshed_in_commits(project: Project) -> dict[str, str]:
+    """Models the pipelines ``shoal up`` runs refresh in their commits (``refresh:``), with the
+    state models they read: model name -> pipeline name."""
+    up = project.settings.up
+    out: dict[str, str] = {}
+    for name, path in project.pipeline_files.items():
+        spec = load_pipeline(path, project.dir)
+        if spec.refresh and up.pipelines.get(name, up.workers) != 0:
+            for m in models_to_refresh(spec.table, spec.refresh, project.models):
+                out[m.name] = name
+    return out
+
+
 def model_watchers(project: Project) -> list[ChildSpec]:
-    """``shoal refresh --watch`` per declared watcher (default: one over every model)."""
+    """``shoal refresh --watch`` per declared watcher (default: one over every model that no
+    pipeline refreshes in its commits)."""
     watchers = project.settings.up.watchers
+    inline = refreshed_in_commits(project) if project.settings.models else {}
     if watchers is None:
         if not project.settings.models:
             return []
         from shoal.config.settings import UpWatcher
 
-        watchers = {"models": UpWatcher()}
+        rest = [m.name for m in project.models if m.name not in inline]
+        if not rest:
+            return []
+        watchers = {"models": UpWatcher(models=rest if inline else [])}
     out = []
     for name, w in watchers.items():
         # the models load and the names exist, or the plan fails with the one-line reason
-        select_models(project.models, w.models)
+        chosen = select_models(project.models, w.models)
+        both = sorted(m.name for m in chosen if m.name in inline)
+        if both:
+            # two runners of one model would only conflict and retry: one writer per model
+            raise ConfigError(
+                f"up.watchers.{name}: {', '.join(both)} already refreshed by pipeline "
+                f"{inline[both[0]]} in its commits (refresh:); leave them out of the watcher"
+            )
         args = ["refresh", *w.models, "--watch", "--interval", str(w.interval_s), "--format", "json"]
         out.append(
             ChildSpec(

@@ -430,6 +430,9 @@ MODEL_SPECS: tuple[Model, ...] = (
         additive_sql=INVOICE_LINES_ADDITIVE_SQL,
         additive=("hours", "quantity", "uncapped_amount", "amount"),
         additive_count="hours",
+        # nearly every resource meters every hour, so each commit rewrites the month's lines; its
+        # one reader that needs them at once is charges_hourly, in the same runner, as state
+        commit_every_s=10,
         upstream=(_CHARGES,),
         description="Month-to-date invoice lines per resource and plan (charged hours, quantity, "
         "uncapped and capped amounts, exact); charges_hourly reads its month-to-date totals here.",
