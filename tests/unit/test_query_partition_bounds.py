@@ -153,3 +153,14 @@ def test_sources_are_checked_when_the_table_is_created(tmp_path: Path) -> None:
     assert lake.partition_sources("s.d") == {"event_date": ("occurred_at", "day")}
     lake.mark_pii("s.d", [])
     assert lake.partition_sources("s.d") == {"event_date": ("occurred_at", "day")}
+
+
+def test_parameters_elsewhere_in_the_query_survive_the_bounds(lake: Lake) -> None:
+    con = connect_lake(lake)
+    query = (
+        "SELECT count(*) FROM s.events WHERE occurred_at >= TIMESTAMP '2026-01-09' AND user_id = ? AND x > ?"
+    )
+    assert "event_date >=" in con._prepare(query)
+    bounded = con.sql(query, params=["u1", 3]).fetchall()
+    con.utc_time_rewrite = False
+    assert con.sql(query, params=["u1", 3]).fetchall() == bounded
