@@ -192,7 +192,13 @@ def ensure_lake(args: argparse.Namespace) -> Path:
     init_project(project_dir, "bench")
     lake = Project.load(project_dir).lake
     t0 = time.perf_counter()
-    events = lake.create_table(EVENTS, events_schema(), partition_by=["event_date"])
+    # as an ingest pipeline with partition_by [{column: event_date, from: occurred_at, transform: day}]
+    events = lake.create_table(
+        EVENTS,
+        events_schema(),
+        partition_by=["event_date"],
+        partition_sources={"event_date": ("occurred_at", "day")},
+    )
     written = 0
     for chunk in day_chunks(args.rows, args.days, args.flush_rows, seed=14):
         events.append(chunk)

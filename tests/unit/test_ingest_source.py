@@ -6,8 +6,10 @@ table (on_assign), so a second run over the same log resumes and writes nothing 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,3 +168,83 @@ def test_pipeline_stopped_names_the_pipeline_and_table(tmp_path: Path) -> None:
         sink.commit(unit(pa.array([[1]], pa.list_(pa.int64())), 1))
     assert (caught.value.pipeline, caught.value.table) == ("mem", "ns.mem_events")
     assert "nothing committed" in str(caught.value)
+
+
+def _slow_commits(
+    worker: IngestWorker, seconds: float, fail_at: int | None = None
+) -> list[tuple[float, float]]:
+    """Make each commit of ``worker`` take ``seconds``; the ``fail_at``-th (1-based) raises."""
+    spans: list[tuple[float, float]] = []
+    real = worker.sink.commit
+
+    def commit(unit: FlushUnit) -> Any:
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        if fail_at is not None and len(spans) + 1 == fail_at:
+            spans.append((t0, time.monotonic()))
+            raise OSError("disk gone")
+        result = real(unit)
+        spans.append((t0, time.monotonic()))
+        return result
+
+    worker.sink.commit = commit  # type: ignore[method-assign]
+    return spans
+
+
+def _polls(opened: list[MemorySource]) -> list[float]:
+    return opened[0].polled
+
+
+class TimedSource(MemorySource):
+    def __init__(self, log: dict[tuple[str, int], list[bytes]], events: SourceEvents) -> None:
+        super().__init__(log, events)
+        self.polled: list[float] = []
+
+    def poll(self, max_records: int, timeout: float) -> Sequence[Record]:
+        out = super().poll(max_records, timeout)
+        if out:
+            self.polled.append(time.monotonic())
+        return out
+
+
+def _worker(lake: Lake, log: dict[tuple[str, int], list[bytes]], opened: list[MemorySource]) -> IngestWorker:
+    def factory(spec: PipelineSpec, extra: Mapping[str, Any], events: SourceEvents, *_: Any) -> RecordSource:
+        source = TimedSource(log, events)
+        opened.append(source)
+        return source
+
+    return IngestWorker(lake, SPEC, source=factory, drain_idle_s=0.05, drain_timeout_s=2)
+
+
+def test_commits_overlap_consuming_and_land_in_order_exactly_once(tmp_path: Path) -> None:
+    log = {("log", 0): [json.dumps({"n": i}).encode() for i in range(10)], ("log", 1): [b'{"n": 100}']}
+    lake = Lake(str(tmp_path / "lake"))
+    opened: list[MemorySource] = []
+    worker = _worker(lake, log, opened)
+    spans = _slow_commits(worker, 0.3)
+    stats = worker.run(until_drained=True)
+    assert (stats.consumed, stats.committed_rows, stats.flushes) == (11, 11, len(spans))
+    assert len(spans) >= 2
+    # one commit at a time, in order; records were consumed while a commit was running
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    assert any(s < t < e for s, e in spans for t in _polls(opened))
+    table = lake.table("ns.mem_events")
+    assert sorted(table.to_arrow(columns=["n"]).column(0).to_pylist()) == [*range(10), 100]
+    assert table.version == len(spans)  # one Delta commit per flush (version 0 created the table)
+    assert opened[0].committed == {("log", 0): 10, ("log", 1): 1}
+
+
+def test_a_failed_commit_in_flight_stops_the_worker_with_nothing_after_it(tmp_path: Path) -> None:
+    log = {("log", 0): [json.dumps({"n": i}).encode() for i in range(12)]}
+    lake = Lake(str(tmp_path / "lake"))
+    opened: list[MemorySource] = []
+    worker = _worker(lake, log, opened)
+    _slow_commits(worker, 0.1, fail_at=2)
+    with pytest.raises(OSError, match="disk gone"):
+        worker.run(until_drained=True)
+    # the first flush (4 rows) is in and its offsets committed; nothing of or after the failed one
+    assert sorted(lake.table("ns.mem_events").to_arrow(columns=["n"]).column(0).to_pylist()) == [0, 1, 2, 3]
+    assert opened[0].committed == {("log", 0): 4}
+    again = run(lake, log, [])
+    assert (again.consumed, again.committed_rows) == (8, 8)
+    assert lake.table("ns.mem_events").count() == 12

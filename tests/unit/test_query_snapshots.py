@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from shoal.lake import Lake
 from shoal.query import connect_lake
-from shoal.query.snapshots import MTIME_TRUST_S, QUIET_S
+from shoal.query.snapshots import MTIME_TRUST_S, PIN_PREFIX, QUIET_S
 
 
 def _lake(tmp_path: Path) -> Lake:
@@ -21,7 +21,7 @@ def _lake(tmp_path: Path) -> Lake:
 
 def _pins(con: object) -> list[str]:
     rows = con.duckdb.sql("SELECT database_name FROM duckdb_databases()").fetchall()  # type: ignore[attr-defined]
-    return [r[0] for r in rows if r[0].startswith("__shoal_pin_")]
+    return [r[0] for r in rows if r[0].startswith(PIN_PREFIX)]
 
 
 def test_views_read_a_pinned_snapshot_and_see_every_commit_at_once(tmp_path: Path) -> None:
@@ -140,3 +140,16 @@ def test_unpinning_leaves_only_delta_scan_views(tmp_path: Path) -> None:
         lake.table("s.t").append(pa.table({"x": [2]}))
         assert con.sql("SELECT count(*) FROM s.t").fetchone() == (2,)
         assert _pins(con) == []
+
+
+def test_pins_are_named_as_internal_and_left_out_of_show_databases(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    lake.create_table("s.u", pa.schema([("x", pa.int64())])).append(pa.table({"x": [1]}))
+    with connect_lake(lake) as con:
+        con.execute("ATTACH ':memory:' AS mine")
+        pins = _pins(con)
+        assert sorted(p.rsplit("_of_", 1)[1] for p in pins) == ["s_t", "s_u"]  # named for their table
+        everything = [r[0] for r in con.duckdb.sql("SHOW DATABASES").fetchall()]
+        assert set(pins) <= set(everything)  # DuckDB's own SHOW DATABASES lists them
+        assert [r[0] for r in con.sql("SHOW DATABASES").fetchall()] == ["memory", "mine"]
+        assert [r[0] for r in con.execute("show databases;").fetchall()] == ["memory", "mine"]

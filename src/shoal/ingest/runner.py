@@ -1,7 +1,11 @@
 """The ingest loop: record source (Kafka) → decode → Arrow → transform → buffer → exactly-once commit.
 
-The loop is synchronous (consume → decode → buffer → flush), so memory is bounded by the flush size
-plus librdkafka's pre-fetch queue (capped in :data:`shoal.sources.kafka.DEFAULT_CONSUMER_CONFIG`).
+The loop consumes, decodes and buffers on one thread; a full buffer is committed (Parquet write +
+Delta commit, most of it in delta-rs without the GIL) on a second thread while the loop goes on
+consuming the next one. At most one commit is in flight, commits land in order, and anything that
+needs the lake's progress (an assignment, a revocation, a loss, the end) first waits for it; the
+Kafka offset commit and the counters follow on the loop's thread. Memory is bounded by two flush
+units plus librdkafka's pre-fetch queue (capped in :data:`shoal.sources.kafka.DEFAULT_CONSUMER_CONFIG`).
 
 ``until_drained``: librdkafka emits a partition-EOF event when a fetch reaches the partition's end.
 The worker stops once every assigned partition has reported EOF since its last message *and* no
@@ -15,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +35,7 @@ from shoal.ingest.errors import KafkaFatalError
 from shoal.ingest.follow import CommitFollower, models_to_refresh
 from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
-from shoal.ingest.sink import LakeSink, Positions
+from shoal.ingest.sink import CommitResult, LakeSink, Positions
 from shoal.ingest.source import EARLIEST, LATEST, Record, RecordSource, SourceFactory, kafka_source
 from shoal.ingest.spec import PipelineSpec, load_pipeline
 from shoal.ingest.transform import BatchTransform, FailedRow
@@ -122,6 +127,59 @@ def run_pipeline(
     return worker.run(until_drained=until_drained, metrics_port=metrics_port)
 
 
+#: the records to ingest of one consumed batch, their offsets, partitions and topics as columns,
+#: and each partition's [first, last + 1) offsets
+Accepted = tuple[Sequence[Record], np.ndarray, np.ndarray, pa.Array, dict[TopicPartition, tuple[int, int]]]
+
+
+def accept_records(
+    msgs: Sequence[Record], expected: dict[TopicPartition, int], eof: set[TopicPartition]
+) -> Accepted:
+    """The records of assigned partitions (keys of ``expected``) at or past the next expected
+    offset, each offset once (a re-fetch after a seek repeats some); advances ``expected`` and
+    clears ``eof`` for the partitions that had one.
+
+    Column-wise (one pass per attribute, the checks in numpy): a Python loop doing the same per
+    record cost twice the CPU (bench/bench_consume_loop.py)."""
+    n_all = len(msgs)
+    topic_of = [m.topic() for m in msgs]
+    parts = np.fromiter((m.partition() for m in msgs), np.int64, n_all)
+    offsets = np.fromiter((m.offset() for m in msgs), np.int64, n_all)
+    names = sorted({str(t) for t in topic_of})
+    keep = np.zeros(n_all, bool)
+    ranges: dict[TopicPartition, tuple[int, int]] = {}
+    for t in names:
+        in_topic = None if len(names) == 1 else np.fromiter((x == t for x in topic_of), bool, n_all)
+        for p in np.unique(parts if in_topic is None else parts[in_topic]).tolist():
+            sel = np.flatnonzero(parts == p if in_topic is None else in_topic & (parts == p))
+            tp = (t, int(p))
+            exp = expected.get(tp)
+            if exp is None:  # not ours (anymore)
+                continue
+            o = offsets[sel]
+            # kept: past the expected offset and past every earlier offset of the partition here
+            ok = o > np.maximum.accumulate(np.concatenate(([exp - 1], o[:-1])))
+            if ok.any():
+                first, last = int(o[ok][0]), int(o[ok][-1])
+                ranges[tp] = (first, last + 1)
+                expected[tp] = last + 1
+                eof.discard(tp)
+                keep[sel[ok]] = True
+    idx = np.flatnonzero(keep)
+    if len(idx) == n_all:
+        kept: Sequence[Record] = msgs
+        topic_list = topic_of
+    else:
+        kept = [msgs[i] for i in idx.tolist()]
+        topic_list = [topic_of[i] for i in idx.tolist()]
+        offsets, parts = offsets[idx], parts[idx]
+    if len(names) == 1:
+        topics = pa.repeat(pa.scalar(names[0], pa.string()), len(idx))
+    else:
+        topics = pa.array(topic_list, pa.string())
+    return kept, offsets, parts, topics, ranges
+
+
 class IngestWorker:
     """One consumer-group member of a pipeline (the :class:`SourceEvents` of its record source)."""
 
@@ -161,11 +219,15 @@ class IngestWorker:
         self._consumed = self._rows = self._dead = self._skipped = self._flushes = 0
         self._open_source = source
         self._source: RecordSource | None = None
+        # the commit in flight on the committer thread: (its result and end time, flush reason)
+        self._committer: ThreadPoolExecutor | None = None
+        self._inflight: tuple[Future[tuple[CommitResult, float]], str] | None = None
         self._refresh_models = list(refresh_models)
         self.follower: CommitFollower | None = None
 
     # -- source events -----------------------------------------------------------------------------
     def on_assign(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self._settle(wait=True)  # the progress read next must include the commit in flight
         positions = self.sink.positions(tps)
         starts = {tp: self._start_offset(pos) for tp, pos in positions.items()}
         for tp, start in starts.items():
@@ -192,9 +254,9 @@ class IngestWorker:
         return EARLIEST if self.spec.start_from == "earliest" else LATEST
 
     def on_revoke(self, tps: list[TopicPartition]) -> None:
-        # Commit what was buffered before giving the partitions up; the next owner starts where the
-        # table says. After a failure nothing is committed (offsets stay in the table).
-        if not self._failed and not self.buffer.empty:
+        # Commit what was buffered (and wait for it) before giving the partitions up; the next owner
+        # starts where the table says. After a failure nothing is committed (offsets stay in the table).
+        if not self._failed:
             self._flush("revoke")
         else:
             self.buffer.drop_partitions(tps)
@@ -205,8 +267,11 @@ class IngestWorker:
         )
 
     def on_lost(self, tps: list[TopicPartition]) -> None:
-        # Another member may own them already: committing could only be filtered away, so drop.
+        # Another member may own them already: committing could only be filtered away, so drop
+        # (a commit already in flight is built on the snapshot it read: a conflict if they moved on).
         dropped = self.buffer.drop_partitions(tps)
+        if not self._failed:
+            self._settle(wait=True)
         self._forget(tps)
         self.log.warning("partitions lost", extra={"pipeline": self.spec.name, "dropped_rows": dropped})
 
@@ -265,13 +330,14 @@ class IngestWorker:
                     raise KafkaFatalError(
                         f"pipeline {self.spec.name}: kafka: {source.fatal_error}", pipeline=self.spec.name
                     )
+                self._settle(wait=False)
                 if msgs and self._ingest(msgs):
                     self._quiet_since = None
                 elif self._quiet_since is None:
                     self._quiet_since = time.monotonic()
                 reason = self.buffer.due()
                 if reason:
-                    self._flush(reason)
+                    self._flush(reason, wait=False)  # committed while the next batches are consumed
                 if until_drained and self._drained():
                     stopped = "drained"
                     break
@@ -283,10 +349,13 @@ class IngestWorker:
             raise
         finally:
             try:
+                self._abandon_inflight()
                 source.close()  # eager protocol: triggers on_revoke (no-op: buffer is empty or failed)
                 if self.follower is not None:
                     self.follower.close()  # the models catch up with the last commit first
             finally:
+                if self._committer is not None:
+                    self._committer.shutdown(wait=True)
                 self.sink.wait_compaction(timeout=60)
                 self.metrics.stop()
                 restore()
@@ -332,48 +401,15 @@ class IngestWorker:
             drained = True
         else:
             drained = idle >= self.drain_timeout_s
-        if drained and not self.buffer.empty:
+        if drained:
             self._flush("drained")  # do not wait for max_latency_s at the end of the backlog
         return drained
 
     # -- one consumed batch --------------------------------------------------------------------------
     def _ingest(self, msgs: Sequence[Record]) -> int:
         """Decode and buffer one consumed batch; returns how many records it held."""
-        expected = self._expected
-        eof = self._eof
-        kept: list[Record] = []
-        values: list[bytes | None] = []
-        keys: list[bytes | None] = []
-        topics: list[str] = []
-        parts: list[int] = []
-        offsets: list[int] = []
-        stamps: list[int | None] = []
-        ranges: dict[TopicPartition, list[int]] = {}
-        skipped = 0
-        for m in msgs:
-            t: str = m.topic()  # type: ignore[assignment]
-            p: int = m.partition()  # type: ignore[assignment]
-            o: int = m.offset()  # type: ignore[assignment]
-            tp = (t, p)
-            exp = expected.get(tp)
-            if exp is None or o < exp:  # not ours (anymore) or already seen: a re-fetch after seek
-                skipped += 1
-                continue
-            expected[tp] = o + 1
-            eof.discard(tp)
-            r = ranges.get(tp)
-            if r is None:
-                ranges[tp] = [o, o + 1]
-            else:
-                r[1] = o + 1
-            kept.append(m)
-            values.append(m.value())
-            keys.append(m.key())
-            topics.append(t)
-            parts.append(p)
-            offsets.append(o)
-            ts = m.timestamp()[1]
-            stamps.append(ts if ts >= 0 else None)
+        kept, offsets, parts, topics, ranges = accept_records(msgs, self._expected, self._eof)
+        skipped = len(msgs) - len(kept)
         self._skipped += skipped
         if skipped:
             self.metrics.skipped.labels(self.spec.name).inc(skipped)
@@ -384,6 +420,9 @@ class IngestWorker:
             self._first_record = time.monotonic()
         self._consumed += n
         self.metrics.consumed.labels(self.spec.name).inc(n)
+        values = [m.value() for m in kept]
+        keys = [m.key() for m in kept]
+        stamps = np.fromiter((m.timestamp()[1] for m in kept), np.int64, n)
 
         t0 = time.perf_counter()
         res = self.decoder.decode(values)
@@ -392,10 +431,10 @@ class IngestWorker:
         dead = [self._dead_record(kept[f.index], f.error_class, f.message) for f in res.failures]
 
         meta = [
-            pa.array(topics, pa.string()),
+            topics,
             pa.array(parts, pa.int32()),
             pa.array(offsets, pa.int64()),
-            pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array(stamps, mask=stamps < 0).cast(pa.timestamp("ms", tz="UTC")),
             pa.array(keys, pa.binary()),
             pa.array(np.full(n, int(time.time() * 1_000_000), dtype=np.int64)).cast(
                 pa.timestamp("us", tz="UTC")
@@ -414,7 +453,7 @@ class IngestWorker:
         batch = table.combine_chunks().to_batches()
         self.buffer.add(
             batch[0] if batch else None,
-            {tp: (r[0], r[1]) for tp, r in ranges.items()},
+            ranges,
             dead,
             records=n,
         )
@@ -437,23 +476,51 @@ class IngestWorker:
             error_message=message,
         )
 
-    def _dead_from_rows(self, kept: list[Record], rows: list[FailedRow]) -> list[DeadRecord]:
+    def _dead_from_rows(self, kept: Sequence[Record], rows: list[FailedRow]) -> list[DeadRecord]:
         if not rows:
             return []
         where = {(m.topic(), m.partition(), m.offset()): m for m in kept}
         return [self._dead_record(where[(t, p, o)], cls, msg) for t, p, o, cls, msg in rows]
 
     # -- flush -------------------------------------------------------------------------------------------
-    def _flush(self, reason: str) -> None:
-        if self.buffer.empty:
+    def _flush(self, reason: str, *, wait: bool = True) -> None:
+        """Commit the buffer on the committer thread, after the commit in flight (if any) landed;
+        ``wait``: and wait for it too."""
+        if not self.buffer.empty:
+            self._settle(wait=True)  # one commit in flight at a time: they land in order
+            unit = self.buffer.take(reason)
+
+            def commit() -> tuple[CommitResult, float]:
+                return self.sink.commit(unit), time.monotonic()
+
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.spec.name}")
+            self._inflight = (self._committer.submit(commit), reason)
+        if wait:
+            self._settle(wait=True)
+
+    def _abandon_inflight(self) -> None:
+        """On the way out after a failure: let a commit in flight land (or fail) before returning."""
+        if self._inflight is not None:
+            fut, self._inflight = self._inflight[0], None
+            try:
+                fut.result()
+            except BaseException:  # the run is already failing with the first error
+                self._failed = True
+
+    def _settle(self, *, wait: bool) -> None:
+        """Book the commit in flight once it has landed (``wait``: wait for it): counters, the
+        Kafka offset commit, the log line. Its error, if it failed, is raised here."""
+        if self._inflight is None or (not wait and not self._inflight[0].done()):
             return
-        unit = self.buffer.take(reason)
+        fut, reason = self._inflight
+        self._inflight = None
         try:
-            result = self.sink.commit(unit)
+            result, done_at = fut.result()
         except BaseException:
             self._failed = True
             raise
-        self._last_commit = time.monotonic()
+        self._last_commit = done_at
         self._rows += result.rows
         self._dead += result.dead
         self._skipped += result.skipped
@@ -464,7 +531,7 @@ class IngestWorker:
         if result.skipped:
             self.metrics.skipped.labels(name).inc(result.skipped)
         self.metrics.batch_rows.labels(name).observe(result.rows)
-        self.metrics.buffered.labels(name).set(0)
+        self.metrics.buffered.labels(name).set(self.buffer.rows)  # consumed since the commit began
         if self.follower is not None and result.data_version is not None and result.data is not None:
             self.follower.committed(result.read_version, result.data_version, result.data)
         if self._source is not None:

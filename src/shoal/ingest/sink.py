@@ -101,6 +101,8 @@ class LakeSink:
                     self.spec.table,
                     create_with,
                     partition_by=[p.column for p in self.spec.partition_by],
+                    # rows get exactly these values (transform.py): queries prune partitions by them
+                    partition_sources={p.column: (p.source, p.transform) for p in self.spec.partition_by},
                     description=self.spec.description or f"Kafka {', '.join(self.spec.subscription)}",
                     source=f"kafka:{self.spec.name}",
                     exist_ok=True,

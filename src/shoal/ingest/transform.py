@@ -104,6 +104,10 @@ class BatchTransform:
                     table=self.spec.table,
                 )
             src = table.column(pcol.source)
+            if pcol.transform != "identity" and pa.types.is_timestamp(src.type) and src.type.tz:
+                # Arrow takes the day/hour in the column's zone; the lake's are UTC (as are the
+                # bounds queries derive from them, partition_bounds.py), whatever the label
+                src = src.cast(pa.timestamp(src.type.unit, tz="UTC"))
             if pcol.transform == "day":
                 val = pc.cast(src, pa.date32())
             elif pcol.transform == "hour":

@@ -19,6 +19,9 @@ from shoal.lake.table import Table, translate_errors
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 #: per-table sidecar with catalog fields Delta's metadata has no place for
 SIDECAR = "_shoal_table.json"
+#: how a partition column can be derived from another column of the same row (the ingest spec's
+#: ``partition_by[].transform``): ``day`` = the UTC date, ``hour`` = the UTC hour's start
+PARTITION_TRANSFORMS = ("identity", "day", "hour")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,26 @@ TABLE_CONFIGURATION = {
 }
 
 
+def _check_sources(
+    name: str, schema: pa.Schema, partition_by: Sequence[str], sources: Mapping[str, tuple[str, str]]
+) -> dict[str, dict[str, str]]:
+    out = {}
+    for col, (src, transform) in sources.items():
+        if col not in partition_by:
+            raise ConfigError(
+                f"table {name}: partition source given for {col!r}, which is not a partition column"
+            )
+        if src not in schema.names:
+            raise ConfigError(f"table {name}: partition column {col!r} comes from {src!r}, not in the schema")
+        if transform not in PARTITION_TRANSFORMS:
+            raise ConfigError(
+                f"table {name}: partition column {col!r}: transform {transform!r} is not one of "
+                + ", ".join(PARTITION_TRANSFORMS)
+            )
+        out[col] = {"from": src, "transform": transform}
+    return out
+
+
 class Lake:
     """All tables under one root (a local directory or ``s3://bucket/prefix``)."""
 
@@ -114,9 +137,15 @@ class Lake:
         owner: str = "",
         source: str = "",
         pii: Sequence[str] = (),
+        partition_sources: Mapping[str, tuple[str, str]] | None = None,
         exist_ok: bool = True,
     ) -> Table:
-        """Create an empty table (with change data feed on, for incremental models)."""
+        """Create an empty table (with change data feed on, for incremental models).
+
+        ``partition_sources``: partition column -> (source column, transform), a promise by every
+        writer that each row's partition value is ``transform(source)`` (ingest derives them so).
+        Queries use it to prune partitions by a filter on the source column (query/partition_bounds.py).
+        """
         validate_name(name)
         if self.exists(name):
             if not exist_ok:
@@ -128,13 +157,20 @@ class Lake:
         unknown = [c for c in pii if c not in schema.names]
         if unknown:
             raise ConfigError(f"table {name}: personal-data column(s) {unknown} not in the schema")
+        sources = _check_sources(name, schema, partition_by, partition_sources or {})
         self.location.check_writable()
         table = Table(name, self.location)
         with translate_errors(f"create {name}"):
             # The sidecar goes first: a table only becomes visible once its Delta log exists.
             self.location.write_json(
                 f"{table.namespace}/{table.table_name}/{SIDECAR}",
-                {"description": description, "owner": owner, "source": source, "pii": list(pii)},
+                {
+                    "description": description,
+                    "owner": owner,
+                    "source": source,
+                    "pii": list(pii),
+                    **({"partition_sources": sources} if sources else {}),
+                },
             )
             DeltaTable.create(
                 table.uri,
@@ -181,6 +217,19 @@ class Lake:
         ns, tbl = validate_name(name).split(".", 1)
         side = self.location.read_json(f"{ns}/{tbl}/{SIDECAR}") or {}
         return _names(side.get("pii"))
+
+    def partition_sources(self, name: str) -> dict[str, tuple[str, str]]:
+        """Partition column -> (source column, transform) as declared when ``name`` was created."""
+        ns, tbl = validate_name(name).split(".", 1)
+        side = self.location.read_json(f"{ns}/{tbl}/{SIDECAR}") or {}
+        declared = side.get("partition_sources")
+        out: dict[str, tuple[str, str]] = {}
+        if isinstance(declared, dict):
+            for col, spec in declared.items():
+                known = isinstance(spec, dict) and spec.get("transform") in PARTITION_TRANSFORMS
+                if known and spec.get("from"):
+                    out[str(col)] = (str(spec["from"]), str(spec["transform"]))
+        return out
 
     def mark_pii(self, name: str, columns: Sequence[str]) -> None:
         """Mark ``columns`` of an existing table as personal data (replaces the previous marking)."""

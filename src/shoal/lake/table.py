@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import (
     CommitFailedError,
     DeltaError,
@@ -50,8 +57,45 @@ def _as_reader(data: Data) -> pa.Table | pa.RecordBatchReader:
 ROW_GROUP_ROWS = 131_072
 
 
-def _writer_props() -> WriterProperties:
-    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
+# Columns that are (nearly) unique per row -- event ids, event times, offsets -- gain nothing from
+# a dictionary: arrow-rs builds one and abandons it when it outgrows its 1 MiB page, leaving each
+# row group half dictionary-, half plain-encoded. Written plain from the start, such columns cost
+# less to write and to read a few rows back from (docs/adr/0037). A column is taken as unique when
+# at least this share of the values in a run of rows is distinct; each Table decides once per
+# column (on its first large enough write: ingest appends the same kind of rows every flush).
+PLAIN_DISTINCT_SHARE = 0.9
+_SAMPLE_ROWS = 16_384
+_MIN_ROWS = 4_096
+
+
+def _scalar(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_decimal(t)
+    )
+
+
+def unique_columns(data: pa.Table, known: dict[str, bool]) -> list[str]:
+    """Top-level scalar columns of ``data`` that are (nearly) unique per row. ``known`` caches
+    each column's verdict; columns of a write too small to judge are left out, undecided."""
+    if data.num_rows >= _MIN_ROWS:
+        sample = data.slice(0, _SAMPLE_ROWS)
+        for field, column in zip(sample.schema, sample.columns, strict=True):
+            if field.name not in known and _scalar(field.type):
+                distinct = pc.count_distinct(column).as_py()
+                known[field.name] = distinct >= PLAIN_DISTINCT_SHARE * sample.num_rows
+    return [c for c in data.column_names if known.get(c)]
+
+
+def _writer_props(plain: Sequence[str] = ()) -> WriterProperties:
+    return WriterProperties(
+        max_row_group_size=ROW_GROUP_ROWS,
+        column_properties={c: ColumnProperties(dictionary_enabled=False) for c in plain} or None,
+    )
 
 
 def _commit_props(app_transactions: Mapping[str, int] | None, **meta: str) -> CommitProperties:
@@ -213,6 +257,8 @@ class Table:
         self._location = location
         self.uri = location.table_uri(namespace, table)
         self._dt: DeltaTable | None = None
+        #: column -> written without a dictionary (nearly unique per row), decided on first write
+        self._plain: dict[str, bool] = {}
 
     def __repr__(self) -> str:
         return f"Table({self.name!r}, uri={self.uri!r})"
@@ -330,6 +376,11 @@ class Table:
         return inserted.select(list(columns))
 
     # -- writing -------------------------------------------------------------------------------
+    def _plain_columns(self, payload: pa.Table | pa.RecordBatchReader) -> list[str]:
+        if isinstance(payload, pa.Table):
+            return unique_columns(payload, self._plain)
+        return [c for c in payload.schema.names if self._plain.get(c)]
+
     def _after_write(self) -> int:
         # delta-rs advances the DeltaTable it wrote through: no need to reload the log.
         assert self._dt is not None
@@ -355,6 +406,7 @@ class Table:
             return self.version
         check_compatible(f"append to {self.name}", self.schema, payload.schema)
         target: list[DeltaTable] = []
+        props = _writer_props(self._plain_columns(payload))
 
         def commit() -> None:
             dt = self.delta() if read_version is None else self.delta(read_version)
@@ -364,7 +416,7 @@ class Table:
                 payload,
                 mode="append",
                 schema_mode="merge",
-                writer_properties=_writer_props(),
+                writer_properties=props,
                 commit_properties=_commit_props(app_transactions, **dict(commit_metadata or {})),
             )
 
@@ -384,6 +436,7 @@ class Table:
     ) -> int:
         """Replace the table's rows (or only those matching ``predicate``) in one commit."""
         payload = _as_reader(data)
+        props = _writer_props(self._plain_columns(payload))
 
         def commit() -> None:
             write_deltalake(
@@ -392,7 +445,7 @@ class Table:
                 mode="overwrite",
                 predicate=predicate,
                 schema_mode=None if predicate else "merge",
-                writer_properties=_writer_props(),
+                writer_properties=props,
                 commit_properties=_commit_props(app_transactions),
             )
 

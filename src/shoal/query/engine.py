@@ -22,12 +22,19 @@ import pyarrow as pa
 from shoal.errors import NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake
 from shoal.query.extensions import load_extension
-from shoal.query.snapshots import PinnedSnapshots
+from shoal.query.partition_bounds import add_partition_bounds
+from shoal.query.snapshots import PIN_PREFIX, PinnedSnapshots
 from shoal.query.timetravel import AsOf, rewrite_as_of
 from shoal.query.utctime import rewrite_utc_time
 
 #: a statement that may change the session's time zone (then the UTC rewrite stops)
 _SETS_TIMEZONE = re.compile(r"\b(SET|RESET)\b[^;]*\btime_?zone\b", re.IGNORECASE)
+#: SHOW DATABASES, answered without the attached databases that hold pinned snapshots
+_SHOW_DATABASES = re.compile(r"^\s*SHOW\s+DATABASES\s*;?\s*$", re.IGNORECASE)
+_USER_DATABASES = (
+    "SELECT database_name FROM duckdb_databases() "
+    f"WHERE NOT internal AND NOT starts_with(database_name, '{PIN_PREFIX}') ORDER BY database_name"
+)
 
 
 class QueryError(ShoalError, Terminal):
@@ -101,6 +108,8 @@ class Connection:
         if lake.location.scheme == "s3":
             _configure_s3(self.duckdb, lake)
         self._mounted: dict[str, str] = {}
+        #: each table's partition sources (catalog sidecar), read once on first use
+        self._partition_sources: dict[str, dict[str, tuple[str, str]]] = {}
         # each table's view reads a pinned snapshot, re-pinned before a query when the table changed
         self._snapshots = PinnedSnapshots(self._raw, lake, pin=pin_snapshots)
         # statements of shoal's own (parsing, catalog look-ups) run here, not on the connection,
@@ -152,9 +161,40 @@ class Connection:
             query = rewrite_as_of(query, self._resolve_as_of)
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
+        if _SHOW_DATABASES.match(query):
+            return _USER_DATABASES
         if _SETS_TIMEZONE.search(query):
             self.utc_time_rewrite = False  # it holds in UTC only: from now on DuckDB's own functions
-        return rewrite_utc_time(self._helper, query, self._lake_columns) if self.utc_time_rewrite else query
+        if not self.utc_time_rewrite:
+            return query
+        query = rewrite_utc_time(self._helper, query, self._lake_columns)
+        if not self._may_bound(query):
+            return query
+        return add_partition_bounds(self._helper, query, self._sources_of, self._lake_columns)
+
+    def _may_bound(self, query: str) -> bool:
+        """Whether ``query`` names a lake table and a column one of its partitions derives from:
+        spares the parse of add_partition_bounds (a few ms) for every other query."""
+        text = query.lower()
+        for name in self._mounted:
+            schema, table = name.split(".", 1)
+            if table in text:
+                sources = self._sources_of(schema, table)
+                if sources and any(src.lower() in text for src, _ in sources.values()):
+                    return True
+        return False
+
+    def _sources_of(self, schema: str, table: str) -> dict[str, tuple[str, str]] | None:
+        """A mounted lake table's partition sources (``Lake.partition_sources``), else None."""
+        name = f"{schema}.{table}".lower()
+        if name not in self._mounted:
+            return None
+        if name not in self._partition_sources:
+            try:
+                self._partition_sources[name] = self.lake.partition_sources(name)
+            except ShoalError:
+                return None
+        return self._partition_sources[name]
 
     def _lake_columns(self, schema: str, table: str) -> dict[str, str] | None:
         """Column types of a mounted lake table's view (None for anything else): the view's types

@@ -43,6 +43,10 @@ MTIME_TRUST_S = 1.0
 QUIET_S = 5.0
 #: the alias of the scan views made here (so a view someone else replaced is told apart)
 _SCAN_ALIAS = "__shoal_scan"
+#: how the attached databases holding pinned snapshots are named (DuckDB has no hidden attached
+#: databases: they are listed by duckdb_databases() and information_schema, so the name says what
+#: they are; Connection's SHOW DATABASES leaves them out)
+PIN_PREFIX = "__shoal_internal_snapshot_"
 
 
 def _q(name: str) -> str:
@@ -179,7 +183,7 @@ class PinnedSnapshots:
             seen = time.time()
             version = self._version(name)
             self._serial += 1
-            alias = f"__shoal_pin_{self._serial}"
+            alias = f"{PIN_PREFIX}{self._serial}_of_{name.replace('.', '_')}"
             self._con.execute(f"ATTACH {_lit(pin.uri)} AS {_q(alias)} (TYPE delta, PIN_SNAPSHOT)")
             ns, tbl = name.split(".", 1)
             self._con.execute(f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS SELECT * FROM {_q(alias)}")

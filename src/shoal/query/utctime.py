@@ -102,6 +102,41 @@ def _call(name: str, *children: Node, alias: str = "") -> Node:
     }
 
 
+#: date_trunc units of a fixed length in UTC (no leap seconds in epoch time), in microseconds
+_FIXED_UNITS = {
+    "day": 86_400_000_000,
+    "days": 86_400_000_000,
+    "hour": 3_600_000_000,
+    "hours": 3_600_000_000,
+    "minute": 60_000_000,
+    "minutes": 60_000_000,
+    "second": 1_000_000,
+    "seconds": 1_000_000,
+}
+
+
+def _int(value: int) -> Node:
+    return {
+        "class": "CONSTANT",
+        "type": "VALUE_CONSTANT",
+        "alias": "",
+        "query_location": _NOWHERE,
+        "value": {"type": {"id": "BIGINT", "type_info": None}, "is_null": False, "value": value},
+    }
+
+
+def _op(name: str, left: Node, right: Node) -> Node:
+    return dict(_call(name, left, right), is_operator=True)
+
+
+def _floor_to(micros: Node, width: int) -> Node:
+    """``micros - ((micros % width) + width) % width``: floored, also before 1970 (``%`` keeps the
+    dividend's sign). Integer arithmetic: 20% less CPU than ``date_trunc`` on a plain timestamp for
+    an hourly rollup of 10M rows (docs/benchmarks.md)."""
+    rest = _op("%", _op("+", _op("%", micros, _int(width)), _int(width)), _int(width))
+    return _op("-", micros, rest)
+
+
 def _plain_utc(column: Node) -> Node:
     """``make_timestamp(epoch_us(col))``: the instant as a plain UTC timestamp, without ICU."""
     return _call("make_timestamp", _call("epoch_us", column))
@@ -209,8 +244,15 @@ def _rewrite(node: Any, scope: _Scope, name_of: Callable[[Node], str]) -> tuple[
     if name in _TRUNCATE and len(args) == 2 and scope.is_lake_tz(args[1]):
         if name != "time_bucket" and args[0].get("class") != "CONSTANT":
             return new, done
+        alias = str(new.get("alias", ""))
+        unit = args[0].get("value", {}).get("value") if name != "time_bucket" else None
+        width = _FIXED_UNITS.get(unit.lower()) if isinstance(unit, str) else None
+        if width is not None:  # a whole number of microseconds: floor the epoch, no calendar
+            return _call(
+                "make_timestamptz", _floor_to(_call("epoch_us", args[1]), width), alias=alias
+            ), done + 1
         inner = dict(new, alias="", children=[args[0], _plain_utc(args[1])])
-        return _call("make_timestamptz", _call("epoch_us", inner), alias=str(new.get("alias", ""))), done + 1
+        return _call("make_timestamptz", _call("epoch_us", inner), alias=alias), done + 1
     if name in _FIELDS and args and scope.is_lake_tz(args[-1]):
         if name in ("date_part", "datepart"):
             part = args[0].get("value", {}) if args[0].get("class") == "CONSTANT" else {}

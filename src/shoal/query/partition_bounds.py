@@ -1,0 +1,313 @@
+"""Partition pruning for filters on the column a partition is derived from (ADR 0037).
+
+Ingest partitions an events table by a column derived from the event time (``event_date`` =
+UTC day of ``occurred_at``) and records that in the table's sidecar (``Lake.partition_sources``).
+Users filter on the time itself: ``WHERE occurred_at >= now() - INTERVAL 7 DAY``. DuckDB's delta
+extension skips files by statistics for string, number and date constants but not for timestamps
+(duckdb-delta ``PredicateVisitor::VisitConstantFilter``), so such a query opened every file of the
+table, where Polars' ``scan_delta`` reads only the last week's.
+
+So before a query runs, each filter ``src op c`` (``op`` in ``= < <= > >=``, either side, or
+``src BETWEEN a AND b``) that is a top-level conjunct of a SELECT's WHERE, on a lake table whose
+partition column ``p`` is ``T(src)``, gets the implied conjunct ``p op' T(c)`` next to it
+(``T`` = the UTC day or hour, or identity; ``>``/``>=`` give ``>=``, ``<``/``<=`` give ``<=``).
+``T`` never decreases, so every row the filter keeps also passes the new conjunct: the result is
+the same, and the partition filter prunes files. It is added only where that holds for sure:
+
+* the session's zone is UTC (the caller's to know; ``T(c)`` casts ``c`` as the comparison does);
+* ``c`` is built from constants, casts and stable functions (``now()``, arithmetic, intervals):
+  no column, subquery, parameter (its count would change) or volatile function;
+* the column reference is that table's: qualified by its alias or name, or unqualified with every
+  relation of the FROM a lake table and exactly one of them having such a column;
+* the view (``duckdb_columns``) still has both columns, with the types the transform implies.
+Anything else is left as written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import duckdb
+
+Node = dict[str, Any]
+_NOWHERE = 2**64 - 1
+
+#: a cheap test before parsing: could the query hold a comparison in a WHERE at all?
+_CANDIDATE = re.compile(r"\bwhere\b[\s\S]*(<|>|=|\bbetween\b)", re.IGNORECASE)
+#: comparison -> (its mirror with the sides swapped, the comparison the partition bound uses)
+_COMPARISONS = {
+    "COMPARE_EQUAL": ("COMPARE_EQUAL", "COMPARE_EQUAL"),
+    "COMPARE_GREATERTHAN": ("COMPARE_LESSTHAN", "COMPARE_GREATERTHANOREQUALTO"),
+    "COMPARE_GREATERTHANOREQUALTO": ("COMPARE_LESSTHANOREQUALTO", "COMPARE_GREATERTHANOREQUALTO"),
+    "COMPARE_LESSTHAN": ("COMPARE_GREATERTHAN", "COMPARE_LESSTHANOREQUALTO"),
+    "COMPARE_LESSTHANOREQUALTO": ("COMPARE_GREATERTHANOREQUALTO", "COMPARE_LESSTHANOREQUALTO"),
+}
+#: functions a bound may be computed with: the same value wherever they appear in one statement
+_STABLE = {
+    "+",
+    "-",
+    "now",
+    "current_timestamp",
+    "get_current_timestamp",
+    "transaction_timestamp",
+    "current_date",
+    "today",
+    "make_date",
+    "make_timestamp",
+    "make_timestamptz",
+    "to_timestamp",
+    "date_trunc",
+    "datetrunc",
+    "trunc",
+    "to_years",
+    "to_months",
+    "to_weeks",
+    "to_days",
+    "to_hours",
+    "to_minutes",
+    "to_seconds",
+    "to_milliseconds",
+    "to_microseconds",
+}
+_TZ = "TIMESTAMP WITH TIME ZONE"
+#: transform -> the view type its partition column must have (source: a TIMESTAMPTZ, but identity)
+_PART_TYPE = {"day": "DATE", "hour": _TZ}
+
+#: (schema, table) -> {partition column: (source column, transform)}, or None for no lake table
+Sources = Callable[[str, str], Mapping[str, tuple[str, str]] | None]
+#: (schema, table) -> {column: DuckDB type} of a lake table's view, or None
+Columns = Callable[[str, str], Mapping[str, str] | None]
+
+
+def _walk(node: Any) -> Iterator[Node]:
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def _is_stable_constant(node: Any) -> bool:
+    if not isinstance(node, dict):
+        return False
+    cls = node.get("class")
+    if cls == "CONSTANT":
+        return True
+    if cls == "CAST":
+        return _is_stable_constant(node.get("child"))
+    if cls == "FUNCTION":
+        return (
+            node.get("schema") in ("", "main")
+            and str(node.get("function_name", "")).lower() in _STABLE
+            and not node.get("filter")
+            and not node.get("distinct")
+            and all(_is_stable_constant(c) for c in node.get("children") or [])
+        )
+    return False
+
+
+def _cast(child: Node, type_id: str) -> Node:
+    return {
+        "class": "CAST",
+        "type": "OPERATOR_CAST",
+        "alias": "",
+        "query_location": _NOWHERE,
+        "child": child,
+        "cast_type": {"id": type_id, "type_info": None},
+        "try_cast": False,
+    }
+
+
+def _bound(value: Node, transform: str) -> Node:
+    """``T(value)``, cast to an instant first exactly as a comparison with the column casts it."""
+    instant = _cast(copy.deepcopy(value), "TIMESTAMP WITH TIME ZONE")
+    if transform == "day":
+        return _cast(instant, "DATE")
+    if transform == "hour":
+        hour: Node = {
+            "class": "CONSTANT",
+            "type": "VALUE_CONSTANT",
+            "alias": "",
+            "query_location": _NOWHERE,
+            "value": {"type": {"id": "VARCHAR", "type_info": None}, "is_null": False, "value": "hour"},
+        }
+        return {
+            "class": "FUNCTION",
+            "type": "FUNCTION",
+            "alias": "",
+            "query_location": _NOWHERE,
+            "function_name": "date_trunc",
+            "schema": "",
+            "children": [hour, instant],
+            "filter": None,
+            "order_bys": {"type": "ORDER_MODIFIER", "orders": []},
+            "distinct": False,
+            "is_operator": False,
+            "export_state": False,
+            "catalog": "",
+        }
+    return copy.deepcopy(value)
+
+
+def _compare(kind: str, column: list[str], value: Node) -> Node:
+    ref = {"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "query_location": _NOWHERE}
+    return {
+        "class": "COMPARISON",
+        "type": kind,
+        "alias": "",
+        "query_location": _NOWHERE,
+        "left": {**ref, "column_names": column},
+        "right": value,
+    }
+
+
+class _Relation:
+    """A lake table in a FROM: how its columns are named in the query, and what it derives."""
+
+    def __init__(self, node: Node, columns: Mapping[str, str], derived: dict[str, tuple[str, str, str]]):
+        self.alias = str(node.get("alias") or "").lower()
+        self.schema = str(node.get("schema_name", "")).lower()
+        self.name = str(node.get("table_name", "")).lower()
+        self.columns = {c.lower() for c in columns}
+        #: source column -> [(partition column, transform)]
+        self.derived = derived
+
+    def qualifier(self) -> list[str]:
+        return [self.alias] if self.alias else [self.name]
+
+    def named_by(self, qualifier: list[str]) -> bool:
+        q = ".".join(qualifier)
+        return q == self.alias if self.alias else q in (self.name, f"{self.schema}.{self.name}")
+
+
+def _relations(from_table: Any, sources: Sources, columns: Columns) -> list[_Relation] | None:
+    """The lake tables a FROM joins, or None when it reads anything else (its columns unknown)."""
+    if not isinstance(from_table, dict):
+        return None
+    kind = from_table.get("type")
+    if kind == "JOIN":
+        left = _relations(from_table.get("left"), sources, columns)
+        right = _relations(from_table.get("right"), sources, columns)
+        return None if left is None or right is None else left + right
+    if kind != "BASE_TABLE" or from_table.get("catalog_name") or from_table.get("at_clause"):
+        return None
+    if from_table.get("column_name_alias") or from_table.get("sample"):
+        return None
+    schema, name = str(from_table.get("schema_name", "")), str(from_table.get("table_name", ""))
+    cols = columns(schema, name) if schema else None
+    if cols is None:
+        return None
+    types = {c.lower(): t for c, t in cols.items()}
+    derived: dict[str, tuple[str, str, str]] = {}
+    for part_name, (src_name, transform) in (sources(schema, name) or {}).items():
+        part, src = part_name.lower(), src_name.lower()
+        want = _PART_TYPE.get(transform, types.get(src))
+        source_ok = types.get(src) == _TZ or (transform == "identity" and src in types)
+        if source_ok and want is not None and types.get(part) == want:
+            derived[src] = (part, transform, want)
+    return [_Relation(from_table, cols, derived)]
+
+
+def _owner(ref: Node, relations: list[_Relation]) -> _Relation | None:
+    names = [str(n).lower() for n in ref.get("column_names", [])]
+    if not names:
+        return None
+    col, qualifier = names[-1], names[:-1]
+    if qualifier:
+        owners = [r for r in relations if r.named_by(qualifier)]
+    else:
+        owners = [r for r in relations if col in r.columns]
+    if len(owners) != 1 or col not in owners[0].derived:
+        return None
+    # the added conjunct names the partition column through the same relation: it must be unique
+    if sum(1 for r in relations if r.qualifier() == owners[0].qualifier()) != 1:
+        return None
+    return owners[0]
+
+
+def _implied(term: Node, relations: list[_Relation]) -> list[Node]:
+    """The partition conjuncts ``term`` implies (none when it is not ``src op constant``)."""
+    kind = term.get("type")
+    bounds: list[tuple[str, Any]]
+    if term.get("class") == "BETWEEN" and kind == "COMPARE_BETWEEN":
+        ref, bounds = (
+            term.get("input") or {},
+            [
+                ("COMPARE_GREATERTHANOREQUALTO", term.get("lower")),
+                ("COMPARE_LESSTHANOREQUALTO", term.get("upper")),
+            ],
+        )
+    elif term.get("class") == "COMPARISON" and kind in _COMPARISONS:
+        left, right = term.get("left") or {}, term.get("right") or {}
+        if left.get("class") == "COLUMN_REF":
+            ref, bounds = left, [(_COMPARISONS[kind][1], right)]
+        elif right.get("class") == "COLUMN_REF":
+            ref, bounds = right, [(_COMPARISONS[_COMPARISONS[kind][0]][1], left)]
+        else:
+            return []
+    else:
+        return []
+    if ref.get("class") != "COLUMN_REF":
+        return []
+    owner = _owner(ref, relations)
+    values = [(op, v) for op, v in bounds if _is_stable_constant(v)]
+    if owner is None or len(values) != len(bounds):
+        return []
+    part, transform, _ = owner.derived[str(ref["column_names"][-1]).lower()]
+    return [_compare(op, [*owner.qualifier(), part], _bound(v, transform)) for op, v in values]
+
+
+def add_bounds(tree: Any, sources: Sources, columns: Columns) -> int:
+    """Add the implied partition conjuncts to every SELECT in ``tree`` (in place); how many."""
+    added = 0
+    for node in list(_walk(tree)):
+        if node.get("type") != "SELECT_NODE" or not isinstance(node.get("where_clause"), dict):
+            continue
+        relations = _relations(node.get("from_table"), sources, columns)
+        if not relations or not any(r.derived for r in relations):
+            continue
+        where: Node = node["where_clause"]
+        terms = list(where["children"]) if where.get("type") == "CONJUNCTION_AND" else [where]
+        new = [c for t in terms for c in _implied(t, relations)]
+        if new:
+            node["where_clause"] = {
+                "class": "CONJUNCTION",
+                "type": "CONJUNCTION_AND",
+                "alias": "",
+                "query_location": _NOWHERE,
+                "children": [*terms, *new],
+            }
+            added += len(new)
+    return added
+
+
+def add_partition_bounds(
+    con: duckdb.DuckDBPyConnection, query: str, sources: Sources, columns: Columns
+) -> str:
+    """``query`` with the partition conjuncts its filters imply, or unchanged (see the module).
+
+    ``con`` runs the parser (a cursor, so the session's pending result is left alone); the session
+    must be in UTC (the caller's to know).
+    """
+    if not _CANDIDATE.search(query):
+        return query
+    try:
+        row = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
+        if not row:
+            return query
+        doc = json.loads(row[0])
+        statements = doc.get("statements", [])
+        if doc.get("error") or len(statements) != 1:
+            return query
+        if not add_bounds(statements[0], sources, columns):
+            return query
+        out = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(doc)]).fetchone()
+        return str(out[0]) if out and out[0] else query
+    except (duckdb.Error, ValueError, KeyError, TypeError):
+        return query
