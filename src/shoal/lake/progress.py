@@ -71,6 +71,12 @@ def snapshot_start(source: str, table: str) -> str:
     return f"snapshot-from:{source}:{table}"
 
 
+def snapshot_end(source: str, table: str) -> str:
+    """The key of the source position read after a replica snapshot's last chunk: from there on
+    the replica equals the source at each applied position (an insert is a new key)."""
+    return f"snapshot-end:{source}:{table}"
+
+
 def cursor(source: str, table: str) -> str:
     """The key of a cursor-mode replica's high-water mark (its cursor column as an integer)."""
     return f"cursor:{source}:{table}"

@@ -81,6 +81,8 @@ class Change:
     row: dict[str, Any]
     #: a delete/update of a row whose key changed: the old key to delete first
     old_key: dict[str, Any] | None = None
+    #: an insert: the key was not in the source table just before
+    insert: bool = False
 
 
 @dataclass

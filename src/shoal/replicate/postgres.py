@@ -223,6 +223,7 @@ class PostgresSource(Source):
             msg = self._decoder.decode(data)
             if msg.kind == "commit":
                 assert msg.end_lsn is not None
+                self.read_upto = msg.end_lsn
                 if current and msg.end_lsn > since:
                     yield Transaction(msg.end_lsn, current)
                 current = []
@@ -240,7 +241,7 @@ class PostgresSource(Source):
             table = by_name[rel.name]
             if msg.kind == "insert":
                 assert msg.new is not None
-                current.append(Change(rel.name, "upsert", msg.new))
+                current.append(Change(rel.name, "upsert", msg.new, insert=True))
             elif msg.kind == "update":
                 assert msg.new is not None
                 new = self._fill_unchanged(table, msg.new, msg.old)

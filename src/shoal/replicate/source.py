@@ -35,6 +35,9 @@ class Source(ABC):
         self.name = endpoint.name
         self._con: Any = None  # the driver's connection, opened by connection()
         self._duck: duckdb.DuckDBPyConnection | None = None
+        #: set by :meth:`changes`: every transaction up to here was read (touching the tables or
+        #: not), so the next round may start here
+        self.read_upto: int | None = None
 
     # -- what each source says ------------------------------------------------------------------
     @property

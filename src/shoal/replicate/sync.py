@@ -79,6 +79,10 @@ class Syncer:
         #: seconds between position-only commits of a table without changes (see _advance_quiet)
         self.quiet_advance_s = 10.0
         self._advanced_at: dict[str, float] = {}
+        #: per table, the position after which the replica equals the source (inserts are new keys)
+        self._converged_at: dict[str, int] = {}
+        #: every transaction up to here was read and applied: the next round reads from here
+        self._read_at: int | None = None
         #: set by run()'s caller to stop: also cuts a retry's backoff short (SIGTERM from `shoal up`)
         self._stop = threading.Event()
 
@@ -139,7 +143,11 @@ class Syncer:
             done += data.num_rows
             report.snapshot_rows += data.num_rows
             self.tell(st.name, done, total, "snapshot")
-        target.append(st.to_arrow([]), app_transactions={start_key: start, pos_key: start})
+        # where the replica has converged once the changes from ``start`` are replayed over it
+        end = int(self._retry(self.source.start_position, "read the current position"))
+        end_key = progress.snapshot_end(self.endpoint.name, st.name)
+        target.append(st.to_arrow([]), app_transactions={start_key: start, pos_key: start, end_key: end})
+        self._converged_at[st.name] = end
         report.position = start
 
     def _snapshot_chunks(self, st: SourceTable, after: Sequence[Any] | None) -> Iterator[pa.Table]:
@@ -158,21 +166,33 @@ class Syncer:
         keys = {st.name: self.source.position_key(st.name) for st in tables}
         positions: dict[str, int] = {}
         for st in tables:
-            pos = Progress.read(self.target(st), [keys[st.name]]).position(keys[st.name])
+            end_key = progress.snapshot_end(self.endpoint.name, st.name)
+            have = Progress.read(self.target(st), [keys[st.name], end_key])
+            pos = have.position(keys[st.name])
             if pos is None:
                 raise SyncError(f"sync {self.endpoint.name}: table {st.name} has no snapshot yet")
             positions[st.name] = pos
+            if st.name not in self._converged_at:
+                # a replica from before snapshot-end was recorded: converged by now at the latest
+                self._converged_at[st.name] = have.position(end_key) or int(
+                    self._retry(self.source.start_position, "read the current position")
+                )
+        # the lake's positions after a failed round (re-read above); else where the last one ended
         since = min(positions.values())
+        if self._read_at is not None and self._read_at > since:
+            since = self._read_at
+        self._read_at = None  # until this round has committed
         pending: dict[str, list[Change]] = {st.name: [] for st in tables}
+        first: dict[str, int] = {}
         last: dict[str, int] = {}
         by_name = {st.name: st for st in tables}
-        end = since
         for txn in self.source.changes(since, tables, max_changes):
-            end = max(end, txn.position)
             for change in txn.changes:
                 if change.table in by_name and txn.position > positions[change.table]:
                     pending[change.table].append(change)
+                    first.setdefault(change.table, txn.position)
                     last[change.table] = txn.position
+        end = max(since, self.source.read_upto or since)
         applied = 0
         log.debug(
             "round from %s: %s changes pending",
@@ -185,7 +205,10 @@ class Syncer:
                 continue
             st = self._refresh_columns(by_name[name], changes)
             by_name[name] = st
-            up, down = apply_changes(self.target(st), st, changes, {keys[name]: last[name]})
+            converged = first[name] > self._converged_at[name]
+            up, down = apply_changes(
+                self.target(st), st, changes, {keys[name]: last[name]}, converged=converged
+            )
             report = self.report.tables.setdefault(name, TableReport(name, self.lake_name(name)))
             report.upserted += up
             report.deleted += down
@@ -194,6 +217,7 @@ class Syncer:
             applied += len(changes)
         self._advance_quiet(by_name, pending, positions, keys, end)
         self.source.acknowledge(min(positions.values()))
+        self._read_at = end
         return applied
 
     def _advance_quiet(
