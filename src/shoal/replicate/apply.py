@@ -79,10 +79,18 @@ def apply_changes(
     """Upsert and delete by key in one commit that also records ``positions``; (upserted, deleted).
 
     Only new keys (``converged``, see :func:`reduce_changes`): a plain append, which costs a
-    fraction of a merge (a merge joins against the table's files).
+    fraction of a merge (a merge joins against the table's files). A ``truncate`` among the
+    changes: the table is overwritten with what follows it.
     """
-    net = reduce_changes(source, changes, converged=converged)
     add_new_columns(target, source)
+    truncated = [i for i, c in enumerate(changes) if c.op == "truncate"]
+    if truncated:
+        # an upstream TRUNCATE: the table is the rows written after the last one, in one
+        # overwrite that also records the position (an interrupted round redoes it whole)
+        net = reduce_changes(source, changes[truncated[-1] + 1 :], converged=True)
+        target.overwrite(source.to_arrow(net.upserts + net.fresh), app_transactions=positions)
+        return len(net.upserts) + len(net.fresh), 0
+    net = reduce_changes(source, changes, converged=converged)
     if not net.upserts and not net.deletes:
         target.append(source.to_arrow(net.fresh), app_transactions=positions)
         return len(net.fresh), 0

@@ -74,10 +74,11 @@ class SourceTable:
 
 @dataclass
 class Change:
-    """One row change: an upsert carries the full new row, a delete at least the key."""
+    """One row change: an upsert carries the full new row, a delete at least the key; a
+    truncate (no row) empties the table."""
 
     table: str
-    op: Literal["upsert", "delete"]
+    op: Literal["upsert", "delete", "truncate"]
     row: dict[str, Any]
     #: a delete/update of a row whose key changed: the old key to delete first
     old_key: dict[str, Any] | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pymysql
@@ -21,6 +21,7 @@ import pymysql.cursors
 
 from shoal.lake import progress
 from shoal.query.federation import Endpoint
+from shoal.replicate.ddl import truncated_table
 from shoal.replicate.errors import (
     CredentialsRejected,
     ReplicationNotConfigured,
@@ -307,6 +308,7 @@ class MySQLSource(Source):
         current: list[Change] = []
         yielded = 0
         boundary = since
+        in_txn = False
         started = time.monotonic()
         try:
             for event in stream:
@@ -325,14 +327,23 @@ class MySQLSource(Source):
                 if not isinstance(event, XidEvent | QueryEvent):
                     continue
                 end = progress.encode_binlog(self._stream_seq, int(event.packet.log_pos))
-                if isinstance(event, XidEvent) or event.query.strip().upper() == "COMMIT":
-                    boundary = max(boundary, end)
-                    if current and end > since:
-                        yielded += len(current)
-                        yield Transaction(end, current)
-                    current = []
-                    if yielded >= max_changes or time.monotonic() - started >= ROUND_S:
-                        break
+                if isinstance(event, QueryEvent):
+                    statement = event.query.strip().upper()
+                    if statement == "BEGIN":
+                        in_txn = True
+                        continue
+                    if in_txn and statement not in ("COMMIT", "ROLLBACK"):
+                        continue  # e.g. a SAVEPOINT inside a transaction
+                    # outside a transaction a statement (DDL) is a transaction by itself
+                    current.extend(self._statement_changes(event, by_name))
+                in_txn = False
+                boundary = max(boundary, end)
+                if current and end > since:
+                    yielded += len(current)
+                    yield Transaction(end, current)
+                current = []
+                if yielded >= max_changes or time.monotonic() - started >= ROUND_S:
+                    break
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, ConnectionError) as exc:
             self._close_stream()
             raise self._unavailable(exc) from None
@@ -341,6 +352,14 @@ class MySQLSource(Source):
             self._close_stream()
             raise
         self._stream_at = self.read_upto = boundary
+
+    def _statement_changes(self, event: Any, tables: Mapping[str, SourceTable]) -> list[Change]:
+        """A TRUNCATE of a synced table as a change (it writes no rows to the binlog)."""
+        default = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
+        hit = truncated_table(event.query, default)
+        if hit is None or hit[0] != self.endpoint.database or hit[1] not in tables:
+            return []
+        return [Change(hit[1], "truncate", {})]
 
     def acknowledge(self, position: int) -> None:
         """The binlog is kept by the server's expiry settings; nothing to release."""

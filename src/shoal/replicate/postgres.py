@@ -229,14 +229,14 @@ class PostgresSource(Source):
                 current = []
                 continue
             rel = msg.relation
+            if msg.kind == "truncate":
+                current.extend(
+                    Change(r.name, "truncate", {})
+                    for r in msg.truncated
+                    if r.namespace == schema and r.name in by_name
+                )
+                continue
             if rel is None or rel.namespace != schema or rel.name not in by_name:
-                if msg.kind == "truncate":
-                    hit = [r.name for r in msg.truncated if r.name in by_name and r.namespace == schema]
-                    if hit:
-                        raise SyncError(
-                            f"database {self.name}: TRUNCATE of {', '.join(hit)} is not replicated; "
-                            "run a full re-sync of these tables"
-                        )
                 continue
             table = by_name[rel.name]
             if msg.kind == "insert":

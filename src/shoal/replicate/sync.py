@@ -29,11 +29,14 @@ from shoal.query.federation import Endpoint
 from shoal.replicate.apply import apply_changes
 from shoal.replicate.cursor import cursor_round, full_refresh
 from shoal.replicate.errors import SyncError
-from shoal.replicate.model import Change, SourceTable, SyncReport, TableReport
+from shoal.replicate.model import Change, Column, SourceTable, SyncReport, TableReport
 from shoal.replicate.source import Source
 from shoal.retry import RetryPolicy, retry
 
 log = logging.getLogger("shoal.replicate")
+
+#: the source type of a replica column whose source column was dropped
+DROPPED_UPSTREAM = "dropped upstream"
 
 #: (table, rows done, rows expected or None, phase)
 ProgressCallback = Callable[[str, int, int | None, str], None]
@@ -249,9 +252,20 @@ class Syncer:
         known = set(st.column_names)
         if all(set(c.row) <= known for c in changes):
             return st
-        fresh: SourceTable = self.source.describe([st.name])[0]
+        fresh: SourceTable = self._keep_dropped(self.source.describe([st.name])[0])
         self._described[st.name] = fresh
         return fresh
+
+    def _keep_dropped(self, st: SourceTable) -> SourceTable:
+        """An upstream DROP COLUMN: the replica keeps the column, NULL in every row written from
+        then on (dropping it in Delta needs column mapping, which DuckDB's reader lacks; ADR 0035).
+        Carrying it here makes a merge set it NULL, as a row image without it does."""
+        have = set(st.column_names)
+        gone = [f for f in self.target(st).schema if f.name not in have]
+        if not gone:
+            return st
+        kept = tuple(Column(f.name, f.type, DROPPED_UPSTREAM) for f in gone)
+        return SourceTable(st.name, st.columns + kept, st.key)
 
     def run(
         self,
@@ -270,6 +284,7 @@ class Syncer:
                 for st in self._described.values():
                     # idempotent: a retry reads the lake's progress again and goes on from there
                     self._retry(partial(self.snapshot, st), f"snapshot {st.name}")
+                self._described = {n: self._keep_dropped(st) for n, st in self._described.items()}
             while True:
                 if mode == "cdc":
                     applied = self._retry(
