@@ -92,6 +92,8 @@ class Transaction:
 
     position: int
     changes: list[Change] = field(default_factory=list)
+    #: its global transaction id, when the source has them: MariaDB (domain, server id, sequence)
+    gtid: tuple[int, int, int] | None = None
 
 
 @dataclass

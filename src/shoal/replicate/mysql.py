@@ -89,6 +89,9 @@ class MySQLSource(Source):
         self._stream_at: int | None = None  # where it stands (a transaction boundary)
         self._stream_seq = 0  # its current binlog file number
         self._stream_tables: set[str] = set()
+        self._read_gtid: tuple[int, int, int] | None = None  # the GTID at read_upto
+        self._server: tuple[int, bool] | None = None  # (@@server_id, one GTID domain or none)
+        self._anchors: dict[str, int] = {}  # GTID -> position after it on this server
 
     @property
     def namespace(self) -> str:
@@ -240,7 +243,13 @@ class MySQLSource(Source):
 
     def _open_stream(self, since: int, tables: Sequence[SourceTable]) -> Any:
         from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, RotateEvent, XidEvent
+        from pymysqlreplication.event import (
+            HeartbeatLogEvent,
+            MariadbGtidEvent,
+            QueryEvent,
+            RotateEvent,
+            XidEvent,
+        )
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         seq, pos = progress.decode_binlog(since)
@@ -263,6 +272,7 @@ class MySQLSource(Source):
                     RotateEvent,
                     QueryEvent,
                     HeartbeatLogEvent,
+                    MariadbGtidEvent,
                 ],
                 only_schemas=[self.endpoint.database],
                 only_tables=[t.name for t in tables],
@@ -285,7 +295,107 @@ class MySQLSource(Source):
 
     def close(self) -> None:
         self._close_stream()
+        self._server = None
         super().close()
+
+    # -- GTIDs: the position on another server (ADR 0035) ---------------------------------------------
+    def _identity(self) -> tuple[int, bool]:
+        """This server's ``@@server_id`` and whether its GTIDs are recorded (MariaDB, at most one
+        replication domain: one GTID is then the whole position)."""
+        if self._server is None:
+            version, server_id = self.query("SELECT VERSION(), @@server_id")[0]
+            single = False
+            if "mariadb" in str(version).lower():
+                state = str(self.query("SELECT @@gtid_binlog_pos")[0][0] or "")
+                single = "," not in state
+            self._server = (int(server_id), single)
+        return self._server
+
+    def progress_keys(self, table: str) -> list[str]:
+        return [
+            progress.binlog_server(self.name, table),
+            progress.binlog_gtid(self.name, table),
+            progress.binlog_gtid_origin(self.name, table),
+        ]
+
+    def progress_at(self, table: str, position: int, txn: Transaction | None = None) -> dict[str, int]:
+        server_id, gtids = self._identity()
+        out = {progress.binlog_server(self.name, table): server_id}
+        if not gtids:
+            return out
+        if txn is not None:
+            gtid = txn.gtid
+        elif position == self.read_upto:
+            gtid = self._read_gtid
+        else:
+            gtid = self._gtid_at(position)
+        if gtid is not None:
+            domain, origin, seq = gtid
+            out[progress.binlog_gtid(self.name, table)] = seq
+            out[progress.binlog_gtid_origin(self.name, table)] = domain << 32 | origin
+        return out
+
+    def _gtid_at(self, position: int) -> tuple[int, int, int] | None:
+        """The GTID of the last transaction before ``position`` (MariaDB reads the binlog file)."""
+        seq, pos = progress.decode_binlog(position)
+        text = str(self.query("SELECT BINLOG_GTID_POS(%s, %s)", [self._file_name(seq), pos])[0][0] or "")
+        if not text or "," in text:
+            return None
+        domain, origin, number = (int(p) for p in text.split("-"))
+        return domain, origin, number
+
+    def resume_position(self, table: str, position: int, recorded: Mapping[str, int | None]) -> int:
+        server = recorded.get(progress.binlog_server(self.name, table))
+        here, _ = self._identity()
+        if server is None or server == here:
+            return position
+        seq = recorded.get(progress.binlog_gtid(self.name, table))
+        origin = recorded.get(progress.binlog_gtid_origin(self.name, table))
+        if seq is None or origin is None:
+            raise ReplicationNotConfigured(
+                f"database {self.name}: table {table}'s replica stands in the binlog of server {server}, "
+                f"this is server {here}, and no GTID was recorded to find the place here: delete the "
+                "replica tables and sync again"
+            )
+        gtid = f"{origin >> 32}-{origin & 0xFFFFFFFF}-{seq}"
+        if gtid not in self._anchors:
+            self._anchors[gtid] = self._after_gtid(gtid)
+            log.info(
+                "database %s: server %s took over from %s; %s resumes after GTID %s",
+                self.name, here, server, table, gtid,
+            )  # fmt: skip
+        return self._anchors[gtid]
+
+    def _after_gtid(self, gtid: str) -> int:
+        """The position in this server's binlog right after transaction ``gtid`` (a GTID dump
+        starts there: its first GTID event begins the next transaction)."""
+        from pymysqlreplication import BinLogStreamReader
+        from pymysqlreplication.event import MariadbGtidEvent, RotateEvent
+
+        # read first: if no transaction follows the GTID in the dump below, none did here either
+        file, pos = self._master_status()
+        stream = BinLogStreamReader(
+            connection_settings=_connect_kwargs(self.endpoint),
+            server_id=self.server_id,
+            blocking=False,
+            is_mariadb=True,
+            auto_position=gtid,
+            only_events=[MariadbGtidEvent, RotateEvent],
+            pymysql_wrapper=_wrap,
+        )
+        file_seq = self._split(file)[1]
+        try:
+            for event in stream:
+                if isinstance(event, RotateEvent):
+                    file_seq = self._split(event.next_binlog)[1]
+                elif isinstance(event, MariadbGtidEvent):
+                    packet = event.packet
+                    return progress.encode_binlog(file_seq, int(packet.log_pos) - int(packet.event_size))
+        except pymysql.err.OperationalError as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            stream.close()
+        return progress.encode_binlog(self._split(file)[1], pos)
 
     def changes(self, since: int, tables: Sequence[SourceTable], max_changes: int) -> Iterator[Transaction]:
         """Transactions after ``since`` until the server has nothing new (its heartbeat) or
@@ -294,7 +404,13 @@ class MySQLSource(Source):
         The dump connection stays open between calls that go on where the last one stopped
         (``since`` is its :attr:`read_upto`, same tables); anything else opens a new one there.
         """
-        from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, RotateEvent, XidEvent
+        from pymysqlreplication.event import (
+            HeartbeatLogEvent,
+            MariadbGtidEvent,
+            QueryEvent,
+            RotateEvent,
+            XidEvent,
+        )
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         by_name = {t.name: t for t in tables}
@@ -309,6 +425,7 @@ class MySQLSource(Source):
         yielded = 0
         boundary = since
         in_txn = False
+        gtid: tuple[int, int, int] | None = None
         started = time.monotonic()
         try:
             for event in stream:
@@ -318,6 +435,9 @@ class MySQLSource(Source):
                     continue
                 if isinstance(event, RotateEvent):
                     self._stream_seq = self._split(event.next_binlog)[1]
+                    continue
+                if isinstance(event, MariadbGtidEvent):
+                    gtid = (int(event.domain_id), int(event.server_id), int(event.gtid_seq_no))
                     continue
                 if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
                     if event.schema != self.endpoint.database or event.table not in by_name:
@@ -338,9 +458,10 @@ class MySQLSource(Source):
                     current.extend(self._statement_changes(event, by_name))
                 in_txn = False
                 boundary = max(boundary, end)
+                self._read_gtid = gtid
                 if current and end > since:
                     yielded += len(current)
-                    yield Transaction(end, current)
+                    yield Transaction(end, current, gtid)
                 current = []
                 if yielded >= max_changes or time.monotonic() - started >= ROUND_S:
                     break

@@ -29,7 +29,7 @@ from shoal.query.federation import Endpoint
 from shoal.replicate.apply import apply_changes
 from shoal.replicate.cursor import cursor_round, full_refresh
 from shoal.replicate.errors import SyncError
-from shoal.replicate.model import Change, Column, SourceTable, SyncReport, TableReport
+from shoal.replicate.model import Change, Column, SourceTable, SyncReport, TableReport, Transaction
 from shoal.replicate.source import Source
 from shoal.retry import RetryPolicy, retry
 
@@ -149,7 +149,8 @@ class Syncer:
         # where the replica has converged once the changes from ``start`` are replayed over it
         end = int(self._retry(self.source.start_position, "read the current position"))
         end_key = progress.snapshot_end(self.endpoint.name, st.name)
-        target.append(st.to_arrow([]), app_transactions={start_key: start, pos_key: start, end_key: end})
+        handover = {start_key: start, pos_key: start, end_key: end, **self.source.progress_at(st.name, start)}
+        target.append(st.to_arrow([]), app_transactions=handover)
         self._converged_at[st.name] = end
         report.position = start
 
@@ -170,11 +171,16 @@ class Syncer:
         positions: dict[str, int] = {}
         for st in tables:
             end_key = progress.snapshot_end(self.endpoint.name, st.name)
-            have = Progress.read(self.target(st), [keys[st.name], end_key])
+            more = self.source.progress_keys(st.name)
+            have = Progress.read(self.target(st), [keys[st.name], end_key, *more])
             pos = have.position(keys[st.name])
             if pos is None:
                 raise SyncError(f"sync {self.endpoint.name}: table {st.name} has no snapshot yet")
-            positions[st.name] = pos
+            positions[st.name] = self.source.resume_position(
+                st.name, pos, {k: have.position(k) for k in more}
+            )
+            if positions[st.name] != pos:
+                self._read_at = None  # another server's coordinates: start from the translated ones
             if st.name not in self._converged_at:
                 # a replica from before snapshot-end was recorded: converged by now at the latest
                 self._converged_at[st.name] = have.position(end_key) or int(
@@ -189,12 +195,14 @@ class Syncer:
         first: dict[str, int] = {}
         last: dict[str, int] = {}
         by_name = {st.name: st for st in tables}
+        last_txn: dict[str, Transaction] = {}
         for txn in self.source.changes(since, tables, max_changes):
             for change in txn.changes:
                 if change.table in by_name and txn.position > positions[change.table]:
                     pending[change.table].append(change)
                     first.setdefault(change.table, txn.position)
                     last[change.table] = txn.position
+                    last_txn[change.table] = txn
         end = max(since, self.source.read_upto or since)
         applied = 0
         log.debug(
@@ -209,9 +217,8 @@ class Syncer:
             st = self._refresh_columns(by_name[name], changes)
             by_name[name] = st
             converged = first[name] > self._converged_at[name]
-            up, down = apply_changes(
-                self.target(st), st, changes, {keys[name]: last[name]}, converged=converged
-            )
+            recorded = {keys[name]: last[name], **self.source.progress_at(name, last[name], last_txn[name])}
+            up, down = apply_changes(self.target(st), st, changes, recorded, converged=converged)
             report = self.report.tables.setdefault(name, TableReport(name, self.lake_name(name)))
             report.upserted += up
             report.deleted += down
@@ -243,7 +250,8 @@ class Syncer:
                 continue
             if now - self._advanced_at.get(name, 0.0) < self.quiet_advance_s:
                 continue
-            self.target(st).append(st.to_arrow([]), app_transactions={keys[name]: end})
+            recorded = {keys[name]: end, **self.source.progress_at(name, end)}
+            self.target(st).append(st.to_arrow([]), app_transactions=recorded)
             positions[name] = end
             self._advanced_at[name] = now
 
