@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the databases
 
 from harness.private_databases import PrivateMariaDB, PrivatePostgres  # noqa: E402
 from shoal.project import Project  # noqa: E402
-from shoal.replicate import Syncer  # noqa: E402
 
 
 def _project(directory: Path, maria: PrivateMariaDB, pg: PrivatePostgres, chunk: int) -> Project:
@@ -84,13 +83,27 @@ def _load(maria: PrivateMariaDB, pg: PrivatePostgres, rows: int) -> None:
     pg.execute("VACUUM ANALYZE users", "bench")
 
 
-def _snapshot(project: Project, name: str, rows: int) -> float:
-    endpoint = next(e for e in project.endpoints() if e.name == name)
+def _snapshot(project: Project, name: str, rows: int) -> dict[str, float]:
+    """`shoal sync NAME users` in a child process: rows/s and the child's peak RSS."""
     started = time.perf_counter()
-    report = Syncer(project.lake, endpoint).run(["users"])
+    child = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "sync", name, "users", "--project", str(project.dir),
+         "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    out = child.stdout.read() if child.stdout else b""
+    _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
-    assert report.tables["users"].snapshot_rows == rows, report
-    return rows / elapsed
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0, out
+    report = json.loads(out)
+    copied = sum(t["snapshot_rows"] for t in report["tables"])
+    assert copied == rows, report
+    return {
+        "rows_s": round(rows / elapsed),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+    }
 
 
 def _dump(argv: list[str]) -> float:
@@ -229,7 +242,7 @@ def main() -> None:
                 if db in args.databases:
                     _snapshot(project, name, args.rows)
         else:
-            summary["mysql_snapshot_rows_s"] = round(_snapshot(project, "crm", args.rows))
+            summary["mysql_snapshot"] = _snapshot(project, "crm", args.rows)
             t = _dump(
                 [
                     "mysqldump",
@@ -242,7 +255,7 @@ def main() -> None:
                 ]
             )
             summary["mysqldump_rows_s"] = round(args.rows / t)
-            summary["pg_snapshot_rows_s"] = round(_snapshot(project, "wh", args.rows))
+            summary["pg_snapshot"] = _snapshot(project, "wh", args.rows)
             t = _dump(
                 ["psql", "-h127.0.0.1", f"-p{pg.port}", "-Upostgres", "-dbench", "-c", "COPY users TO STDOUT"]
             )

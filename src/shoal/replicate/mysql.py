@@ -37,7 +37,7 @@ log = logging.getLogger("shoal.replicate.mysql")
 #: the server sends a heartbeat after this long without binlog events: a round is caught up
 HEARTBEAT_S = 0.1
 #: a round applies what it read after this long, even while transactions keep arriving
-ROUND_S = 0.25
+ROUND_S = 2.0
 #: a dump connection that hears nothing (not even a heartbeat) for this long is dead
 STREAM_TIMEOUT_S = 30
 
@@ -398,8 +398,9 @@ class MySQLSource(Source):
         return progress.encode_binlog(self._split(file)[1], pos)
 
     def changes(self, since: int, tables: Sequence[SourceTable], max_changes: int) -> Iterator[Transaction]:
-        """Transactions after ``since`` until the server has nothing new (its heartbeat) or
-        ``ROUND_S`` passed (the round's changes then go to the lake while more arrive).
+        """Transactions after ``since`` up to the end of the binlog when the round began (what
+        piled up while the last round was applied: rounds grow with the cost of applying), or until
+        the server has nothing new (its heartbeat), or ``ROUND_S`` passed.
 
         The dump connection stays open between calls that go on where the last one stopped
         (``since`` is its :attr:`read_upto`, same tables); anything else opens a new one there.
@@ -414,6 +415,9 @@ class MySQLSource(Source):
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         by_name = {t.name: t for t in tables}
+        file, pos = self._master_status()
+        # nothing new: still read, to the server's heartbeat, so heartbeats never pile up unread
+        target = progress.encode_binlog(self._split(file)[1], pos)
         if self._stream is None or self._stream_at != since or self._stream_tables != set(by_name):
             self._close_stream()
             self._stream = self._open_stream(since, tables)
@@ -463,7 +467,11 @@ class MySQLSource(Source):
                     yielded += len(current)
                     yield Transaction(end, current, gtid)
                 current = []
-                if yielded >= max_changes or time.monotonic() - started >= ROUND_S:
+                if (
+                    boundary >= target > since
+                    or yielded >= max_changes
+                    or time.monotonic() - started >= ROUND_S
+                ):
                     break
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, ConnectionError) as exc:
             self._close_stream()
