@@ -12,6 +12,7 @@ import pytest
 from shoal.lake import progress
 from shoal.replicate.apply import reduce_changes
 from shoal.replicate.cursor import decode_cursor, encode_cursor
+from shoal.replicate.ddl import truncated_table
 from shoal.replicate.errors import UnsupportedType
 from shoal.replicate.model import Change, SourceTable
 from shoal.replicate.pgoutput import UNCHANGED, Decoder
@@ -162,3 +163,13 @@ def test_cursor_values_round_trip() -> None:
     assert encode_cursor(42) == 42
     with pytest.raises(TypeError):
         encode_cursor(True)
+
+
+def test_truncate_statements_are_recognised() -> None:
+    assert truncated_table("TRUNCATE TABLE items", "crm") == ("crm", "items")
+    assert truncated_table("truncate `odd``name`;", "crm") == ("crm", "odd`name")
+    assert truncated_table("/* app */ TRUNCATE TABLE `other`.`items`", "crm") == ("other", "items")
+    assert truncated_table("TRUNCATE other . items", "crm") == ("other", "items")
+    assert truncated_table("DELETE FROM items", "crm") is None
+    assert truncated_table("TRUNCATE TABLE items; DROP TABLE x", "crm") is None
+    assert truncated_table("ALTER TABLE items TRUNCATE PARTITION p0", "crm") is None
