@@ -90,6 +90,7 @@ class MySQLSource(Source):
         self._stream_seq = 0  # its current binlog file number
         self._stream_tables: set[str] = set()
         self._read_gtid: tuple[int, int, int] | None = None  # the GTID at read_upto
+        self._status_sql: str | None = None  # how this server shows its binlog position
         self._server: tuple[int, bool] | None = None  # (@@server_id, one GTID domain or none)
         self._anchors: dict[str, int] = {}  # GTID -> position after it on this server
 
@@ -211,14 +212,17 @@ class MySQLSource(Source):
             )
 
     def _master_status(self) -> tuple[str, int]:
-        try:
-            rows = self.query("SHOW BINARY LOG STATUS")
-        except SyncError:
-            raise
-        except Exception:
-            rows = []
+        rows: list[tuple[Any, ...]] = []
+        if self._status_sql is None:  # MySQL 8.4 renamed it; MariaDB knows only the old name
+            try:
+                rows = self.query("SHOW BINARY LOG STATUS")
+                self._status_sql = "SHOW BINARY LOG STATUS"
+            except SyncError:
+                raise
+            except Exception:
+                self._status_sql = "SHOW MASTER STATUS"
         if not rows:
-            rows = self.query("SHOW MASTER STATUS")
+            rows = self.query(self._status_sql or "SHOW MASTER STATUS")
         if not rows:
             raise ReplicationNotConfigured(f"database {self.name}: the binary log is off (log_bin)")
         return str(rows[0][0]), int(rows[0][1])
