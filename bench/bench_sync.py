@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +185,13 @@ def _lag(
             if now != seen:
                 seen = now
                 at = time.monotonic()
-                top = table.to_arrow(columns=["id"], filter=f"id >= {10_000_000 + rate * 1_000}")
+                # pyarrow's own filter (row-group statistics skip the snapshot's rows); a DuckDB
+                # filter over the deltalake dataset deadlocked in a thread on a 5M-row table
+                top = (
+                    table.delta()
+                    .to_pyarrow_dataset()
+                    .to_table(columns=["id"], filter=pc.field("id") >= 10_000_000 + rate * 1_000)
+                )
                 ids = set(top.column("id").to_pylist()) if top.num_rows else set()
                 for last in list(committed):
                     if last in ids and last not in visible:
@@ -265,7 +272,7 @@ def main() -> None:
         if args.lag_only:
             for name, db in (("crm", "mysql"), ("wh", "postgres")):
                 if db in args.databases:
-                    _snapshot(project, name, args.rows)
+                    summary[f"{db}_snapshot"] = _snapshot(project, name, args.rows)
         else:
             summary["mysql_snapshot"] = _snapshot(project, "crm", args.rows)
             t = _dump(
