@@ -179,11 +179,17 @@ class Syncer:
             positions[st.name] = self.source.resume_position(
                 st.name, pos, {k: have.position(k) for k in more}
             )
+            converged_at = have.position(end_key)
             if positions[st.name] != pos:
                 self._read_at = None  # another server's coordinates: start from the translated ones
+                # converged in the old coordinates: still so here; else wait for the current position
+                converged_at = (
+                    positions[st.name] if converged_at is not None and pos >= converged_at else None
+                )
+                self._converged_at.pop(st.name, None)
             if st.name not in self._converged_at:
                 # a replica from before snapshot-end was recorded: converged by now at the latest
-                self._converged_at[st.name] = have.position(end_key) or int(
+                self._converged_at[st.name] = converged_at or int(
                     self._retry(self.source.start_position, "read the current position")
                 )
         # the lake's positions after a failed round (re-read above); else where the last one ended
