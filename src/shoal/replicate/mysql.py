@@ -420,7 +420,7 @@ class MySQLSource(Source):
 
         by_name = {t.name: t for t in tables}
         file, pos = self._master_status()
-        # nothing new: still read, to the server's heartbeat, so heartbeats never pile up unread
+        # nothing new: still read (to the heartbeat or the next commit), so heartbeats never pile up
         target = progress.encode_binlog(self._split(file)[1], pos)
         if self._stream is None or self._stream_at != since or self._stream_tables != set(by_name):
             self._close_stream()
@@ -471,11 +471,11 @@ class MySQLSource(Source):
                     yielded += len(current)
                     yield Transaction(end, current, gtid)
                 current = []
-                if (
-                    boundary >= target > since
-                    or yielded >= max_changes
-                    or time.monotonic() - started >= ROUND_S
-                ):
+                # caught up with the binlog as the round began; a round that began with nothing
+                # new ends after the first transaction (or the heartbeat): under a steady trickle
+                # of commits the server is never idle long enough to send one
+                caught_up = boundary >= target and boundary > since
+                if caught_up or yielded >= max_changes or time.monotonic() - started >= ROUND_S:
                     break
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, ConnectionError) as exc:
             self._close_stream()
