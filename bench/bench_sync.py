@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +38,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the databases
 
 from harness.private_databases import PrivateMariaDB, PrivatePostgres  # noqa: E402
 from shoal.project import Project  # noqa: E402
-from shoal.replicate import Syncer  # noqa: E402
 
 
 def _project(directory: Path, maria: PrivateMariaDB, pg: PrivatePostgres, chunk: int) -> Project:
@@ -83,13 +84,27 @@ def _load(maria: PrivateMariaDB, pg: PrivatePostgres, rows: int) -> None:
     pg.execute("VACUUM ANALYZE users", "bench")
 
 
-def _snapshot(project: Project, name: str, rows: int) -> float:
-    endpoint = next(e for e in project.endpoints() if e.name == name)
+def _snapshot(project: Project, name: str, rows: int) -> dict[str, float]:
+    """`shoal sync NAME users` in a child process: rows/s and the child's peak RSS."""
     started = time.perf_counter()
-    report = Syncer(project.lake, endpoint).run(["users"])
+    child = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "sync", name, "users", "--project", str(project.dir),
+         "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    out = child.stdout.read() if child.stdout else b""
+    _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
-    assert report.tables["users"].snapshot_rows == rows, report
-    return rows / elapsed
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0, out
+    report = json.loads(out)
+    copied = sum(t["snapshot_rows"] for t in report["tables"])
+    assert copied == rows, report
+    return {
+        "rows_s": round(rows / elapsed),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+    }
 
 
 def _dump(argv: list[str]) -> float:
@@ -102,12 +117,46 @@ def _commits(log_dir: Path) -> int:
     return len(list(log_dir.glob("*.json")))
 
 
-def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> dict[str, Any]:
+PROFILED = """
+import cProfile, runpy, sys, time
+sys.argv = ["shoal", *sys.argv[1:]]
+profiler = cProfile.Profile(time.process_time)
+profiler.enable()
+try:
+    runpy.run_module("shoal", run_name="__main__")
+finally:
+    profiler.disable()
+    profiler.dump_stats({out!r})
+"""
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _lag(
+    project: Project, name: str, write: Any, rate: int, seconds: float, *, profile: Path | None = None
+) -> dict[str, Any]:
     """Commit batches of inserts at ``rate`` rows/s; measure when each becomes queryable."""
     log_dir = Path(project.lake_root) / f"{name}_replica" / "users" / "_delta_log"
+    argv = [
+        "sync",
+        name,
+        "users",
+        "--follow",
+        "--poll",
+        "0.1",
+        "--project",
+        str(project.dir),
+        "--format",
+        "json",
+    ]
+    # --profile: cProfile on process CPU time (not wall time: waiting for the database is not cost)
+    entry = ["-c", PROFILED.format(out=str(profile / f"{name}-{rate}.prof"))] if profile else ["-m", "shoal"]
     child = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "sync", name, "users", "--follow", "--poll", "0.1",
-         "--project", str(project.dir), "--format", "json"],
+        [sys.executable, *entry, *argv],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )  # fmt: skip
     table = project.lake.table(f"{name}_replica.users")
@@ -124,9 +173,9 @@ def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> 
             ahead = n * batch / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
-            write(next_id, batch)
-            committed[next_id + batch - 1] = time.monotonic()
-            next_id += batch
+            inserted = write(next_id, batch)
+            committed[next_id + inserted - 1] = time.monotonic()
+            next_id += inserted
             n += 1
 
     def poller() -> None:
@@ -136,7 +185,13 @@ def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> 
             if now != seen:
                 seen = now
                 at = time.monotonic()
-                top = table.to_arrow(columns=["id"], filter=f"id >= {10_000_000 + rate * 1_000}")
+                # pyarrow's own filter (row-group statistics skip the snapshot's rows); a DuckDB
+                # filter over the deltalake dataset deadlocked in a thread on a 5M-row table
+                top = (
+                    table.delta()
+                    .to_pyarrow_dataset()
+                    .to_table(columns=["id"], filter=pc.field("id") >= 10_000_000 + rate * 1_000)
+                )
                 ids = set(top.column("id").to_pylist()) if top.num_rows else set()
                 for last in list(committed):
                     if last in ids and last not in visible:
@@ -144,6 +199,7 @@ def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> 
             time.sleep(0.02)
 
     time.sleep(6)  # the child's start-up (imports) is not lag
+    cpu_before = _cpu_s(child.pid)
     threads = [threading.Thread(target=writer), threading.Thread(target=poller)]
     for t in threads:
         t.start()
@@ -153,6 +209,7 @@ def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> 
         time.sleep(0.1)
     stop.set()
     threads[1].join()
+    cpu = _cpu_s(child.pid) - cpu_before
     child.terminate()
     child.wait(30)
     lags = sorted(visible[k] - committed[k] for k in visible)
@@ -162,6 +219,9 @@ def _lag(project: Project, name: str, write: Any, rate: int, seconds: float) -> 
         "visible": len(visible),
         "p50_s": round(statistics.median(lags), 3) if lags else None,
         "p99_s": round(lags[int(0.99 * (len(lags) - 1))], 3) if lags else None,
+        # process CPU of the sync child while the writer ran and it caught up: per 1,000 changes
+        "sync_cpu_ms_per_1k": round(1000 * cpu / max(1, len(committed) * max(1, rate // 20)) * 1000, 1),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -197,50 +257,90 @@ def main() -> None:
     ap.add_argument("--rates", type=int, nargs="+", default=[2000])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--chunk", type=int, default=50_000)
+    ap.add_argument("--lag-only", action="store_true", help="skip the snapshot, dump and federated runs")
+    ap.add_argument("--databases", nargs="+", default=["mysql", "postgres"], choices=["mysql", "postgres"])
+    ap.add_argument("--mix", action="store_true", help="60%% inserts, 30%% updates, 10%% deletes")
+    ap.add_argument("--profile", type=Path, help="write a cProfile of each sync child into this directory")
     args = ap.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     maria, pg = PrivateMariaDB().start(), PrivatePostgres().start()
     summary: dict[str, Any] = {"rows": args.rows, "load_before": os.getloadavg()}
     try:
         _load(maria, pg, args.rows)
         project = _project(Path(tempfile.mkdtemp(prefix="bench-sync-")), maria, pg, args.chunk)
-        summary["mysql_snapshot_rows_s"] = round(_snapshot(project, "crm", args.rows))
-        t = _dump(
-            [
-                "mysqldump",
-                "-h127.0.0.1",
-                f"-P{maria.port}",
-                "-uroot",
-                "--single-transaction",
-                "bench",
-                "users",
-            ]
-        )
-        summary["mysqldump_rows_s"] = round(args.rows / t)
-        summary["pg_snapshot_rows_s"] = round(_snapshot(project, "wh", args.rows))
-        t = _dump(
-            ["psql", "-h127.0.0.1", f"-p{pg.port}", "-Upostgres", "-dbench", "-c", "COPY users TO STDOUT"]
-        )
-        summary["pg_copy_rows_s"] = round(args.rows / t)
-        summary["federated"] = _federated(project)
+        if args.lag_only:
+            for name, db in (("crm", "mysql"), ("wh", "postgres")):
+                if db in args.databases:
+                    summary[f"{db}_snapshot"] = _snapshot(project, name, args.rows)
+        else:
+            summary["mysql_snapshot"] = _snapshot(project, "crm", args.rows)
+            t = _dump(
+                [
+                    "mysqldump",
+                    "-h127.0.0.1",
+                    f"-P{maria.port}",
+                    "-uroot",
+                    "--single-transaction",
+                    "bench",
+                    "users",
+                ]
+            )
+            summary["mysqldump_rows_s"] = round(args.rows / t)
+            summary["pg_snapshot"] = _snapshot(project, "wh", args.rows)
+            t = _dump(
+                ["psql", "-h127.0.0.1", f"-p{pg.port}", "-Upostgres", "-dbench", "-c", "COPY users TO STDOUT"]
+            )
+            summary["pg_copy_rows_s"] = round(args.rows / t)
+            summary["federated"] = _federated(project)
 
         my_con, pg_con = maria.connect("bench"), pg.connect("bench")
 
-        def mysql_write(first: int, n: int) -> None:
+        rng = random.Random(13)
+
+        def mixed(n: int) -> tuple[int, str, str]:
+            """--mix: of a transaction's n changes, 30% update and 10% delete snapshot rows."""
+            if not args.mix:
+                return n, "", ""
+            ups = ", ".join(str(rng.randint(1, args.rows)) for _ in range(max(1, n * 3 // 10)))
+            dels = ", ".join(str(rng.randint(1, args.rows)) for _ in range(max(1, n // 10)))
+            return n - n * 4 // 10, ups, dels
+
+        def mysql_write(first: int, n: int) -> int:
+            n, ups, dels = mixed(n)
             with my_con.cursor() as cur:
+                cur.execute("BEGIN")
+                if ups:
+                    cur.execute(f"UPDATE users SET mrr = mrr + 1, plan = 'pro' WHERE id IN ({ups})")
+                    cur.execute(f"DELETE FROM users WHERE id IN ({dels})")
+                # the inserts come last: the batch's last id is what the poller waits for
                 cur.execute(
                     "INSERT INTO users SELECT seq, CONCAT('b', seq), 'free', 1, 1.00, NOW() "
                     f"FROM seq_{first}_to_{first + n - 1}"
                 )
+                cur.execute("COMMIT")
+            return n
 
-        def pg_write(first: int, n: int) -> None:
-            pg_con.execute(
-                f"INSERT INTO users SELECT g, 'b' || g, 'free', 1, 1.00, now() FROM generate_series({first}, "
-                f"{first + n - 1}) g"
-            )
+        def pg_write(first: int, n: int) -> int:
+            n, ups, dels = mixed(n)
+            with pg_con.transaction():
+                if ups:
+                    pg_con.execute(f"UPDATE users SET mrr = mrr + 1, plan = 'pro' WHERE id IN ({ups})")
+                    pg_con.execute(f"DELETE FROM users WHERE id IN ({dels})")
+                pg_con.execute(
+                    f"INSERT INTO users SELECT g, 'b' || g, 'free', 1, 1.00, now() "
+                    f"FROM generate_series({first}, {first + n - 1}) g"
+                )
+            return n
 
-        summary["mysql_lag"] = [_lag(project, "crm", mysql_write, r, args.seconds) for r in args.rates]
-        maria.execute("DELETE FROM bench.users WHERE id >= 10000000")
-        summary["pg_lag"] = [_lag(project, "wh", pg_write, r, args.seconds) for r in args.rates]
+        if "mysql" in args.databases:
+            summary["mysql_lag"] = [
+                _lag(project, "crm", mysql_write, r, args.seconds, profile=args.profile) for r in args.rates
+            ]
+        if "postgres" in args.databases:
+            summary["pg_lag"] = [
+                _lag(project, "wh", pg_write, r, args.seconds, profile=args.profile) for r in args.rates
+            ]
         summary["load_after"] = os.getloadavg()
         my_con.close()
         pg_con.close()

@@ -110,6 +110,8 @@ class PrivateMariaDB(_PrivateServer):
     base: Path = field(default_factory=lambda: private_dir("mariadb"))
     server_id: int = 1
     port: int = 0
+    #: more server options (e.g. ``--log-slave-updates`` for a replica that can take over)
+    extra_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.datadir = self.base / "data"
@@ -145,7 +147,7 @@ class PrivateMariaDB(_PrivateServer):
              f"--log-bin={self.base}/bin", "--binlog-format=ROW", "--binlog-row-image=FULL",
              "--binlog-row-metadata=FULL", f"--server-id={self.server_id}", "--skip-name-resolve",
              "--general-log=1", f"--general-log-file={self.general_log}",
-             "--innodb-buffer-pool-size=32M", "--performance-schema=OFF"],
+             "--innodb-buffer-pool-size=32M", "--performance-schema=OFF", *self.extra_args],
             timeout,
         )  # fmt: skip
         return self

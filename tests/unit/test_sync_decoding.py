@@ -12,6 +12,7 @@ import pytest
 from shoal.lake import progress
 from shoal.replicate.apply import reduce_changes
 from shoal.replicate.cursor import decode_cursor, encode_cursor
+from shoal.replicate.ddl import truncated_table
 from shoal.replicate.errors import UnsupportedType
 from shoal.replicate.model import Change, SourceTable
 from shoal.replicate.pgoutput import UNCHANGED, Decoder
@@ -122,9 +123,34 @@ def test_changes_reduce_to_their_net_effect() -> None:
         Change("t", "upsert", {"id": 5, "v": 9}),  # re-inserted after the delete
         Change("t", "delete", {"id": 1, "v": 2}),
     ]
-    upserts, deletes = reduce_changes(table, changes)
-    assert sorted(r["id"] for r in upserts) == [4, 5]
-    assert sorted(d["id"] for d in deletes) == [1, 3]
+    net = reduce_changes(table, changes)
+    assert not net.fresh
+    assert sorted(r["id"] for r in net.upserts) == [4, 5]
+    assert sorted(d["id"] for d in net.deletes) == [1, 3]
+
+
+def test_new_keys_are_appended_once_the_replica_has_converged() -> None:
+    table = SourceTable(
+        "t", (mysql_column("id", "int", "int", 10, 0), mysql_column("v", "int", "int", 10, 0)), ("id",)
+    )
+    changes = [
+        Change("t", "upsert", {"id": 1, "v": 1}, insert=True),
+        Change("t", "upsert", {"id": 1, "v": 2}),  # inserted, then updated: appended as updated
+        Change("t", "upsert", {"id": 2, "v": 1}, insert=True),
+        Change("t", "delete", {"id": 2, "v": 1}),  # inserted, then deleted: never written
+        Change("t", "delete", {"id": 3, "v": 0}),
+        Change("t", "upsert", {"id": 3, "v": 9}, insert=True),  # deleted first: it was there, merge
+        Change("t", "upsert", {"id": 4, "v": 4}),  # an update of an old row: merge
+    ]
+    net = reduce_changes(table, changes, converged=True)
+    assert net.fresh == [{"id": 1, "v": 2}]
+    assert sorted(r["id"] for r in net.upserts) == [3, 4]
+    assert net.deletes == []
+    # still replaying the snapshot's overlap: an insert may be a row the snapshot copied
+    before = reduce_changes(table, changes, converged=False)
+    assert not before.fresh
+    assert sorted(r["id"] for r in before.upserts) == [1, 3, 4]
+    assert sorted(d["id"] for d in before.deletes) == [2]
 
 
 def test_cursor_values_round_trip() -> None:
@@ -137,3 +163,13 @@ def test_cursor_values_round_trip() -> None:
     assert encode_cursor(42) == 42
     with pytest.raises(TypeError):
         encode_cursor(True)
+
+
+def test_truncate_statements_are_recognised() -> None:
+    assert truncated_table("TRUNCATE TABLE items", "crm") == ("crm", "items")
+    assert truncated_table("truncate `odd``name`;", "crm") == ("crm", "odd`name")
+    assert truncated_table("/* app */ TRUNCATE TABLE `other`.`items`", "crm") == ("other", "items")
+    assert truncated_table("TRUNCATE other . items", "crm") == ("other", "items")
+    assert truncated_table("DELETE FROM items", "crm") is None
+    assert truncated_table("TRUNCATE TABLE items; DROP TABLE x", "crm") is None
+    assert truncated_table("ALTER TABLE items TRUNCATE PARTITION p0", "crm") is None

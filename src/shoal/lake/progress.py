@@ -56,6 +56,22 @@ def binlog_position(source: str, table: str) -> str:
     return f"binlog:{source}:{table}"
 
 
+def binlog_server(source: str, table: str) -> str:
+    """The key of the ``@@server_id`` whose binlog a replica's :func:`binlog_position` is in."""
+    return f"binlog-server:{source}:{table}"
+
+
+def binlog_gtid(source: str, table: str) -> str:
+    """The key of the sequence number of the GTID (MariaDB domain-server-sequence) at a replica's
+    :func:`binlog_position`; its domain and server are under :func:`binlog_gtid_origin`."""
+    return f"gtid:{source}:{table}"
+
+
+def binlog_gtid_origin(source: str, table: str) -> str:
+    """The key of a replica GTID's domain and server id, ``domain << 32 | server_id``."""
+    return f"gtid-origin:{source}:{table}"
+
+
 def lsn(source: str, table: str) -> str:
     """The key of the PostgreSQL LSN (end of the last applied transaction) of a replica table."""
     return f"lsn:{source}:{table}"
@@ -69,6 +85,12 @@ def snapshot_chunk(source: str, table: str) -> str:
 def snapshot_start(source: str, table: str) -> str:
     """The key of the source position a replica snapshot started at (changes apply from there)."""
     return f"snapshot-from:{source}:{table}"
+
+
+def snapshot_end(source: str, table: str) -> str:
+    """The key of the source position read after a replica snapshot's last chunk: from there on
+    the replica equals the source at each applied position (an insert is a new key)."""
+    return f"snapshot-end:{source}:{table}"
 
 
 def cursor(source: str, table: str) -> str:

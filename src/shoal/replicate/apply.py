@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -17,18 +18,44 @@ def key_of(table: SourceTable, row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(row.get(k) for k in table.key)
 
 
-def reduce_changes(
-    table: SourceTable, changes: Sequence[Change]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The net effect of ``changes`` in order: rows to upsert and keys to delete (last change wins)."""
+@dataclass
+class NetChanges:
+    """The net effect of a round's changes by key: what a commit has to write."""
+
+    #: rows whose key is new since the round began (inserted, maybe updated after): appended
+    fresh: list[dict[str, Any]] = field(default_factory=list)
+    #: rows of keys that may already be in the replica: merged by key
+    upserts: list[dict[str, Any]] = field(default_factory=list)
+    #: keys to delete
+    deletes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def reduce_changes(table: SourceTable, changes: Sequence[Change], *, converged: bool = False) -> NetChanges:
+    """The net effect of ``changes`` in order (last change wins).
+
+    ``converged``: the replica equals the source at the round's start (the snapshot's overlap is
+    replayed), so a key first seen as an insert is not in the replica: its final row is appended
+    and a key inserted then deleted is left out, without a merge reading the table.
+    """
     state: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+    fresh: set[tuple[Any, ...]] = set()
     for change in changes:
         if change.old_key is not None:
             state[key_of(table, change.old_key)] = ("delete", dict(change.old_key))
-        state[key_of(table, change.row)] = (change.op, change.row)
-    upserts = [row for op, row in state.values() if op == "upsert"]
-    deletes = [{k: row.get(k) for k in table.key} for op, row in state.values() if op == "delete"]
-    return upserts, deletes
+        key = key_of(table, change.row)
+        if converged and change.insert and key not in state:
+            fresh.add(key)
+        state[key] = (change.op, change.row)
+    net = NetChanges()
+    for key, (op, row) in state.items():
+        if key in fresh:
+            if op == "upsert":
+                net.fresh.append(row)
+        elif op == "upsert":
+            net.upserts.append(row)
+        else:
+            net.deletes.append({k: row.get(k) for k in table.key})
+    return net
 
 
 def add_new_columns(target: Table, source: SourceTable) -> list[str]:
@@ -42,20 +69,37 @@ def add_new_columns(target: Table, source: SourceTable) -> list[str]:
 
 
 def apply_changes(
-    target: Table, source: SourceTable, changes: Sequence[Change], positions: Mapping[str, int]
+    target: Table,
+    source: SourceTable,
+    changes: Sequence[Change],
+    positions: Mapping[str, int],
+    *,
+    converged: bool = False,
 ) -> tuple[int, int]:
-    """Upsert and delete by key in one commit that also records ``positions``; (upserted, deleted)."""
-    upserts, deletes = reduce_changes(source, changes)
+    """Upsert and delete by key in one commit that also records ``positions``; (upserted, deleted).
+
+    Only new keys (``converged``, see :func:`reduce_changes`): a plain append, which costs a
+    fraction of a merge (a merge joins against the table's files). A ``truncate`` among the
+    changes: the table is overwritten with what follows it.
+    """
     add_new_columns(target, source)
-    data = source.to_arrow(upserts)
+    truncated = [i for i, c in enumerate(changes) if c.op == "truncate"]
+    if truncated:
+        # an upstream TRUNCATE: the table is the rows written after the last one, in one
+        # overwrite that also records the position (an interrupted round redoes it whole)
+        net = reduce_changes(source, changes[truncated[-1] + 1 :], converged=True)
+        target.overwrite(source.to_arrow(net.upserts + net.fresh), app_transactions=positions)
+        return len(net.upserts) + len(net.fresh), 0
+    net = reduce_changes(source, changes, converged=converged)
+    if not net.upserts and not net.deletes:
+        target.append(source.to_arrow(net.fresh), app_transactions=positions)
+        return len(net.fresh), 0
+    data = source.to_arrow(net.upserts + net.fresh)
     key_schema = pa.schema([source.schema.field(k) for k in source.key])
     delete_keys = (
-        pa.Table.from_arrays([source.to_arrow(deletes).column(k) for k in source.key], schema=key_schema)
-        if deletes
+        pa.Table.from_arrays([source.to_arrow(net.deletes).column(k) for k in source.key], schema=key_schema)
+        if net.deletes
         else None
     )
-    if not upserts and not deletes:
-        target.append(data, app_transactions=positions)
-    else:
-        target.merge(data, list(source.key), delete_keys=delete_keys, app_transactions=positions)
-    return len(upserts), len(deletes)
+    target.merge(data, list(source.key), delete_keys=delete_keys, app_transactions=positions)
+    return len(net.upserts) + len(net.fresh), len(net.deletes)

@@ -74,13 +74,16 @@ class SourceTable:
 
 @dataclass
 class Change:
-    """One row change: an upsert carries the full new row, a delete at least the key."""
+    """One row change: an upsert carries the full new row, a delete at least the key; a
+    truncate (no row) empties the table."""
 
     table: str
-    op: Literal["upsert", "delete"]
+    op: Literal["upsert", "delete", "truncate"]
     row: dict[str, Any]
     #: a delete/update of a row whose key changed: the old key to delete first
     old_key: dict[str, Any] | None = None
+    #: an insert: the key was not in the source table just before
+    insert: bool = False
 
 
 @dataclass
@@ -89,6 +92,8 @@ class Transaction:
 
     position: int
     changes: list[Change] = field(default_factory=list)
+    #: its global transaction id, when the source has them: MariaDB (domain, server id, sequence)
+    gtid: tuple[int, int, int] | None = None
 
 
 @dataclass

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pymysql
@@ -20,6 +21,7 @@ import pymysql.cursors
 
 from shoal.lake import progress
 from shoal.query.federation import Endpoint
+from shoal.replicate.ddl import truncated_table
 from shoal.replicate.errors import (
     CredentialsRejected,
     ReplicationNotConfigured,
@@ -31,6 +33,13 @@ from shoal.replicate.source import Source
 from shoal.replicate.typemap import check_ident, mysql_column
 
 log = logging.getLogger("shoal.replicate.mysql")
+
+#: the server sends a heartbeat after this long without binlog events: a round is caught up
+HEARTBEAT_S = 0.1
+#: a round applies what it read after this long, even while transactions keep arriving
+ROUND_S = 2.0
+#: a dump connection that hears nothing (not even a heartbeat) for this long is dead
+STREAM_TIMEOUT_S = 30
 
 
 def _q(name: str) -> str:
@@ -46,7 +55,10 @@ def _connect_kwargs(ep: Endpoint) -> dict[str, Any]:
         "connect_timeout": 5,
         "charset": "utf8mb4",
     }
-    if ep.tls and ep.tls != "disable":
+    if ep.tls == "disable":
+        # PyMySQL's default is "preferred": a TLS context per connection (~50 ms of CPU)
+        kwargs["ssl_disabled"] = True
+    elif ep.tls:
         kwargs["ssl"] = {"ca": ep.tls_ca} if ep.tls_ca else {}
         kwargs["ssl_verify_cert"] = ep.tls in ("verify-ca", "verify-full")
         kwargs["ssl_verify_identity"] = ep.tls == "verify-full"
@@ -73,6 +85,14 @@ class MySQLSource(Source):
         self.server_id = server_id
         self._con: pymysql.Connection[Any] | None = None
         self._basename: str | None = None
+        self._stream: Any = None  # the open binlog dump (BinLogStreamReader)
+        self._stream_at: int | None = None  # where it stands (a transaction boundary)
+        self._stream_seq = 0  # its current binlog file number
+        self._stream_tables: set[str] = set()
+        self._read_gtid: tuple[int, int, int] | None = None  # the GTID at read_upto
+        self._status_sql: str | None = None  # how this server shows its binlog position
+        self._server: tuple[int, bool] | None = None  # (@@server_id, one GTID domain or none)
+        self._anchors: dict[str, int] = {}  # GTID -> position after it on this server
 
     @property
     def namespace(self) -> str:
@@ -192,14 +212,17 @@ class MySQLSource(Source):
             )
 
     def _master_status(self) -> tuple[str, int]:
-        try:
-            rows = self.query("SHOW BINARY LOG STATUS")
-        except SyncError:
-            raise
-        except Exception:
-            rows = []
+        rows: list[tuple[Any, ...]] = []
+        if self._status_sql is None:  # MySQL 8.4 renamed it; MariaDB knows only the old name
+            try:
+                rows = self.query("SHOW BINARY LOG STATUS")
+                self._status_sql = "SHOW BINARY LOG STATUS"
+            except SyncError:
+                raise
+            except Exception:
+                self._status_sql = "SHOW MASTER STATUS"
         if not rows:
-            rows = self.query("SHOW MASTER STATUS")
+            rows = self.query(self._status_sql or "SHOW MASTER STATUS")
         if not rows:
             raise ReplicationNotConfigured(f"database {self.name}: the binary log is off (log_bin)")
         return str(rows[0][0]), int(rows[0][1])
@@ -222,18 +245,26 @@ class MySQLSource(Source):
             self._basename = self._split(self._master_status()[0])[0]
         return f"{self._basename}.{seq:06d}"
 
-    def changes(self, since: int, tables: Sequence[SourceTable], max_changes: int) -> Iterator[Transaction]:
+    def _open_stream(self, since: int, tables: Sequence[SourceTable]) -> Any:
         from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import QueryEvent, RotateEvent, XidEvent
+        from pymysqlreplication.event import (
+            HeartbeatLogEvent,
+            MariadbGtidEvent,
+            QueryEvent,
+            RotateEvent,
+            XidEvent,
+        )
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         seq, pos = progress.decode_binlog(since)
-        by_name = {t.name: t for t in tables}
         try:
-            stream = BinLogStreamReader(
-                connection_settings=_connect_kwargs(self.endpoint),
+            return BinLogStreamReader(
+                connection_settings={**_connect_kwargs(self.endpoint), "read_timeout": STREAM_TIMEOUT_S},
                 server_id=self.server_id,
-                blocking=False,
+                # one dump connection kept across rounds (reconnecting cost more CPU than the rows);
+                # the server's heartbeat after HEARTBEAT_S without events says "caught up"
+                blocking=True,
+                slave_heartbeat=HEARTBEAT_S,
                 resume_stream=True,
                 log_file=self._file_name(seq),
                 log_pos=pos,
@@ -244,9 +275,11 @@ class MySQLSource(Source):
                     XidEvent,
                     RotateEvent,
                     QueryEvent,
+                    HeartbeatLogEvent,
+                    MariadbGtidEvent,
                 ],
                 only_schemas=[self.endpoint.database],
-                only_tables=list(by_name),
+                only_tables=[t.name for t in tables],
                 # file/position dumps (COM_BINLOG_DUMP) on MariaDB too: the library's MariaDB mode
                 # asks for a GTID dump and, without a GTID, starts from the oldest binlog
                 is_mariadb=False,
@@ -254,36 +287,212 @@ class MySQLSource(Source):
             )
         except pymysql.err.OperationalError as exc:
             raise self._unavailable(exc) from None
-        current: list[Change] = []
-        yielded = 0
-        file_seq = seq
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        self._stream_at = None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # the connection may be gone already; nothing to release then
+                log.debug("closing the binlog stream failed", exc_info=True)
+
+    def close(self) -> None:
+        self._close_stream()
+        self._server = None
+        super().close()
+
+    # -- GTIDs: the position on another server (ADR 0035) ---------------------------------------------
+    def _identity(self) -> tuple[int, bool]:
+        """This server's ``@@server_id`` and whether its GTIDs are recorded (MariaDB, at most one
+        replication domain: one GTID is then the whole position)."""
+        if self._server is None:
+            version, server_id = self.query("SELECT VERSION(), @@server_id")[0]
+            single = False
+            if "mariadb" in str(version).lower():
+                state = str(self.query("SELECT @@gtid_binlog_pos")[0][0] or "")
+                single = "," not in state
+            self._server = (int(server_id), single)
+        return self._server
+
+    def progress_keys(self, table: str) -> list[str]:
+        return [
+            progress.binlog_server(self.name, table),
+            progress.binlog_gtid(self.name, table),
+            progress.binlog_gtid_origin(self.name, table),
+        ]
+
+    def progress_at(self, table: str, position: int, txn: Transaction | None = None) -> dict[str, int]:
+        server_id, gtids = self._identity()
+        out = {progress.binlog_server(self.name, table): server_id}
+        if not gtids:
+            return out
+        if txn is not None:
+            gtid = txn.gtid
+        elif position == self.read_upto:
+            gtid = self._read_gtid
+        else:
+            gtid = self._gtid_at(position)
+        if gtid is not None:
+            domain, origin, seq = gtid
+            out[progress.binlog_gtid(self.name, table)] = seq
+            out[progress.binlog_gtid_origin(self.name, table)] = domain << 32 | origin
+        return out
+
+    def _gtid_at(self, position: int) -> tuple[int, int, int] | None:
+        """The GTID of the last transaction before ``position`` (MariaDB reads the binlog file)."""
+        seq, pos = progress.decode_binlog(position)
+        text = str(self.query("SELECT BINLOG_GTID_POS(%s, %s)", [self._file_name(seq), pos])[0][0] or "")
+        if not text or "," in text:
+            return None
+        domain, origin, number = (int(p) for p in text.split("-"))
+        return domain, origin, number
+
+    def resume_position(self, table: str, position: int, recorded: Mapping[str, int | None]) -> int:
+        server = recorded.get(progress.binlog_server(self.name, table))
+        here, _ = self._identity()
+        if server is None or server == here:
+            return position
+        seq = recorded.get(progress.binlog_gtid(self.name, table))
+        origin = recorded.get(progress.binlog_gtid_origin(self.name, table))
+        if seq is None or origin is None:
+            raise ReplicationNotConfigured(
+                f"database {self.name}: table {table}'s replica stands in the binlog of server {server}, "
+                f"this is server {here}, and no GTID was recorded to find the place here: delete the "
+                "replica tables and sync again"
+            )
+        gtid = f"{origin >> 32}-{origin & 0xFFFFFFFF}-{seq}"
+        if gtid not in self._anchors:
+            self._anchors[gtid] = self._after_gtid(gtid)
+            log.info(
+                "database %s: server %s took over from %s; %s resumes after GTID %s",
+                self.name, here, server, table, gtid,
+            )  # fmt: skip
+        return self._anchors[gtid]
+
+    def _after_gtid(self, gtid: str) -> int:
+        """The position in this server's binlog right after transaction ``gtid`` (a GTID dump
+        starts there: its first GTID event begins the next transaction)."""
+        from pymysqlreplication import BinLogStreamReader
+        from pymysqlreplication.event import MariadbGtidEvent, RotateEvent
+
+        # read first: if no transaction follows the GTID in the dump below, none did here either
+        file, pos = self._master_status()
+        stream = BinLogStreamReader(
+            connection_settings=_connect_kwargs(self.endpoint),
+            server_id=self.server_id,
+            blocking=False,
+            is_mariadb=True,
+            auto_position=gtid,
+            only_events=[MariadbGtidEvent, RotateEvent],
+            pymysql_wrapper=_wrap,
+        )
+        file_seq = self._split(file)[1]
         try:
             for event in stream:
                 if isinstance(event, RotateEvent):
                     file_seq = self._split(event.next_binlog)[1]
+                elif isinstance(event, MariadbGtidEvent):
+                    packet = event.packet
+                    return progress.encode_binlog(file_seq, int(packet.log_pos) - int(packet.event_size))
+        except pymysql.err.OperationalError as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            stream.close()
+        return progress.encode_binlog(self._split(file)[1], pos)
+
+    def changes(self, since: int, tables: Sequence[SourceTable], max_changes: int) -> Iterator[Transaction]:
+        """Transactions after ``since`` up to the end of the binlog when the round began (what
+        piled up while the last round was applied: rounds grow with the cost of applying), or until
+        the server has nothing new (its heartbeat), or ``ROUND_S`` passed.
+
+        The dump connection stays open between calls that go on where the last one stopped
+        (``since`` is its :attr:`read_upto`, same tables); anything else opens a new one there.
+        """
+        from pymysqlreplication.event import (
+            HeartbeatLogEvent,
+            MariadbGtidEvent,
+            QueryEvent,
+            RotateEvent,
+            XidEvent,
+        )
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+        by_name = {t.name: t for t in tables}
+        file, pos = self._master_status()
+        # nothing new: still read (to the heartbeat or the next commit), so heartbeats never pile up
+        target = progress.encode_binlog(self._split(file)[1], pos)
+        if self._stream is None or self._stream_at != since or self._stream_tables != set(by_name):
+            self._close_stream()
+            self._stream = self._open_stream(since, tables)
+            self._stream_seq = progress.decode_binlog(since)[0]
+            self._stream_tables = set(by_name)
+        stream = self._stream
+        self._stream_at = None  # unknown until this round ends at a transaction boundary
+        current: list[Change] = []
+        yielded = 0
+        boundary = since
+        in_txn = False
+        gtid: tuple[int, int, int] | None = None
+        started = time.monotonic()
+        try:
+            for event in stream:
+                if isinstance(event, HeartbeatLogEvent):
+                    if not current:
+                        break
+                    continue
+                if isinstance(event, RotateEvent):
+                    self._stream_seq = self._split(event.next_binlog)[1]
+                    continue
+                if isinstance(event, MariadbGtidEvent):
+                    gtid = (int(event.domain_id), int(event.server_id), int(event.gtid_seq_no))
                     continue
                 if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
                     if event.schema != self.endpoint.database or event.table not in by_name:
                         continue
                     current.extend(_row_changes(event, by_name[event.table]))
                     continue
-                end = progress.encode_binlog(file_seq, int(event.packet.log_pos))
-                if isinstance(event, XidEvent) or (
-                    isinstance(event, QueryEvent) and event.query.strip().upper() == "COMMIT"
-                ):
-                    if current and end > since:
-                        yielded += len(current)
-                        yield Transaction(end, current)
-                    current = []
-                    if yielded >= max_changes:
-                        return
+                if not isinstance(event, XidEvent | QueryEvent):
+                    continue
+                end = progress.encode_binlog(self._stream_seq, int(event.packet.log_pos))
+                if isinstance(event, QueryEvent):
+                    statement = event.query.strip().upper()
+                    if statement == "BEGIN":
+                        in_txn = True
+                        continue
+                    if in_txn and statement not in ("COMMIT", "ROLLBACK"):
+                        continue  # e.g. a SAVEPOINT inside a transaction
+                    # outside a transaction a statement (DDL) is a transaction by itself
+                    current.extend(self._statement_changes(event, by_name))
+                in_txn = False
+                boundary = max(boundary, end)
+                self._read_gtid = gtid
+                if current and end > since:
+                    yielded += len(current)
+                    yield Transaction(end, current, gtid)
+                current = []
+                # caught up with the binlog as the round began; a round that began with nothing
+                # new ends after the first transaction (or the heartbeat): under a steady trickle
+                # of commits the server is never idle long enough to send one
+                caught_up = boundary >= target and boundary > since
+                if caught_up or yielded >= max_changes or time.monotonic() - started >= ROUND_S:
+                    break
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, ConnectionError) as exc:
+            self._close_stream()
             raise self._unavailable(exc) from None
-        finally:
-            try:
-                stream.close()
-            except Exception:  # the connection may be gone already; nothing to release then
-                log.debug("closing the binlog stream failed", exc_info=True)
+        except BaseException:
+            # the caller stopped reading mid-round (an error, a stop): where the stream is is unknown
+            self._close_stream()
+            raise
+        self._stream_at = self.read_upto = boundary
+
+    def _statement_changes(self, event: Any, tables: Mapping[str, SourceTable]) -> list[Change]:
+        """A TRUNCATE of a synced table as a change (it writes no rows to the binlog)."""
+        default = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
+        hit = truncated_table(event.query, default)
+        if hit is None or hit[0] != self.endpoint.database or hit[1] not in tables:
+            return []
+        return [Change(hit[1], "truncate", {})]
 
     def acknowledge(self, position: int) -> None:
         """The binlog is kept by the server's expiry settings; nothing to release."""
@@ -302,5 +511,5 @@ def _row_changes(event: Any, table: SourceTable) -> list[Change]:
         elif isinstance(event, DeleteRowsEvent):
             out.append(Change(table.name, "delete", row["values"]))
         else:
-            out.append(Change(table.name, "upsert", row["values"]))
+            out.append(Change(table.name, "upsert", row["values"], insert=True))
     return out

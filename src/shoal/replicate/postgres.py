@@ -223,24 +223,25 @@ class PostgresSource(Source):
             msg = self._decoder.decode(data)
             if msg.kind == "commit":
                 assert msg.end_lsn is not None
+                self.read_upto = msg.end_lsn
                 if current and msg.end_lsn > since:
                     yield Transaction(msg.end_lsn, current)
                 current = []
                 continue
             rel = msg.relation
+            if msg.kind == "truncate":
+                current.extend(
+                    Change(r.name, "truncate", {})
+                    for r in msg.truncated
+                    if r.namespace == schema and r.name in by_name
+                )
+                continue
             if rel is None or rel.namespace != schema or rel.name not in by_name:
-                if msg.kind == "truncate":
-                    hit = [r.name for r in msg.truncated if r.name in by_name and r.namespace == schema]
-                    if hit:
-                        raise SyncError(
-                            f"database {self.name}: TRUNCATE of {', '.join(hit)} is not replicated; "
-                            "run a full re-sync of these tables"
-                        )
                 continue
             table = by_name[rel.name]
             if msg.kind == "insert":
                 assert msg.new is not None
-                current.append(Change(rel.name, "upsert", msg.new))
+                current.append(Change(rel.name, "upsert", msg.new, insert=True))
             elif msg.kind == "update":
                 assert msg.new is not None
                 new = self._fill_unchanged(table, msg.new, msg.old)

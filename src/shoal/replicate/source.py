@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import duckdb
@@ -35,6 +35,9 @@ class Source(ABC):
         self.name = endpoint.name
         self._con: Any = None  # the driver's connection, opened by connection()
         self._duck: duckdb.DuckDBPyConnection | None = None
+        #: set by :meth:`changes`: every transaction up to here was read (touching the tables or
+        #: not), so the next round may start here
+        self.read_upto: int | None = None
 
     # -- what each source says ------------------------------------------------------------------
     @property
@@ -87,6 +90,20 @@ class Source(ABC):
     @abstractmethod
     def acknowledge(self, position: int) -> None:
         """Everything up to ``position`` is in the lake: the source may free it."""
+
+    # -- more progress than one position (MySQL/MariaDB: the GTID and the server) ------------------
+    def progress_keys(self, table: str) -> list[str]:
+        """Progress keys written beside the position (:meth:`progress_at`), read back on resume."""
+        return []
+
+    def progress_at(self, table: str, position: int, txn: Transaction | None = None) -> dict[str, int]:
+        """What else to record with ``position`` (the end of ``txn`` when given)."""
+        return {}
+
+    def resume_position(self, table: str, position: int, recorded: Mapping[str, int | None]) -> int:
+        """``position`` as this source reads positions now, from it and the :meth:`progress_keys`
+        recorded with it (MariaDB: another server took over; its binlog has other coordinates)."""
+        return position
 
     # -- shared ---------------------------------------------------------------------------------
     def close(self) -> None:

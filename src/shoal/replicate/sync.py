@@ -29,11 +29,14 @@ from shoal.query.federation import Endpoint
 from shoal.replicate.apply import apply_changes
 from shoal.replicate.cursor import cursor_round, full_refresh
 from shoal.replicate.errors import SyncError
-from shoal.replicate.model import Change, SourceTable, SyncReport, TableReport
+from shoal.replicate.model import Change, Column, SourceTable, SyncReport, TableReport, Transaction
 from shoal.replicate.source import Source
 from shoal.retry import RetryPolicy, retry
 
 log = logging.getLogger("shoal.replicate")
+
+#: the source type of a replica column whose source column was dropped
+DROPPED_UPSTREAM = "dropped upstream"
 
 #: (table, rows done, rows expected or None, phase)
 ProgressCallback = Callable[[str, int, int | None, str], None]
@@ -79,6 +82,10 @@ class Syncer:
         #: seconds between position-only commits of a table without changes (see _advance_quiet)
         self.quiet_advance_s = 10.0
         self._advanced_at: dict[str, float] = {}
+        #: per table, the position after which the replica equals the source (inserts are new keys)
+        self._converged_at: dict[str, int] = {}
+        #: every transaction up to here was read and applied: the next round reads from here
+        self._read_at: int | None = None
         #: set by run()'s caller to stop: also cuts a retry's backoff short (SIGTERM from `shoal up`)
         self._stop = threading.Event()
 
@@ -139,7 +146,12 @@ class Syncer:
             done += data.num_rows
             report.snapshot_rows += data.num_rows
             self.tell(st.name, done, total, "snapshot")
-        target.append(st.to_arrow([]), app_transactions={start_key: start, pos_key: start})
+        # where the replica has converged once the changes from ``start`` are replayed over it
+        end = int(self._retry(self.source.start_position, "read the current position"))
+        end_key = progress.snapshot_end(self.endpoint.name, st.name)
+        handover = {start_key: start, pos_key: start, end_key: end, **self.source.progress_at(st.name, start)}
+        target.append(st.to_arrow([]), app_transactions=handover)
+        self._converged_at[st.name] = end
         report.position = start
 
     def _snapshot_chunks(self, st: SourceTable, after: Sequence[Any] | None) -> Iterator[pa.Table]:
@@ -158,21 +170,46 @@ class Syncer:
         keys = {st.name: self.source.position_key(st.name) for st in tables}
         positions: dict[str, int] = {}
         for st in tables:
-            pos = Progress.read(self.target(st), [keys[st.name]]).position(keys[st.name])
+            end_key = progress.snapshot_end(self.endpoint.name, st.name)
+            more = self.source.progress_keys(st.name)
+            have = Progress.read(self.target(st), [keys[st.name], end_key, *more])
+            pos = have.position(keys[st.name])
             if pos is None:
                 raise SyncError(f"sync {self.endpoint.name}: table {st.name} has no snapshot yet")
-            positions[st.name] = pos
+            positions[st.name] = self.source.resume_position(
+                st.name, pos, {k: have.position(k) for k in more}
+            )
+            converged_at = have.position(end_key)
+            if positions[st.name] != pos:
+                self._read_at = None  # another server's coordinates: start from the translated ones
+                # converged in the old coordinates: still so here; else wait for the current position
+                converged_at = (
+                    positions[st.name] if converged_at is not None and pos >= converged_at else None
+                )
+                self._converged_at.pop(st.name, None)
+            if st.name not in self._converged_at:
+                # a replica from before snapshot-end was recorded: converged by now at the latest
+                self._converged_at[st.name] = converged_at or int(
+                    self._retry(self.source.start_position, "read the current position")
+                )
+        # the lake's positions after a failed round (re-read above); else where the last one ended
         since = min(positions.values())
+        if self._read_at is not None and self._read_at > since:
+            since = self._read_at
+        self._read_at = None  # until this round has committed
         pending: dict[str, list[Change]] = {st.name: [] for st in tables}
+        first: dict[str, int] = {}
         last: dict[str, int] = {}
         by_name = {st.name: st for st in tables}
-        end = since
+        last_txn: dict[str, Transaction] = {}
         for txn in self.source.changes(since, tables, max_changes):
-            end = max(end, txn.position)
             for change in txn.changes:
                 if change.table in by_name and txn.position > positions[change.table]:
                     pending[change.table].append(change)
+                    first.setdefault(change.table, txn.position)
                     last[change.table] = txn.position
+                    last_txn[change.table] = txn
+        end = max(since, self.source.read_upto or since)
         applied = 0
         log.debug(
             "round from %s: %s changes pending",
@@ -185,7 +222,9 @@ class Syncer:
                 continue
             st = self._refresh_columns(by_name[name], changes)
             by_name[name] = st
-            up, down = apply_changes(self.target(st), st, changes, {keys[name]: last[name]})
+            converged = first[name] > self._converged_at[name]
+            recorded = {keys[name]: last[name], **self.source.progress_at(name, last[name], last_txn[name])}
+            up, down = apply_changes(self.target(st), st, changes, recorded, converged=converged)
             report = self.report.tables.setdefault(name, TableReport(name, self.lake_name(name)))
             report.upserted += up
             report.deleted += down
@@ -194,6 +233,7 @@ class Syncer:
             applied += len(changes)
         self._advance_quiet(by_name, pending, positions, keys, end)
         self.source.acknowledge(min(positions.values()))
+        self._read_at = end
         return applied
 
     def _advance_quiet(
@@ -216,7 +256,8 @@ class Syncer:
                 continue
             if now - self._advanced_at.get(name, 0.0) < self.quiet_advance_s:
                 continue
-            self.target(st).append(st.to_arrow([]), app_transactions={keys[name]: end})
+            recorded = {keys[name]: end, **self.source.progress_at(name, end)}
+            self.target(st).append(st.to_arrow([]), app_transactions=recorded)
             positions[name] = end
             self._advanced_at[name] = now
 
@@ -225,9 +266,20 @@ class Syncer:
         known = set(st.column_names)
         if all(set(c.row) <= known for c in changes):
             return st
-        fresh: SourceTable = self.source.describe([st.name])[0]
+        fresh: SourceTable = self._keep_dropped(self.source.describe([st.name])[0])
         self._described[st.name] = fresh
         return fresh
+
+    def _keep_dropped(self, st: SourceTable) -> SourceTable:
+        """An upstream DROP COLUMN: the replica keeps the column, NULL in every row written from
+        then on (dropping it in Delta needs column mapping, which DuckDB's reader lacks; ADR 0035).
+        Carrying it here makes a merge set it NULL, as a row image without it does."""
+        have = set(st.column_names)
+        gone = [f for f in self.target(st).schema if f.name not in have]
+        if not gone:
+            return st
+        kept = tuple(Column(f.name, f.type, DROPPED_UPSTREAM) for f in gone)
+        return SourceTable(st.name, st.columns + kept, st.key)
 
     def run(
         self,
@@ -246,6 +298,7 @@ class Syncer:
                 for st in self._described.values():
                     # idempotent: a retry reads the lake's progress again and goes on from there
                     self._retry(partial(self.snapshot, st), f"snapshot {st.name}")
+                self._described = {n: self._keep_dropped(st) for n, st in self._described.items()}
             while True:
                 if mode == "cdc":
                     applied = self._retry(
