@@ -22,6 +22,7 @@ from shoal.usecases.infra.drive_risk import (
     landmarks,
     precision_at_recall,
     roc_auc,
+    split,
 )
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "drive_risk" / "hds_synthetic.parquet"
@@ -54,6 +55,14 @@ def test_landmarks_label_the_last_horizon_and_drop_censored(tmp_path: Path) -> N
     # as-of values: at 2160 the interval from 2000 (5 sectors); growth over 720 h from the 1440 value (0)
     assert failed.column("smart_5").to_pylist()[-1] == 5.0
     assert failed.column("smart_5_growth").to_pylist()[-1] == 5.0
+    # when the attributes last moved, and how often, as of each landmark (the past only)
+    last = failed.slice(3, 1).to_pylist()[0]
+    assert last["since_change"] == 160  # the interval that began at 2000
+    assert last["smart_5_since_change"] == 160
+    assert last["changes"] == 1  # intervals begun in (1440, 2160]
+    assert last["changes3"] == 2  # ... in (0, 2160]
+    assert last["smart_5_growth3"] == 5.0
+    assert failed.column("smart_5_since_change").to_pylist()[:3] == [None, None, None]  # never moved yet
     survived = landmarks(_one_drive(tmp_path, fails=False), cfg)
     # a survivor's landmarks within 720 h of its record's end have no known outcome
     assert survived.column("t").to_pylist() == [0, 720, 1440]
@@ -80,6 +89,26 @@ def test_metrics_on_hand_made_scores() -> None:
     assert roc_auc(y, b) == pytest.approx(0.5 + 0.5 * (1 / 3 - 1 / 3))
 
 
+def test_dev_drives_come_from_the_training_side() -> None:
+    rows = pa.table({"serial_number": [f"S{i}" for i in range(3000)], "t": [0] * 3000})
+    cfg = DriveRiskConfig()
+    fit, held = split(rows, cfg)
+    dev_fit, dev = split(rows, cfg, dev=True)
+    held_s, dev_s = (
+        set(held.column("serial_number").to_pylist()),
+        set(dev.column("serial_number").to_pylist()),
+    )
+    fit_s, dev_fit_s = (
+        set(fit.column("serial_number").to_pylist()),
+        set(dev_fit.column("serial_number").to_pylist()),
+    )
+    assert not held_s & dev_s
+    assert not held_s & dev_fit_s
+    assert not dev_s & dev_fit_s
+    assert dev_s | dev_fit_s == fit_s  # choices never see a held-out drive
+    assert 0.15 < len(dev_s) / 3000 < 0.25
+
+
 def test_split_is_by_drive_and_stable() -> None:
     serials = pa.array([f"S{i}" for i in range(2000)])
     a = is_test_drive(serials, 0.3)
@@ -102,6 +131,12 @@ def test_cli_trains_evaluates_and_writes_the_ranking(tmp_path: Path) -> None:
     assert gbm["auc"] > report["scorers"]["rule"]["auc"]
     assert gbm["auc"] > report["scorers"]["model_rate"]["auc"]
     assert gbm["precision_at_recall_50"] >= report["scorers"]["rule"]["precision_at_recall_50"]
+    # the second protocol: each held-out drive once, at its last landmark
+    per_drive = report["per_drive"]
+    assert per_drive["drives"] == test_drives
+    assert 0 < per_drive["positives"] <= report["test"]["positives"]
+    assert set(per_drive["scorers"]) == {"gbm", "rule", "model_rate"}
+    assert per_drive["scorers"]["gbm"]["auc"] > per_drive["scorers"]["rule"]["auc"]
     risk = Project.load(tmp_path).lake.table(DRIVE_RISK).to_arrow().sort_by("risk_rank")
     assert risk.num_rows == test_drives
     assert risk.column("risk_rank").to_pylist() == list(range(1, test_drives + 1))

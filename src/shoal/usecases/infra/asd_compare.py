@@ -4,10 +4,13 @@ Protocol (named ``asd-stream-v1`` in the output): each server's rows are streame
 unlabelled ``train`` part first, then ``test``); figures are computed on the ``test`` part only.
 No threshold looks at a label or at a later sample of the same series:
 
-- ``streaming``: every metric is a series of the streaming detector (``ASD_STREAM``: the defaults
-  with a per-metric threshold of 0.999, one configuration for every server); a server's score is its
-  metrics' largest likelihood, an alarm opens an episode as in the SQL. Each series calibrates its
-  likelihood against its own past;
+- ``streaming``: every metric is a series of the streaming detector on a compact state
+  (``ew_stream.py``, ADR 0036; ``ASD_EW``: a 2-sample EW baseline, one configuration for every
+  server); a server's score is its metrics' third-largest likelihood (three metrics must agree), hot
+  over 0.99, an alarm opens an episode as in the SQL;
+- ``window``: the same with the trailing-window detector (``streaming.py``, ADR 0014; ``ASD_STREAM``:
+  the defaults without the level term), second-largest likelihood over 0.99. Each series of both
+  calibrates its likelihood against its own past;
 - ``fitted`` (the detector before issue 16, ``asd.fit``): fitted once on the train part, threshold the
   train scores' 99th percentile, never adapts;
 - ``rolling_z``: |value - mean| / std over the previous 288 samples (one day), threshold the 99th
@@ -29,13 +32,20 @@ import numpy as np
 import pyarrow as pa
 
 from shoal.usecases.infra.asd import Server, fit, load_asd
+from shoal.usecases.infra.ew_stream import EwConfig, empty_state_sql, ew_stream_sql
 from shoal.usecases.infra.scoring import Tally, alarm_onsets
 from shoal.usecases.infra.streaming import StreamConfig, stream_sql
 
 PROTOCOL = "asd-stream-v1"
-# per metric, 0.999: about 0.98 per 19-metric server if the metrics were independent (chosen on the
-# dev servers omi-1..omi-4 among 0.99 / 0.998 / 0.999 / 0.9999, see docs/benchmarks.md)
-ASD_STREAM = StreamConfig(threshold=0.999)
+# chosen on the dev servers omi-1..omi-4 only (docs/benchmarks.md): two metrics agreeing at 0.99
+# scored 40-48 for thresholds 0.985-0.993, against 32 for the largest metric at 0.999; the level term
+# (a day's median) kept slow drifts hot for hours and cost events
+ASD_STREAM = StreamConfig(threshold=0.99, level_score=False)
+ASD_AGREE = 2  # a server's score: its metrics' ASD_AGREE-th largest likelihood
+# chosen on omi-1..omi-4 only: a 2-sample baseline (the EW detector then judges each step against the
+# last few), three metrics agreeing; 62-69 there for thresholds 0.98-0.99 (two agreeing: 56-61)
+ASD_EW = EwConfig(baseline_steps=2, threshold=0.99)
+ASD_EW_AGREE = 3
 TOP_K = 3
 ROLLING_STEPS = 288
 QUANTILE = 0.99
@@ -47,11 +57,12 @@ def _top_k_mean(z: np.ndarray, k: int = TOP_K) -> np.ndarray:
 
 
 def stream_scores(
-    servers: list[Server], cfg: StreamConfig
+    servers: list[Server], cfg: StreamConfig | EwConfig, agree: int = ASD_AGREE
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per server, over train+test: (score, hot, alarm). Each metric is a series of the streaming SQL
-    (run in DuckDB); the server's score is its metrics' largest, hot over ``cfg.threshold``, and an
-    alarm is a hot step with no hot step in the previous ``cooldown_steps`` (the SQL's rule)."""
+    (run in DuckDB); the server's score is its metrics' ``agree``-th largest, hot over
+    ``cfg.threshold``, and an alarm is a hot step with no hot step in the previous ``cooldown_steps``
+    (the SQL's rule)."""
     parts = []
     for srv in servers:
         values = np.concatenate([srv.train, srv.test], axis=0)
@@ -68,9 +79,14 @@ def stream_scores(
     samples = pa.concat_tables(parts)
     con = duckdb.connect()
     con.register("asd_samples", samples)
-    detector = stream_sql("SELECT series, ts, value FROM asd_samples", cfg)
+    source = "SELECT series, ts, value FROM asd_samples"
+    if isinstance(cfg, EwConfig):
+        detector = ew_stream_sql(source, empty_state_sql(), cfg)
+    else:
+        detector = stream_sql(source, cfg)
     tbl = con.sql(
-        f"SELECT split_part(series, '/', 1) AS server, ts, max(score) AS score FROM ({detector}) "
+        f"SELECT split_part(series, '/', 1) AS server, ts, "
+        f"coalesce(list_sort(list(score), 'DESC')[{agree}], 0) AS score FROM ({detector}) "
         "GROUP BY ALL ORDER BY server, ts"
     ).to_arrow_table()
     con.close()
@@ -105,19 +121,22 @@ def compare_on_asd(
 ) -> dict[str, Any]:
     cfg = cfg or ASD_STREAM
     data = [s for s in load_asd(directory) if not servers or s.name in servers]
+    ew = stream_scores(data, ASD_EW, ASD_EW_AGREE)
     streamed = stream_scores(data, cfg)
-    tallies = {"streaming": Tally(), "fitted": Tally(), "rolling_z": Tally()}
+    tallies = {"streaming": Tally(), "window": Tally(), "fitted": Tally(), "rolling_z": Tally()}
     per_server: list[dict[str, Any]] = []
     for srv in data:
         n_train = len(srv.train)
         _score, hot, alarm = streamed[srv.name]
+        _ew_score, ew_hot, ew_alarm = ew[srv.name]
         det = fit(srv.train)
         fitted_flags = det.score(srv.test, history=srv.train) > det.threshold
         rz = rolling_z_scores(np.concatenate([srv.train, srv.test], axis=0))
         rz_threshold = float(np.quantile(rz[ROLLING_STEPS:n_train], QUANTILE))
         rz_flags = rz[n_train:] > rz_threshold
         runs = {
-            "streaming": (hot[n_train:], alarm[n_train:]),
+            "streaming": (ew_hot[n_train:], ew_alarm[n_train:]),
+            "window": (hot[n_train:], alarm[n_train:]),
             "fitted": (fitted_flags, alarm_onsets(fitted_flags, cfg.cooldown_steps)),
             "rolling_z": (rz_flags, alarm_onsets(rz_flags, cfg.cooldown_steps)),
         }
@@ -130,7 +149,7 @@ def compare_on_asd(
         per_server.append(row)
     return {
         "protocol": PROTOCOL,
-        "config": cfg.model_dump(),
+        "config": {"streaming": ASD_EW.model_dump(), "window": cfg.model_dump()},
         "overall": {name: t.report() for name, t in tallies.items()},
         "servers": per_server,
     }

@@ -190,21 +190,35 @@ def drive_risk(
             "infra.drive_risk_trees (what infra.fleet_drive_risk scores the fleet with)."
         ),
     ] = True,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            help="Evaluate on the dev drives (a slice of the training side) instead of the held-out "
+            "ones, for making choices; writes nothing.",
+        ),
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Train the 30-day drive failure model, split by drive; AUC and precision at 50/67 % recall
-    against the 'reallocated or pending > 0' rule and the per-model failure rate, in one run."""
+    against the 'reallocated or pending > 0' rule and the per-model failure rate, in one run, per
+    landmark and per drive (each drive at its last landmark)."""
     from shoal.usecases.infra.drive_risk import latest_risk, train_and_evaluate, write_drive_risk
     from shoal.usecases.infra.drive_risk_sql import write_trees
 
     with err_console.status("training and evaluating the drive failure model"):
-        run = train_and_evaluate(data)
+        run = train_and_evaluate(data, dev=dev)
     report = dict(run.report)
-    if write:
+    if write and not dev:
         lake = open_project(project).lake
         report["table_version"] = write_drive_risk(lake, latest_risk(run))
         report["trees_version"] = write_trees(lake, run.model.booster)
     if fmt is OutputFormat.json:
         emit(report, fmt)
     else:
-        emit([{"scorer": k, **v} for k, v in report["scorers"].items()], fmt)
+        per_drive = report["per_drive"]["scorers"]
+        emit(
+            [{"protocol": "per landmark", "scorer": k, **v} for k, v in report["scorers"].items()]
+            + [{"protocol": "per drive", "scorer": k, **v} for k, v in per_drive.items()],
+            fmt,
+        )

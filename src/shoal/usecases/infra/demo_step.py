@@ -1,4 +1,10 @@
-"""The infra demo step: a small fleet's PDU, host and disk history with injected faults → infra.anomalies."""
+"""The infra demo step: a small fleet's PDU, host and disk history with injected faults → infra.anomalies.
+
+The PDU series are judged by the streaming detector on a compact state (``infra.stream_ew``, run by
+the model runner) and the peer-group detectors (rack, phase, disks); the temporal batch detector is
+no longer used. The step prints precision/recall against the injected faults, the streaming
+detector's alone beside it, and the hypervisor profiles with their placement hint (runner models).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,22 @@ if TYPE_CHECKING:
 
 
 def run(ctx: StepContext) -> dict[str, Any]:
+    import pyarrow as pa
+
+    from shoal.models import ModelRunner
     from shoal.query import connect_lake
-    from shoal.usecases.infra.anomalies import ANOMALIES, detect_all, write_anomalies
+    from shoal.usecases.infra.anomalies import (
+        ANOMALIES,
+        disk_peer_anomalies,
+        phase_anomalies,
+        rack_peer_anomalies,
+        write_anomalies,
+    )
     from shoal.usecases.infra.evaluate import score_events
+    from shoal.usecases.infra.ew_models import ew_episodes, ew_models
     from shoal.usecases.infra.history import FAULT_LABELS, Fleet, write_history
+    from shoal.usecases.infra.profiles import HYPERVISOR_CLASSES, PLACEMENT_HINTS
+    from shoal.usecases.infra.profiles import models as profile_models
     from shoal.usecases.infra.topology import TopologyConfig, build_topology
 
     cfg = TopologyConfig(
@@ -33,23 +51,51 @@ def run(ctx: StepContext) -> dict[str, Any]:
         f"  wrote {hist.samples:,} samples of {hist.series:,} series "
         f"({days} days, {hist.faults} faults injected)"
     )
+    with ModelRunner(lake, ew_models() + profile_models()) as runner:
+        runner.refresh()
     with connect_lake(lake) as con:
-        found = detect_all(con)
+        stream = ew_episodes(con)
+        peers = [
+            fn(con, None, None, None) for fn in (rack_peer_anomalies, phase_anomalies, disk_peer_anomalies)
+        ]
+        found = pa.concat_tables([stream, *peers]).sort_by(
+            [("window_start", "ascending"), ("entity", "ascending")]
+        )
+        classes = con.query_arrow(
+            f"SELECT profile_class, count(*) AS hosts FROM {HYPERVISOR_CLASSES} GROUP BY ALL ORDER BY ALL"
+        ).to_pylist()
+        best = con.query_arrow(
+            f"SELECT vm_profile, rack, round(peak_rise_w, 1) AS rise FROM {PLACEMENT_HINTS} "
+            "WHERE fit_rank = 1 ORDER BY vm_profile"
+        ).to_pylist()
     write_anomalies(lake, found)
-    score = score_events(lake.table(ANOMALIES).to_arrow(), lake.table(FAULT_LABELS).to_arrow())
-    s = score.as_dict()
+    labels = lake.table(FAULT_LABELS).to_arrow()
+    s = score_events(lake.table(ANOMALIES).to_arrow(), labels).as_dict()
+    alone = score_events(stream, labels).as_dict()
     ctx.say(
         f"  found {found.num_rows} anomalies; against the injected faults: "
-        f"precision {s.get('precision', 0):.2f}, recall {s.get('recall', 0):.2f}, F1 {s.get('f1', 0):.2f}"
+        f"precision {s.get('precision', 0):.2f}, recall {s.get('recall', 0):.2f}, F1 {s.get('f1', 0):.2f} "
+        f"(streaming detector alone: precision {alone.get('precision', 0):.2f}, "
+        f"recall {alone.get('recall', 0):.2f})"
     )
+    ctx.say("  hypervisor profiles: " + ", ".join(f"{c['hosts']} {c['profile_class']}" for c in classes))
+    for hint in best:
+        ctx.say(
+            f"  placement hint: a {hint['vm_profile']} VM fits rack {hint['rack']} best "
+            f"(+{hint['rise']} W at peak)"
+        )
     ctx.suggest_sql(
         "select level, entity, metric, round(score, 1) score, window_start "
         "from infra.anomalies order by score desc limit 10"
     )
+    ctx.suggest_sql(f"select * from {PLACEMENT_HINTS} where fit_rank <= 2 order by vm_profile, fit_rank")
     return {
         "samples": hist.samples,
         "series": hist.series,
         "faults": hist.faults,
         "anomalies": found.num_rows,
         "score": s,
+        "stream_score": alone,
+        "profile_classes": classes,
+        "placement": best,
     }

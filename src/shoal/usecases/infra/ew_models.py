@@ -1,0 +1,120 @@
+"""``infra.stream_ew``: the compact-state streaming detector (``ew_stream.py``) in the model runner.
+
+The table holds, per PDU power/current series, every *hot* sample (score over the threshold, with
+``alarm`` where an episode opens) and one **state row**: ``is_state``, at ``ts = STATE_TS`` (a fixed
+far-future instant, so it always lies in the slice a refresh restates), with the series' last sample
+time (``last_ts``) and its EW state (``ew_stream.STATE_COLUMNS``). A refresh is incremental per series
+from the first new sample (``restate_from = ts``): it reads the touched series' state rows (in
+``__shoal_old``, which the runner reads anyway) and the new samples from the upstream's change feed
+(``__shoal_changes``), so its work follows the samples that landed, not the history (ADR 0036).
+
+A series whose new samples are not all later than its state (a late or rewritten sample), or that
+has no state yet, is rescored from its first sample: the result is always the full SQL's.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from shoal.models import Model
+from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL, flagged_windows
+from shoal.usecases.infra.ew_stream import STATE_COLUMNS, EwConfig, empty_state_sql, ew_stream_sql
+from shoal.usecases.infra.models import STEP_MINUTES, STREAM_METRICS
+from shoal.usecases.infra.power import SqlConnection
+
+STREAM_EW = "infra.stream_ew"
+STATE_TS = "TIMESTAMPTZ '9999-12-31 00:00:00+00'"
+# power and current: the scale never below 3 % of the level (idle and quantised outlets), as the
+# window detector's fleet configuration
+FLEET_EW = EwConfig(abs_floor=1e-6, rel_floor=0.03)
+
+_METRICS = ", ".join(f"'{m}'" for m in STREAM_METRICS)
+_STATE_NULLS = ", ".join(
+    f"NULL::{'DOUBLE' if c.startswith('ew_') else 'BIGINT'} AS {c}" for c in STATE_COLUMNS
+)
+_STATE_OUT = ", ".join(f"l.{c}" for c in STATE_COLUMNS)
+
+
+def _output(detector: str, scope: str = "") -> str:
+    """Hot samples and one state row per series from the detector's rows."""
+    return f"""
+        WITH x AS MATERIALIZED ({detector}),
+        last AS (SELECT * FROM x QUALIFY row_number() OVER (PARTITION BY series ORDER BY ts DESC) = 1)
+        SELECT x.series AS series_id, x.ts, {ENTITY_SQL} AS entity, {LEVEL_SQL} AS level, se.metric,
+               x.value, x.baseline, x.dev AS deviation, x.z, x.score, x.alarm,
+               false AS is_state, NULL::TIMESTAMPTZ AS last_ts, {_STATE_NULLS}
+        FROM x JOIN metrics.series AS se ON se.series_id = x.series
+        WHERE x.hot{scope}
+        UNION ALL
+        SELECT l.series AS series_id, {STATE_TS} AS ts, {ENTITY_SQL} AS entity, {LEVEL_SQL} AS level,
+               se.metric, l.value, l.baseline, l.dev AS deviation, l.z, l.score, false AS alarm,
+               true AS is_state, l.ts AS last_ts, {_STATE_OUT}
+        FROM last AS l JOIN metrics.series AS se ON se.series_id = l.series
+    """
+
+
+def stream_ew_sql(cfg: EwConfig = FLEET_EW) -> str:
+    source = f"""
+        SELECT sa.series_id AS series, sa.ts, sa.value
+        FROM metrics.samples AS sa JOIN metrics.series AS se USING (series_id)
+        WHERE se.metric IN ({_METRICS})"""
+    return _output(ew_stream_sql(source, empty_state_sql("BIGINT"), cfg))
+
+
+def stream_ew_incremental_sql(cfg: EwConfig = FLEET_EW) -> str:
+    # per touched series: continue from its state when every change is a new sample after it
+    plan = f"""
+        SELECT t.series_id, t.__shoal_from,
+               st.series_id IS NOT NULL AND t.__shoal_from IS NOT NULL AND t.__shoal_from > st.last_ts
+               AND NOT EXISTS (SELECT 1 FROM __shoal_changes AS c
+                               WHERE c.series_id = t.series_id AND c._change_type <> 'insert') AS cont
+        FROM __shoal_touched AS t
+        JOIN metrics.series AS se ON se.series_id = t.series_id AND se.metric IN ({_METRICS})
+        LEFT JOIN (SELECT * FROM __shoal_old WHERE is_state) AS st ON st.series_id = t.series_id"""
+    source = f"""
+        SELECT c.series_id AS series, c.ts, c.value
+        FROM __shoal_changes AS c JOIN ({plan}) AS p ON p.series_id = c.series_id AND p.cont
+        UNION ALL
+        SELECT sa.series_id AS series, sa.ts, sa.value
+        FROM metrics.samples AS sa JOIN ({plan}) AS p ON p.series_id = sa.series_id AND NOT p.cont"""
+    state = f"""
+        SELECT o.series_id AS series, {", ".join(f"o.{c}" for c in STATE_COLUMNS)}
+        FROM __shoal_old AS o JOIN ({plan}) AS p ON p.series_id = o.series_id AND p.cont
+        WHERE o.is_state"""
+    scope = """
+          AND x.ts >= coalesce((SELECT __shoal_from FROM __shoal_touched AS t
+                                WHERE t.series_id = x.series), x.ts)"""
+    return _output(ew_stream_sql(source, state, cfg), scope)
+
+
+def ew_models() -> list[Model]:
+    return [
+        Model(
+            name=STREAM_EW,
+            sql=stream_ew_sql(),
+            unique_key=("series_id", "ts"),
+            incremental_by=("series_id",),
+            restate_from="ts",
+            incremental_sql=stream_ew_incremental_sql(),
+            upstream=("metrics.samples",),
+            description="Streaming detector on a compact state (EW moments; ADR 0036): every PDU "
+            "power/current sample whose likelihood is over the threshold, whether it opened an episode "
+            "(alarm), and per series one state row (is_state) that the next refresh continues from",
+            owner="infra",
+        )
+    ]
+
+
+def ew_episodes(con: SqlConnection, cfg: EwConfig = FLEET_EW) -> pa.Table:
+    """``infra.stream_ew``'s hot samples as anomaly windows (detector ``stream_ew``), as
+    ``models.stream_episodes`` does for the window detector."""
+    flagged = (
+        "SELECT entity, level, metric, ts, value, baseline, deviation AS dev, z "
+        f"FROM {STREAM_EW} WHERE NOT is_state"
+    )
+    return flagged_windows(con, "stream_ew", flagged, step_ms=STEP_MINUTES * 60_000, gap=cfg.cooldown_steps)
+
+
+def models() -> list[Model]:
+    """For ``models:`` in shoal.yaml (``shoal.usecases.infra.ew_models``)."""
+    return ew_models()

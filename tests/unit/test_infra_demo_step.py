@@ -1,0 +1,33 @@
+"""The infra demo step (small): the streaming detector and the peer detectors against the injected
+faults, and the hypervisor profiles with a placement hint per VM profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shoal.config import init_project
+from shoal.demo import DemoContext
+from shoal.project import Project
+from shoal.usecases.infra.demo_step import run
+from shoal.usecases.infra.ew_models import STREAM_EW
+from shoal.usecases.infra.profiles import PLACEMENT_HINTS
+
+
+def test_small_demo_scores_the_streaming_detector_and_hints_placement(tmp_path: Path) -> None:
+    init_project(tmp_path / "p")
+    ctx = DemoContext(project=Project.load(tmp_path / "p"), small=True, quiet=True)
+    out = run(ctx)
+    assert out["faults"] > 0
+    # measured (seed 7, small, 3 days): all detectors P 0.75 / R 1.00 (12 of 12 faults); the streaming
+    # detector alone P 0.73 / R 0.67 (its 20 false windows are the whole step's); before, with the
+    # temporal batch detector: P 1.00 / R 0.83
+    assert out["score"]["recall"] >= 0.9, out["score"]
+    assert out["score"]["precision"] >= 0.7, out["score"]
+    assert out["stream_score"]["recall"] >= 0.6, out["stream_score"]
+    assert out["score"]["recall"] >= out["stream_score"]["recall"]  # the peers add the disk faults
+    lake = ctx.project.lake
+    assert lake.table(STREAM_EW).to_arrow().num_rows > 0
+    assert sum(c["hosts"] for c in out["profile_classes"]) == 4 * 2 * 6  # every hypervisor classed
+    hints = lake.table(PLACEMENT_HINTS).to_arrow()
+    assert {h["vm_profile"] for h in out["placement"]} == set(hints.column("vm_profile").to_pylist())
+    assert any("placement hint" in q or PLACEMENT_HINTS in q for q in ctx.notes["queries"])

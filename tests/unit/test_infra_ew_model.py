@@ -1,0 +1,99 @@
+"""infra.stream_ew in the model runner: a refresh continues each series from its state row, and the
+table always equals a full run (new days, and a late sample that forces a series to be rescored)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from shoal.lake import Lake
+from shoal.models import ModelRunner
+from shoal.query.engine import connect_lake
+from shoal.sources.prometheus.tables import SAMPLES, SERIES, ensure_metrics_tables
+from shoal.usecases.infra.evaluate import score_events
+from shoal.usecases.infra.ew_models import STREAM_EW, ew_episodes, ew_models
+from shoal.usecases.infra.history import Fleet
+from shoal.usecases.infra.models import STREAM_METRICS
+from shoal.usecases.infra.topology import TopologyConfig
+
+CFG = TopologyConfig(
+    seed=303,
+    datacenters_per_region=1,
+    podlets_per_datacenter=1,
+    racks_per_podlet=3,
+    hypervisors_per_rack=6,
+    disks_per_hypervisor=1,
+)
+
+
+def _rows(t: pa.Table) -> list[tuple[object, ...]]:
+    # scores rounded: window sums run in parallel, so the last bits differ between runs
+    cols = [t.column(c).to_pylist() for c in ("series_id", "ts", "alarm", "is_state", "n", "last_ts")]
+    score = [round(v, 9) for v in t.column("score").to_pylist()]
+    ew = [None if v is None else round(v, 6) for v in t.column("ew_m").to_pylist()]
+    return sorted(zip(*cols, score, ew, strict=True))
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return Fleet.build(CFG, start=date(2026, 1, 5), days=4, seed=303)
+
+
+def test_refresh_continues_from_the_state_and_matches_a_full_run(tmp_path: Path, fleet: Fleet) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ensure_metrics_tables(lake)
+    series = fleet.series_table()
+    lake.table(SERIES).append(series)
+    pdu = series.filter(pc.is_in(series.column("metric"), value_set=pa.array(STREAM_METRICS)))
+    days = [batch for _, batch in fleet.iter_days()]
+    model = ew_models()[0]
+    with ModelRunner(lake, ew_models()) as runner:
+        for batch in days[:3]:
+            lake.table(SAMPLES).append(batch)
+        (first,) = runner.refresh()
+        assert first.mode == "full"
+        states = lake.table(STREAM_EW).to_arrow().filter(pc.field("is_state"))
+        assert states.num_rows == pdu.num_rows  # one state row per series
+        lake.table(SAMPLES).append(days[3])
+        (second,) = runner.refresh()
+        assert second.mode == "incremental"
+        kept = lake.table(STREAM_EW).to_arrow()
+        assert _rows(kept) == _rows(runner.con.query_arrow(model.sql))
+        # a late sample of one series (before its state): that series is rescored from the start
+        late = days[3].filter(pc.equal(days[3].column("series_id"), pdu.column("series_id")[0]))
+        late = late.slice(0, 1)
+        ts = late.column("ts")[0].as_py() - timedelta(minutes=2, seconds=30)
+        lake.table(SAMPLES).append(late.set_column(1, "ts", pa.array([ts], late.schema.field("ts").type)))
+        (third,) = runner.refresh()
+        assert third.mode == "incremental"
+        kept = lake.table(STREAM_EW).to_arrow()
+        assert _rows(kept) == _rows(runner.con.query_arrow(model.sql))
+    states = kept.filter(pc.field("is_state"))
+    assert states.num_rows == pdu.num_rows
+    last = max(days[3].column("ts").to_pylist())
+    assert set(states.column("last_ts").to_pylist()) == {last}
+    hot = kept.filter(pc.invert(pc.field("is_state")))
+    score = hot.column("score").to_numpy()
+    assert ((score >= 0.99) & (score <= 1)).all()
+
+
+def test_episodes_score_against_the_injected_faults(tmp_path: Path, fleet: Fleet) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ensure_metrics_tables(lake)
+    lake.table(SERIES).append(fleet.series_table())
+    for _, batch in fleet.iter_days():
+        lake.table(SAMPLES).append(batch)
+    with ModelRunner(lake, ew_models()) as runner:
+        runner.refresh()
+    with connect_lake(lake) as con:
+        episodes = ew_episodes(con)
+    score = score_events(episodes, fleet.ground_truth())
+    # measured (seed 303): P 0.92 / R 0.75, 9 of 12 faults (the 2 disk faults are not PDU series, and
+    # one of the 2 phase imbalances is missed); the window detector: P 0.97 / R 0.83, 10 of 12
+    assert score.precision >= 0.9, score.as_dict()
+    assert score.detected >= 9, score.as_dict()
+    assert score.recall_by_kind.get("disk_degrade", 0.0) == 0.0
