@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,16 @@ class WorkerProcess:
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
+
+    def wait_first_commit(self, timeout: float = 90) -> None:
+        """Until the worker has logged its first flush (a commit): start-up (interpreter, proto
+        compile, group join) takes from 1 s to many on a loaded machine, and a kill before any
+        commit would test nothing."""
+        deadline = time.monotonic() + timeout
+        while '"msg":"flushed"' not in self.log_tail(400):
+            assert self.running, f"worker exited early:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, f"no commit in {timeout} s:\n{self.log_tail()}"
+            time.sleep(0.1)
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -96,11 +96,7 @@ def test_the_worker_keeps_revenue_exact_through_ten_kill_9s(
         worker = WorkerProcess(
             project.dir, "billing_usage", client=client, log_path=tmp_path / f"w{i}.log"
         ).start()
-        # kill it at a random moment after its first commit (start-up time varies with the load)
-        deadline = time.monotonic() + 90
-        while '"msg":"flushed"' not in worker.log_tail(200) and time.monotonic() < deadline:
-            assert worker.running, f"worker {i} exited early:\n{worker.log_tail()}"
-            time.sleep(0.1)
+        worker.wait_first_commit()  # then killed at a random moment
         time.sleep(rng.uniform(0.0, 1.5))
         assert worker.running, f"worker {i} exited early:\n{worker.log_tail()}"
         worker.kill()

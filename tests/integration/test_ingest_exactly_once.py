@@ -57,13 +57,7 @@ def test_kill_9_ten_times_then_every_event_exactly_once(kafka_broker, kafka_topi
     for i in range(KILLS):
         produced += produce_events(kafka_broker.bootstrap, topic, events[i * chunk : (i + 1) * chunk])
         worker = WorkerProcess(project.dir, "tickets", client=client, log_path=tmp_path / f"w{i}.log").start()
-        # killed at a random moment after its first commit: start-up (interpreter, proto compile,
-        # group join) takes from 1 s to many on a loaded machine, and a kill before any commit
-        # would test nothing
-        deadline = time.monotonic() + 90
-        while '"msg":"flushed"' not in worker.log_tail(400) and time.monotonic() < deadline:
-            assert worker.running, f"worker {i} exited early:\n{worker.log_tail()}"
-            time.sleep(0.1)
+        worker.wait_first_commit()  # then killed at a random moment
         time.sleep(rng.uniform(0.0, 2.5))
         assert worker.running, f"worker {i} exited early:\n{worker.log_tail()}"
         worker.kill()

@@ -28,13 +28,12 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import duckdb
 
-Node = dict[str, Any]
-_NOWHERE = 2**64 - 1
+from shoal.query.sqltree import NOWHERE, Node, walk
 
 #: a cheap test before parsing: could the query hold a comparison in a WHERE at all?
 _CANDIDATE = re.compile(r"\bwhere\b[\s\S]*(<|>|=|\bbetween\b)", re.IGNORECASE)
@@ -83,16 +82,6 @@ Sources = Callable[[str, str], Mapping[str, tuple[str, str]] | None]
 Columns = Callable[[str, str], Mapping[str, str] | None]
 
 
-def _walk(node: Any) -> Iterator[Node]:
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v)
-
-
 def _is_stable_constant(node: Any) -> bool:
     if not isinstance(node, dict):
         return False
@@ -117,7 +106,7 @@ def _cast(child: Node, type_id: str) -> Node:
         "class": "CAST",
         "type": "OPERATOR_CAST",
         "alias": "",
-        "query_location": _NOWHERE,
+        "query_location": NOWHERE,
         "child": child,
         "cast_type": {"id": type_id, "type_info": None},
         "try_cast": False,
@@ -134,14 +123,14 @@ def _bound(value: Node, transform: str) -> Node:
             "class": "CONSTANT",
             "type": "VALUE_CONSTANT",
             "alias": "",
-            "query_location": _NOWHERE,
+            "query_location": NOWHERE,
             "value": {"type": {"id": "VARCHAR", "type_info": None}, "is_null": False, "value": "hour"},
         }
         return {
             "class": "FUNCTION",
             "type": "FUNCTION",
             "alias": "",
-            "query_location": _NOWHERE,
+            "query_location": NOWHERE,
             "function_name": "date_trunc",
             "schema": "",
             "children": [hour, instant],
@@ -156,12 +145,12 @@ def _bound(value: Node, transform: str) -> Node:
 
 
 def _compare(kind: str, column: list[str], value: Node) -> Node:
-    ref = {"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "query_location": _NOWHERE}
+    ref = {"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "query_location": NOWHERE}
     return {
         "class": "COMPARISON",
         "type": kind,
         "alias": "",
-        "query_location": _NOWHERE,
+        "query_location": NOWHERE,
         "left": {**ref, "column_names": column},
         "right": value,
     }
@@ -266,7 +255,7 @@ def _implied(term: Node, relations: list[_Relation]) -> list[Node]:
 def add_bounds(tree: Any, sources: Sources, columns: Columns) -> int:
     """Add the implied partition conjuncts to every SELECT in ``tree`` (in place); how many."""
     added = 0
-    for node in list(_walk(tree)):
+    for node in list(walk(tree)):
         if node.get("type") != "SELECT_NODE" or not isinstance(node.get("where_clause"), dict):
             continue
         relations = _relations(node.get("from_table"), sources, columns)
@@ -280,7 +269,7 @@ def add_bounds(tree: Any, sources: Sources, columns: Columns) -> int:
                 "class": "CONJUNCTION",
                 "type": "CONJUNCTION_AND",
                 "alias": "",
-                "query_location": _NOWHERE,
+                "query_location": NOWHERE,
                 "children": [*terms, *new],
             }
             added += len(new)

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import duckdb
 
-Node = dict[str, Any]
-_NOWHERE = 2**64 - 1  # DuckDB's query_location for a node that is not in the query text
+from shoal.query.sqltree import NOWHERE, Node, walk
 
 #: functions whose last argument is the timestamp and whose result is a timestamp again
 _TRUNCATE = {"date_trunc", "datetrunc", "time_bucket"}
@@ -64,22 +63,12 @@ _CANDIDATE = re.compile(
 )
 
 
-def _walk(node: Any) -> Iterator[Node]:
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v)
-
-
 def _const(value: str) -> Node:
     return {
         "class": "CONSTANT",
         "type": "VALUE_CONSTANT",
         "alias": "",
-        "query_location": _NOWHERE,
+        "query_location": NOWHERE,
         "value": {"type": {"id": "VARCHAR", "type_info": None}, "is_null": False, "value": value},
     }
 
@@ -89,7 +78,7 @@ def _call(name: str, *children: Node, alias: str = "") -> Node:
         "class": "FUNCTION",
         "type": "FUNCTION",
         "alias": alias,
-        "query_location": _NOWHERE,
+        "query_location": NOWHERE,
         "function_name": name,
         "schema": "",
         "children": list(children),
@@ -120,7 +109,7 @@ def _int(value: int) -> Node:
         "class": "CONSTANT",
         "type": "VALUE_CONSTANT",
         "alias": "",
-        "query_location": _NOWHERE,
+        "query_location": NOWHERE,
         "value": {"type": {"id": "BIGINT", "type_info": None}, "is_null": False, "value": value},
     }
 
@@ -153,7 +142,7 @@ class _Scope:
         tz: set[str] = set()
         other: set[str] = set()
         tables: list[tuple[str, str]] = []
-        for node in _walk(tree):
+        for node in walk(tree):
             if node.get("alias"):
                 self.aliases.add(str(node["alias"]).lower())
             if node.get("type") == "LAMBDA" or node.get("class") == "LAMBDA":
@@ -303,7 +292,7 @@ def rewrite_utc_time(
             "modifiers": [],
             "cte_map": {"map": []},
             "select_list": [item],
-            "from_table": {"type": "EMPTY", "alias": "", "sample": None, "query_location": _NOWHERE},
+            "from_table": {"type": "EMPTY", "alias": "", "sample": None, "query_location": NOWHERE},
             "where_clause": None,
             "group_expressions": [],
             "group_sets": [],
