@@ -26,6 +26,7 @@ from shoal.lake.progress import MODEL_DEFINITION, model_input
 from shoal.models.arrangements import Arrangements
 from shoal.models.deferred import Deferred
 from shoal.models.errors import ModelError
+from shoal.models.marks import RestateMarks
 from shoal.models.model import Model
 from shoal.models.sql import ident
 from shoal.query import Connection, connect_lake
@@ -49,6 +50,9 @@ class RefreshResult:
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
 
+
+#: a refresh whose input is at most this many change rows runs single-threaded (fit_threads)
+SMALL_CHANGES = 200_000
 
 CHANGE_TYPE = "_change_type"
 COMMIT_VERSION = "_commit_version"
@@ -82,6 +86,10 @@ class Session:
         self.arranged = Arrangements(lambda: self.con.duckdb, self.find)
         #: additive models whose changes the runner holds between commits (``commit_every_s``)
         self.deferred = Deferred(lambda: self.con.duckdb, self.arranged)
+        #: per slice, the greatest restate_from of each restating model's rows (ADR 0043)
+        self.marks = RestateMarks(lambda: self.con.duckdb)
+        self._threads: int | None = None  # 1 while refreshes run single-threaded, else None
+        self._default_threads: int | None = None
 
     def hand_off(self, name: str, handoff: Handoff | None) -> None:
         """Keep (or, with None, forget) the change rows of ``name``'s latest commit."""
@@ -106,6 +114,21 @@ class Session:
         if self._con is not None:
             self.arranged.release()
 
+    def fit_threads(self, change_rows: int | None) -> None:
+        """Run the refresh single-threaded when its input is ``change_rows`` few changes (None: a
+        rebuild, with the connection's threads). On a live stream's small cycles a second DuckDB
+        thread adds a quarter to the CPU and nothing to the speed (ADR 0043); the other core is
+        the ingest worker's."""
+        want = 1 if change_rows is not None and change_rows <= SMALL_CHANGES else None
+        if want == self._threads:
+            return
+        con = self.con.duckdb
+        if self._default_threads is None:
+            row = con.execute("SELECT current_setting('threads')").fetchone()
+            self._default_threads = int(row[0]) if row else 1
+        con.execute(f"SET threads = {want or self._default_threads}")
+        self._threads = want
+
     def find(self, name: str) -> Table | None:
         table = self._tables.get(name)
         if table is None:
@@ -127,6 +150,8 @@ class Session:
     def close(self) -> None:
         self.arranged.forget()  # the copies die with the connection
         self.deferred.forget()
+        self.marks.forget()
+        self._threads = self._default_threads = None
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -232,12 +257,14 @@ class RefreshContext:
         fed = self.session.handed_off(upstream, since, until)
         if fed is not None:
             self.handed_off.append(upstream)
+            self.session.fit_threads(fed.num_rows)
             return fed
         rows = self.upstream[upstream].changes_since(since)
         if rows.num_rows and "_commit_version" in rows.column_names:
             versions = rows["_commit_version"]
             if pc.max(versions).as_py() > until:
                 rows = rows.filter(pc.less_equal(versions, pa.scalar(until, versions.type)))
+        self.session.fit_threads(rows.num_rows)
         return rows
 
     @property
@@ -303,6 +330,7 @@ class RefreshContext:
         """Recompute the whole model and overwrite the target (creating it if need be)."""
         model = self.model
         self.session.deferred.drop(model.name)  # held changes are recomputed with the rest
+        self.session.marks.drop(model.name)
         sql = model.sql
         if model.restate_from:
             # written in restate order, file and row-group statistics let incremental refreshes
@@ -349,6 +377,7 @@ class RefreshContext:
         empty = pa.schema([*self.table.schema, pa.field(CHANGE_TYPE, pa.string())]).empty_table()
         self._hand_off(version, empty)
         self._arrange(version, self.table.schema.empty_table(), self.table.schema.empty_table())
+        self.session.marks.written(self.model, before=self.read_version, version=version, rows=empty)
         return RefreshResult(self.model.name, "unchanged", version=version)
 
     @property
@@ -416,6 +445,7 @@ class RefreshContext:
             )
         self._hand_off(version, changes)
         self._arrange(version, rows, stale)
+        self.session.marks.written(self.model, before=at, version=version, rows=rows)
         return RefreshResult(
             self.model.name,
             "incremental",

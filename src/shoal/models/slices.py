@@ -36,8 +36,15 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
         if changes is not None:
             scratch.register("__shoal_changes", changes)
         # the model's current rows in scope: what the new ones are compared with (and what an
-        # incremental_sql may build on)
-        scratch.temp("__shoal_old", scoped(model, touched, model.name))
+        # incremental_sql may build on); read only for slices that may hold some (marks.py)
+        old_scope = ctx.session.marks.in_scope(model, ctx.table, ctx.progress.table_version, touched)
+        if old_scope.num_rows == 0:
+            scratch.register("__shoal_old", ctx.table.schema.empty_table())
+        elif old_scope.num_rows == touched.num_rows:
+            scratch.temp("__shoal_old", scoped(model, touched, model.name))
+        else:
+            scratch.register("__shoal_touched_old", old_scope)
+            scratch.temp("__shoal_old", scoped(model, old_scope, model.name, slices="__shoal_touched_old"))
         new_rows = ctx.run_sql(model.incremental_sql or scoped(model, touched, f"({model.sql})"))
         ctx.check_columns(new_rows.schema)
         ctx.check_unique(new_rows, "incremental SQL" if model.incremental_sql else "SQL")
@@ -101,7 +108,14 @@ def touched_slices(ctx: RefreshContext) -> tuple[pa.Table, pa.Table | None] | No
     return slices, single
 
 
-def scoped(model: Model, touched: pa.Table, relation: str, columns: Sequence[str] | None = None) -> str:
+def scoped(
+    model: Model,
+    touched: pa.Table,
+    relation: str,
+    columns: Sequence[str] | None = None,
+    *,
+    slices: str = "__shoal_touched",
+) -> str:
     """SELECT ``columns`` of ``relation``'s rows that lie in a touched slice (from its restate
     point on). A hash join on the slice columns (``__shoal_touched`` has one row per slice):
     DuckDB runs an EXISTS form several times slower. Constant bounds implied by the join (IN
@@ -110,7 +124,8 @@ def scoped(model: Model, touched: pa.Table, relation: str, columns: Sequence[str
     With ``restate_from``, slices are read per value of the first ``incremental_by`` column
     (e.g. per month), each group with its own bounds: one slice restated from an old point
     (a late event for last month) would otherwise lower the restate bound of every slice and
-    make each refresh read the current month whole."""
+    make each refresh read the current month whole. ``slices`` is the registered relation
+    ``touched`` is read from in SQL."""
     if model.restate_from and model.incremental_by:
         first = model.incremental_by[0]
         keys = plain(touched[first])
@@ -123,12 +138,12 @@ def scoped(model: Model, touched: pa.Table, relation: str, columns: Sequence[str
                     touched.filter(pc.equal(keys, value)),
                     relation,
                     columns,
-                    f"(SELECT * FROM __shoal_touched WHERE {ident(first)} = {lit})",
+                    f"(SELECT * FROM {slices} WHERE {ident(first)} = {lit})",
                 )
                 for value, lit in zip(groups, literals, strict=True)
             ]
             return " UNION ALL ".join(branches)
-    return _scoped_group(model, touched, relation, columns, "__shoal_touched")
+    return _scoped_group(model, touched, relation, columns, slices)
 
 
 def _scoped_group(
