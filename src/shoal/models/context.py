@@ -119,7 +119,9 @@ class Session:
         rebuild, with the connection's threads). On a live stream's small cycles a second DuckDB
         thread adds a quarter to the CPU and nothing to the speed (ADR 0043); the other core is
         the ingest worker's."""
-        want = 1 if change_rows is not None and change_rows <= SMALL_CHANGES else None
+        self._use_threads(1 if change_rows is not None and change_rows <= SMALL_CHANGES else None)
+
+    def _use_threads(self, want: int | None) -> None:
         if want == self._threads:
             return
         con = self.con.duckdb
@@ -128,6 +130,19 @@ class Session:
             self._default_threads = int(row[0]) if row else 1
         con.execute(f"SET threads = {want or self._default_threads}")
         self._threads = want
+
+    @contextlib.contextmanager
+    def every_thread(self) -> Iterator[None]:
+        """Within a single-threaded refresh, a step that scans a Delta table (its size is not
+        the change set's) runs on the connection's threads."""
+        if self._threads is None:
+            yield
+            return
+        self._use_threads(None)
+        try:
+            yield
+        finally:
+            self._use_threads(1)
 
     def find(self, name: str) -> Table | None:
         table = self._tables.get(name)
