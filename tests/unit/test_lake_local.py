@@ -228,3 +228,33 @@ def test_busy_tables_get_frequent_checkpoints(tmp_path: Path) -> None:
     log = tmp_path / "lake" / "s" / "busy" / "_delta_log"
     assert (log / "_last_checkpoint").exists()
     assert table.count() == CHECKPOINT_INTERVAL + 1
+
+
+def test_a_handle_lists_the_log_only_when_a_commit_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a local lake the next commit's log file tells whether the table moved: a watcher asking
+    for a version dozens of times a cycle must not list a log of thousands of commits each time,
+    and must still see another writer's commit at once."""
+    import deltalake
+
+    schema = pa.schema([("x", pa.int64())])
+    reader = Lake(str(tmp_path)).create_table("s.t", schema)
+    writer = Lake(str(tmp_path)).table("s.t")
+    assert reader.version == 0
+    listed: list[int] = []
+    real = deltalake.DeltaTable.update_incremental
+
+    def counting(self: deltalake.DeltaTable) -> None:
+        listed.append(1)
+        real(self)
+
+    monkeypatch.setattr(deltalake.DeltaTable, "update_incremental", counting)
+    for _ in range(20):
+        assert reader.version == 0
+    assert listed == []
+    writer.append(pa.table({"x": [1]}, schema=schema))
+    writer.append(pa.table({"x": [2]}, schema=schema))
+    assert reader.version == 2
+    assert len(listed) == 1
+    assert reader.count() == 2

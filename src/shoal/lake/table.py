@@ -7,6 +7,7 @@ rounds, model refreshes) make their progress exactly-once with their data.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -274,7 +275,7 @@ class Table:
             if version is None:
                 if self._dt is None:
                     self._dt = DeltaTable(self.uri, storage_options=self.storage_options or None)
-                else:
+                elif self._may_have_moved(self._dt):
                     self._dt.update_incremental()
                 return self._dt
             if isinstance(version, int) and self._dt is not None and self._dt.version() == version:
@@ -289,6 +290,15 @@ class Table:
                     f"table {self.name} has no version {version}: {_first_line(exc)}"
                 ) from exc
             return dt
+
+    def _may_have_moved(self, dt: DeltaTable) -> bool:
+        """Whether a commit after ``dt``'s version may exist. On a local lake a commit is the
+        atomic creation of its log file, so one stat answers; ``update_incremental`` lists the
+        log directory (1.6 ms at 2,000 commits, and an ingest table gains several a second), and a
+        watcher asks dozens of times a cycle. Object stores: delta-rs finds out."""
+        if self._location.scheme != "file":
+            return True
+        return os.path.exists(os.path.join(self.uri, "_delta_log", f"{dt.version() + 1:020d}.json"))
 
     @property
     def version(self) -> int:
