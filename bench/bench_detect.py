@@ -35,9 +35,8 @@ from shoal.models import ModelRunner
 from shoal.query.engine import connect_lake
 from shoal.sources.prometheus.tables import SAMPLES, SERIES, ensure_metrics_tables
 from shoal.usecases.infra.anomalies import temporal_anomalies
-from shoal.usecases.infra.ew_models import ew_models
+from shoal.usecases.infra.ew_models import STREAM_METRICS, ew_models
 from shoal.usecases.infra.history import Fleet
-from shoal.usecases.infra.models import STREAM_METRICS
 from shoal.usecases.infra.topology import TopologyConfig
 
 

@@ -39,8 +39,7 @@ from shoal.sources.prometheus.tables import (
     ensure_metrics_tables,
 )
 from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL
-from shoal.usecases.infra.ew_models import ew_models
-from shoal.usecases.infra.models import STEP_MINUTES, STREAM_METRICS
+from shoal.usecases.infra.ew_models import STEP_MINUTES, STREAM_METRICS, ew_models
 from shoal.usecases.infra.streaming import StreamConfig, stream_sql
 
 STEP = timedelta(minutes=5)

@@ -15,9 +15,8 @@ from shoal.models import ModelRunner
 from shoal.query.engine import connect_lake
 from shoal.sources.prometheus.tables import SAMPLES, SERIES, SERIES_SCHEMA, ensure_metrics_tables
 from shoal.usecases.infra.evaluate import score_events
-from shoal.usecases.infra.ew_models import STREAM_EW, ew_episodes, ew_models
+from shoal.usecases.infra.ew_models import STREAM_EW, STREAM_METRICS, ew_episodes, ew_models
 from shoal.usecases.infra.history import Fleet
-from shoal.usecases.infra.models import STREAM_METRICS
 from shoal.usecases.infra.topology import TopologyConfig
 
 CFG = TopologyConfig(
@@ -156,3 +155,11 @@ def test_episodes_leave_out_what_only_one_host_shows(tmp_path: Path) -> None:
     assert starts[0] == (t0 + 100 * step, "r1-pdu-a/L1/o02")  # one feed: a feed fault
     assert len(starts) == 1 + 6  # the rack-wide change stays; host 1's reboot is gone
     assert all(t >= t0 + 100 * step for t, _ in starts)
+
+
+def test_the_infra_model_list_runs_the_ew_detector_not_the_retired_window_model() -> None:
+    from shoal.usecases.infra.models import models
+
+    names = [m.name for m in models()]
+    assert STREAM_EW in names
+    assert "infra.stream_alarms" not in names  # retired (ADR 0036, fourth-session amendment)

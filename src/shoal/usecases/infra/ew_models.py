@@ -19,10 +19,11 @@ import pyarrow as pa
 from shoal.models import Model
 from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL, flagged_windows
 from shoal.usecases.infra.ew_stream import STATE_COLUMNS, EwConfig, empty_state_sql, ew_stream_sql
-from shoal.usecases.infra.models import STEP_MINUTES, STREAM_METRICS
 from shoal.usecases.infra.power import SqlConnection
 
 STREAM_EW = "infra.stream_ew"
+STREAM_METRICS = ("pdu_outlet_power_watts", "pdu_phase_current_amperes")
+STEP_MINUTES = 5
 STATE_TS = "TIMESTAMPTZ '9999-12-31 00:00:00+00'"
 # power and current: the scale never below 3 % of the level (idle and quantised outlets), as the
 # window detector's fleet configuration

@@ -11,14 +11,11 @@ compact-state detector replaced it in the demo and the fleet, at a seventh of th
 from __future__ import annotations
 
 from shoal.models import Model
-
-STREAM_METRICS = ("pdu_outlet_power_watts", "pdu_phase_current_amperes")
-STEP_MINUTES = 5
+from shoal.usecases.infra.ew_models import ew_models
 
 
 def models() -> list[Model]:
     """Every infrastructure model: the streaming detector and the hypervisor profiles."""
-    from shoal.usecases.infra.ew_models import ew_models
     from shoal.usecases.infra.profiles import models as profile_models
 
     return ew_models() + profile_models()
