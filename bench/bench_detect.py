@@ -5,10 +5,11 @@
 A simulated fleet's PDU history (``--days`` of 5-minute samples) is written to a local lake, then:
 - ``sql_temporal``: the detector before issue 16 (``anomalies.temporal_anomalies``) over the whole
   history, the baseline;
-- ``stream_full``: ``infra.stream_alarms`` rebuilt by the model runner over the same history
-  (detector + writing the hot samples);
-- ``stream_incremental``: one more day lands, the runner refreshes incrementally (repeated with a new
-  day each time): the samples scored are the new day's; the lookback it reads is reported.
+- ``stream_full``: ``infra.stream_ew`` (the compact-state detector, ADR 0036) rebuilt by the model
+  runner over the same history (detector + writing the hot samples and state rows);
+- ``stream_incremental``: one more day lands, the runner refreshes incrementally from each series'
+  state row (repeated with a new day each time): the samples scored are the new day's.
+(Before the fourth session this script measured the retired window model, ``infra.stream_alarms``.)
 
 Throughput = scored PDU power/current samples / wall seconds (median of ``--repeats``), CPU seconds
 beside (DuckDB runs several threads; the machine is shared, so wall time includes the neighbours).
@@ -34,8 +35,8 @@ from shoal.models import ModelRunner
 from shoal.query.engine import connect_lake
 from shoal.sources.prometheus.tables import SAMPLES, SERIES, ensure_metrics_tables
 from shoal.usecases.infra.anomalies import temporal_anomalies
+from shoal.usecases.infra.ew_models import STREAM_METRICS, ew_models
 from shoal.usecases.infra.history import Fleet
-from shoal.usecases.infra.models import FLEET_STREAM, STREAM_METRICS, stream_models
 from shoal.usecases.infra.topology import TopologyConfig
 
 
@@ -85,7 +86,7 @@ def main() -> None:
             for _ in range(args.repeats):
                 base.append(timed(lambda: temporal_anomalies(con)))
         full = []
-        with ModelRunner(lake, stream_models()) as runner:
+        with ModelRunner(lake, ew_models()) as runner:
             for _ in range(args.repeats):
                 full.append(timed(lambda: runner.refresh(full=True)))
             inc = []
@@ -106,7 +107,6 @@ def main() -> None:
         new = statistics.median(r[2] for r in inc)
         out["stream_incremental"] = {
             "new_samples": new,
-            "lookback_samples_read": min(FLEET_STREAM.lookback_steps, args.days * 288) * len(ids),
             "wall_s": round(wall, 2),
             "cpu_s": round(statistics.median(r[1] for r in inc), 2),
             "samples_per_s": round(new / wall),

@@ -7,8 +7,10 @@ A synthetic fleet of ``--series`` PDU outlet power series (a daily profile plus 
 fully once, then ``--refreshes`` times a 5-minute batch lands (one sample per series) and each model is
 refreshed incrementally, alternating which goes first:
 - ``ew``: ``infra.stream_ew`` (ADR 0036): continues each series from its state row;
-- ``window`` (baseline): ``infra.stream_alarms`` (ADR 0014): rescores each series' lookback
-  (``StreamConfig.lookback_steps`` samples, capped by the history) with the new sample.
+- ``window`` (baseline): the trailing-window detector's runner model (``infra.stream_alarms``,
+  ADR 0014, retired from the product in favour of ``ew``; rebuilt here by ``window_model``): rescores
+  each series' lookback (``StreamConfig.lookback_steps`` samples, capped by the history) with the new
+  sample.
 Reports per model the median wall and process CPU seconds of an incremental refresh and the
 same-run ratio; prints one JSON object. The machine is shared: read the ratio, quote ``uptime``.
 """
@@ -28,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from shoal.lake import Lake
-from shoal.models import ModelRunner
+from shoal.models import Model, ModelRunner
 from shoal.sources.prometheus.tables import (
     SAMPLES,
     SAMPLES_SCHEMA,
@@ -36,11 +38,61 @@ from shoal.sources.prometheus.tables import (
     SERIES_SCHEMA,
     ensure_metrics_tables,
 )
-from shoal.usecases.infra.ew_models import ew_models
-from shoal.usecases.infra.models import stream_models
+from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL
+from shoal.usecases.infra.ew_models import STEP_MINUTES, STREAM_METRICS, ew_models
+from shoal.usecases.infra.streaming import StreamConfig, stream_sql
 
 STEP = timedelta(minutes=5)
 START = datetime(2026, 1, 5, tzinfo=UTC)
+WINDOW = StreamConfig(abs_floor=1e-6, rel_floor=0.03)  # the retired model's fleet configuration
+_OUTPUT = """
+SELECT x.series AS series_id, x.ts, {entity} AS entity, {level} AS level, se.metric, x.value,
+       x.baseline, x.dev AS deviation, x.z, x.score, x.alarm
+FROM ({detector}) AS x JOIN metrics.series AS se ON se.series_id = x.series{join}
+WHERE x.hot{scope}
+"""
+
+
+def window_model(cfg: StreamConfig = WINDOW) -> Model:
+    """The retired ``infra.stream_alarms`` as it ran: incremental per series, reading each touched
+    series' ``lookback_steps`` samples before its first new one (history pruned at 3x that in time)."""
+    metrics = ", ".join(f"'{m}'" for m in STREAM_METRICS)
+    full = f"""
+        SELECT sa.series_id AS series, sa.ts, sa.value
+        FROM metrics.samples AS sa JOIN metrics.series AS se USING (series_id)
+        WHERE se.metric IN ({metrics})"""
+    lookback = cfg.lookback_steps
+    prune = lookback * STEP_MINUTES * 3
+    touched = f"""
+        SELECT sa.series_id AS series, sa.ts, sa.value
+        FROM metrics.samples AS sa
+        JOIN metrics.series AS se USING (series_id)
+        JOIN __shoal_touched AS t USING (series_id)
+        WHERE se.metric IN ({metrics})
+          AND (t.__shoal_from IS NULL OR sa.ts >= t.__shoal_from - INTERVAL {prune} MINUTE)
+          AND sa.ts >= (SELECT min(__shoal_from) FROM __shoal_touched) - INTERVAL {prune} MINUTE
+        QUALIFY t.__shoal_from IS NULL OR sa.ts >= t.__shoal_from
+            OR row_number() OVER (PARTITION BY sa.series_id, sa.ts < t.__shoal_from ORDER BY sa.ts DESC)
+               <= {lookback}"""
+    return Model(
+        name="infra.stream_alarms",
+        sql=_OUTPUT.format(
+            entity=ENTITY_SQL, level=LEVEL_SQL, detector=stream_sql(full, cfg), join="", scope=""
+        ),
+        unique_key=("series_id", "ts"),
+        incremental_by=("series_id",),
+        restate_from="ts",
+        incremental_sql=_OUTPUT.format(
+            entity=ENTITY_SQL,
+            level=LEVEL_SQL,
+            detector=stream_sql(touched, cfg),
+            join="\nJOIN __shoal_touched AS t ON t.series_id = x.series",
+            scope="\n  AND (t.__shoal_from IS NULL OR x.ts >= t.__shoal_from)",
+        ),
+        upstream=("metrics.samples",),
+        description="the retired trailing-window detector (benchmark baseline)",
+        owner="infra",
+    )
 
 
 def _series(n: int) -> pa.Table:
@@ -97,7 +149,7 @@ def main() -> None:
         for day in range(args.history_days):  # one commit per day, as a scraper's compaction would
             lake.table(SAMPLES).append(_samples(n, day * 288, 288, rng))
         runs: dict[str, list[tuple[float, float, str]]] = {"ew": [], "window": []}
-        with ModelRunner(lake, ew_models()) as ew, ModelRunner(lake, stream_models()) as window:
+        with ModelRunner(lake, ew_models()) as ew, ModelRunner(lake, [window_model()]) as window:
             runners = {"ew": ew, "window": window}
             for name, runner in runners.items():
                 w, _cpu, _ = _timed(runner)

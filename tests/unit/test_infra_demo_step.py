@@ -18,11 +18,13 @@ def test_small_demo_scores_the_streaming_detector_and_hints_placement(tmp_path: 
     ctx = DemoContext(project=Project.load(tmp_path / "p"), small=True, quiet=True)
     out = run(ctx)
     assert out["faults"] > 0
-    # measured (seed 7, small, 3 days): all detectors P 0.75 / R 1.00 (12 of 12 faults); the streaming
-    # detector alone P 0.73 / R 0.67 (its 20 false windows are the whole step's); before, with the
-    # temporal batch detector: P 1.00 / R 0.83
+    # measured (seed 7, small, 3 days): all detectors P 0.85 / R 1.00 / F1 0.92 (12 of 12 faults); the
+    # streaming detector alone P 0.84 / R 0.67 (10 false windows: one-sample metering glitches). Before
+    # the host rule of ew_episodes: P 0.75 / F1 0.86 (10 more, host reboots seen on both feeds); with
+    # the temporal batch detector: P 1.00 / R 0.83 / F1 0.91
     assert out["score"]["recall"] >= 0.9, out["score"]
-    assert out["score"]["precision"] >= 0.7, out["score"]
+    assert out["score"]["precision"] >= 0.8, out["score"]
+    assert out["score"]["f1"] >= 0.91, out["score"]
     assert out["stream_score"]["recall"] >= 0.6, out["stream_score"]
     assert out["score"]["recall"] >= out["stream_score"]["recall"]  # the peers add the disk faults
     lake = ctx.project.lake

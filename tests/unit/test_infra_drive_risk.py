@@ -16,10 +16,15 @@ from shoal.errors import ConfigError, NotFoundError
 from shoal.project import Project
 from shoal.usecases.infra.cli import app as infra_app
 from shoal.usecases.infra.drive_risk import (
+    AT_FAILURE_HOURS,
     DRIVE_RISK,
+    FEATURES,
     DriveRiskConfig,
+    Encoder,
+    fpr_at_recall,
     is_test_drive,
     landmarks,
+    precision_at_ratio,
     precision_at_recall,
     roc_auc,
     split,
@@ -69,6 +74,42 @@ def test_landmarks_label_the_last_horizon_and_drop_censored(tmp_path: Path) -> N
     assert not any(survived.column("label").to_pylist())
 
 
+def test_failure_state_rows_and_the_growth_features_use_the_past_only(tmp_path: Path) -> None:
+    cfg = DriveRiskConfig(horizon_hours=720, step_hours=720)
+    rows = landmarks(_one_drive(tmp_path, fails=True), cfg, at_failure=True)
+    # the grid's landmarks, then one row on the failed drive's last day (not a landmark: evaluation only)
+    assert rows.column("t").to_pylist() == [0, 720, 1440, 2160, 2500 - AT_FAILURE_HOURS]
+    assert rows.column("at_failure").to_pylist() == [False] * 4 + [True]
+    assert rows.column("hours_to_failure").to_pylist() == [2500, 1780, 1060, 340, AT_FAILURE_HOURS]
+    at_2160 = rows.slice(3, 1).to_pylist()[0]
+    assert at_2160["smart_5_growth1w"] == 5.0  # 5 at 2160, 0 as of 1992 (the row that began at 1000)
+    assert at_2160["smart_5_accel"] == 5.0  # 5 in the last 720 h, none in the 1,440 h before
+    assert at_2160["bad_sectors"] == 15.0  # reallocated + pending + offline uncorrectable
+    at_1440 = rows.slice(2, 1).to_pylist()[0]
+    assert at_1440["smart_5_growth1w"] == 0.0  # the change at 2000 is in the future: not seen
+    survivor = landmarks(_one_drive(tmp_path, fails=False), cfg, at_failure=True)
+    assert not any(survivor.column("at_failure").to_pylist())
+    assert survivor.column("hours_to_failure").null_count == survivor.num_rows
+
+
+def test_model_relative_ranks_come_from_the_training_rows_of_the_same_model() -> None:
+    def rows(models: list[str], hours: list[float]) -> pa.Table:
+        n = len(models)
+        cols = {c: pa.array([0.0] * n) for c in FEATURES if c not in ("model", "manufacturer")}
+        cols = {k: v for k, v in cols.items() if not k.endswith("_model_pct")}
+        return pa.table({**cols, "power_on_hours": hours, "model": models, "manufacturer": ["X"] * n})
+
+    train_rows = rows(["A", "A", "A", "A", "B"], [100.0, 200.0, 300.0, 400.0, 5.0])
+    enc = Encoder.fit(train_rows)
+    x = enc.matrix(rows(["A", "A", "B", "C"], [250.0, 400.0, 5.0, 1.0]))
+    pct = x[:, FEATURES.index("power_on_hours_model_pct")]
+    # mid-rank among model A's training ages: 2 of 4 below 250; 400 ties the top one
+    assert pct[:3].tolist() == [0.5, 0.875, 0.5]
+    assert np.isnan(pct[3])  # a model the training drives never had
+    masked = Encoder.fit(train_rows, frozenset({"power_on_hours_model_pct"}))
+    assert np.isnan(masked.matrix(train_rows)[:, FEATURES.index("power_on_hours_model_pct")]).all()
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match=r"nope\.parquet"):
         landmarks(tmp_path / "nope.parquet", DriveRiskConfig())
@@ -87,6 +128,10 @@ def test_metrics_on_hand_made_scores() -> None:
     assert precision_at_recall(y, b, 1 / 3) == pytest.approx(0.5)
     assert precision_at_recall(y, b, 1.0) == pytest.approx(0.5)  # 3 of 6 in expectation
     assert roc_auc(y, b) == pytest.approx(0.5 + 0.5 * (1 / 3 - 1 / 3))
+    # the operating point behind a precision, and the precision it has at another class balance
+    assert fpr_at_recall(y, s, 2 / 3) == pytest.approx(1 / 3)  # 0.8 flagged of three negatives
+    assert precision_at_ratio(2 / 3, 1 / 3, 1.0) == pytest.approx(2 / 3)
+    assert precision_at_ratio(2 / 3, 1 / 3, 5000.0) == pytest.approx((2 / 3) / (2 / 3 + 5000 / 3))
 
 
 def test_dev_drives_come_from_the_training_side() -> None:
@@ -137,6 +182,13 @@ def test_cli_trains_evaluates_and_writes_the_ranking(tmp_path: Path) -> None:
     assert 0 < per_drive["positives"] <= report["test"]["positives"]
     assert set(per_drive["scorers"]) == {"gbm", "rule", "model_rate"}
     assert per_drive["scorers"]["gbm"]["auc"] > per_drive["scorers"]["rule"]["auc"]
+    # the published per-record definition: failed drives on their last day against healthy time
+    state = report["failure_state"]
+    assert state["failure_samples"] == per_drive["positives"]  # one per failed held-out drive
+    gbm_state = state["scorers"]["gbm"]
+    assert gbm_state["balanced_precision_at_recall_67"] >= gbm_state["precision_at_recall_67"]
+    assert gbm_state["published_ratio_precision_at_recall_67"] <= gbm_state["precision_at_recall_67"]
+    assert 0 <= report["calibration"]["gbm"]["ece"] < report["calibration"]["gbm"]["observed_rate"]
     risk = Project.load(tmp_path).lake.table(DRIVE_RISK).to_arrow().sort_by("risk_rank")
     assert risk.num_rows == test_drives
     assert risk.column("risk_rank").to_pylist() == list(range(1, test_drives + 1))

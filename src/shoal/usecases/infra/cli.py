@@ -202,7 +202,9 @@ def drive_risk(
 ) -> None:
     """Train the 30-day drive failure model, split by drive; AUC and precision at 50/67 % recall
     against the 'reallocated or pending > 0' rule and the per-model failure rate, in one run, per
-    landmark and per drive (each drive at its last landmark)."""
+    landmark, per drive (each drive at its last landmark) and in the failure state (failed drives on
+    their last day against healthy drive-time, as per-record studies count; precision also at a
+    balanced class ratio)."""
     from shoal.usecases.infra.drive_risk import latest_risk, train_and_evaluate, write_drive_risk
     from shoal.usecases.infra.drive_risk_sql import write_trees
 
@@ -217,8 +219,10 @@ def drive_risk(
         emit(report, fmt)
     else:
         per_drive = report["per_drive"]["scorers"]
+        state = report["failure_state"]["scorers"]
         emit(
             [{"protocol": "per landmark", "scorer": k, **v} for k, v in report["scorers"].items()]
-            + [{"protocol": "per drive", "scorer": k, **v} for k, v in per_drive.items()],
+            + [{"protocol": "per drive", "scorer": k, **v} for k, v in per_drive.items()]
+            + [{"protocol": "failure state", "scorer": k, **v} for k, v in state.items()],
             fmt,
         )

@@ -63,11 +63,38 @@ NUMERIC = (
     *(f"{c}_since_change" for c in CHANGED),
     "changes",  # intervals begun in the previous horizon: how often the attributes move
     "changes3",  # ... in the previous three horizons
+    *(f"{c}_growth1w" for c in GROWTH),  # growth over the last week: a burst just before failing
+    *(f"{c}_accel" for c in GROWTH),  # last horizon's growth less the mean of the two before it
+    "bad_sectors",  # reallocated + pending + offline uncorrectable: one count across vendors
 )
+# each attribute against the same drive model's training landmarks (mid-rank ECDF in [0, 1]): models
+# report on different scales (SMART 188 is a raw counter on some, a packed value on others), and
+# a drive's age means little without its model's usual life
+MODEL_RELATIVE_OF = ("power_on_hours", "smart_5", "smart_187", "smart_188", "smart_197", "bad_sectors")
+MODEL_RELATIVE = tuple(f"{c}_model_pct" for c in MODEL_RELATIVE_OF)
 CATEGORICAL = ("manufacturer", "model")
-FEATURES = (*NUMERIC, *CATEGORICAL)
+FEATURES = (*NUMERIC, *MODEL_RELATIVE, *CATEGORICAL)
+# measured on the dev drives (bench/drive_risk_features.py, docs/benchmarks.md): the week growth,
+# acceleration, bad-sector sum and model-relative ranks moved no figure beyond noise, so the model
+# leaves them empty (the trees never split on them); they stay computed for the comparison
+EXTENDED = frozenset(
+    {
+        *(f"{c}_growth1w" for c in GROWTH),
+        *(f"{c}_accel" for c in GROWTH),
+        "bad_sectors",
+        *MODEL_RELATIVE,
+    }
+)
 REQUIRED = ("serial_number", "model", "manufacturer", "size_tb", "tstart", "tstop", "fails", *SMART)
 RECALLS = (0.5, 0.67)
+WEEK_HOURS = 168
+# the failure-state protocol (``failure_state`` in the report): a failed drive's state this many hours
+# before its recorded failure (inside a one-day horizon), against healthy drive-time
+AT_FAILURE_HOURS = 12
+DAY_HOURS = 24
+# healthy to failure samples in the published per-record study (Aussel et al., ICMLA 2017: 12 M daily
+# records, 2,586 failures; "5000:1" in its abstract)
+PUBLISHED_RATIO = 5000
 
 RISK_SCHEMA = pa.schema(
     [
@@ -97,6 +124,7 @@ class DriveRiskConfig:
     min_data_in_leaf: int = 500
     seed: int = 7
     threads: int = 2
+    masked: frozenset[str] = EXTENDED  # features left empty (see EXTENDED)
 
 
 def _check_source(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -114,9 +142,15 @@ def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def landmarks(path: Path, cfg: DriveRiskConfig, step_hours: int | None = None) -> pa.Table:
+def landmarks(
+    path: Path, cfg: DriveRiskConfig, step_hours: int | None = None, at_failure: bool = False
+) -> pa.Table:
     """One row per drive and landmark hour (every ``step_hours``, default ``cfg.step_hours``):
-    features, ``label``, ``serial_number``, ``t``. Every feature uses the rows that began by ``t``."""
+    features, ``label``, ``serial_number``, ``t``. Every feature uses the rows that began by ``t``.
+
+    ``at_failure`` adds, per failed drive, one row ``AT_FAILURE_HOURS`` before its recorded failure
+    (``at_failure`` true): the drive's state on its last day, what per-record studies call a failure
+    sample. ``hours_to_failure`` (null for survivors) is for evaluation only, never a feature."""
     con = duckdb.connect()
     try:
         con.sql(f"SET threads = {cfg.threads}")
@@ -134,6 +168,14 @@ def landmarks(path: Path, cfg: DriveRiskConfig, step_hours: int | None = None) -
             for c in CHANGED
         )
         since = ", ".join(f"t - moved_at_{c} AS {c}_since_change" for c in CHANGED)
+        week = ", ".join(f"c.{c} - coalesce(w.{c}, 0) AS {c}_growth1w" for c in GROWTH)
+        accel = ", ".join(f"{c}_growth - ({c}_growth3 - {c}_growth) / 2 AS {c}_accel" for c in GROWTH)
+        failure_points = (
+            f"UNION ALL SELECT *, greatest(last_h - {AT_FAILURE_HOURS}, first_h) AS t, true AS at_failure "
+            "FROM d WHERE failed"
+            if at_failure
+            else ""
+        )
         sql = f"""
             WITH src AS (SELECT * FROM read_parquet('{_quote(path)}')),
             numbered AS (SELECT *, row_number() OVER w AS rn, {flags} FROM src
@@ -143,8 +185,10 @@ def landmarks(path: Path, cfg: DriveRiskConfig, step_hours: int | None = None) -
                          any_value(size_tb) AS size_tb, min(tstart) AS first_h, max(tstop) AS last_h,
                          max(fails) > 0 AS failed
                   FROM src GROUP BY serial_number),
-            lm AS (SELECT *, unnest(range(first_h, last_h, {step})) AS t FROM d),
-            kept AS (SELECT *, failed AND last_h - t <= {h} AS label
+            lm AS (SELECT *, unnest(range(first_h, last_h, {step})) AS t, false AS at_failure FROM d
+                   {failure_points}),
+            kept AS (SELECT *, failed AND last_h - t <= {h} AS label,
+                            CASE WHEN failed THEN last_h - t END AS hours_to_failure
                      FROM lm WHERE failed OR last_h - t >= {h}),
             cur AS (SELECT k.*, {", ".join(f"r.{c}" for c in SMART)}, r.rn, r.tstart AS began,
                            {", ".join(f"r.moved_at_{c}" for c in CHANGED)}
@@ -155,11 +199,17 @@ def landmarks(path: Path, cfg: DriveRiskConfig, step_hours: int | None = None) -
                        ON c.serial_number = p.serial_number AND c.t - {h} >= p.tstart),
             prev3 AS (SELECT c.*, {growth3}, c.rn - coalesce(q.rn, 0) AS changes3
                       FROM prev AS c ASOF LEFT JOIN rows_ AS q
-                        ON c.serial_number = q.serial_number AND c.t - {3 * h} >= q.tstart)
-            SELECT serial_number, t, t AS power_on_hours, label, size_tb, manufacturer, model,
+                        ON c.serial_number = q.serial_number AND c.t - {3 * h} >= q.tstart),
+            prev_w AS (SELECT c.*, {week}
+                       FROM prev3 AS c ASOF LEFT JOIN rows_ AS w
+                         ON c.serial_number = w.serial_number AND c.t - {WEEK_HOURS} >= w.tstart)
+            SELECT serial_number, t, t AS power_on_hours, label, at_failure, hours_to_failure,
+                   size_tb, manufacturer, model,
                    {", ".join(SMART)}, {", ".join(c for c in NUMERIC if c.endswith(("_growth", "_growth3")))},
-                   t - began AS since_change, {since}, changes, changes3
-            FROM prev3 ORDER BY serial_number, t
+                   t - began AS since_change, {since}, changes, changes3,
+                   {", ".join(f"{c}_growth1w" for c in GROWTH)}, {accel},
+                   coalesce(smart_5, 0) + coalesce(smart_197, 0) + coalesce(smart_198, 0) AS bad_sectors
+            FROM prev_w ORDER BY serial_number, t, at_failure
         """
         return con.sql(sql).to_arrow_table()
     finally:
@@ -185,27 +235,57 @@ def is_test_drive(serials: pa.Array | pa.ChunkedArray, share: float) -> np.ndarr
 
 @dataclass(frozen=True)
 class Encoder:
-    """Feature matrix from landmark rows; categories coded by the training set's vocabulary."""
+    """Feature matrix (columns in ``FEATURES`` order) from landmark rows. Categories are coded by the
+    training set's vocabulary; ``*_model_pct`` places a value among the same drive model's training
+    landmarks (mid-rank ECDF), so only training drives shape it. ``masked`` columns are left empty
+    (NaN), for comparing feature sets on the dev drives."""
 
     vocab: dict[str, dict[str, int]]
+    by_model: dict[str, dict[str, np.ndarray]]  # feature -> model -> its training values, sorted
+    masked: frozenset[str] = frozenset()
 
     @staticmethod
-    def fit(rows: pa.Table) -> Encoder:
+    def fit(rows: pa.Table, masked: frozenset[str] = frozenset()) -> Encoder:
+        models = np.asarray(rows.column("model").to_pylist(), dtype=object)
+        by_model: dict[str, dict[str, np.ndarray]] = {}
+        for c in MODEL_RELATIVE_OF:
+            values = rows.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+            ok = ~np.isnan(values)
+            by_model[c] = {m: np.sort(values[ok & (models == m)]) for m in set(models[ok].tolist())}
         return Encoder(
             {
                 c: {v: i for i, v in enumerate(sorted(set(rows.column(c).drop_null().to_pylist())))}
                 for c in CATEGORICAL
-            }
+            },
+            by_model,
+            masked,
         )
+
+    def _model_pct(self, rows: pa.Table, column: str) -> np.ndarray:
+        values = rows.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+        models = np.asarray(rows.column("model").to_pylist(), dtype=object)
+        out = np.full(len(values), np.nan)
+        for m, ref in self.by_model[column].items():
+            at = models == m
+            if not at.any() or not len(ref):
+                continue
+            v = values[at]
+            pct = (np.searchsorted(ref, v, "left") + np.searchsorted(ref, v, "right")) / (2.0 * len(ref))
+            out[at] = np.where(np.isnan(v), np.nan, pct)
+        return out
 
     def matrix(self, rows: pa.Table) -> np.ndarray:
         cols = [rows.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in NUMERIC]
+        cols += [self._model_pct(rows, c) for c in MODEL_RELATIVE_OF]
         for c in CATEGORICAL:
             codes = self.vocab[c]
             cols.append(
                 np.array([codes.get(v, np.nan) for v in rows.column(c).to_pylist()], dtype=np.float64)
             )
-        return np.column_stack(cols)
+        x = np.column_stack(cols)
+        for name in self.masked:
+            x[:, FEATURES.index(name)] = np.nan
+        return x
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -223,12 +303,13 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def precision_at_recall(labels: np.ndarray, scores: np.ndarray, recall: float) -> float:
-    """Expected precision at the threshold reaching ``recall``, ties at that threshold in random order."""
+def _at_recall(labels: np.ndarray, scores: np.ndarray, recall: float) -> tuple[float, float] | None:
+    """(flagged positives, flagged negatives) in expectation at the threshold reaching ``recall``,
+    the tie group at that threshold taken in random order."""
     y = labels.astype(bool)
     need = recall * y.sum()
     if need <= 0:
-        return float("nan")
+        return None
     values, inverse = np.unique(-scores, return_inverse=True)  # descending score groups
     pos = np.bincount(inverse, weights=y, minlength=len(values))
     tot = np.bincount(inverse, minlength=len(values)).astype(np.float64)
@@ -237,13 +318,38 @@ def precision_at_recall(labels: np.ndarray, scores: np.ndarray, recall: float) -
     before_pos = cum_pos[g - 1] if g else 0.0
     before_tot = float(np.sum(tot[:g]))
     frac = (need - before_pos) / pos[g]  # share of the tie group taken to reach the recall
-    return float(need / (before_tot + frac * tot[g]))
+    flagged = before_tot + frac * tot[g]
+    return float(need), float(flagged - need)
+
+
+def precision_at_recall(labels: np.ndarray, scores: np.ndarray, recall: float) -> float:
+    """Expected precision at the threshold reaching ``recall``, ties at that threshold in random order."""
+    at = _at_recall(labels, scores, recall)
+    return float("nan") if at is None else at[0] / (at[0] + at[1])
+
+
+def fpr_at_recall(labels: np.ndarray, scores: np.ndarray, recall: float) -> float:
+    """Share of the negatives flagged at the threshold reaching ``recall`` (ties as above)."""
+    at = _at_recall(labels, scores, recall)
+    n_neg = int((~labels.astype(bool)).sum())
+    return float("nan") if at is None or not n_neg else at[1] / n_neg
+
+
+def precision_at_ratio(recall: float, fpr: float, negatives_per_positive: float) -> float:
+    """Precision the same operating point (recall, false-positive rate) has on a population with
+    ``negatives_per_positive`` negatives per positive: 1 is a balanced test set."""
+    return recall / (recall + negatives_per_positive * fpr) if recall + fpr > 0 else float("nan")
 
 
 def _scorer_report(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     out = {"auc": round(roc_auc(labels, scores), 4)}
     for r in RECALLS:
-        out[f"precision_at_recall_{round(r * 100)}"] = round(precision_at_recall(labels, scores, r), 4)
+        pct = round(r * 100)
+        fpr = fpr_at_recall(labels, scores, r)
+        out[f"precision_at_recall_{pct}"] = round(precision_at_recall(labels, scores, r), 4)
+        out[f"fpr_at_recall_{pct}"] = round(fpr, 6)
+        # what a test set with as many negatives as positives (a balanced one) would show
+        out[f"balanced_precision_at_recall_{pct}"] = round(precision_at_ratio(r, fpr, 1.0), 4)
     return out
 
 
@@ -260,7 +366,11 @@ class DriveRiskModel:
         """Per row, the ``top`` attributes that raised the score most: ``name=value (+log-odds)``."""
         x = self.encoder.matrix(rows)
         contrib = np.asarray(self.booster.predict(x, pred_contrib=True))[:, : len(FEATURES)]
-        raw = {c: rows.column(c).to_pylist() for c in FEATURES}
+        # the encoder's own value for derived columns (the model-relative ranks), the row's otherwise
+        raw = {
+            c: x[:, j].tolist() if c in MODEL_RELATIVE else rows.column(c).to_pylist()
+            for j, c in enumerate(FEATURES)
+        }
         out = []
         for i, row in enumerate(contrib):
             best = [j for j in np.argsort(-row)[:top] if row[j] > 0]
@@ -282,10 +392,10 @@ def _lightgbm() -> Any:
     return lightgbm
 
 
-def train(rows: pa.Table, cfg: DriveRiskConfig) -> DriveRiskModel:
+def train(rows: pa.Table, cfg: DriveRiskConfig, masked: frozenset[str] | None = None) -> DriveRiskModel:
     lgb = _lightgbm()
-    enc = Encoder.fit(rows)
-    cat_idx = [len(NUMERIC) + i for i in range(len(CATEGORICAL))]
+    enc = Encoder.fit(rows, cfg.masked if masked is None else masked)
+    cat_idx = [FEATURES.index(c) for c in CATEGORICAL]
     data = lgb.Dataset(
         enc.matrix(rows),
         label=rows.column("label").to_numpy(zero_copy_only=False).astype(np.float64),
@@ -374,12 +484,69 @@ def _all_scorers(
     }
 
 
+def _failure_state(
+    model: DriveRiskModel, train_rows: pa.Table, test_rows: pa.Table, at_failure: pa.Table
+) -> dict[str, Any]:
+    """The published per-record definition, as near as start-stop data allows: positives are failed
+    drives on their last day (``AT_FAILURE_HOURS`` before the recorded failure), negatives the
+    evaluated landmarks more than a day from any failure (healthy drive-time, sampled evenly). The
+    same operating points are also reported at a balanced class ratio and at the published 5000:1."""
+    to_fail = pc.fill_null(test_rows.column("hours_to_failure"), DAY_HOURS + 1).to_numpy(zero_copy_only=False)
+    negatives = test_rows.filter(pa.array(to_fail > DAY_HOURS))
+    both = pa.concat_tables([at_failure, negatives])
+    y = np.concatenate([np.ones(at_failure.num_rows, bool), np.zeros(negatives.num_rows, bool)])
+    ratio = negatives.num_rows / max(at_failure.num_rows, 1)
+    scorers: dict[str, Any] = {}
+    for name, scores in (
+        ("gbm", model.predict(both)),
+        ("rule", _rule(both)),
+        ("model_rate", _model_rates(train_rows, both)),
+    ):
+        one: dict[str, float] = {"auc": round(roc_auc(y, scores), 4)}
+        for r in RECALLS:
+            pct = round(r * 100)
+            fpr = fpr_at_recall(y, scores, r)
+            one[f"fpr_at_recall_{pct}"] = round(fpr, 6)
+            one[f"precision_at_recall_{pct}"] = round(precision_at_ratio(r, fpr, ratio), 4)
+            one[f"balanced_precision_at_recall_{pct}"] = round(precision_at_ratio(r, fpr, 1.0), 4)
+            one[f"published_ratio_precision_at_recall_{pct}"] = round(
+                precision_at_ratio(r, fpr, PUBLISHED_RATIO), 4
+            )
+        scorers[name] = one
+    return {
+        "protocol": f"failed drives {AT_FAILURE_HOURS} h before the recorded failure (one sample each) "
+        f"against evaluated landmarks more than {DAY_HOURS} h from a failure; the 30-day model's scores; "
+        f"precision also at 1:1 and at the published {PUBLISHED_RATIO}:1 healthy to failure samples",
+        "failure_samples": at_failure.num_rows,
+        "healthy_samples": negatives.num_rows,
+        "scorers": scorers,
+    }
+
+
+def calibration_summary(labels: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, float]:
+    """Brier score and expected calibration error (equal-count bins: mean |predicted - observed|)."""
+    order = np.argsort(p, kind="mergesort")
+    ece = sum(
+        len(ix) * abs(float(p[ix].mean()) - float(labels[ix].mean())) for ix in np.array_split(order, bins)
+    )
+    return {
+        "brier": round(float(np.mean((p - labels) ** 2)), 6),
+        "ece": round(ece / len(p), 6),
+        "mean_predicted": round(float(p.mean()), 6),
+        "observed_rate": round(float(labels.mean()), 6),
+    }
+
+
 def train_and_evaluate(path: Path, cfg: DriveRiskConfig | None = None, dev: bool = False) -> DriveRiskRun:
-    """Landmarks, split by drive, train on one side, score all three scorers on the other, under two
-    protocols: every landmark (``scorers``) and each drive once, at its last landmark (``per_drive``)."""
+    """Landmarks, split by drive, train on one side, score all three scorers on the other, under three
+    protocols: every landmark (``scorers``), each drive once at its last landmark (``per_drive``), and
+    failed drives on their last day against healthy drive-time (``failure_state``)."""
     cfg = cfg or DriveRiskConfig()
-    rows = landmarks(path, cfg)
+    everything = landmarks(path, cfg, at_failure=True)
+    final_day = everything.column("at_failure").to_numpy(zero_copy_only=False).astype(bool)
+    rows = everything.filter(pa.array(~final_day))
     train_rows, test_rows = split(rows, cfg, dev)
+    _, test_at_failure = split(everything.filter(pa.array(final_day)), cfg, dev)
     model = train(train_rows, cfg)
     y = test_rows.column("label").to_numpy(zero_copy_only=False).astype(bool)
     gbm = model.predict(test_rows)
@@ -393,6 +560,10 @@ def train_and_evaluate(path: Path, cfg: DriveRiskConfig | None = None, dev: bool
         "train": _counts(train_rows),
         "test": _counts(test_rows),
         "scorers": _all_scorers(y, gbm, rule, rates),
+        "calibration": {
+            "gbm": calibration_summary(y.astype(np.float64), gbm),
+            "model_rate": calibration_summary(y.astype(np.float64), rates),
+        },
         "per_drive": {
             "protocol": "each evaluated drive once, at its last landmark with a known outcome; "
             f"label = failure within {cfg.horizon_hours} h",
@@ -400,6 +571,7 @@ def train_and_evaluate(path: Path, cfg: DriveRiskConfig | None = None, dev: bool
             "positives": int(y[last].sum()),
             "scorers": _all_scorers(y[last], gbm[last], rule[last], rates[last]),
         },
+        "failure_state": _failure_state(model, train_rows, test_rows, test_at_failure),
     }
     return DriveRiskRun(model, report, test_rows, gbm)
 

@@ -9,8 +9,9 @@ the raw score, the probability and the attributions: each step from a node to it
 trees' root values, to the raw score exactly). A unit test holds the SQL equal to ``booster.predict``.
 
 ``infra.fleet_drive_risk`` (``fleet_models``) applies the stored trees to the fleet's SMART metrics as
-they land: reallocated (SMART 5) and pending (SMART 197) sectors, power-on hours, and their growth over
-the last 720 hours of samples; attributes the fleet does not report are missing, as the trees allow.
+they land: reallocated (SMART 5) and pending (SMART 197) sectors, their sum, power-on hours, and the
+growth over the last 720 and 168 hours of samples; attributes the fleet does not report (and the
+model-relative ranks: fleet models are not Backblaze's) are missing, as the trees allow.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def sigmoid(x: float) -> float:
 
 
 _HOURS = 720
+_WEEK = 168
 FLEET_FEATURES_SQL = f"""
 WITH disk AS (
     SELECT se.labels['host'] || '/' || se.labels['device'] AS entity, se.metric, sa.ts, sa.value
@@ -153,19 +155,24 @@ WITH disk AS (
     WHERE se.metric IN ('smart_reallocated_sectors', 'smart_pending_sectors', 'smart_power_on_hours')),
 latest AS (
     SELECT entity, metric, arg_max(value, ts) AS value, max(ts) AS ts FROM disk GROUP BY entity, metric),
-earlier AS (  -- the value {_HOURS} h before the latest sample (the earliest one if history is shorter)
-    SELECT d.entity, d.metric, arg_min(d.value, d.ts) AS value
+earlier AS (  -- the value {_HOURS} h (and {_WEEK} h) before the latest sample, or the earliest one
+    SELECT d.entity, d.metric, arg_min(d.value, d.ts) AS value,
+           arg_min(d.value, d.ts) FILTER (WHERE d.ts >= l.ts - INTERVAL {_WEEK} HOUR) AS week_value
     FROM disk AS d JOIN latest AS l USING (entity, metric)
     WHERE d.ts >= l.ts - INTERVAL {_HOURS} HOUR GROUP BY d.entity, d.metric),
 named AS (
     SELECT l.entity, CASE l.metric WHEN 'smart_reallocated_sectors' THEN 'smart_5'
                                    WHEN 'smart_pending_sectors' THEN 'smart_197'
                                    ELSE 'power_on_hours' END AS feature,
-           l.value, l.value - e.value AS growth
+           l.value, l.value - e.value AS growth, l.value - e.week_value AS growth1w
     FROM latest AS l JOIN earlier AS e USING (entity, metric))
 SELECT entity, feature, value FROM named
 UNION ALL
 SELECT entity, feature || '_growth', growth FROM named WHERE feature <> 'power_on_hours'
+UNION ALL
+SELECT entity, feature || '_growth1w', growth1w FROM named WHERE feature <> 'power_on_hours'
+UNION ALL  -- the fleet reports no offline-uncorrectable count (SMART 198): reallocated + pending
+SELECT entity, 'bad_sectors', sum(value) FROM named WHERE feature <> 'power_on_hours' GROUP BY entity
 """
 
 

@@ -19,10 +19,11 @@ import pyarrow as pa
 from shoal.models import Model
 from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL, flagged_windows
 from shoal.usecases.infra.ew_stream import STATE_COLUMNS, EwConfig, empty_state_sql, ew_stream_sql
-from shoal.usecases.infra.models import STEP_MINUTES, STREAM_METRICS
 from shoal.usecases.infra.power import SqlConnection
 
 STREAM_EW = "infra.stream_ew"
+STREAM_METRICS = ("pdu_outlet_power_watts", "pdu_phase_current_amperes")
+STEP_MINUTES = 5
 STATE_TS = "TIMESTAMPTZ '9999-12-31 00:00:00+00'"
 # power and current: the scale never below 3 % of the level (idle and quantised outlets), as the
 # window detector's fleet configuration
@@ -105,14 +106,52 @@ def ew_models() -> list[Model]:
     ]
 
 
-def ew_episodes(con: SqlConnection, cfg: EwConfig = FLEET_EW) -> pa.Table:
-    """``infra.stream_ew``'s hot samples as anomaly windows (detector ``stream_ew``), as
-    ``models.stream_episodes`` does for the window detector."""
-    flagged = (
-        "SELECT entity, level, metric, ts, value, baseline, deviation AS dev, z "
-        f"FROM {STREAM_EW} WHERE NOT is_state"
-    )
-    return flagged_windows(con, "stream_ew", flagged, step_ms=STEP_MINUTES * 60_000, gap=cfg.cooldown_steps)
+# the series that sees the same load through the other feed: a host's PSU on the other PDU (outlets),
+# the same phase on the rack's other PDU (phases)
+PARTNER_SQL = """CASE
+    WHEN se.metric LIKE 'pdu_outlet_%' THEN se.labels['host']
+    WHEN se.metric LIKE 'pdu_phase_%' THEN se.labels['rack'] || '/' || se.labels['phase'] END"""
+# two episodes are one event when they overlap within this many steps (alarm times differ by noise)
+PARTNER_SLACK_STEPS = 3
+
+
+def ew_episodes(con: SqlConnection, cfg: EwConfig = FLEET_EW, hosts: bool = True) -> pa.Table:
+    """``infra.stream_ew``'s hot samples as anomaly windows (detector ``stream_ew``): hot samples of a
+    series less than ``cooldown_steps`` apart form one episode.
+
+    With ``hosts``, an episode that only one host shows is left out: its partner series shows it too
+    (the host's other PSU, or the same phase on the rack's other PDU) and no other host or phase of
+    the rack does. Both feeds of one host moving together is the host's load changing (a reboot, a
+    migration), not a fault of a feed; a rack-wide change (many hosts at once) stays. The temporal
+    batch detector had the partner half of this rule. It is applied here, on the stored hot samples,
+    so it holds whichever refresh brought each partner's samples (docs/benchmarks.md, issue 16)."""
+    step_ms = STEP_MINUTES * 60_000
+    cols = "entity, level, metric, ts, value, baseline, deviation AS dev, z"
+    if not hosts:
+        flagged = f"SELECT {cols} FROM {STREAM_EW} WHERE NOT is_state"
+        return flagged_windows(con, "stream_ew", flagged, step_ms=step_ms, gap=cfg.cooldown_steps)
+    slack, gap = PARTNER_SLACK_STEPS * step_ms, cfg.cooldown_steps * step_ms
+    flagged = f"""
+        WITH h AS (
+            SELECT x.series_id, x.entity, x.level, x.metric, x.ts, x.value, x.baseline, x.deviation, x.z,
+                   {PARTNER_SQL} AS partner, se.labels['rack'] AS rack
+            FROM {STREAM_EW} AS x JOIN metrics.series AS se USING (series_id)
+            WHERE NOT x.is_state),
+        g AS (SELECT *, sum(CASE WHEN prev IS NULL OR epoch_ms(ts) - epoch_ms(prev) > {gap} THEN 1 ELSE 0 END)
+                            OVER (PARTITION BY series_id ORDER BY ts) AS grp
+              FROM (SELECT *, lag(ts) OVER (PARTITION BY series_id ORDER BY ts) AS prev FROM h)),
+        w AS (SELECT series_id, grp, any_value(metric) AS metric, any_value(partner) AS partner,
+                     any_value(rack) AS rack, epoch_ms(min(ts)) AS s, epoch_ms(max(ts)) AS e
+              FROM g GROUP BY series_id, grp),
+        o AS (SELECT a.series_id, a.grp, bool_or(b.partner = a.partner) AS partner_shows,
+                     count(DISTINCT b.partner) FILTER (WHERE b.partner <> a.partner) AS others
+              FROM w AS a JOIN w AS b
+                ON b.rack = a.rack AND b.metric = a.metric AND b.series_id <> a.series_id
+               AND b.s <= a.e + {slack} AND b.e >= a.s - {slack}
+              GROUP BY a.series_id, a.grp),
+        host_only AS (SELECT series_id, grp FROM o WHERE partner_shows AND others = 0)
+        SELECT {cols} FROM g ANTI JOIN host_only USING (series_id, grp)"""
+    return flagged_windows(con, "stream_ew", flagged, step_ms=step_ms, gap=cfg.cooldown_steps)
 
 
 def models() -> list[Model]:
