@@ -13,7 +13,6 @@ from shoal.errors import ConfigError
 from shoal.lake import Lake
 from shoal.models import Model, ModelError, ModelRunner, order_models
 from shoal.models.slices import scoped
-from shoal.query import connect_lake
 
 EVENTS = pa.schema([("ticket", pa.int64()), ("day", pa.string()), ("x", pa.int64())])
 TICKETS = Model(
@@ -384,26 +383,3 @@ def test_state_model_is_brought_to_its_models_version_first(tmp_path: Path) -> N
     ]  # fmt: skip
     with pytest.raises(ConfigError, match=r"reads state model s\.state"):
         ModelRunner(lake, [ROWS])
-
-
-def test_small_change_sets_run_single_threaded_and_rebuilds_on_every_thread(tmp_path: Path) -> None:
-    """ADR 0043: a refresh of a few changes runs on one DuckDB thread (a second one costs CPU
-    and saves nothing there); a rebuild gets the connection's threads back."""
-    lake = Lake(str(tmp_path / "lake"))
-    events = lake.create_table("s.events", EVENTS)
-    events.append(pa.table({"ticket": [1, 2], "day": ["d1", "d2"], "x": [1, 2]}, schema=EVENTS))
-
-    def threads(runner: ModelRunner) -> int:
-        row = runner.con.duckdb.execute("SELECT current_setting('threads')").fetchone()
-        assert row is not None
-        return int(row[0])
-
-    with ModelRunner(lake, [TICKETS, DAILY], con=connect_lake(lake, threads=2)) as runner:
-        runner.refresh()
-        assert threads(runner) == 2  # built whole
-        events.append(pa.table({"ticket": [1, 3], "day": ["d1", "d3"], "x": [5, 7]}, schema=EVENTS))
-        runner.refresh()
-        assert threads(runner) == 1
-        runner.refresh(full=True)
-        assert threads(runner) == 2
-        assert _snapshot(runner, "s.daily") == [("d1", 6, 1), ("d2", 2, 1), ("d3", 7, 1)]

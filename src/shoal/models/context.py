@@ -51,9 +51,6 @@ class RefreshResult:
         return dict(self.__dict__)
 
 
-#: a refresh whose input is at most this many change rows runs single-threaded (fit_threads)
-SMALL_CHANGES = 200_000
-
 CHANGE_TYPE = "_change_type"
 COMMIT_VERSION = "_commit_version"
 
@@ -88,8 +85,6 @@ class Session:
         self.deferred = Deferred(lambda: self.con.duckdb, self.arranged)
         #: per slice, the greatest restate_from of each restating model's rows (ADR 0043)
         self.marks = RestateMarks(lambda: self.con.duckdb)
-        self._threads: int | None = None  # 1 while refreshes run single-threaded, else None
-        self._default_threads: int | None = None
 
     def hand_off(self, name: str, handoff: Handoff | None) -> None:
         """Keep (or, with None, forget) the change rows of ``name``'s latest commit."""
@@ -114,36 +109,6 @@ class Session:
         if self._con is not None:
             self.arranged.release()
 
-    def fit_threads(self, change_rows: int | None) -> None:
-        """Run the refresh single-threaded when its input is ``change_rows`` few changes (None: a
-        rebuild, with the connection's threads). On a live stream's small cycles a second DuckDB
-        thread adds a quarter to the CPU and nothing to the speed (ADR 0043); the other core is
-        the ingest worker's."""
-        self._use_threads(1 if change_rows is not None and change_rows <= SMALL_CHANGES else None)
-
-    def _use_threads(self, want: int | None) -> None:
-        if want == self._threads:
-            return
-        con = self.con.duckdb
-        if self._default_threads is None:
-            row = con.execute("SELECT current_setting('threads')").fetchone()
-            self._default_threads = int(row[0]) if row else 1
-        con.execute(f"SET threads = {want or self._default_threads}")
-        self._threads = want
-
-    @contextlib.contextmanager
-    def every_thread(self) -> Iterator[None]:
-        """Within a single-threaded refresh, a step that scans a Delta table (its size is not
-        the change set's) runs on the connection's threads."""
-        if self._threads is None:
-            yield
-            return
-        self._use_threads(None)
-        try:
-            yield
-        finally:
-            self._use_threads(1)
-
     def find(self, name: str) -> Table | None:
         table = self._tables.get(name)
         if table is None:
@@ -166,7 +131,6 @@ class Session:
         self.arranged.forget()  # the copies die with the connection
         self.deferred.forget()
         self.marks.forget()
-        self._threads = self._default_threads = None
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -272,14 +236,12 @@ class RefreshContext:
         fed = self.session.handed_off(upstream, since, until)
         if fed is not None:
             self.handed_off.append(upstream)
-            self.session.fit_threads(fed.num_rows)
             return fed
         rows = self.upstream[upstream].changes_since(since)
         if rows.num_rows and "_commit_version" in rows.column_names:
             versions = rows["_commit_version"]
             if pc.max(versions).as_py() > until:
                 rows = rows.filter(pc.less_equal(versions, pa.scalar(until, versions.type)))
-        self.session.fit_threads(rows.num_rows)
         return rows
 
     @property

@@ -225,7 +225,6 @@ class ModelRunner:
     def _dispatch(self, ctx: RefreshContext, *, full: bool) -> RefreshResult:
         model = ctx.model
         if full or not ctx.definition_current:
-            self._session.fit_threads(None)  # a whole model: every thread
             return ctx.rebuild()
         if model.additive_sql:
             return refresh_additive(ctx)

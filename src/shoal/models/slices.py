@@ -37,16 +37,14 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
             scratch.register("__shoal_changes", changes)
         # the model's current rows in scope: what the new ones are compared with (and what an
         # incremental_sql may build on); read only for slices that may hold some (marks.py)
-        with ctx.session.every_thread():
-            old_scope = ctx.session.marks.in_scope(model, ctx.table, ctx.progress.table_version, touched)
-            if old_scope.num_rows == 0:
-                scratch.register("__shoal_old", ctx.table.schema.empty_table())
-            elif old_scope.num_rows == touched.num_rows:
-                scratch.temp("__shoal_old", scoped(model, touched, model.name))
-            else:
-                scratch.register("__shoal_touched_old", old_scope)
-                old = scoped(model, old_scope, model.name, slices="__shoal_touched_old")
-                scratch.temp("__shoal_old", old)
+        old_scope = ctx.session.marks.in_scope(model, ctx.table, ctx.progress.table_version, touched)
+        if old_scope.num_rows == 0:
+            scratch.register("__shoal_old", ctx.table.schema.empty_table())
+        elif old_scope.num_rows == touched.num_rows:
+            scratch.temp("__shoal_old", scoped(model, touched, model.name))
+        else:
+            scratch.register("__shoal_touched_old", old_scope)
+            scratch.temp("__shoal_old", scoped(model, old_scope, model.name, slices="__shoal_touched_old"))
         new_rows = ctx.run_sql(model.incremental_sql or scoped(model, touched, f"({model.sql})"))
         ctx.check_columns(new_rows.schema)
         ctx.check_unique(new_rows, "incremental SQL" if model.incremental_sql else "SQL")
