@@ -28,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, walk
+from shoal.query.sqltree import NOWHERE, Node, expression_name, walk
 
 #: functions whose last argument is the timestamp and whose result is a timestamp again
 _TRUNCATE = {"date_trunc", "datetrunc", "time_bucket"}
@@ -287,23 +287,7 @@ def rewrite_utc_time(
         return str(out[0])
 
     def name_of(item: Node) -> str:
-        bare: Node = {
-            "type": "SELECT_NODE",
-            "modifiers": [],
-            "cte_map": {"map": []},
-            "select_list": [item],
-            "from_table": {"type": "EMPTY", "alias": "", "sample": None, "query_location": NOWHERE},
-            "where_clause": None,
-            "group_expressions": [],
-            "group_sets": [],
-            "aggregate_handling": "STANDARD_HANDLING",
-            "having": None,
-            "sample": None,
-            "qualify": None,
-        }
-        one = {"error": False, "statements": [{"node": bare, "named_param_map": []}]}
-        # the binder names a cast's column with the type quoted: CAST(x AS "DATE")
-        return sql_of(one).removeprefix("SELECT ").replace(" AS DATE)", ' AS "DATE")')
+        return expression_name(con, item)
 
     try:
         tree, n = _rewrite(doc, scope, name_of)
