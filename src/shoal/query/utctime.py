@@ -119,11 +119,32 @@ def _op(name: str, left: Node, right: Node) -> Node:
 
 
 def _floor_to(micros: Node, width: int) -> Node:
-    """``micros - ((micros % width) + width) % width``: floored, also before 1970 (``%`` keeps the
-    dividend's sign). Integer arithmetic: 20% less CPU than ``date_trunc`` on a plain timestamp for
-    an hourly rollup of 10M rows (docs/benchmarks.md)."""
+    """``micros`` floored to a multiple of ``width``, also before 1970:
+    ``CASE WHEN micros >= 0 THEN micros // width * width ELSE micros - ((micros % width) + width) %
+    width END`` (``//`` and ``%`` truncate toward zero, which is the floor only from 0 up).
+
+    Integer arithmetic: 20% less CPU than ``date_trunc`` on a plain timestamp for an hourly rollup of
+    10M rows; one division for instants since 1970 instead of the two ``%`` every row paid before:
+    the whole hourly rollup 0.83-0.89x (alternating in one process; ADR 0039)."""
+    since_1970 = {
+        "class": "COMPARISON",
+        "type": "COMPARE_GREATERTHANOREQUALTO",
+        "alias": "",
+        "query_location": NOWHERE,
+        "left": micros,
+        "right": _int(0),
+    }
     rest = _op("%", _op("+", _op("%", micros, _int(width)), _int(width)), _int(width))
-    return _op("-", micros, rest)
+    return {
+        "class": "CASE",
+        "type": "CASE_EXPR",
+        "alias": "",
+        "query_location": NOWHERE,
+        "case_checks": [
+            {"when_expr": since_1970, "then_expr": _op("*", _op("//", micros, _int(width)), _int(width))}
+        ],
+        "else_expr": _op("-", micros, rest),
+    }
 
 
 def _plain_utc(column: Node) -> Node:
