@@ -12,6 +12,13 @@ to ``main``, and whether its rows equal ``main``'s (sorted, as ``bench_query.nor
 whose rows differ makes the exit status 1.
 
 ``--profile`` instead times the pieces of the hourly rollup (scan, filter, keys, sums) alone.
+
+``--interleave`` instead runs every query of ``bench_query.py`` three ways in the same rounds:
+``main`` (the SQL main's shoal ran: its hour and day floors), ``shoal`` (``con.sql(query)``, the
+rewrites of this branch included) and ``polars`` (``scan_delta``, bench_query's expressions),
+both libraries in this one process with 2 threads each. On a machine whose load swings between
+runs, ratios taken in the same rounds are the ones to trust (separate processes minutes apart
+gave the same engine 0.5x-1.5x).
 """
 
 from __future__ import annotations
@@ -139,6 +146,37 @@ def profile_parts() -> dict[str, str]:
     }
 
 
+def interleaved(con: Any, project: Path) -> dict[str, tuple[str, dict[str, Callable[[], Any]]]]:
+    """query -> (query, {main, shoal, polars: run it and return its rows})."""
+    os.environ.setdefault("POLARS_MAX_THREADS", "2")  # read when polars is imported
+    import polars as pl
+
+    p = bq.params(59)
+    sql = {k: " ".join(v.split()).format(events=E, plans=bq.PLANS, **p) for k, v in bq.SQL.items()}
+    arms = levers(con)
+    main_sql = dict(sql)
+    main_sql["hourly_revenue"] = arms["hourly_floor"][1]["main"]
+    main_sql["daily_users"] = arms["daily_partition_key"][1]["main"]
+    lake = con.lake
+    pq = bq.polars_queries(pl.scan_delta(lake.table(E).uri), pl.scan_delta(lake.table(bq.PLANS).uri), p)
+    out: dict[str, tuple[str, dict[str, Callable[[], Any]]]] = {}
+    for name, query in sql.items():
+        out[name] = (
+            name,
+            {
+                "main": lambda q=main_sql[name]: con.sql(q).to_arrow_table(),
+                "shoal": lambda q=query: con.sql(q).to_arrow_table(),
+                "polars": pq[name],  # a DataFrame, collected
+            },
+        )
+    return out
+
+
+def rows_of(result: Any) -> list[Any]:
+    """An engine's result as rows, outside the timing (an Arrow table or a Polars DataFrame)."""
+    return result.rows() if hasattr(result, "rows") else bq._arrow_rows(result)
+
+
 def timed(run: Callable[[], Any]) -> tuple[float, float, Any]:
     t, c = time.perf_counter(), time.process_time()
     out = run()
@@ -155,6 +193,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="rounds; each runs every arm once")
     ap.add_argument("--levers", default="", help="comma-separated subset of the levers")
     ap.add_argument("--profile", action="store_true", help="time the hourly rollup's pieces instead")
+    ap.add_argument("--interleave", action="store_true", help="main, shoal and Polars in the same rounds")
     args = ap.parse_args()
     import shoal
 
@@ -181,16 +220,24 @@ def main() -> None:
     chosen = set(args.levers.split(",")) if args.levers else None
     ok = True
     report: dict[str, Any] = {}
-    for lever, (query, arms) in levers(con).items():
-        if chosen is not None and lever not in chosen:
-            continue
-        names = list(arms)
-        rows = {a: bq.normalise(bq._arrow_rows(raw.sql(arms[a]).to_arrow_table())) for a in names}  # warm
-        cpu = {a: [] for a in names}
-        wall = {a: [] for a in names}
+    plans: dict[str, tuple[str, dict[str, Callable[[], Any]]]] = {}
+    if args.interleave:
+        plans = interleaved(con, project)
+    else:
+        for lever, (query, arms) in levers(con).items():
+            if chosen is None or lever in chosen:
+                plans[lever] = (
+                    query,
+                    {a: (lambda q=q: raw.sql(q).to_arrow_table()) for a, q in arms.items()},
+                )
+    for lever, (query, runs) in plans.items():
+        names = list(runs)
+        rows = {a: bq.normalise(rows_of(runs[a]())) for a in names}  # also warms each arm up
+        cpu: dict[str, list[float]] = {a: [] for a in names}
+        wall: dict[str, list[float]] = {a: [] for a in names}
         for r in range(args.rounds):
             for a in names[r % len(names) :] + names[: r % len(names)]:
-                c, w, _ = timed(lambda q=arms[a]: raw.sql(q).to_arrow_table())
+                c, w, _ = timed(runs[a])
                 cpu[a].append(c)
                 wall[a].append(w)
         base = statistics.median(cpu["main"])
