@@ -189,7 +189,8 @@ def test_hour_partitions_give_hours_and_longer(tmp_path: Path) -> None:
     with connect_lake(lake) as con:
         prepared = con._prepare(query)
         # read from the partition column; the second column keeps its name as written
-        assert prepared.count("occurred_at") == 1 and "AS \"date_trunc('day', occurred_at)\"" in prepared
+        assert prepared.count("occurred_at") == 1
+        assert "AS \"date_trunc('day', occurred_at)\"" in prepared
         as_written = _run(con, query, keys=False, utc=False)
         got = _run(con, query, keys=True)
         assert got.schema == as_written.schema
