@@ -91,6 +91,14 @@ REWRITTEN = [
     "WITH w AS (SELECT date_trunc('day', occurred_at) AS d, user_id FROM s.events) "
     "SELECT d, count(DISTINCT user_id) FROM w GROUP BY d",
     "SELECT occurred_at::DATE FROM s.events UNION ALL SELECT event_date FROM s.users",
+    # grouping sets, windows, DISTINCT ON, FILTER, QUALIFY, an ordered aggregate
+    "SELECT occurred_at::DATE AS d, count(*) FROM s.events GROUP BY ROLLUP (occurred_at::DATE)",
+    "SELECT occurred_at::DATE d, sum(x) OVER (PARTITION BY occurred_at::DATE) FROM s.events",
+    "SELECT DISTINCT ON (occurred_at::DATE) occurred_at::DATE, x FROM s.events ORDER BY occurred_at::DATE, x",
+    "SELECT max(date_trunc('day', occurred_at)) FILTER (WHERE x > 3), count(*) FROM s.events",
+    "SELECT occurred_at::DATE d FROM s.events "
+    "QUALIFY row_number() OVER (PARTITION BY occurred_at::DATE ORDER BY x) = 1",
+    "SELECT occurred_at::DATE, list(x ORDER BY occurred_at, x) FROM s.events GROUP BY 1",
 ]
 
 
