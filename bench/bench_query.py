@@ -13,6 +13,8 @@ Then, each engine in its own child process and one after the other:
   shoal   ``shoal.connect(project)`` with the default settings, SQL on ``billing.usage_events``
   shoal-baseline  (not in the default list) shoal without ADR 0021's pinned snapshots and UTC
           bucketing rewrite: ``delta_scan`` views and ICU, for an A/B in one run
+  shoal-before  (not in the default list) shoal without ADR 0039's levers (day buckets read from
+          the partition column), for an A/B of them in one run
   duckdb  bare DuckDB on the snapshot's Parquet file list (``read_parquet``, hive partitions)
   polars  ``pl.scan_delta`` on the table, the same queries as lazy expressions
   spark   PySpark ``local[N]`` through ``shoal.spark.read_table`` (the snapshot's Parquet files,
@@ -183,6 +185,8 @@ def ensure_lake(args: argparse.Namespace) -> Path:
     project_dir = Path(args.dir)
     meta_path = project_dir / "bench_query.json"
     want = {"rows": args.rows, "days": args.days, "flush_rows": args.flush_rows, "layout": layout_id()}
+    if getattr(args, "sort_by", ""):
+        want["sort_by"] = args.sort_by
     if not args.regen and meta_path.exists() and json.loads(meta_path.read_text()) == want:
         return project_dir
     if project_dir.exists():
@@ -230,6 +234,16 @@ def ensure_lake(args: argparse.Namespace) -> Path:
         f"wrote {written:,} rows in {time.perf_counter() - t0:.0f} s ({len(files)} files)",
         file=sys.stderr,
     )
+    if getattr(args, "sort_by", ""):
+        # the compaction that sorts each day partition by the key (Table.compact(sort_by=...)):
+        # its cost is the writer's price for the lookups it speeds up
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = lake.table(EVENTS).compact(sort_by=args.sort_by.split(","))
+        print(
+            f"sorted by {args.sort_by}: {res.get('numFilesRemoved')} files into {res.get('numFilesAdded')} "
+            f"in {time.perf_counter() - t0:.1f} s, {time.process_time() - c0:.1f} CPU-s",
+            file=sys.stderr,
+        )
     meta_path.write_text(json.dumps(want))
     return project_dir
 
@@ -365,11 +379,13 @@ def _runner(engine: str, project_dir: Path, p: dict[str, str], threads: int) -> 
     def sql(fmt: dict[str, str]) -> dict[str, str]:
         return {k: " ".join(v.split()).format(**fmt, **p) for k, v in SQL.items()}
 
-    if engine in ("shoal", "shoal-baseline"):
+    if engine in ("shoal", "shoal-baseline", "shoal-before"):
         import shoal
         from shoal.query import connect_lake
 
         con = shoal.connect(project_dir)
+        if engine == "shoal-before":  # the same connection without ADR 0039's levers, for A/B
+            con.partition_key_rewrite = False
         if engine == "shoal-baseline":  # the same connection without ADR 0021's levers, for A/B
             con.close()
             con = connect_lake(lake, pin_snapshots=False)
@@ -516,6 +532,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="threads for duckdb, polars and spark")
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "shoal-bench-query"))
     ap.add_argument("--regen", action="store_true", help="rewrite the table even if it matches")
+    ap.add_argument(
+        "--sort-by",
+        default="",
+        help="after writing, compact each partition sorted by these columns (e.g. user_id)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()

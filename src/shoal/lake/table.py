@@ -646,14 +646,47 @@ class Table:
         return self._after_write()
 
     # -- maintenance -----------------------------------------------------------------------------
-    def compact(self, target_size_mb: int | None = None) -> dict[str, Any]:
-        """Rewrite small files into larger ones. Data-neutral: readers and appenders go on."""
+    def compact(
+        self,
+        target_size_mb: int | None = None,
+        *,
+        sort_by: Sequence[str] = (),
+        partition_filters: list[tuple[str, str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Rewrite small files into larger ones. Data-neutral: readers and appenders go on.
+
+        The new files have the layout shoal's writer gives (row groups of ``ROW_GROUP_ROWS``,
+        unique columns without a dictionary). ``sort_by``: rewrite every file of each partition
+        (of ``partition_filters``, e.g. ``[("event_date", "=", "2026-01-05")]``) in the order of
+        these columns (delta-rs Z-order; with one column, that column's order), so that min/max
+        statistics let a lookup by them skip most row groups (docs/adr/0039).
+        """
         size = target_size_mb * 1024 * 1024 if target_size_mb else None
-        result: dict[str, Any] = retry_conflicts(
-            lambda: self.delta().optimize.compact(target_size=size), f"compact {self.name}"
-        )
+        props = _writer_props(self._sampled_plain_columns())
+
+        def rewrite() -> dict[str, Any]:
+            opt = self.delta().optimize  # a fresh snapshot on every retry
+            if sort_by:
+                return opt.z_order(
+                    list(sort_by),
+                    partition_filters=partition_filters,
+                    target_size=size,
+                    writer_properties=props,
+                )
+            return opt.compact(partition_filters=partition_filters, target_size=size, writer_properties=props)
+
+        result: dict[str, Any] = retry_conflicts(rewrite, f"compact {self.name}")
         self._after_write()
         return result
+
+    def _sampled_plain_columns(self) -> list[str]:
+        """The columns written plain (``unique_columns``), judged on the table's first rows when
+        this handle has not written yet."""
+        if not self._plain and self.version >= 0:
+            with translate_errors(f"read {self.name}"):
+                sample = self.delta().to_pyarrow_dataset().head(_SAMPLE_ROWS)
+            unique_columns(sample, self._plain)
+        return [c for c, plain in self._plain.items() if plain]
 
     def vacuum(self, retention_hours: float = 168, dry_run: bool = False, full: bool = False) -> list[str]:
         """Delete files no longer referenced by versions younger than ``retention_hours``.

@@ -23,6 +23,7 @@ from shoal.errors import NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake
 from shoal.query.extensions import load_extension
 from shoal.query.partition_bounds import add_partition_bounds
+from shoal.query.partition_keys import rewrite_partition_keys
 from shoal.query.snapshots import PIN_PREFIX, PinnedSnapshots
 from shoal.query.timetravel import AsOf, rewrite_as_of
 from shoal.query.utctime import rewrite_utc_time
@@ -92,6 +93,9 @@ class Connection:
         self.lake = lake
         #: time bucketing of lake timestamps without ICU (utctime.py); off only to compare
         self.utc_time_rewrite = True
+        #: day/hour buckets read from the partition column they derive from (partition_keys.py);
+        #: off only to compare
+        self.partition_key_rewrite = True
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if threads:
             config["threads"] = threads
@@ -167,14 +171,17 @@ class Connection:
             self.utc_time_rewrite = False  # it holds in UTC only: from now on DuckDB's own functions
         if not self.utc_time_rewrite:
             return query
+        derived = self._names_derived_column(query)
+        if derived and self.partition_key_rewrite:  # first: the UTC rewrite would take its calls
+            query = rewrite_partition_keys(self._helper, query, self._sources_of, self._lake_columns)
         query = rewrite_utc_time(self._helper, query, self._lake_columns)
-        if not self._may_bound(query):
+        if not derived:
             return query
         return add_partition_bounds(self._helper, query, self._sources_of, self._lake_columns)
 
-    def _may_bound(self, query: str) -> bool:
+    def _names_derived_column(self, query: str) -> bool:
         """Whether ``query`` names a lake table and a column one of its partitions derives from:
-        spares the parse of add_partition_bounds (a few ms) for every other query."""
+        spares the parses of the partition rewrites (a few ms) for every other query."""
         text = query.lower()
         for name in self._mounted:
             schema, table = name.split(".", 1)

@@ -156,7 +156,7 @@ def _compare(kind: str, column: list[str], value: Node) -> Node:
     }
 
 
-class _Relation:
+class Relation:
     """A lake table in a FROM: how its columns are named in the query, and what it derives."""
 
     def __init__(self, node: Node, columns: Mapping[str, str], derived: dict[str, tuple[str, str, str]]):
@@ -175,14 +175,14 @@ class _Relation:
         return q == self.alias if self.alias else q in (self.name, f"{self.schema}.{self.name}")
 
 
-def _relations(from_table: Any, sources: Sources, columns: Columns) -> list[_Relation] | None:
+def relations(from_table: Any, sources: Sources, columns: Columns) -> list[Relation] | None:
     """The lake tables a FROM joins, or None when it reads anything else (its columns unknown)."""
     if not isinstance(from_table, dict):
         return None
     kind = from_table.get("type")
     if kind == "JOIN":
-        left = _relations(from_table.get("left"), sources, columns)
-        right = _relations(from_table.get("right"), sources, columns)
+        left = relations(from_table.get("left"), sources, columns)
+        right = relations(from_table.get("right"), sources, columns)
         return None if left is None or right is None else left + right
     if kind != "BASE_TABLE" or from_table.get("catalog_name") or from_table.get("at_clause"):
         return None
@@ -200,27 +200,28 @@ def _relations(from_table: Any, sources: Sources, columns: Columns) -> list[_Rel
         source_ok = types.get(src) == _TZ or (transform == "identity" and src in types)
         if source_ok and want is not None and types.get(part) == want:
             derived[src] = (part, transform, want)
-    return [_Relation(from_table, cols, derived)]
+    return [Relation(from_table, cols, derived)]
 
 
-def _owner(ref: Node, relations: list[_Relation]) -> _Relation | None:
+def owner(ref: Node, rels: list[Relation]) -> Relation | None:
+    """The relation of ``rels`` a reference to a partition source column binds to, or None."""
     names = [str(n).lower() for n in ref.get("column_names", [])]
     if not names:
         return None
     col, qualifier = names[-1], names[:-1]
     if qualifier:
-        owners = [r for r in relations if r.named_by(qualifier)]
+        owners = [r for r in rels if r.named_by(qualifier)]
     else:
-        owners = [r for r in relations if col in r.columns]
+        owners = [r for r in rels if col in r.columns]
     if len(owners) != 1 or col not in owners[0].derived:
         return None
     # the added conjunct names the partition column through the same relation: it must be unique
-    if sum(1 for r in relations if r.qualifier() == owners[0].qualifier()) != 1:
+    if sum(1 for r in rels if r.qualifier() == owners[0].qualifier()) != 1:
         return None
     return owners[0]
 
 
-def _implied(term: Node, relations: list[_Relation]) -> list[Node]:
+def _implied(term: Node, rels: list[Relation]) -> list[Node]:
     """The partition conjuncts ``term`` implies (none when it is not ``src op constant``)."""
     kind = term.get("type")
     bounds: list[tuple[str, Any]]
@@ -244,12 +245,12 @@ def _implied(term: Node, relations: list[_Relation]) -> list[Node]:
         return []
     if ref.get("class") != "COLUMN_REF":
         return []
-    owner = _owner(ref, relations)
+    rel = owner(ref, rels)
     values = [(op, v) for op, v in bounds if _is_stable_constant(v)]
-    if owner is None or len(values) != len(bounds):
+    if rel is None or len(values) != len(bounds):
         return []
-    part, transform, _ = owner.derived[str(ref["column_names"][-1]).lower()]
-    return [_compare(op, [*owner.qualifier(), part], _bound(v, transform)) for op, v in values]
+    part, transform, _ = rel.derived[str(ref["column_names"][-1]).lower()]
+    return [_compare(op, [*rel.qualifier(), part], _bound(v, transform)) for op, v in values]
 
 
 def add_bounds(tree: Any, sources: Sources, columns: Columns) -> int:
@@ -258,12 +259,12 @@ def add_bounds(tree: Any, sources: Sources, columns: Columns) -> int:
     for node in list(walk(tree)):
         if node.get("type") != "SELECT_NODE" or not isinstance(node.get("where_clause"), dict):
             continue
-        relations = _relations(node.get("from_table"), sources, columns)
-        if not relations or not any(r.derived for r in relations):
+        rels = relations(node.get("from_table"), sources, columns)
+        if not rels or not any(r.derived for r in rels):
             continue
         where: Node = node["where_clause"]
         terms = list(where["children"]) if where.get("type") == "CONJUNCTION_AND" else [where]
-        new = [c for t in terms for c in _implied(t, relations)]
+        new = [c for t in terms for c in _implied(t, rels)]
         if new:
             node["where_clause"] = {
                 "class": "CONJUNCTION",

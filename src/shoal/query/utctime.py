@@ -28,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, walk
+from shoal.query.sqltree import NOWHERE, Node, expression_name, walk
 
 #: functions whose last argument is the timestamp and whose result is a timestamp again
 _TRUNCATE = {"date_trunc", "datetrunc", "time_bucket"}
@@ -119,11 +119,32 @@ def _op(name: str, left: Node, right: Node) -> Node:
 
 
 def _floor_to(micros: Node, width: int) -> Node:
-    """``micros - ((micros % width) + width) % width``: floored, also before 1970 (``%`` keeps the
-    dividend's sign). Integer arithmetic: 20% less CPU than ``date_trunc`` on a plain timestamp for
-    an hourly rollup of 10M rows (docs/benchmarks.md)."""
+    """``micros`` floored to a multiple of ``width``, also before 1970:
+    ``CASE WHEN micros >= 0 THEN micros // width * width ELSE micros - ((micros % width) + width) %
+    width END`` (``//`` and ``%`` truncate toward zero, which is the floor only from 0 up).
+
+    Integer arithmetic: 20% less CPU than ``date_trunc`` on a plain timestamp for an hourly rollup of
+    10M rows; one division for instants since 1970 instead of the two ``%`` every row paid before:
+    the whole hourly rollup 0.83-1.00x in four alternating runs (small; ADR 0039)."""
+    since_1970 = {
+        "class": "COMPARISON",
+        "type": "COMPARE_GREATERTHANOREQUALTO",
+        "alias": "",
+        "query_location": NOWHERE,
+        "left": micros,
+        "right": _int(0),
+    }
     rest = _op("%", _op("+", _op("%", micros, _int(width)), _int(width)), _int(width))
-    return _op("-", micros, rest)
+    return {
+        "class": "CASE",
+        "type": "CASE_EXPR",
+        "alias": "",
+        "query_location": NOWHERE,
+        "case_checks": [
+            {"when_expr": since_1970, "then_expr": _op("*", _op("//", micros, _int(width)), _int(width))}
+        ],
+        "else_expr": _op("-", micros, rest),
+    }
 
 
 def _plain_utc(column: Node) -> Node:
@@ -287,23 +308,7 @@ def rewrite_utc_time(
         return str(out[0])
 
     def name_of(item: Node) -> str:
-        bare: Node = {
-            "type": "SELECT_NODE",
-            "modifiers": [],
-            "cte_map": {"map": []},
-            "select_list": [item],
-            "from_table": {"type": "EMPTY", "alias": "", "sample": None, "query_location": NOWHERE},
-            "where_clause": None,
-            "group_expressions": [],
-            "group_sets": [],
-            "aggregate_handling": "STANDARD_HANDLING",
-            "having": None,
-            "sample": None,
-            "qualify": None,
-        }
-        one = {"error": False, "statements": [{"node": bare, "named_param_map": []}]}
-        # the binder names a cast's column with the type quoted: CAST(x AS "DATE")
-        return sql_of(one).removeprefix("SELECT ").replace(" AS DATE)", ' AS "DATE")')
+        return expression_name(con, item)
 
     try:
         tree, n = _rewrite(doc, scope, name_of)

@@ -1,0 +1,255 @@
+"""Time buckets read from the partition column they derive from (ADR 0039).
+
+Ingest partitions an events table by the UTC day (or hour) of its event time and records that in
+the table's sidecar (``event_date`` = day of ``occurred_at``, ``Lake.partition_sources``; ADR 0037).
+A daily rollup groups by ``date_trunc('day', occurred_at)`` or ``CAST(occurred_at AS DATE)``: the
+same value as the partition column, which the scan hands over as one constant per file, where the
+truncation decodes and floors every row's timestamp (10M rows: most of what the daily billable
+users query spends besides its hash table; docs/benchmarks.md).
+
+So before a query runs, in a SELECT whose FROM reads lake tables only, a call on such a source
+column ``src`` of a table with partition column ``p = T(src)`` is replaced by one on ``p``:
+
+* transform ``day`` (``p`` a DATE): ``CAST(src AS DATE)`` is ``p``; ``date_trunc(u, src)`` for
+  ``u`` of a day or longer (day, week, month, quarter, year) is ``date_trunc(u, p)`` as an instant
+  (``make_timestamptz(epoch_us(...))`` of the plain UTC timestamp: no ICU, same type);
+* transform ``hour`` (``p`` a TIMESTAMPTZ): ``date_trunc(u, src)`` for ``u`` of an hour or longer
+  is ``date_trunc(u, p)`` (which the UTC rewrite then floors in integers).
+
+Truncating to a unit of at least the partition's gives the same value from the truncated time
+(``T`` is itself a truncation in UTC), so the result is the same row for row, NULLs included (ingest
+never writes a row whose source is NULL: it has no partition value). It holds in a session in UTC,
+which is the caller's to know. The replacement is made only where it is sure to bind the same:
+
+* the column reference is that table's (``partition_bounds.owner``), no alias or lambda of the
+  query reuses the source column's name, and the view has both columns with the implied types;
+* in a SELECT, every reference to the source column outside its WHERE and outside aggregate calls
+  is one that is replaced: the replaced expression is then grouped, ordered and matched with
+  ``GROUP BY`` exactly as the original was (a query grouping by ``occurred_at`` itself and
+  selecting its day is left as written);
+* a select-list item without an alias keeps its column name (the original text as alias).
+Anything else is left as written. Nested queries (subqueries, CTEs) are looked at on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+
+from shoal.query.partition_bounds import Columns, Relation, Sources, owner, relations
+from shoal.query.sqltree import NOWHERE, Node, expression_name, walk
+
+#: a cheap test before parsing: a truncation or a cast to DATE at all?
+_CANDIDATE = re.compile(r"date_?trunc|::\s*date\b|\bas\s+date\b", re.IGNORECASE)
+#: date_trunc units, in the order of their length (each is a whole number of the previous ones
+#: from a UTC truncation point: truncating the truncated time gives the same value)
+_UNITS = {
+    "hour": 0,
+    "hours": 0,
+    "day": 1,
+    "days": 1,
+    "week": 2,
+    "weeks": 2,
+    "month": 3,
+    "months": 3,
+    "quarter": 4,
+    "quarters": 4,
+    "year": 5,
+    "years": 5,
+}
+_TRANSFORM_UNIT = {"hour": 0, "day": 1}
+#: query nodes: a nested query is rewritten on its own, with its own FROM
+_QUERY_NODES = {"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"}
+#: DuckDB's common aggregate functions: a reference inside one is per row and needs no GROUP BY
+#: match. A name missing here only makes the rewrite more cautious.
+_AGGREGATE_NAMES = (
+    "any_value approx_count_distinct arbitrary arg_max arg_min argmax argmin array_agg avg bit_and "
+    "bit_or bool_and bool_or count count_if count_star countif favg first fsum histogram kahan_sum "
+    "last list max max_by mean median min min_by mode product quantile quantile_cont quantile_disc "
+    "stddev stddev_pop stddev_samp string_agg sum sumkahan var_pop var_samp variance"
+)
+_AGGREGATES = frozenset(_AGGREGATE_NAMES.split())
+
+
+def _call(name: str, *children: Node, alias: str = "") -> Node:
+    return {
+        "class": "FUNCTION",
+        "type": "FUNCTION",
+        "alias": alias,
+        "query_location": NOWHERE,
+        "function_name": name,
+        "schema": "",
+        "children": list(children),
+        "filter": None,
+        "order_bys": {"type": "ORDER_MODIFIER", "orders": []},
+        "distinct": False,
+        "is_operator": False,
+        "export_state": False,
+        "catalog": "",
+    }
+
+
+def _column(names: list[str]) -> Node:
+    ref: Node = {"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "query_location": NOWHERE}
+    return {**ref, "column_names": names}
+
+
+def _cast(child: Node, type_id: str, alias: str = "") -> Node:
+    return {
+        "class": "CAST",
+        "type": "OPERATOR_CAST",
+        "alias": alias,
+        "query_location": NOWHERE,
+        "child": child,
+        "cast_type": {"id": type_id, "type_info": None},
+        "try_cast": False,
+    }
+
+
+class _Node:
+    """One SELECT: the lake relations of its FROM and what it may replace."""
+
+    def __init__(self, rels: list[Relation], shadowed: set[str]) -> None:
+        self.rels = rels
+        self.shadowed = shadowed
+
+    def source(self, node: Node) -> tuple[Relation, str, str] | None:
+        """(relation, partition column, transform) when ``node`` names a partition source."""
+        if node.get("class") != "COLUMN_REF":
+            return None
+        names = [str(n).lower() for n in node.get("column_names", [])]
+        if not names or names[-1] in self.shadowed:
+            return None
+        rel = owner(node, self.rels)
+        if rel is None:
+            return None
+        part, transform, _ = rel.derived[names[-1]]
+        return rel, part, transform
+
+    def replacement(self, node: Node) -> Node | None:
+        """The call on the partition column that gives what ``node`` gives, or None."""
+        cls = node.get("class")
+        alias = str(node.get("alias", ""))
+        if cls == "CAST" and not node.get("try_cast") and node.get("cast_type", {}).get("id") == "DATE":
+            found = self.source(node.get("child") or {})
+            if found and found[2] == "day":
+                return _column([*found[0].qualifier(), found[1]]) | {"alias": alias}
+            return None
+        if cls != "FUNCTION" or node.get("schema") not in ("", "main") or node.get("distinct"):
+            return None
+        if str(node.get("function_name", "")).lower() not in ("date_trunc", "datetrunc"):
+            return None
+        args: list[Node] = list(node.get("children") or [])
+        if len(args) != 2 or args[0].get("class") != "CONSTANT":
+            return None
+        unit = args[0].get("value", {}).get("value")
+        found = self.source(args[1])
+        if not isinstance(unit, str) or found is None:
+            return None
+        rank = _UNITS.get(unit.lower())
+        rel, part, transform = found
+        if rank is None or rank < _TRANSFORM_UNIT.get(transform, 99):
+            return None
+        column = _column([*rel.qualifier(), part])
+        if transform == "hour":  # p is the hour as an instant: truncate it further if asked
+            if rank == _TRANSFORM_UNIT["hour"]:
+                return column | {"alias": alias}
+            return dict(node, children=[args[0], column])  # which the UTC rewrite then floors
+        # p is a DATE: the day as a plain UTC timestamp, truncated further if asked, as an instant
+        plain = _cast(column, "TIMESTAMP")
+        if rank > _TRANSFORM_UNIT["day"]:
+            plain = _call("date_trunc", args[0], plain)
+        return _call("make_timestamptz", _call("epoch_us", plain), alias=alias)
+
+
+def _replace(node: Any, scope: _Node, free: list[Node], in_where: bool, in_agg: bool) -> tuple[Any, int]:
+    """``node`` with every replaceable call replaced (not descending into nested queries), and how
+    many were; references to a source column left outside WHERE and aggregates go to ``free``."""
+    if isinstance(node, list):
+        out: list[Any] = []
+        n = 0
+        for v in node:
+            r, k = _replace(v, scope, free, in_where, in_agg)
+            out.append(r)
+            n += k
+        return out, n
+    if not isinstance(node, dict) or str(node.get("type")) in _QUERY_NODES:
+        return node, 0
+    new = scope.replacement(node)
+    if new is not None:
+        return new, 1
+    if not in_where and not in_agg and scope.source(node) is not None:
+        free.append(node)
+    agg = in_agg or (
+        node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() in _AGGREGATES
+    )
+    done = 0
+    out_node: Node = {}
+    for k, v in node.items():
+        out_node[k], n = _replace(v, scope, free, in_where, agg)
+        done += n
+    return out_node, done
+
+
+def replace_keys(tree: Any, sources: Sources, columns: Columns, name_of: Callable[[Node], str]) -> int:
+    """Replace truncations of partition sources in every SELECT of ``tree`` (in place); how many.
+    A changed select-list item without an alias gets ``name_of(item)``, its name as written."""
+    shadowed: set[str] = set()
+    for node in walk(tree):
+        if node.get("type") == "LAMBDA" or node.get("class") == "LAMBDA":
+            return 0
+        if node.get("alias"):
+            shadowed.add(str(node["alias"]).lower())
+        shadowed.update(str(a).lower() for a in node.get("column_name_alias", []) or [])
+        for entry in (node.get("cte_map") or {}).get("map", []):
+            shadowed.update(str(a).lower() for a in entry["value"].get("aliases", []))
+    done = 0
+    for node in [n for n in walk(tree) if n.get("type") == "SELECT_NODE"]:
+        rels = relations(node.get("from_table"), sources, columns)
+        if not rels or not any(r.derived for r in rels):
+            continue
+        scope = _Node(rels, shadowed)
+        free: list[Node] = []
+        new: dict[str, Any] = {}
+        n = 0
+        for key, value in node.items():
+            if key in ("from_table", "cte_map"):
+                continue
+            new[key], k = _replace(value, scope, free, key == "where_clause", False)
+            n += k
+        if n and not free:
+            items = zip(new.get("select_list") or [], node.get("select_list") or [], strict=True)
+            for item, original in items:
+                if item != original and not original.get("alias"):
+                    item["alias"] = name_of(original)
+            node.update(new)
+            done += n
+    return done
+
+
+def rewrite_partition_keys(
+    con: duckdb.DuckDBPyConnection, query: str, sources: Sources, columns: Columns
+) -> str:
+    """``query`` with day and hour buckets of partition sources read from the partition column,
+    or unchanged (see the module). ``con`` runs the parser (a cursor: the session's pending result
+    is left alone); the session must be in UTC (the caller's to know)."""
+    if not _CANDIDATE.search(query):
+        return query
+    try:
+        row = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
+        if not row:
+            return query
+        doc = json.loads(row[0])
+        statements = doc.get("statements", [])
+        if doc.get("error") or len(statements) != 1:
+            return query
+        if not replace_keys(statements[0], sources, columns, lambda item: expression_name(con, item)):
+            return query
+        out = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(doc)]).fetchone()
+        return str(out[0]) if out and out[0] else query
+    except (duckdb.Error, ValueError, KeyError, TypeError):
+        return query
