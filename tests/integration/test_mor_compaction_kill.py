@@ -79,17 +79,17 @@ def test_compaction_killed_mid_way_leaves_the_table_exact(tmp_path: Path) -> Non
     for step in range(8):
         _changes(table, model, rng, step)
         before = table.version
-        child = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c", CHILD, lake.root],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
-        )
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == b"compacting"
-        time.sleep(rng.uniform(0.0, 0.8))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(30)
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == b"compacting"
+            time.sleep(rng.uniform(0.0, 0.8))
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(30)
         if table.version == before:
             interrupted += 1
         else:

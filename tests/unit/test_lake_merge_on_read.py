@@ -164,7 +164,7 @@ def test_compaction_does_not_conflict_with_concurrent_rounds(tmp_path: Path) -> 
         done.set()
         t.join()
     assert result.version is not None
-    # a fresh handle: a long-lived one's history was seen numbering entries one short (delta-rs)
+    # read once all commits are in: delta-rs numbered history entries one short while commits landed
     history = Table("rep.items", lake.location).history()
     read_at = int(next(h for h in history if h["version"] == result.version)["read_version"])
     raced = [h["version"] for h in history if read_at < h["version"] < result.version]

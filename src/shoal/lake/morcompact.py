@@ -77,8 +77,8 @@ def tail_rows(table: Table) -> int:
     acts = pa.table(table.delta().get_add_actions(flatten=True))
     total = 0
     for f in acts.to_pylist():
-        nulls = f.get(f"null_count.{OP}")
-        total += int(f["num_records"]) if nulls is None else int(f["num_records"]) - int(nulls)
+        if _has_changes(f):
+            total += int(f["num_records"] or 0) - int(f.get(f"null_count.{OP}") or 0)
     return total
 
 
@@ -138,6 +138,7 @@ def _attempt(table: Table, result: Compaction) -> None:
     sources = itertools.chain([stray_base], (read(f["path"]) for f in rewritten))
     pieces = _pieces(sources, touched, layout, schema, tail=_base_of(latest, schema))
     attempt_id = str(uuid.uuid4())
+    read_version = int(dt.version())
     written: list[AddAction] = []
     fs, root = table.location.filesystem()
     directory = f"{root}/{table.namespace}/{table.table_name}"
@@ -156,7 +157,7 @@ def _attempt(table: Table, result: Compaction) -> None:
             custom_metadata={
                 "operation_detail": "shoal merge-on-read compaction",
                 "change_rows": str(tail.num_rows),
-                "read_version": str(dt.version()),
+                "read_version": str(read_version),
                 "compaction_id": attempt_id,
             },
         )
@@ -169,28 +170,39 @@ def _attempt(table: Table, result: Compaction) -> None:
             with contextlib.suppress(OSError):
                 fs.delete_file(f"{directory}/{add.path}")
         raise
-    result.version = _committed_version(table, attempt_id)
+    result.version = _committed_version(table, read_version, attempt_id)
     result.folded_seq = folded
     result.change_rows += tail.num_rows
     result.files_removed = len(changed) + len(rewritten)
     result.files_added = len(written)
 
 
-def _committed_version(table: Table, attempt_id: str) -> int | None:
-    """The version our commit landed at (others may have committed after it already). Read from
-    a fresh handle: the committing handle's history was seen numbering entries one short."""
-    with translate_errors("read the table's history"):
-        fresh = DeltaTable(table.uri, storage_options=table.storage_options or None)
-        for entry in fresh.history(50):
-            if entry.get("compaction_id") == attempt_id:
-                return int(entry["version"])
-    return None
+def _committed_version(table: Table, read_version: int, attempt_id: str) -> int | None:
+    """The version our commit landed at, found in the log files after the version we read (others
+    may have committed before and after it). delta-rs's ``history()`` is no help here: with
+    commits landing while it reads, it was seen numbering its entries one short."""
+    fs, root = table.location.filesystem()
+    log_dir = f"{root}/{table.namespace}/{table.table_name}/_delta_log"
+    version = read_version + 1
+    while True:
+        try:
+            with fs.open_input_stream(f"{log_dir}/{version:020d}.json") as commit:
+                if attempt_id.encode() in commit.read():
+                    return version
+        except FileNotFoundError:
+            return None
+        version += 1
 
 
 def _has_changes(f: dict[str, Any]) -> bool:
     """Whether a file (an add action with flattened statistics) may hold change rows."""
     nulls = f.get(f"null_count.{OP}")
-    return nulls is None or int(nulls) < int(f["num_records"])
+    if nulls is not None:
+        return int(nulls) < int(f["num_records"] or 0)
+    # No statistics for the column: a file written before the layout was added (a copy-on-write
+    # replica turned merge-on-read) has none but has them for others -- its rows are base rows.
+    # A file with no statistics at all may hold anything.
+    return not any(k.startswith("null_count.") and v is not None for k, v in f.items())
 
 
 def _latest(tail: pa.Table, layout: MergeOnRead) -> pa.Table:

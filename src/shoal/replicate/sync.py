@@ -383,6 +383,9 @@ class Syncer:
         """Fold the change tails of this database's merge-on-read replicas into their bases now."""
         wanted = list(names) or list(self.settings.tables)
         if not wanted:
-            wanted = self._retry(self.source.list_tables, "list tables")
+            try:
+                wanted = self._retry(self.source.list_tables, "list tables")
+            finally:
+                self.source.close()
         tables = [t for t in (self.lake.find(self.lake_name(n)) for n in wanted) if t is not None]
         return Compactor(self.lake, [t.name for t in tables], 0, self.endpoint.name).run_once()
