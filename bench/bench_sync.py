@@ -247,21 +247,25 @@ def _lag(
 
 def _read_replica(project: Project, table: str, source_rows: int | None) -> dict[str, Any]:
     """The replica as shoal's SQL reads it once the sync stopped: its row count (to compare with
-    the source's: equal once the sync caught up) and the median time of an aggregate over it."""
+    the source's: equal once the sync caught up) and the median time of an aggregate over it, on a
+    pinned snapshot (the view of a table quiet for a few seconds) and on ``delta_scan`` (the view
+    of a table committed to just now; merge-on-read ranks every row there, ADR 0040)."""
+    from shoal.query import connect_lake
+
     query = f"SELECT count(*), sum(mrr) FROM {table}"
-    times = []
-    rows = None
-    with project.connect(databases=False) as con:
-        for _ in range(3):
-            started = time.perf_counter()
-            rows = con.sql(query).fetchone()
-            times.append(time.perf_counter() - started)
-    count = int(rows[0]) if rows else -1
-    return {
-        "replica_rows": count,
-        "source_rows": source_rows,
-        "read_count_sum_s": round(statistics.median(times), 3),
-    }
+    out: dict[str, Any] = {"source_rows": source_rows}
+    for pin in (True, False):
+        times = []
+        rows = None
+        with connect_lake(project.lake, pin_snapshots=pin) as con:
+            for _ in range(3):
+                started = time.perf_counter()
+                rows = con.sql(query).fetchone()
+                times.append(time.perf_counter() - started)
+        kind = "pinned" if pin else "scan"
+        out[f"replica_rows_{kind}"] = int(rows[0]) if rows else -1
+        out[f"read_{kind}_s"] = round(statistics.median(times), 3)
+    return out
 
 
 def _federated(project: Project) -> dict[str, float]:

@@ -51,8 +51,14 @@ def _as_model(data: pa.Table) -> Model:
 
 
 def _sql(lake: Lake, query: str = "SELECT * FROM rep.items") -> Model:
-    with connect_lake(lake) as con:
-        return _as_model(con.sql(query).to_arrow_table())
+    """The rows through shoal's SQL, both ways a view reads a table: a pinned snapshot (the
+    anti-join of base and tail) and ``delta_scan`` of the latest version (one scan ranked per key)."""
+    out = []
+    for pin in (True, False):
+        with connect_lake(lake, pin_snapshots=pin) as con:
+            out.append(_as_model(con.sql(query).to_arrow_table()))
+    assert out[0] == out[1]
+    return out[0]
 
 
 def test_readers_see_the_latest_change_per_key_between_compactions(tmp_path: Path) -> None:
@@ -194,6 +200,9 @@ def test_resolve_sql_of_a_plain_table_is_the_table() -> None:
     assert 'PARTITION BY "a", "b"' in sql
     assert f'ORDER BY "{SEQ}" DESC NULLS LAST' in sql
     assert sql.count("delta_scan") == 1  # one scan: one snapshot
+    fixed = resolve_sql("p", MergeOnRead(("a",)), fixed=True)  # a pinned snapshot, read thrice
+    assert "ANTI JOIN" in fixed
+    assert fixed.count("FROM p") == 3
 
 
 @pytest.mark.parametrize("keys", [("id",), ("id", "name")])

@@ -75,22 +75,37 @@ def layout_of_fields(fields: Iterable[Any]) -> MergeOnRead | None:
     return MergeOnRead(keys)
 
 
-def resolve_sql(source: str, layout: MergeOnRead | None) -> str:
+def resolve_sql(source: str, layout: MergeOnRead | None, *, fixed: bool = False) -> str:
     """A query over ``source`` (a relation: table, view or ``delta_scan(...) AS x``) giving the
     table's rows: ``SELECT * FROM source`` for a plain table.
 
-    ``source`` is read **once**: a view reading it twice (base rows anti-joined with the tail)
-    would let two ``delta_scan`` calls resolve different snapshots, with a compaction committed in
-    between, and show a row twice or not at all. One scan ranked per key cannot.
+    ``fixed``: every mention of ``source`` reads the same rows (a pinned snapshot, one given
+    version, an Arrow table). The base rows are then anti-joined with the tail's keys, so a filter
+    on any column reaches the base's scan (file and row-group skipping) and only the tail is
+    ranked per key. Otherwise ``source`` is read **once** and every row ranked: two ``delta_scan``s
+    of the latest version each resolve a snapshot, and a compaction committed between them would
+    show a row twice or not at all.
     """
     if layout is None:
         return f"SELECT * FROM {source}"
     keys = ", ".join(_q(k) for k in layout.keys)
-    rank = f"row_number() OVER (PARTITION BY {keys} ORDER BY {_q(SEQ)} DESC NULLS LAST)"
+    if not fixed:
+        rank = f"row_number() OVER (PARTITION BY {keys} ORDER BY {_q(SEQ)} DESC NULLS LAST)"
+        return (
+            f"SELECT * EXCLUDE ({_q(OP)}, {_q(SEQ)}, {_q(_RANK)}) FROM ("
+            f"SELECT *, {rank} AS {_q(_RANK)} FROM {source}) "
+            f"WHERE {_q(_RANK)} = 1 AND {_q(OP)} IS DISTINCT FROM '{DELETE}'"
+        )
+    on = " AND ".join(f"b.{_q(k)} = t.{_q(k)}" for k in layout.keys)
+    changed = f"SELECT {keys} FROM {source} WHERE {_q(OP)} IS NOT NULL"
+    latest = (
+        f"SELECT * FROM {source} WHERE {_q(OP)} IS NOT NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_q(SEQ)} DESC) = 1"
+    )
     return (
-        f"SELECT * EXCLUDE ({_q(OP)}, {_q(SEQ)}, {_q(_RANK)}) FROM ("
-        f"SELECT *, {rank} AS {_q(_RANK)} FROM {source}) "
-        f"WHERE {_q(_RANK)} = 1 AND {_q(OP)} IS DISTINCT FROM '{DELETE}'"
+        f"SELECT * EXCLUDE ({_q(OP)}, {_q(SEQ)}) FROM ("
+        f"SELECT b.* FROM {source} AS b ANTI JOIN ({changed}) AS t ON {on} WHERE b.{_q(OP)} IS NULL "
+        f"UNION ALL SELECT * FROM ({latest}) WHERE {_q(OP)} = '{UPSERT}')"
     )
 
 
@@ -109,7 +124,8 @@ def resolve(
         con.register("__shoal_raw", raw)
         cols = ", ".join(_q(c) for c in columns) if columns else "*"
         where = f" WHERE {filter}" if filter else ""
-        return con.sql(f"SELECT {cols} FROM ({resolve_sql('__shoal_raw', layout)}){where}").to_arrow_table()
+        body = resolve_sql("__shoal_raw", layout, fixed=True)
+        return con.sql(f"SELECT {cols} FROM ({body}){where}").to_arrow_table()
     finally:
         con.close()
 

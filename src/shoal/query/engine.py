@@ -157,7 +157,7 @@ class Connection:
             raise NotFoundError(f"table {as_of.table} has no version {version} (latest is {table.version})")
         scan = f"delta_scan({_quote_literal(self._mounted[as_of.table])}, version => {int(version)})"
         layout = table.layout(int(version))  # a merge-on-read table: its rows resolved per key
-        return scan if layout is None else f"({resolve_sql(scan, layout)})"
+        return scan if layout is None else f"({resolve_sql(scan, layout, fixed=True)})"
 
     def _prepare(self, query: str) -> str:
         try:

@@ -187,7 +187,7 @@ class PinnedSnapshots:
             alias = f"{PIN_PREFIX}{self._serial}_of_{name.replace('.', '_')}"
             self._con.execute(f"ATTACH {_lit(pin.uri)} AS {_q(alias)} (TYPE delta, PIN_SNAPSHOT)")
             ns, tbl = name.split(".", 1)
-            body = resolve_sql(_q(alias), self._layout(name))
+            body = resolve_sql(_q(alias), self._layout(name), fixed=True)  # one pinned snapshot
             self._con.execute(f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS {body}")
         except (duckdb.Error, OSError):
             # could not pin: scan the table on every query instead, as before pinning existed
