@@ -219,3 +219,20 @@ def test_compaction_with_composite_keys(tmp_path: Path, keys: tuple[str, ...]) -
     compact(table)
     assert _as_model(table.to_arrow()) == want
     assert tail_rows(table) == 0
+
+
+def test_served_masked_view_of_a_merge_on_read_table_masks_its_resolved_rows(tmp_path: Path) -> None:
+    from shoal.query.sandbox import Access, Sandbox, mask_expression
+
+    lake, table = _table(tmp_path, {1: ("ann", 1), 2: ("bob", 2), 3: ("cy", 3)})
+    _round(table, {2: ("bea", 20)}, [3])
+    sandbox = Sandbox(lake, Access(pii=False), pii_columns={"rep.items": ["name"]}, salt="s")
+    try:
+        cur = sandbox.cursor()
+        rows = cur.execute("SELECT id, name, score FROM rep.items ORDER BY id").fetchall()
+        masked = cur.execute(f"SELECT {mask_expression('n', 's')} FROM (SELECT 'bea' AS n)").fetchone()
+    finally:
+        sandbox.close()
+    assert [(i, s) for i, _, s in rows] == [(1, 1), (2, 20)]
+    assert masked is not None
+    assert rows[1][1] == masked[0]
