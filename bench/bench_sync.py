@@ -10,6 +10,11 @@ in the same run:
    notes when each batch became queryable. Lag = queryable − committed (p50/p99);
 3. a selective federated query (`WHERE` on an indexed column, `LIMIT`) with pushdown on and off.
 
+After each lag run the replica is read through shoal's SQL: its row count must equal the source's,
+and an aggregate over it is timed (what a reader pays; merge-on-read ranks the rows per key).
+``--layout merge-on-read`` runs the sync with that layout (ADR 0040), compacting every
+``--compact-every`` seconds in the sync child (its CPU is in the figures).
+
     .venv/bin/python bench/bench_sync.py --rows 500000 --rates 2000 --seconds 20
 
 Prints one JSON summary; docs/benchmarks.md records the reference runs.
@@ -40,13 +45,15 @@ from harness.private_databases import PrivateMariaDB, PrivatePostgres  # noqa: E
 from shoal.project import Project  # noqa: E402
 
 
-def _project(directory: Path, maria: PrivateMariaDB, pg: PrivatePostgres, chunk: int) -> Project:
+def _project(
+    directory: Path, maria: PrivateMariaDB, pg: PrivatePostgres, chunk: int, layout: dict[str, Any]
+) -> Project:
     directory.mkdir(parents=True, exist_ok=True)
     dbs = {
         "crm": {"kind": "mysql", "port": maria.port, "database": "bench", "user": "root",
-                "sync": {"chunk_rows": chunk}},
+                "sync": {"chunk_rows": chunk, **layout}},
         "wh": {"kind": "postgres", "port": pg.port, "database": "bench", "user": "postgres",
-               "sync": {"chunk_rows": chunk}},
+               "sync": {"chunk_rows": chunk, **layout}},
     }  # fmt: skip
     (directory / "shoal.yaml").write_text(yaml.safe_dump({"name": "bench", "databases": dbs}))
     return Project.load(directory)
@@ -137,7 +144,14 @@ def _cpu_s(pid: int) -> float:
 
 
 def _lag(
-    project: Project, name: str, write: Any, rate: int, seconds: float, *, profile: Path | None = None
+    project: Project,
+    name: str,
+    write: Any,
+    rate: int,
+    seconds: float,
+    *,
+    profile: Path | None = None,
+    source_count: Any = None,
 ) -> dict[str, Any]:
     """Commit batches of inserts at ``rate`` rows/s; measure when each becomes queryable."""
     log_dir = Path(project.lake_root) / f"{name}_replica" / "users" / "_delta_log"
@@ -213,6 +227,10 @@ def _lag(
     child.terminate()
     child.wait(30)
     lags = sorted(visible[k] - committed[k] for k in visible)
+    compactions = sum(
+        1 for h in table.history() if h.get("operation_detail") == "shoal merge-on-read compaction"
+    )
+    reads = _read_replica(project, f"{name}_replica.users", source_count() if source_count else None)
     return {
         "rate": rate,
         "batches": len(committed),
@@ -222,7 +240,32 @@ def _lag(
         # process CPU of the sync child while the writer ran and it caught up: per 1,000 changes
         "sync_cpu_ms_per_1k": round(1000 * cpu / max(1, len(committed) * max(1, rate // 20)) * 1000, 1),
         "load": os.getloadavg()[0],
+        "compactions": compactions,
+        **reads,
     }
+
+
+def _read_replica(project: Project, table: str, source_rows: int | None) -> dict[str, Any]:
+    """The replica as shoal's SQL reads it once the sync stopped: its row count (to compare with
+    the source's: equal once the sync caught up) and the median time of an aggregate over it, on a
+    pinned snapshot (the view of a table quiet for a few seconds) and on ``delta_scan`` (the view
+    of a table committed to just now; merge-on-read ranks every row there, ADR 0040)."""
+    from shoal.query import connect_lake
+
+    query = f"SELECT count(*), sum(mrr) FROM {table}"
+    out: dict[str, Any] = {"source_rows": source_rows}
+    for pin in (True, False):
+        times = []
+        rows = None
+        with connect_lake(project.lake, pin_snapshots=pin) as con:
+            for _ in range(3):
+                started = time.perf_counter()
+                rows = con.sql(query).fetchone()
+                times.append(time.perf_counter() - started)
+        kind = "pinned" if pin else "scan"
+        out[f"replica_rows_{kind}"] = int(rows[0]) if rows else -1
+        out[f"read_{kind}_s"] = round(statistics.median(times), 3)
+    return out
 
 
 def _federated(project: Project) -> dict[str, float]:
@@ -261,6 +304,12 @@ def main() -> None:
     ap.add_argument("--databases", nargs="+", default=["mysql", "postgres"], choices=["mysql", "postgres"])
     ap.add_argument("--mix", action="store_true", help="60%% inserts, 30%% updates, 10%% deletes")
     ap.add_argument("--profile", type=Path, help="write a cProfile of each sync child into this directory")
+    ap.add_argument(
+        "--layout", choices=["copy-on-write", "merge-on-read"], default="copy-on-write", help="sync.layout"
+    )
+    ap.add_argument(
+        "--compact-every", type=float, default=5.0, help="merge-on-read: sync.compact_every_s (seconds)"
+    )
     args = ap.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -268,7 +317,11 @@ def main() -> None:
     summary: dict[str, Any] = {"rows": args.rows, "load_before": os.getloadavg()}
     try:
         _load(maria, pg, args.rows)
-        project = _project(Path(tempfile.mkdtemp(prefix="bench-sync-")), maria, pg, args.chunk)
+        layout: dict[str, Any] = {}
+        if args.layout == "merge-on-read":
+            layout = {"layout": "merge-on-read", "compact_every_s": args.compact_every}
+        summary["layout"] = layout or "copy-on-write"
+        project = _project(Path(tempfile.mkdtemp(prefix="bench-sync-")), maria, pg, args.chunk, layout)
         if args.lag_only:
             for name, db in (("crm", "mysql"), ("wh", "postgres")):
                 if db in args.databases:
@@ -333,13 +386,25 @@ def main() -> None:
                 )
             return n
 
+        def mysql_count() -> int:
+            with my_con.cursor() as cur:
+                cur.execute("SELECT count(*) FROM users")
+                return int(cur.fetchone()[0])
+
+        def pg_count() -> int:
+            row = pg_con.execute("SELECT count(*) FROM users").fetchone()
+            return int(row[0]) if row else -1
+
         if "mysql" in args.databases:
             summary["mysql_lag"] = [
-                _lag(project, "crm", mysql_write, r, args.seconds, profile=args.profile) for r in args.rates
-            ]
+                _lag(project, "crm", mysql_write, r, args.seconds, profile=args.profile,
+                     source_count=mysql_count)
+                for r in args.rates
+            ]  # fmt: skip
         if "postgres" in args.databases:
             summary["pg_lag"] = [
-                _lag(project, "wh", pg_write, r, args.seconds, profile=args.profile) for r in args.rates
+                _lag(project, "wh", pg_write, r, args.seconds, profile=args.profile, source_count=pg_count)
+                for r in args.rates
             ]
         summary["load_after"] = os.getloadavg()
         my_con.close()

@@ -358,3 +358,27 @@ def test_partition_values_from_the_log_when_paths_do_not_spell_them(
     assert rows == [(1, date(2026, 1, 1), "fra1"), (2, date(2026, 1, 1), "fra1"), (3, None, "ams3")]
     pruned = read_table(spark, lake, "ext.flat", partitions=[("day", "=", "2026-01-01")])
     assert [f.rsplit("/", 1)[-1] for f in pruned.inputFiles()] == ["a.parquet"]
+
+
+def test_merge_on_read_tables_are_read_resolved(spark: SparkSession, tmp_path: Path) -> None:
+    from shoal.lake.mergeonread import MergeOnRead, base_rows, change_rows
+
+    lake = Lake(str(tmp_path / "lake"))
+    layout = MergeOnRead(("id",))
+    table = lake.create_table(
+        "rep.items", pa.schema([("id", pa.int64()), ("name", pa.string()), *layout.fields()])
+    )
+    table.append(base_rows(pa.table({"id": [1, 2, 3, 4], "name": ["a", "b", "c", "d"]}), table.schema))
+    first = change_rows(pa.table({"id": [2, 5], "name": ["B", "e"]}), pa.table({"id": [3]}), 2, table.schema)
+    table.append(first)
+    second = change_rows(pa.table({"id": [2], "name": ["BB"]}), pa.table({"id": [5]}), 3, table.schema)
+    table.append(second)
+    df = read_table(spark, lake, "rep.items")
+    assert df.columns == ["id", "name"]
+    assert sorted(tuple(r) for r in df.collect()) == [(1, "a"), (2, "BB"), (4, "d")]
+    assert sorted(tuple(r) for r in read_table(spark, lake, "rep.items", version=2).collect()) == [
+        (1, "a"),
+        (2, "B"),
+        (4, "d"),
+        (5, "e"),
+    ]

@@ -21,12 +21,20 @@ import pytest
 from harness.private_databases import PrivateMariaDB, PrivatePostgres
 from harness.processes import ManagedProcess
 from harness.sync_helpers import lake_rows, mysql_decl, pg_decl, rows_sorted, start_private, write_project
+from shoal.lake.morcompact import tail_rows
 from shoal.project import Project
 from shoal.replicate import Syncer
 
 pytestmark = pytest.mark.slow
 
 COLUMNS = ["id", "v", "note"]
+#: copy-on-write (a merge per round) and merge-on-read (appended changes, compacted every second
+#: so that kills also land in the middle of compactions; ADR 0040)
+LAYOUTS = {
+    "copy-on-write": {},
+    "merge-on-read": {"layout": "merge-on-read", "compact_every_s": 1.0},
+}
+COMPACTION = "shoal merge-on-read compaction"
 
 
 class Workload:
@@ -208,6 +216,13 @@ def _faults(
     source = rows_sorted([tuple(r) for r in _read_source(server, decl)])
     assert lake_rows(table, COLUMNS) == source
     assert report.tables["items"].position is not None
+    if table.layout() is not None:
+        compactions = [h for h in table.history() if h.get("operation_detail") == COMPACTION]
+        print(f"{len(compactions)} compactions committed by the killed syncs")
+        assert compactions, "the killed syncs never compacted: merge-on-read was not exercised"
+        Syncer(project.lake, project.endpoints()[0]).compact()
+        assert tail_rows(table) == 0
+        assert lake_rows(table, COLUMNS) == source
 
 
 def _read_source(server: PrivateMariaDB | PrivatePostgres, decl: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -216,7 +231,8 @@ def _read_source(server: PrivateMariaDB | PrivatePostgres, decl: dict[str, Any])
     return server.execute("SELECT id, v, note FROM items", decl["database"])
 
 
-def test_mysql_kill9_restart_and_cut_connections(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_mysql_kill9_restart_and_cut_connections(tmp_path: Path, layout: str) -> None:
     gen = start_private("mysql")
     server: PrivateMariaDB = next(gen)
     try:
@@ -231,7 +247,7 @@ def test_mysql_kill9_restart_and_cut_connections(tmp_path: Path) -> None:
                     server.execute(f"KILL CONNECTION {int(pid)}")
 
         _faults(
-            tmp_path, server, mysql_decl(server, "shop", chunk_rows=3000),
+            tmp_path, server, mysql_decl(server, "shop", chunk_rows=3000, **LAYOUTS[layout]),
             _mysql_executor(server, "shop"), kills=int(os.environ.get("FAULT_KILLS", "10")),
             min_changes=int(os.environ.get("FAULT_CHANGES", "100000")), cut_connections=cut,
         )  # fmt: skip
@@ -239,7 +255,8 @@ def test_mysql_kill9_restart_and_cut_connections(tmp_path: Path) -> None:
         gen.close()
 
 
-def test_postgres_kill9_restart_and_cut_connections(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_postgres_kill9_restart_and_cut_connections(tmp_path: Path, layout: str) -> None:
     gen = start_private("postgres")
     server: PrivatePostgres = next(gen)
     try:
@@ -254,7 +271,7 @@ def test_postgres_kill9_restart_and_cut_connections(tmp_path: Path) -> None:
 
         with contextlib.ExitStack() as cleanup:
             _faults(
-                tmp_path, server, pg_decl(server, "shop", chunk_rows=3000),
+                tmp_path, server, pg_decl(server, "shop", chunk_rows=3000, **LAYOUTS[layout]),
                 _pg_executor(server, "shop", cleanup), kills=10, min_changes=100_000, cut_connections=cut,
             )  # fmt: skip
     finally:

@@ -75,3 +75,14 @@ def test_query_settings_apply_to_the_projects_connections(
         con.close()
     assert threads == 1
     assert limit == "488.2 MiB"  # 512 MB as DuckDB prints it
+
+
+def test_merge_on_read_layout_needs_cdc_mode(tmp_path: Path) -> None:
+    db = "databases:\n  crm:\n    kind: mysql\n    database: crm\n    user: u\n    sync:\n"
+    (tmp_path / "shoal.yaml").write_text(f"name: p\n{db}      mode: cursor\n      layout: merge-on-read\n")
+    with pytest.raises(ConfigError, match="merge-on-read needs mode: cdc"):
+        Project.load(tmp_path)
+    mor = "      layout: merge-on-read\n      compact_every_s: 5\n"
+    (tmp_path / "shoal.yaml").write_text(f"name: p\n{db}{mor}")
+    sync = Project.load(tmp_path).settings.databases["crm"].sync
+    assert (sync.layout, sync.compact_every_s) == ("merge-on-read", 5.0)

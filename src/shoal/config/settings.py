@@ -96,6 +96,20 @@ class DatabaseSyncSettings(BaseModel):
     slot: str | None = Field(None, description="PostgreSQL: replication slot (default: shoal_NAME)")
     publication: str | None = Field(None, description="PostgreSQL: publication (default: shoal_NAME)")
     server_id: int = Field(54_321, ge=1, description="MySQL: the replica server id the sync uses")
+    layout: Literal["copy-on-write", "merge-on-read"] = Field(
+        "copy-on-write",
+        description="cdc mode: copy-on-write merges each round's changes into the files holding them; "
+        "merge-on-read appends them and folds them in by a periodic compaction (ADR 0040)",
+    )
+    compact_every_s: float = Field(
+        60.0, ge=0, description="merge-on-read: seconds between compactions while following (0: never)"
+    )
+
+    @model_validator(mode="after")
+    def _layout_needs_cdc(self) -> DatabaseSyncSettings:
+        if self.layout == "merge-on-read" and self.mode != "cdc":
+            raise ValueError(f"sync.layout merge-on-read needs mode: cdc (mode is {self.mode})")
+        return self
 
 
 class DatabaseSettings(BaseModel):

@@ -77,6 +77,13 @@ def lsn(source: str, table: str) -> str:
     return f"lsn:{source}:{table}"
 
 
+def compacted(table: str) -> str:
+    """The key of the highest change sequence a merge-on-read table's compaction folded into its
+    base (``shoal.lake.morcompact``): written by the compaction only, so it never conflicts with
+    the writer appending changes."""
+    return f"compacted:{table}"
+
+
 def snapshot_chunk(source: str, table: str) -> str:
     """The key of a replica snapshot's last copied primary key (integer keys) or chunk count."""
     return f"snapshot:{source}:{table}"

@@ -34,6 +34,7 @@ from deltalake.exceptions import (
 
 from shoal.errors import NotFoundError, StorageUnavailable
 from shoal.lake.errors import CommitConflict, LakeError, SchemaMismatch
+from shoal.lake.mergeonread import MergeOnRead, layout_of_fields, resolve
 from shoal.retry import RetryPolicy, retry
 
 if TYPE_CHECKING:
@@ -265,6 +266,10 @@ class Table:
         return f"Table({self.name!r}, uri={self.uri!r})"
 
     @property
+    def location(self) -> LakeLocation:
+        return self._location
+
+    @property
     def storage_options(self) -> dict[str, str]:
         return dict(self._location.storage_options)
 
@@ -332,16 +337,29 @@ class Table:
     def files(self, version: int | str | datetime | None = None) -> list[str]:
         return list(self.delta(version).file_uris())
 
+    def layout(self, version: int | str | datetime | None = None) -> MergeOnRead | None:
+        """The merge-on-read layout recorded in the table's schema (at ``version``), or None for a
+        plain table (``shoal.lake.mergeonread``)."""
+        with translate_errors(f"table {self.name}"):
+            return layout_of_fields(self.delta(version).schema().fields)
+
     def to_arrow(
         self,
         columns: Sequence[str] | None = None,
         filter: str | None = None,
         version: int | str | datetime | None = None,
     ) -> pa.Table:
-        """Read (part of) the table; ``filter`` is a DuckDB SQL boolean expression."""
+        """Read (part of) the table; ``filter`` is a DuckDB SQL boolean expression.
+
+        A merge-on-read table is read resolved (one row per key, its latest change), from one
+        snapshot: the raw rows are read whole, then ranked per key.
+        """
         dt = self.delta(version)
         with translate_errors(f"table {self.name}"):
             dataset = dt.to_pyarrow_dataset()
+            layout = layout_of_fields(dt.schema().fields)
+        if layout is not None:
+            return resolve(dataset.to_table(), layout, columns, filter)
         if filter is None:
             return dataset.to_table(columns=list(columns) if columns else None)
         import duckdb
@@ -355,7 +373,11 @@ class Table:
             con.close()
 
     def count(self, version: int | None = None) -> int:
-        return int(self.delta(version).count())
+        dt = self.delta(version)
+        layout = layout_of_fields(dt.schema().fields)
+        if layout is not None:
+            return int(self.to_arrow(columns=list(layout.keys), version=version).num_rows)
+        return int(dt.count())
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         with translate_errors(f"table {self.name}"):

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from shoal.errors import NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake
+from shoal.lake.mergeonread import resolve_sql
 from shoal.query.extensions import load_extension
 from shoal.query.partition_bounds import add_partition_bounds
 from shoal.query.partition_keys import rewrite_partition_keys
@@ -158,7 +159,9 @@ class Connection:
             version = version_at(table.history(), as_of.timestamp, as_of.table)
         elif version > table.version:
             raise NotFoundError(f"table {as_of.table} has no version {version} (latest is {table.version})")
-        return f"delta_scan({_quote_literal(self._mounted[as_of.table])}, version => {int(version)})"
+        scan = f"delta_scan({_quote_literal(self._mounted[as_of.table])}, version => {int(version)})"
+        layout = table.layout(int(version))  # a merge-on-read table: its rows resolved per key
+        return scan if layout is None else f"({resolve_sql(scan, layout, fixed=True)})"
 
     def _prepare(self, query: str) -> str:
         try:

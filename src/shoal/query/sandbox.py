@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import duckdb
 
 from shoal.lake import Lake
+from shoal.lake.mergeonread import resolve_sql
 from shoal.query import pgcompat
 from shoal.query.engine import Connection, connect_lake
 
@@ -130,10 +131,11 @@ class Sandbox:
         select = ", ".join(
             f"{mask_expression(c, salt)} AS {_ident(c)}" if c in masked else _ident(c) for c in cols
         )
-        db.execute(
-            f"CREATE OR REPLACE VIEW {_ident(ns)}.{_ident(tbl)} AS "
-            f"SELECT {select} FROM delta_scan({_literal(uri)})"
-        )
+        source = f"delta_scan({_literal(uri)})"
+        layout = self.lake.table(name).layout()
+        if layout is not None:  # a merge-on-read replica: mask its rows, not its raw changes
+            source = f"({resolve_sql(source, layout)})"
+        db.execute(f"CREATE OR REPLACE VIEW {_ident(ns)}.{_ident(tbl)} AS SELECT {select} FROM {source}")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to this engine's database, for one query on one thread."""

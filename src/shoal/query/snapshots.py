@@ -36,6 +36,7 @@ import duckdb
 
 from shoal.errors import ShoalError
 from shoal.lake import Lake, Table
+from shoal.lake.mergeonread import MergeOnRead, resolve_sql
 
 #: an unchanged directory mtime proves "no commit since" only if recorded this long after it
 MTIME_TRUST_S = 1.0
@@ -186,7 +187,8 @@ class PinnedSnapshots:
             alias = f"{PIN_PREFIX}{self._serial}_of_{name.replace('.', '_')}"
             self._con.execute(f"ATTACH {_lit(pin.uri)} AS {_q(alias)} (TYPE delta, PIN_SNAPSHOT)")
             ns, tbl = name.split(".", 1)
-            self._con.execute(f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS SELECT * FROM {_q(alias)}")
+            body = resolve_sql(_q(alias), self._layout(name), fixed=True)  # one pinned snapshot
+            self._con.execute(f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS {body}")
         except (duckdb.Error, OSError):
             # could not pin: scan the table on every query instead, as before pinning existed
             del self._pins[name]
@@ -203,9 +205,16 @@ class PinnedSnapshots:
         with contextlib.suppress(duckdb.Error):  # a pin left attached costs memory only
             self._con.execute(f"DETACH {_q(alias)}")
 
+    def _layout(self, name: str) -> MergeOnRead | None:
+        """A merge-on-read table's layout (its view then resolves the rows per key), else None."""
+        try:
+            if name not in self._tables:
+                self._tables[name] = self._lake.table(name)
+            return self._tables[name].layout()
+        except ShoalError:
+            return None
+
     def _scan_view(self, name: str, uri: str) -> None:
         ns, tbl = name.split(".", 1)
-        self._con.execute(
-            f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS "
-            f"SELECT * FROM delta_scan({_lit(uri)}) AS {_SCAN_ALIAS}"
-        )
+        body = resolve_sql(f"delta_scan({_lit(uri)}) AS {_SCAN_ALIAS}", self._layout(name))
+        self._con.execute(f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS {body}")

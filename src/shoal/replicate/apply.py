@@ -10,6 +10,7 @@ import pyarrow as pa
 from deltalake import Field
 
 from shoal.lake import Table
+from shoal.lake.mergeonread import MergeOnRead, base_rows, change_rows
 from shoal.lake.table import translate_errors
 from shoal.replicate.model import Change, SourceTable
 
@@ -75,12 +76,14 @@ def apply_changes(
     positions: Mapping[str, int],
     *,
     converged: bool = False,
+    layout: MergeOnRead | None = None,
 ) -> tuple[int, int]:
     """Upsert and delete by key in one commit that also records ``positions``; (upserted, deleted).
 
     Only new keys (``converged``, see :func:`reduce_changes`): a plain append, which costs a
     fraction of a merge (a merge joins against the table's files). A ``truncate`` among the
-    changes: the table is overwritten with what follows it.
+    changes: the table is overwritten with what follows it. A merge-on-read replica (``layout``):
+    the round's net changes are appended as change rows, whatever they are (ADR 0040).
     """
     add_new_columns(target, source)
     truncated = [i for i, c in enumerate(changes) if c.op == "truncate"]
@@ -88,9 +91,14 @@ def apply_changes(
         # an upstream TRUNCATE: the table is the rows written after the last one, in one
         # overwrite that also records the position (an interrupted round redoes it whole)
         net = reduce_changes(source, changes[truncated[-1] + 1 :], converged=True)
-        target.overwrite(source.to_arrow(net.upserts + net.fresh), app_transactions=positions)
+        rows = source.to_arrow(net.upserts + net.fresh)
+        if layout is not None:  # merge-on-read: they are the new base, the tail goes with the rest
+            rows = base_rows(rows, target.schema)
+        target.overwrite(rows, app_transactions=positions)
         return len(net.upserts) + len(net.fresh), 0
     net = reduce_changes(source, changes, converged=converged)
+    if layout is not None:
+        return _append_changes(target, source, net, positions)
     if not net.upserts and not net.deletes:
         target.append(source.to_arrow(net.fresh), app_transactions=positions)
         return len(net.fresh), 0
@@ -103,3 +111,19 @@ def apply_changes(
     )
     target.merge(data, list(source.key), delete_keys=delete_keys, app_transactions=positions)
     return len(net.upserts) + len(net.fresh), len(net.deletes)
+
+
+def _append_changes(
+    target: Table, source: SourceTable, net: NetChanges, positions: Mapping[str, int]
+) -> tuple[int, int]:
+    """A merge-on-read round: the net changes appended as change rows, with the position.
+
+    Their sequence is the table version this round read, plus one: the sync is the only writer of
+    change rows and its rounds run one after the other, so each round's sequence exceeds the last
+    one's (it read at least the version that round committed), whatever compactions commit.
+    """
+    seq = target.version + 1
+    upserts = source.to_arrow(net.upserts + net.fresh)
+    deletes = source.to_arrow(net.deletes)
+    target.append(change_rows(upserts, deletes, seq, target.schema), app_transactions=positions)
+    return upserts.num_rows, deletes.num_rows

@@ -51,6 +51,12 @@ def sync(  # noqa: PLR0917 (typer arguments and options)
         bool, typer.Option("--follow", help="Keep applying changes until interrupted.")
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between change polls with --follow.")] = 0.2,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact", help="Fold the change tails of merge-on-read replicas into their bases, then exit."
+        ),
+    ] = False,
     project: ProjectOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
@@ -66,6 +72,14 @@ def sync(  # noqa: PLR0917 (typer arguments and options)
     if endpoint is None:
         known = ", ".join(proj.settings.databases) or "none"
         raise ShoalError(f"no database {name!r} in shoal.yaml (declared: {known})")
+    if compact:
+        done = Syncer(proj.lake, endpoint).compact(tables or ())
+        rows = [c.as_dict() for c in done]
+        if fmt is OutputFormat.json:
+            emit(rows, fmt)
+            return
+        emit_rows(rows, fmt, columns=["table", "change_rows", "files_removed", "files_added", "seconds"])
+        return
     show = fmt is OutputFormat.table and sys.stderr.isatty()
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -29,3 +29,8 @@ class ReplicationNotConfigured(SyncError, Terminal):
 
 class UnsupportedType(SyncError, Terminal):
     """A source column type has no exact lake type."""
+
+
+class LayoutMismatch(SyncError, Terminal):
+    """A replica's layout (copy-on-write or merge-on-read) is not the declared one and cannot be
+    changed in place."""

@@ -25,10 +25,14 @@ import pyarrow as pa
 
 from shoal.config import DatabaseSyncSettings
 from shoal.lake import Lake, Progress, Table, progress
+from shoal.lake.mergeonread import COLUMNS as LAYOUT_COLUMNS
+from shoal.lake.mergeonread import MergeOnRead, base_rows
+from shoal.lake.morcompact import Compaction
 from shoal.query.federation import Endpoint
 from shoal.replicate.apply import apply_changes
+from shoal.replicate.compactor import Compactor
 from shoal.replicate.cursor import cursor_round, full_refresh
-from shoal.replicate.errors import SyncError
+from shoal.replicate.errors import LayoutMismatch, SyncError
 from shoal.replicate.model import Change, Column, SourceTable, SyncReport, TableReport, Transaction
 from shoal.replicate.source import Source
 from shoal.retry import RetryPolicy, retry
@@ -93,15 +97,46 @@ class Syncer:
     def lake_name(self, table: str) -> str:
         return f"{self.namespace}.{table.lower()}"
 
+    @property
+    def merge_on_read(self) -> bool:
+        return self.settings.mode == "cdc" and self.settings.layout == "merge-on-read"
+
     def target(self, st: SourceTable) -> Table:
         if st.name not in self._targets:
-            self._targets[st.name] = self.lake.create_table(
+            wanted = MergeOnRead(st.key) if self.merge_on_read else None
+            schema = st.schema
+            if wanted is not None:
+                schema = pa.schema([*schema, *wanted.fields()])
+            table = self.lake.create_table(
                 self.lake_name(st.name),
-                st.schema,
+                schema,
                 description=f"replica of {self.endpoint.name}.{st.name} ({self.endpoint.kind})",
                 source=f"{self.endpoint.kind}:{self.endpoint.name}",
             )
+            self._check_layout(table, wanted)
+            self._targets[st.name] = table
         return self._targets[st.name]
+
+    def _check_layout(self, table: Table, wanted: MergeOnRead | None) -> None:
+        """The replica's layout is the declared one: a copy-on-write replica becomes merge-on-read
+        by one commit adding the layout's columns (its rows are the base); the reverse is refused."""
+        have = table.layout()
+        if have == wanted:
+            return
+        if have is None and wanted is not None:
+            table.add_columns(wanted.fields())
+            if table.layout() == wanted:
+                return
+        raise LayoutMismatch(
+            f"sync {self.endpoint.name}: {table.name} is "
+            + (f"merge-on-read by {list(have.keys)}" if have else "copy-on-write")
+            + f", not {self.settings.layout}"
+            + (f" by {list(wanted.keys)}" if wanted else "")
+            + ": drop the replica to sync it again with the declared layout"
+        )
+
+    def layout(self, st: SourceTable) -> MergeOnRead | None:
+        return MergeOnRead(st.key) if self.merge_on_read else None
 
     def tell(self, table: str, done: int, total: int | None, phase: str) -> None:
         if self.on_progress is not None:
@@ -142,7 +177,8 @@ class Syncer:
             else:
                 # Keys with no integer form cannot be a txn position: chunks are merged by key,
                 # and a restart copies the table again (idempotently).
-                target.merge(data, list(st.key), app_transactions={start_key: start})
+                rows = base_rows(data, target.schema) if self.merge_on_read else data
+                target.merge(rows, list(st.key), app_transactions={start_key: start})
             done += data.num_rows
             report.snapshot_rows += data.num_rows
             self.tell(st.name, done, total, "snapshot")
@@ -224,7 +260,9 @@ class Syncer:
             by_name[name] = st
             converged = first[name] > self._converged_at[name]
             recorded = {keys[name]: last[name], **self.source.progress_at(name, last[name], last_txn[name])}
-            up, down = apply_changes(self.target(st), st, changes, recorded, converged=converged)
+            up, down = apply_changes(
+                self.target(st), st, changes, recorded, converged=converged, layout=self.layout(st)
+            )
             report = self.report.tables.setdefault(name, TableReport(name, self.lake_name(name)))
             report.upserted += up
             report.deleted += down
@@ -275,7 +313,7 @@ class Syncer:
         then on (dropping it in Delta needs column mapping, which DuckDB's reader lacks; ADR 0035).
         Carrying it here makes a merge set it NULL, as a row image without it does."""
         have = set(st.column_names)
-        gone = [f for f in self.target(st).schema if f.name not in have]
+        gone = [f for f in self.target(st).schema if f.name not in have and f.name not in LAYOUT_COLUMNS]
         if not gone:
             return st
         kept = tuple(Column(f.name, f.type, DROPPED_UPSTREAM) for f in gone)
@@ -292,6 +330,7 @@ class Syncer:
         """Bring the lake up to date (snapshot, changes); with ``follow`` keep going until ``stop``."""
         stop = self._stop = stop or threading.Event()
         mode = self.settings.mode
+        compactor: Compactor | None = None
         try:
             self._described = {st.name: st for st in self.tables(names, need_key=mode != "full")}
             if mode == "cdc":
@@ -299,6 +338,14 @@ class Syncer:
                     # idempotent: a retry reads the lake's progress again and goes on from there
                     self._retry(partial(self.snapshot, st), f"snapshot {st.name}")
                 self._described = {n: self._keep_dropped(st) for n, st in self._described.items()}
+            if follow and self.merge_on_read and self.settings.compact_every_s > 0:
+                compactor = Compactor(
+                    self.lake,
+                    [self.lake_name(n) for n in self._described],
+                    self.settings.compact_every_s,
+                    self.endpoint.name,
+                )
+                compactor.start()
             while True:
                 if mode == "cdc":
                     applied = self._retry(
@@ -327,5 +374,18 @@ class Syncer:
                 if stop.is_set():
                     break
         finally:
+            if compactor is not None:
+                compactor.close()
             self.source.close()
         return self.report
+
+    def compact(self, names: Sequence[str] = ()) -> list[Compaction]:
+        """Fold the change tails of this database's merge-on-read replicas into their bases now."""
+        wanted = list(names) or list(self.settings.tables)
+        if not wanted:
+            try:
+                wanted = self._retry(self.source.list_tables, "list tables")
+            finally:
+                self.source.close()
+        tables = [t for t in (self.lake.find(self.lake_name(n)) for n in wanted) if t is not None]
+        return Compactor(self.lake, [t.name for t in tables], 0, self.endpoint.name).run_once()

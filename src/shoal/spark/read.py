@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from shoal.errors import ConfigError
+from shoal.lake.mergeonread import DELETE, OP, SEQ, MergeOnRead, layout_of_fields
 from shoal.spark.errors import UnsupportedTable
 from shoal.spark.source import LakeSource, as_lake, spark_uri
 from shoal.spark.types import arrow_to_spark
@@ -50,6 +51,8 @@ class TableFiles:
     hive: dict[str, list[str]]
     groups: dict[tuple[Any, ...], list[str]]
     total_files: int
+    #: a merge-on-read table's layout: its raw rows are resolved per key after the scan
+    layout: MergeOnRead | None = None
 
     @property
     def files(self) -> list[str]:
@@ -184,7 +187,8 @@ def table_files(
             hive.setdefault(spark_uri(f"{base}/{under}" if under else base), []).append(spark_uri(full))
         else:
             groups.setdefault(tuple(values.get(c) for c in partition_by), []).append(spark_uri(full))
-    return TableFiles(int(dt.version()), schema, partition_by, hive, groups, len(paths))
+    layout = layout_of_fields(dt.schema().fields)
+    return TableFiles(int(dt.version()), schema, partition_by, hive, groups, len(paths), layout)
 
 
 def read_table(
@@ -206,9 +210,25 @@ def read_table(
         pa.schema([f for f in files.schema if f.name not in files.partition_by]), f"table {name}"
     )
     if not files.groups and not files.hive:
-        return spark.createDataFrame([], full)
+        return _resolved(spark.createDataFrame([], full), files.layout)
     with _listed_by_the_driver(spark):
-        return _scan(spark, files, full, data)
+        return _resolved(_scan(spark, files, full, data), files.layout)
+
+
+def _resolved(df: DataFrame, layout: MergeOnRead | None) -> DataFrame:
+    """A merge-on-read table's rows from its raw rows: per key the change of the highest
+    sequence, else the base row, unless a delete (``shoal.lake.mergeonread``, ADR 0040)."""
+    if layout is None:
+        return df
+    from pyspark.sql import Window
+
+    rank = "__shoal_rank"
+    latest = Window.partitionBy(*[F.col(f"`{k}`") for k in layout.keys]).orderBy(
+        F.col(f"`{SEQ}`").desc_nulls_last()
+    )
+    ranked = df.withColumn(rank, F.row_number().over(latest))
+    keep = (F.col(rank) == 1) & ~F.col(f"`{OP}`").eqNullSafe(F.lit(DELETE))
+    return ranked.where(keep).drop(rank, OP, SEQ)
 
 
 @contextmanager
