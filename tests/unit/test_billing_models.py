@@ -77,6 +77,24 @@ def keyed(rs: list[dict[str, Any]], key: Sequence[str]) -> dict[tuple[Any, ...],
     return out
 
 
+#: the models that keep revenue fresh (the fast watcher's chain)
+FAST_PATH = ("billing.charges_hourly", "billing.invoice_lines", "billing.revenue_hourly", "billing.run_rate")
+
+
+def fast_path() -> list[Model]:
+    return [m for m in MODEL_SPECS if m.name in FAST_PATH]
+
+
+def assert_fast_path_exact(con: Any, events: Sequence[BillingEvent]) -> None:
+    """Each fast-path model's rows through ``con`` (anything with ``query_arrow``) equal the
+    Decimal reference's for ``events``."""
+    ref = reference.compute(list(events))
+    for m in fast_path():
+        got = con.query_arrow(f"SELECT * FROM {m.name}").to_pylist()
+        want = getattr(ref, m.name.split(".", 1)[1])
+        assert keyed(got, m.unique_key) == keyed(want, m.unique_key), m.name
+
+
 @pytest.fixture(scope="module")
 def sim_events() -> list[BillingEvent]:
     # January (31 days: caps reached at ~hour 672) plus Feb 1, so late events cross the month

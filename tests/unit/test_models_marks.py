@@ -9,28 +9,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from test_billing_models import keyed, to_arrow
+from test_billing_models import assert_fast_path_exact, fast_path, to_arrow
 
 from shoal.lake import Lake
 from shoal.models import Model, ModelRunner, slices
-from shoal.usecases.billing import models, reference
 from shoal.usecases.billing.simulator import BillingSimulator
 
-FAST_PATH = ("billing.charges_hourly", "billing.invoice_lines", "billing.revenue_hourly", "billing.run_rate")
 SOURCE = "billing.usage_events"
 CHARGES = "billing.charges_hourly"
-
-
-def _fast() -> list[Model]:
-    return [m for m in models() if m.name in FAST_PATH]
-
-
-def _assert_exact(runner: ModelRunner, events: list) -> None:
-    ref = reference.compute(events)
-    for m in _fast():
-        got = runner.con.query_arrow(f"SELECT * FROM {m.name}").to_pylist()
-        want = getattr(ref, m.name.split(".", 1)[1])
-        assert keyed(got, m.unique_key) == keyed(want, m.unique_key), m.name
 
 
 @pytest.fixture
@@ -65,7 +51,7 @@ def test_in_order_hours_read_nothing_of_the_target(tmp_path: Path, target_reads:
     firsts = [next(i for i, e in enumerate(events) if e.billing_hour == h) for h in hours]
     cuts = [firsts[len(hours) * i // 6] for i in range(6)] + [len(events)]
     source.append(table.slice(0, cuts[1]))
-    with ModelRunner(lake, _fast()) as runner:
+    with ModelRunner(lake, fast_path()) as runner:
         runner.refresh()  # builds the models
         for i in range(1, 6):
             source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
@@ -73,7 +59,7 @@ def test_in_order_hours_read_nothing_of_the_target(tmp_path: Path, target_reads:
             runner.refresh()
             # a batch's slices either start past every hour they hold, or hold nothing yet
             assert target_reads == [], f"cycle {i} read the target for {target_reads} slices"
-        _assert_exact(runner, events)
+        assert_fast_path_exact(runner.con, events)
 
 
 def test_late_and_duplicate_events_read_their_slices_and_stay_exact(
@@ -86,7 +72,7 @@ def test_late_and_duplicate_events_read_their_slices_and_stay_exact(
     cuts = [table.num_rows * i // 8 for i in range(9)]
     source.append(table.slice(0, cuts[1]))
     touched_total = read_total = 0
-    with ModelRunner(lake, _fast()) as runner:
+    with ModelRunner(lake, fast_path()) as runner:
         runner.refresh()
         for i in range(1, 8):
             source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
@@ -94,7 +80,7 @@ def test_late_and_duplicate_events_read_their_slices_and_stay_exact(
             results = {r.model: r for r in runner.refresh()}
             touched_total += results[CHARGES].touched
             read_total += sum(target_reads)
-        _assert_exact(runner, events)
+        assert_fast_path_exact(runner.con, events)
     # some slices had to be read (late hours, duplicates), far from all of them
     assert 0 < read_total < touched_total / 2, (read_total, touched_total)
 
@@ -108,14 +94,14 @@ def test_another_writer_drops_the_marks(tmp_path: Path) -> None:
     source = lake.create_table(SOURCE, table.schema)
     cuts = [table.num_rows * i // 8 for i in range(9)]
     source.append(table.slice(0, cuts[1]))
-    with ModelRunner(lake, _fast()) as a, ModelRunner(lake, _fast()) as b:
+    with ModelRunner(lake, fast_path()) as a, ModelRunner(lake, fast_path()) as b:
         a.refresh()
         b.refresh()
         for i in range(1, 8):
             source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
             (a if i % 2 else b).refresh()
         a.refresh()
-        _assert_exact(a, events)
+        assert_fast_path_exact(a.con, events)
 
 
 def test_a_rebuild_drops_the_marks(tmp_path: Path) -> None:
@@ -125,11 +111,11 @@ def test_a_rebuild_drops_the_marks(tmp_path: Path) -> None:
     source = lake.create_table(SOURCE, table.schema)
     third = table.num_rows // 3
     source.append(table.slice(0, third))
-    with ModelRunner(lake, _fast()) as runner:
+    with ModelRunner(lake, fast_path()) as runner:
         runner.refresh()
         source.append(table.slice(third, third))
         runner.refresh()
         runner.refresh(full=True)
         source.append(table.slice(2 * third))
         runner.refresh()
-        _assert_exact(runner, events)
+        assert_fast_path_exact(runner.con, events)

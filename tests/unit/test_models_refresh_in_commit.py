@@ -9,30 +9,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from test_billing_models import keyed, to_arrow
+from test_billing_models import assert_fast_path_exact, fast_path, to_arrow
 
 from shoal.lake import Lake, Table
 from shoal.lake.errors import CommitConflict
 from shoal.models import ModelRunner
 from shoal.models.context import RefreshContext
-from shoal.usecases.billing import models, reference
 from shoal.usecases.billing.simulator import BillingSimulator
 
-FAST_PATH = ("billing.charges_hourly", "billing.invoice_lines", "billing.revenue_hourly", "billing.run_rate")
 SOURCE = "billing.usage_events"
 LINES = "billing.invoice_lines"
-
-
-def _fast() -> list:
-    return [m for m in models() if m.name in FAST_PATH]
-
-
-def _assert_exact(runner: ModelRunner, events: list) -> None:
-    ref = reference.compute(events)
-    for m in _fast():
-        got = runner.con.query_arrow(f"SELECT * FROM {m.name}").to_pylist()
-        want = getattr(ref, m.name.split(".", 1)[1])
-        assert keyed(got, m.unique_key) == keyed(want, m.unique_key), m.name
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +33,7 @@ def test_appended_rows_are_taken_from_memory_and_revenue_stays_exact(tmp_path: P
     lake = Lake(str(tmp_path / "lake"))
     source = lake.create_table(SOURCE, table.schema)
     source.append(table.slice(0, cuts[1]))
-    with ModelRunner(lake, _fast()) as runner:
+    with ModelRunner(lake, fast_path()) as runner:
         runner.refresh()
         for i in range(1, 4):
             before = source.version
@@ -58,7 +44,7 @@ def test_appended_rows_are_taken_from_memory_and_revenue_stays_exact(tmp_path: P
             # the models reading the source took its rows from memory, not from the change feed
             assert results["billing.charges_hourly"].handed_off == [SOURCE]
             assert results["billing.charges_hourly"].upstream_versions[SOURCE] == version
-        _assert_exact(runner, events)
+        assert_fast_path_exact(runner.con, events)
 
 
 def test_an_offer_that_does_not_match_the_models_position_is_ignored(tmp_path: Path, events: list) -> None:
@@ -67,7 +53,7 @@ def test_an_offer_that_does_not_match_the_models_position_is_ignored(tmp_path: P
     lake = Lake(str(tmp_path / "lake"))
     source = lake.create_table(SOURCE, table.schema)
     source.append(table.slice(0, half // 2))
-    with ModelRunner(lake, _fast()) as runner:
+    with ModelRunner(lake, fast_path()) as runner:
         runner.refresh()
         source.append(table.slice(half // 2, half - half // 2))  # another writer's commit
         before = source.version
@@ -78,7 +64,7 @@ def test_an_offer_that_does_not_match_the_models_position_is_ignored(tmp_path: P
         runner.offer_appended(SOURCE, before, version, rows)
         results = {r.model: r for r in runner.refresh()}
         assert results["billing.charges_hourly"].handed_off == []
-        _assert_exact(runner, events)
+        assert_fast_path_exact(runner.con, events)
 
 
 def test_two_runners_of_the_same_models_never_apply_a_change_twice(
@@ -89,12 +75,12 @@ def test_two_runners_of_the_same_models_never_apply_a_change_twice(
     lake = Lake(str(tmp_path / "lake"))
     source = lake.create_table(SOURCE, table.schema)
     source.append(table.slice(0, half))
-    with ModelRunner(lake, _fast()) as first:
+    with ModelRunner(lake, fast_path()) as first:
         first.refresh()
     source.append(table.slice(half))
     a, b = (
-        ModelRunner(Lake(str(tmp_path / "lake")), _fast()),
-        ModelRunner(Lake(str(tmp_path / "lake")), _fast()),
+        ModelRunner(Lake(str(tmp_path / "lake")), fast_path()),
+        ModelRunner(Lake(str(tmp_path / "lake")), fast_path()),
     )
     write = RefreshContext.write
     raced = []
@@ -114,14 +100,14 @@ def test_two_runners_of_the_same_models_never_apply_a_change_twice(
             b.refresh()
         assert raced == ["billing.charges_hourly"]
         b.refresh()  # the retry re-reads the progress: nothing left to apply
-        _assert_exact(b, events)
+        assert_fast_path_exact(b.con, events)
     finally:
         a.close()
         b.close()
 
 
 def _held_fast(every: float) -> list:
-    return [m.model_copy(update={"commit_every_s": every}) if m.commit_every_s else m for m in _fast()]
+    return [m.model_copy(update={"commit_every_s": every}) if m.commit_every_s else m for m in fast_path()]
 
 
 def _land_in_quarters(tmp_path: Path, events: list) -> tuple[Lake, Table, pa.Table, list[int]]:
@@ -137,11 +123,11 @@ def test_a_holding_runner_commits_invoice_lines_every_few_seconds_and_at_close(
     tmp_path: Path, events: list
 ) -> None:
     lake, source, table, cuts = _land_in_quarters(tmp_path, events)
-    with ModelRunner(lake, _fast()) as first:
+    with ModelRunner(lake, fast_path()) as first:
         first.refresh()
     lines = lake.table(LINES)
     committed = lines.version
-    runner = ModelRunner(lake, _fast(), hold=True)
+    runner = ModelRunner(lake, fast_path(), hold=True)
     try:
         for i in range(1, 3):
             source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
@@ -153,11 +139,11 @@ def test_a_holding_runner_commits_invoice_lines_every_few_seconds_and_at_close(
     finally:
         runner.close()  # commits what is held
     assert lines.version == committed + 1
-    with ModelRunner(lake, _fast()) as check:
+    with ModelRunner(lake, fast_path()) as check:
         assert all(r.mode == "unchanged" for r in check.refresh())
         source.append(table.slice(cuts[3]))
         check.refresh()
-        _assert_exact(check, events)
+        assert_fast_path_exact(check.con, events)
 
 
 def test_held_changes_are_committed_when_due(tmp_path: Path, events: list) -> None:
@@ -178,16 +164,16 @@ def test_held_changes_are_committed_when_due(tmp_path: Path, events: list) -> No
             assert [r.model for r in commits] == ([LINES] if i == 2 else [])
             assert lines.version == before + len(commits)
         runner.close()
-        _assert_exact(runner, events)
+        assert_fast_path_exact(runner.con, events)
 
 
 def test_a_crash_loses_only_what_was_held_and_the_next_runner_takes_it_again(
     tmp_path: Path, events: list
 ) -> None:
     lake, source, table, cuts = _land_in_quarters(tmp_path, events)
-    with ModelRunner(lake, _fast()) as first:
+    with ModelRunner(lake, fast_path()) as first:
         first.refresh()
-    runner = ModelRunner(lake, _fast(), hold=True)
+    runner = ModelRunner(lake, fast_path(), hold=True)
     for i in range(1, 3):
         source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
         runner.refresh()
@@ -195,27 +181,27 @@ def test_a_crash_loses_only_what_was_held_and_the_next_runner_takes_it_again(
     behind = lake.table(LINES).app_version("model:billing.charges_hourly")
     assert behind != lake.table("billing.charges_hourly").version
     source.append(table.slice(cuts[3]))
-    with ModelRunner(lake, _fast(), hold=True) as after:
+    with ModelRunner(lake, fast_path(), hold=True) as after:
         after.refresh()
         after.close()
-        _assert_exact(after, events)
+        assert_fast_path_exact(after.con, events)
 
 
 def test_another_writer_of_a_held_model_is_never_double_counted(tmp_path: Path, events: list) -> None:
     lake, source, table, cuts = _land_in_quarters(tmp_path, events)
-    with ModelRunner(lake, _fast()) as first:
+    with ModelRunner(lake, fast_path()) as first:
         first.refresh()
-    holding = ModelRunner(lake, _fast(), hold=True)
+    holding = ModelRunner(lake, fast_path(), hold=True)
     try:
         source.append(table.slice(cuts[1], cuts[2] - cuts[1]))
         assert {r.model: r for r in holding.refresh()}[LINES].held
         # someone else brings invoice_lines up to date meanwhile (e.g. `shoal refresh` by hand)
-        with ModelRunner(Lake(str(tmp_path / "lake")), _fast()) as other:
+        with ModelRunner(Lake(str(tmp_path / "lake")), fast_path()) as other:
             other.refresh()
         source.append(table.slice(cuts[2]))
         holding.refresh()  # the copy and the held changes are dropped: it goes on from the table
     finally:
         holding.close()
-    with ModelRunner(lake, _fast()) as check:
+    with ModelRunner(lake, fast_path()) as check:
         check.refresh()
-        _assert_exact(check, events)
+        assert_fast_path_exact(check.con, events)

@@ -26,14 +26,13 @@ Anything else is left as written.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, walk
+from shoal.query.sqltree import NOWHERE, Node, rewrite_statement, walk
 
 #: a cheap test before parsing: could the query hold a comparison in a WHERE at all?
 _CANDIDATE = re.compile(r"\bwhere\b[\s\S]*(<|>|=|\bbetween\b)", re.IGNORECASE)
@@ -287,17 +286,4 @@ def add_partition_bounds(
     """
     if not _CANDIDATE.search(query):
         return query
-    try:
-        row = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
-        if not row:
-            return query
-        doc = json.loads(row[0])
-        statements = doc.get("statements", [])
-        if doc.get("error") or len(statements) != 1:
-            return query
-        if not add_bounds(statements[0], sources, columns):
-            return query
-        out = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(doc)]).fetchone()
-        return str(out[0]) if out and out[0] else query
-    except (duckdb.Error, ValueError, KeyError, TypeError):
-        return query
+    return rewrite_statement(con, query, lambda statement: add_bounds(statement, sources, columns))

@@ -33,7 +33,6 @@ Anything else is left as written. Nested queries (subqueries, CTEs) are looked a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +40,7 @@ from typing import Any
 import duckdb
 
 from shoal.query.partition_bounds import Columns, Relation, Sources, owner, relations
-from shoal.query.sqltree import NOWHERE, Node, expression_name, walk
+from shoal.query.sqltree import NOWHERE, Node, expression_name, function_call, rewrite_statement, walk
 
 #: a cheap test before parsing: a truncation or a cast to DATE at all?
 _CANDIDATE = re.compile(r"date_?trunc|::\s*date\b|\bas\s+date\b", re.IGNORECASE)
@@ -73,24 +72,6 @@ _AGGREGATE_NAMES = (
     "stddev stddev_pop stddev_samp string_agg sum sumkahan var_pop var_samp variance"
 )
 _AGGREGATES = frozenset(_AGGREGATE_NAMES.split())
-
-
-def _call(name: str, *children: Node, alias: str = "") -> Node:
-    return {
-        "class": "FUNCTION",
-        "type": "FUNCTION",
-        "alias": alias,
-        "query_location": NOWHERE,
-        "function_name": name,
-        "schema": "",
-        "children": list(children),
-        "filter": None,
-        "order_bys": {"type": "ORDER_MODIFIER", "orders": []},
-        "distinct": False,
-        "is_operator": False,
-        "export_state": False,
-        "catalog": "",
-    }
 
 
 def _column(names: list[str]) -> Node:
@@ -162,8 +143,8 @@ class _Node:
         # p is a DATE: the day as a plain UTC timestamp, truncated further if asked, as an instant
         plain = _cast(column, "TIMESTAMP")
         if rank > _TRANSFORM_UNIT["day"]:
-            plain = _call("date_trunc", args[0], plain)
-        return _call("make_timestamptz", _call("epoch_us", plain), alias=alias)
+            plain = function_call("date_trunc", args[0], plain)
+        return function_call("make_timestamptz", function_call("epoch_us", plain), alias=alias)
 
 
 def _replace(node: Any, scope: _Node, free: list[Node], in_where: bool, in_agg: bool) -> tuple[Any, int]:
@@ -239,17 +220,8 @@ def rewrite_partition_keys(
     is left alone); the session must be in UTC (the caller's to know)."""
     if not _CANDIDATE.search(query):
         return query
-    try:
-        row = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
-        if not row:
-            return query
-        doc = json.loads(row[0])
-        statements = doc.get("statements", [])
-        if doc.get("error") or len(statements) != 1:
-            return query
-        if not replace_keys(statements[0], sources, columns, lambda item: expression_name(con, item)):
-            return query
-        out = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(doc)]).fetchone()
-        return str(out[0]) if out and out[0] else query
-    except (duckdb.Error, ValueError, KeyError, TypeError):
-        return query
+    return rewrite_statement(
+        con,
+        query,
+        lambda statement: replace_keys(statement, sources, columns, lambda item: expression_name(con, item)),
+    )

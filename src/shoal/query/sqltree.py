@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -47,3 +47,43 @@ def expression_name(con: duckdb.DuckDBPyConnection, item: Node) -> str:
         raise ValueError("no SQL")
     # the binder names a cast's column with the type quoted: CAST(x AS "DATE")
     return str(out[0]).removeprefix("SELECT ").replace(" AS DATE)", ' AS "DATE")')
+
+
+def function_call(name: str, *children: Node, alias: str = "") -> Node:
+    """The parse-tree node of a call ``name(children...)``."""
+    return {
+        "class": "FUNCTION",
+        "type": "FUNCTION",
+        "alias": alias,
+        "query_location": NOWHERE,
+        "function_name": name,
+        "schema": "",
+        "children": list(children),
+        "filter": None,
+        "order_bys": {"type": "ORDER_MODIFIER", "orders": []},
+        "distinct": False,
+        "is_operator": False,
+        "export_state": False,
+        "catalog": "",
+    }
+
+
+def rewrite_statement(con: duckdb.DuckDBPyConnection, query: str, edit: Callable[[Node], int]) -> str:
+    """``query`` parsed by DuckDB (one statement), edited in place by ``edit`` (which returns how
+    many changes it made) and turned back into SQL; ``query`` itself when nothing changed, or when the
+    query is not one statement DuckDB can parse and print. ``con`` runs the parser: a cursor, so
+    the session's pending result is left alone."""
+    try:
+        row = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
+        if not row:
+            return query
+        doc = json.loads(row[0])
+        statements = doc.get("statements", [])
+        if doc.get("error") or len(statements) != 1:
+            return query
+        if not edit(statements[0]):
+            return query
+        out = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(doc)]).fetchone()
+        return str(out[0]) if out and out[0] else query
+    except (duckdb.Error, ValueError, KeyError, TypeError):
+        return query

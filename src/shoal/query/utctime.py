@@ -28,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, expression_name, walk
+from shoal.query.sqltree import NOWHERE, Node, expression_name, function_call, walk
 
 #: functions whose last argument is the timestamp and whose result is a timestamp again
 _TRUNCATE = {"date_trunc", "datetrunc", "time_bucket"}
@@ -73,24 +73,6 @@ def _const(value: str) -> Node:
     }
 
 
-def _call(name: str, *children: Node, alias: str = "") -> Node:
-    return {
-        "class": "FUNCTION",
-        "type": "FUNCTION",
-        "alias": alias,
-        "query_location": NOWHERE,
-        "function_name": name,
-        "schema": "",
-        "children": list(children),
-        "filter": None,
-        "order_bys": {"type": "ORDER_MODIFIER", "orders": []},
-        "distinct": False,
-        "is_operator": False,
-        "export_state": False,
-        "catalog": "",
-    }
-
-
 #: date_trunc units of a fixed length in UTC (no leap seconds in epoch time), in microseconds
 _FIXED_UNITS = {
     "day": 86_400_000_000,
@@ -115,7 +97,7 @@ def _int(value: int) -> Node:
 
 
 def _op(name: str, left: Node, right: Node) -> Node:
-    return dict(_call(name, left, right), is_operator=True)
+    return dict(function_call(name, left, right), is_operator=True)
 
 
 def _floor_to(micros: Node, width: int) -> Node:
@@ -149,7 +131,7 @@ def _floor_to(micros: Node, width: int) -> Node:
 
 def _plain_utc(column: Node) -> Node:
     """``make_timestamp(epoch_us(col))``: the instant as a plain UTC timestamp, without ICU."""
-    return _call("make_timestamp", _call("epoch_us", column))
+    return function_call("make_timestamp", function_call("epoch_us", column))
 
 
 class _Scope:
@@ -258,11 +240,11 @@ def _rewrite(node: Any, scope: _Scope, name_of: Callable[[Node], str]) -> tuple[
         unit = args[0].get("value", {}).get("value") if name != "time_bucket" else None
         width = _FIXED_UNITS.get(unit.lower()) if isinstance(unit, str) else None
         if width is not None:  # a whole number of microseconds: floor the epoch, no calendar
-            return _call(
-                "make_timestamptz", _floor_to(_call("epoch_us", args[1]), width), alias=alias
+            return function_call(
+                "make_timestamptz", _floor_to(function_call("epoch_us", args[1]), width), alias=alias
             ), done + 1
         inner = dict(new, alias="", children=[args[0], _plain_utc(args[1])])
-        return _call("make_timestamptz", _call("epoch_us", inner), alias=alias), done + 1
+        return function_call("make_timestamptz", function_call("epoch_us", inner), alias=alias), done + 1
     if name in _FIELDS and args and scope.is_lake_tz(args[-1]):
         if name in ("date_part", "datepart"):
             part = args[0].get("value", {}) if args[0].get("class") == "CONSTANT" else {}
