@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, rewrite_statement, walk
+from shoal.query.sqltree import NOWHERE, Node, function_call, rewrite_statement, walk
 
 #: a cheap test before parsing: could the query hold a comparison in a WHERE at all?
 _CANDIDATE = re.compile(r"\bwhere\b[\s\S]*(<|>|=|\bbetween\b)", re.IGNORECASE)
@@ -125,21 +125,7 @@ def _bound(value: Node, transform: str) -> Node:
             "query_location": NOWHERE,
             "value": {"type": {"id": "VARCHAR", "type_info": None}, "is_null": False, "value": "hour"},
         }
-        return {
-            "class": "FUNCTION",
-            "type": "FUNCTION",
-            "alias": "",
-            "query_location": NOWHERE,
-            "function_name": "date_trunc",
-            "schema": "",
-            "children": [hour, instant],
-            "filter": None,
-            "order_bys": {"type": "ORDER_MODIFIER", "orders": []},
-            "distinct": False,
-            "is_operator": False,
-            "export_state": False,
-            "catalog": "",
-        }
+        return function_call("date_trunc", hour, instant)
     return copy.deepcopy(value)
 
 

@@ -21,14 +21,13 @@ any alias in the query. Anything else is left exactly as written.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, expression_name, function_call, walk
+from shoal.query.sqltree import NOWHERE, Node, expression_name, function_call, rewrite_statement, walk
 
 #: functions whose last argument is the timestamp and whose result is a timestamp again
 _TRUNCATE = {"date_trunc", "datetrunc", "time_bucket"}
@@ -269,31 +268,15 @@ def rewrite_utc_time(
     """
     if not _CANDIDATE.search(query):
         return query
-    try:
-        row = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
-    except duckdb.Error:
-        return query
-    if not row:
-        return query
-    doc = json.loads(row[0])
-    statements = doc.get("statements", [])
-    if doc.get("error") or len(statements) != 1:
-        return query
-    scope = _Scope(statements[0], table_columns)
-    if not scope.ok or not scope.tz_columns:
-        return query
 
-    def sql_of(tree: Any) -> str:
-        out = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()
-        if not out or not out[0]:
-            raise ValueError("no SQL")
-        return str(out[0])
+    def edit(statement: Node) -> int:
+        scope = _Scope(statement, table_columns)
+        if not scope.ok or not scope.tz_columns:
+            return 0
+        new, n = _rewrite(statement, scope, lambda item: expression_name(con, item))
+        if n:
+            statement.clear()
+            statement.update(new)
+        return n
 
-    def name_of(item: Node) -> str:
-        return expression_name(con, item)
-
-    try:
-        tree, n = _rewrite(doc, scope, name_of)
-        return sql_of(tree) if n else query
-    except (duckdb.Error, ValueError, KeyError):
-        return query
+    return rewrite_statement(con, query, edit)
