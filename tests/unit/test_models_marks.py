@@ -11,12 +11,22 @@ import pyarrow as pa
 import pytest
 from test_billing_models import assert_fast_path_exact, fast_path, to_arrow
 
-from shoal.lake import Lake
+from shoal.lake import Lake, Table
 from shoal.models import Model, ModelRunner, slices
 from shoal.usecases.billing.simulator import BillingSimulator
 
 SOURCE = "billing.usage_events"
 CHARGES = "billing.charges_hourly"
+
+
+def _first_eighth_landed(tmp_path: Path, events: list) -> tuple[Lake, Table, pa.Table, list[int]]:
+    """A lake whose usage_events hold the first eighth of ``events``; the cuts of the other seven."""
+    table = to_arrow(events)
+    lake = Lake(str(tmp_path / "lake"))
+    source = lake.create_table(SOURCE, table.schema)
+    cuts = [table.num_rows * i // 8 for i in range(9)]
+    source.append(table.slice(0, cuts[1]))
+    return lake, source, table, cuts
 
 
 @pytest.fixture
@@ -66,11 +76,7 @@ def test_late_and_duplicate_events_read_their_slices_and_stay_exact(
     tmp_path: Path, target_reads: list[int]
 ) -> None:
     events = _events(0.15, 0.05)
-    table = to_arrow(events)
-    lake = Lake(str(tmp_path / "lake"))
-    source = lake.create_table(SOURCE, table.schema)
-    cuts = [table.num_rows * i // 8 for i in range(9)]
-    source.append(table.slice(0, cuts[1]))
+    lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
     touched_total = read_total = 0
     with ModelRunner(lake, fast_path()) as runner:
         runner.refresh()
@@ -89,11 +95,7 @@ def test_another_writer_drops_the_marks(tmp_path: Path) -> None:
     """Two runners take turns on one lake: each one's marks are stale after the other's commit,
     and a refresh on stale marks would miss rows (a duplicate key, or a cap counted twice)."""
     events = _events(0.15, 0.05)
-    table = to_arrow(events)
-    lake = Lake(str(tmp_path / "lake"))
-    source = lake.create_table(SOURCE, table.schema)
-    cuts = [table.num_rows * i // 8 for i in range(9)]
-    source.append(table.slice(0, cuts[1]))
+    lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
     with ModelRunner(lake, fast_path()) as a, ModelRunner(lake, fast_path()) as b:
         a.refresh()
         b.refresh()

@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shoal.lake import Table
+from shoal.lake import Table, sql_literal
 from shoal.models.model import Model
 from shoal.models.sql import ident, literal, plain
 
@@ -33,10 +33,6 @@ MARK = "__shoal_mark"
 
 def _marks(name: str) -> str:
     return ident("__shoal_marks_" + name.replace(".", "__"))
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass
@@ -102,7 +98,7 @@ class RestateMarks:
         by = ", ".join(ident(c) for c in model.incremental_by)
         first = ident(model.incremental_by[0])
         in_groups = f"{first} IN ({', '.join(groups)})"
-        scan = f"delta_scan({_quote(table.uri)}, version => {int(version)})"
+        scan = f"delta_scan({sql_literal(table.uri)}, version => {int(version)})"
         con.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {marks} AS "
             f"SELECT {by}, {ident(model.restate_from)} AS {MARK} FROM {scan} LIMIT 0"
