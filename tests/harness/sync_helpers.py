@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,24 @@ def pg_decl(server: PrivatePostgres, database: str = "postgres", **sync: Any) ->
     if sync:
         decl["sync"] = sync
     return decl
+
+
+@dataclass(frozen=True)
+class ScratchDB:
+    """A database on a private server (the ``private_db`` fixture): SQL run in it, its declaration."""
+
+    kind: str  # "mysql" or "postgres"
+    server: PrivateMariaDB | PrivatePostgres
+    name: str
+
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        return list(self.server.execute(statement, self.name))
+
+    def decl(self, **sync: Any) -> dict[str, Any]:
+        """Its shoal.yaml ``databases`` entry (``sync`` settings if given)."""
+        if isinstance(self.server, PrivateMariaDB):
+            return mysql_decl(self.server, self.name, **sync)
+        return pg_decl(self.server, self.name, **sync)
 
 
 def syncer_of(project: Project, **kwargs: Any) -> Syncer:

@@ -17,19 +17,9 @@ import pytest
 from harness.cli import invoke_shoal
 from harness.ports import free_port
 from harness.private_databases import PrivateMariaDB, PrivatePostgres
-from harness.sync_helpers import mysql_decl, pg_decl, start_private, write_project
+from harness.sync_helpers import mysql_decl, pg_decl, write_project
 from shoal.project import Project
 from shoal.query import QueryError
-
-
-@pytest.fixture(scope="module")
-def maria() -> Iterator[PrivateMariaDB]:
-    yield from start_private("mysql")
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PrivatePostgres]:
-    yield from start_private("postgres")
 
 
 @pytest.fixture

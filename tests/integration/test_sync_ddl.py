@@ -4,78 +4,35 @@ NULL in rows written from then on, with every other column where it belongs (ADR
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.private_databases import PrivateMariaDB, PrivatePostgres
-from harness.sync_helpers import (
-    lake_rows,
-    mysql_decl,
-    pg_decl,
-    rows_sorted,
-    start_private,
-    syncer_of,
-    write_project,
-)
+from harness.sync_helpers import ScratchDB, lake_rows, rows_sorted, syncer_of, write_project
 from shoal.lake import progress
 from shoal.project import Project
-
-
-@pytest.fixture(scope="module")
-def maria() -> Iterator[PrivateMariaDB]:
-    yield from start_private("mysql")
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PrivatePostgres]:
-    yield from start_private("postgres")
-
-
-@pytest.fixture
-def mdb(maria: PrivateMariaDB) -> Iterator[str]:
-    name = f"ddl_{uuid.uuid4().hex[:8]}"
-    maria.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    yield name
-    maria.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
-@pytest.fixture
-def pdb(pg: PrivatePostgres) -> Iterator[str]:
-    name = f"ddl_{uuid.uuid4().hex[:8]}"
-    pg.execute(f"CREATE DATABASE {name}")
-    yield name
-    pg.execute(
-        f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"
-    )
-    pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Upstream:
     """One source database: how to run SQL in it, its project, its replica's position key."""
 
-    def __init__(self, kind: str, server: Any, db: str, tmp_path: Path) -> None:
-        self.kind, self.server, self.db = kind, server, db
-        decl = mysql_decl(server, db) if kind == "mysql" else pg_decl(server, db)
-        self.project = Project.load(write_project(tmp_path / "proj", {"src": decl}))
+    def __init__(self, db: ScratchDB, tmp_path: Path) -> None:
+        self.db, self.kind = db, db.kind
+        self.project = Project.load(write_project(tmp_path / "proj", {"src": db.decl()}))
 
     def sql(self, statement: str) -> list[tuple[Any, ...]]:
-        return list(self.server.execute(statement, self.db))
+        return self.db.sql(statement)
 
     def position(self, table: str) -> int | None:
         key = (progress.binlog_position if self.kind == "mysql" else progress.lsn)("src", table)
         return self.project.lake.table(f"src_replica.{table}").app_version(key)
 
 
-@pytest.fixture(params=["mysql", "postgres"])
-def upstream(request: pytest.FixtureRequest, tmp_path: Path) -> Upstream:
-    if request.param == "mysql":
-        return Upstream("mysql", request.getfixturevalue("maria"), request.getfixturevalue("mdb"), tmp_path)
-    return Upstream("postgres", request.getfixturevalue("pg"), request.getfixturevalue("pdb"), tmp_path)
+@pytest.fixture
+def upstream(private_db: ScratchDB, tmp_path: Path) -> Upstream:
+    return Upstream(private_db, tmp_path)
 
 
 def test_truncate_empties_the_replica_with_the_position(upstream: Upstream) -> None:

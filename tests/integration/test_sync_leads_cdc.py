@@ -6,7 +6,6 @@ every column of every row."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness.private_databases import PrivateMariaDB, PrivatePostgres
-from harness.sync_helpers import lake_rows, mysql_decl, pg_decl, rows_sorted, start_private, write_project
+from harness.sync_helpers import lake_rows, mysql_decl, pg_decl, rows_sorted, write_project
 from shoal.project import Project
 from shoal.replicate import Syncer
 from shoal.usecases.billing import BillingSimulator
@@ -23,16 +22,6 @@ from shoal.usecases.leads.schema import DATABASES
 from shoal.usecases.leads.simulator import LeadsSimulator
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def maria() -> Iterator[PrivateMariaDB]:
-    yield from start_private("mysql")
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PrivatePostgres]:
-    yield from start_private("postgres")
 
 
 def _q(kind: str, name: str) -> str:

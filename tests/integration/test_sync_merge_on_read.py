@@ -6,16 +6,13 @@ them; TRUNCATE and DROP COLUMN keep their meaning; a copy-on-write replica turns
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.cli import invoke_shoal
-from harness.private_databases import PrivateMariaDB, PrivatePostgres
-from harness.sync_helpers import lake_rows, mysql_decl, pg_decl, rows_sorted, start_private, write_project
+from harness.sync_helpers import ScratchDB, lake_rows, rows_sorted, write_project
 from shoal.lake.morcompact import tail_rows
 from shoal.project import Project
 from shoal.replicate import Syncer, SyncError
@@ -24,46 +21,16 @@ COLUMNS = ["id", "name", "qty"]
 MOR = {"layout": "merge-on-read", "compact_every_s": 0}
 
 
-@pytest.fixture(scope="module")
-def maria() -> Iterator[PrivateMariaDB]:
-    yield from start_private("mysql")
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PrivatePostgres]:
-    yield from start_private("postgres")
-
-
-@pytest.fixture
-def mdb(maria: PrivateMariaDB) -> Iterator[str]:
-    name = f"mor_{uuid.uuid4().hex[:8]}"
-    maria.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    yield name
-    maria.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
-@pytest.fixture
-def pdb(pg: PrivatePostgres) -> Iterator[str]:
-    name = f"mor_{uuid.uuid4().hex[:8]}"
-    pg.execute(f"CREATE DATABASE {name}")
-    yield name
-    pg.execute(
-        f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"
-    )
-    pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 class Upstream:
-    def __init__(self, kind: str, server: Any, db: str, tmp_path: Path) -> None:
-        self.kind, self.server, self.db, self.dir = kind, server, db, tmp_path / "proj"
+    def __init__(self, db: ScratchDB, tmp_path: Path) -> None:
+        self.db, self.dir = db, tmp_path / "proj"
         self.declare(**MOR)
 
     def declare(self, **sync: Any) -> None:
-        decl = (mysql_decl if self.kind == "mysql" else pg_decl)(self.server, self.db, **sync)
-        self.project = Project.load(write_project(self.dir, {"src": decl}))
+        self.project = Project.load(write_project(self.dir, {"src": self.db.decl(**sync)}))
 
     def sql(self, statement: str) -> list[tuple[Any, ...]]:
-        return list(self.server.execute(statement, self.db))
+        return self.db.sql(statement)
 
     def sync(self) -> None:
         Syncer(self.project.lake, self.project.endpoints()[0]).run()
@@ -77,11 +44,9 @@ class Upstream:
             return rows_sorted(con.sql(f"SELECT id, name, qty FROM src_replica.items{travel}").fetchall())
 
 
-@pytest.fixture(params=["mysql", "postgres"])
-def upstream(request: pytest.FixtureRequest, tmp_path: Path) -> Upstream:
-    if request.param == "mysql":
-        return Upstream("mysql", request.getfixturevalue("maria"), request.getfixturevalue("mdb"), tmp_path)
-    return Upstream("postgres", request.getfixturevalue("pg"), request.getfixturevalue("pdb"), tmp_path)
+@pytest.fixture
+def upstream(private_db: ScratchDB, tmp_path: Path) -> Upstream:
+    return Upstream(private_db, tmp_path)
 
 
 def test_readers_see_the_source_between_and_after_compactions(upstream: Upstream) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from harness.cli import invoke_shoal
 from harness.private_databases import PrivateMariaDB
-from harness.sync_helpers import lake_rows, mysql_decl, rows_sorted, start_private, syncer_of, write_project
+from harness.sync_helpers import lake_rows, mysql_decl, rows_sorted, syncer_of, write_project
 from shoal.errors import Terminal
 from shoal.lake import progress
 from shoal.project import Project
@@ -24,44 +23,33 @@ from shoal.replicate import NoPrimaryKey
 from shoal.replicate.errors import ReplicationNotConfigured
 
 
-@pytest.fixture(scope="module")
-def maria() -> Iterator[PrivateMariaDB]:
-    yield from start_private("mysql")
-
-
-@pytest.fixture
-def db(maria: PrivateMariaDB) -> Iterator[str]:
-    name = f"crm_{uuid.uuid4().hex[:8]}"
-    maria.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    yield name
-    maria.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
-def _project(tmp_path: Path, maria: PrivateMariaDB, db: str, **sync: Any) -> Project:
-    return Project.load(write_project(tmp_path / "proj", {"crm": mysql_decl(maria, db, **sync)}))
+def _project(tmp_path: Path, maria: PrivateMariaDB, mdb: str, **sync: Any) -> Project:
+    return Project.load(write_project(tmp_path / "proj", {"crm": mysql_decl(maria, mdb, **sync)}))
 
 
 COLUMNS = ["id", "name", "amount", "updated_at"]
 
 
-def _source(maria: PrivateMariaDB, db: str) -> list[tuple[Any, ...]]:
-    return rows_sorted(maria.execute(f"SELECT {', '.join(COLUMNS)} FROM {db}.users"))
+def _source(maria: PrivateMariaDB, mdb: str) -> list[tuple[Any, ...]]:
+    return rows_sorted(maria.execute(f"SELECT {', '.join(COLUMNS)} FROM {mdb}.users"))
 
 
-def test_snapshot_in_chunks_then_changes_applied_once(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
+def test_snapshot_in_chunks_then_changes_applied_once(
+    tmp_path: Path, maria: PrivateMariaDB, mdb: str
+) -> None:
     maria.execute(
-        f"CREATE TABLE {db}.users (id INT PRIMARY KEY, name VARCHAR(40), amount DECIMAL(10,2), "
+        f"CREATE TABLE {mdb}.users (id INT PRIMARY KEY, name VARCHAR(40), amount DECIMAL(10,2), "
         "updated_at DATETIME)"
     )
     values = ", ".join(f"({i}, 'user {i}', {i}.25, '2024-01-01 00:00:00')" for i in range(1, 1001))
-    maria.execute(f"INSERT INTO {db}.users VALUES {values}")
-    project = _project(tmp_path, maria, db, chunk_rows=300)
+    maria.execute(f"INSERT INTO {mdb}.users VALUES {values}")
+    project = _project(tmp_path, maria, mdb, chunk_rows=300)
     seen: list[tuple[str, int, int | None, str]] = []
     report = syncer_of(project, on_progress=lambda *a: seen.append(a)).run()
 
     table = project.lake.table("crm_replica.users")
     assert report.tables["users"].snapshot_rows == 1000
-    assert lake_rows(table, COLUMNS) == _source(maria, db)
+    assert lake_rows(table, COLUMNS) == _source(maria, mdb)
     # four chunk commits (300+300+300+100) and the commit that hands over to the binlog
     history = table.history()
     assert sum(1 for h in history if h.get("operation") == "WRITE") == 5
@@ -72,13 +60,13 @@ def test_snapshot_in_chunks_then_changes_applied_once(tmp_path: Path, maria: Pri
     assert table.app_version(progress.binlog_position("crm", "users")) == start
 
     # inserts, updates, deletes and a key change, in several transactions
-    maria.execute(f"INSERT INTO {db}.users VALUES (1001, 'new', 1.00, '2024-02-01 00:00:00')")
-    maria.execute(f"UPDATE {db}.users SET amount = amount * 2 WHERE id <= 10")
-    maria.execute(f"DELETE FROM {db}.users WHERE id BETWEEN 500 AND 509")
-    maria.execute(f"UPDATE {db}.users SET id = 5000 WHERE id = 999")
-    maria.execute(f"UPDATE {db}.users SET name = 'twice' WHERE id = 1001")
+    maria.execute(f"INSERT INTO {mdb}.users VALUES (1001, 'new', 1.00, '2024-02-01 00:00:00')")
+    maria.execute(f"UPDATE {mdb}.users SET amount = amount * 2 WHERE id <= 10")
+    maria.execute(f"DELETE FROM {mdb}.users WHERE id BETWEEN 500 AND 509")
+    maria.execute(f"UPDATE {mdb}.users SET id = 5000 WHERE id = 999")
+    maria.execute(f"UPDATE {mdb}.users SET name = 'twice' WHERE id = 1001")
     report = syncer_of(project).run()
-    assert lake_rows(table, COLUMNS) == _source(maria, db)
+    assert lake_rows(table, COLUMNS) == _source(maria, mdb)
     assert report.tables["users"].deleted == 11  # ten deletes and the old key of 999
     pos = table.app_version(progress.binlog_position("crm", "users"))
     assert pos is not None
@@ -91,14 +79,14 @@ def test_snapshot_in_chunks_then_changes_applied_once(tmp_path: Path, maria: Pri
 
     # a source that hands back transactions the lake already has (a crash after the Delta commit,
     # before anything else was recorded): each is dropped by its position, none applied twice
-    maria.execute(f"UPDATE {db}.users SET amount = amount + 1 WHERE id = 1")
+    maria.execute(f"UPDATE {mdb}.users SET amount = amount + 1 WHERE id = 1")
     replayer = syncer_of(project)
     real_changes = replayer.source.changes
     replayer.source.changes = lambda since, tables, n: real_changes(start, tables, n)  # type: ignore[method-assign]
     replayer.run()
     rows = {r[0]: r for r in lake_rows(table, COLUMNS)}
     assert rows[1][2] == Decimal("3.50")  # 1.25 * 2 + 1, not + 1 twice or * 2 twice
-    assert lake_rows(table, COLUMNS) == _source(maria, db)
+    assert lake_rows(table, COLUMNS) == _source(maria, mdb)
     version = table.version
     replayer = syncer_of(project)
     replayer.source.changes = lambda since, tables, n: real_changes(start, tables, n)  # type: ignore[method-assign]
@@ -106,26 +94,26 @@ def test_snapshot_in_chunks_then_changes_applied_once(tmp_path: Path, maria: Pri
     assert table.version == version
 
 
-def test_type_mapping_is_exact(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
+def test_type_mapping_is_exact(tmp_path: Path, maria: PrivateMariaDB, mdb: str) -> None:
     maria.execute(
-        f"""CREATE TABLE {db}.typed (
+        f"""CREATE TABLE {mdb}.typed (
             id BIGINT UNSIGNED PRIMARY KEY, d DECIMAL(20,4), dt DATETIME(6), ts TIMESTAMP(6) NULL,
             dd DATE, j JSON, e ENUM('free','pro'), b BOOLEAN, bl BLOB, s VARCHAR(20) CHARACTER SET utf8mb4,
             n INT NULL)"""
     )
     insert = (
-        f"INSERT INTO {db}.typed VALUES (%s, 12345678901234.5678, '2024-01-02 03:04:05.123456', "
+        f"INSERT INTO {mdb}.typed VALUES (%s, 12345678901234.5678, '2024-01-02 03:04:05.123456', "
         "'2024-01-02 03:04:05.5', '2024-02-29', '{\"a\": [1, 2]}', 'pro', TRUE, x'00ff', %s, NULL)"
     )
     with maria.connect() as con, con.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
         cur.execute(insert, [18446744073709551615, "snap 😀"])
-    project = _project(tmp_path, maria, db)
+    project = _project(tmp_path, maria, mdb)
     syncer_of(project).run()
     with maria.connect() as con, con.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")
         cur.execute(insert, [18446744073709551614, "cdc 🦈"])  # same values through the binlog
-        cur.execute(f"INSERT INTO {db}.typed (id) VALUES (7)")
+        cur.execute(f"INSERT INTO {mdb}.typed (id) VALUES (7)")
     syncer_of(project).run()
 
     table = project.lake.table("crm_replica.typed")
@@ -153,14 +141,14 @@ def test_type_mapping_is_exact(tmp_path: Path, maria: PrivateMariaDB, db: str) -
     assert rows[Decimal(7)]["b"] is None
 
 
-def test_add_column_upstream_adds_it_downstream(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
-    maria.execute(f"CREATE TABLE {db}.plans (id INT PRIMARY KEY, name VARCHAR(20))")
-    maria.execute(f"INSERT INTO {db}.plans VALUES (1, 'free'), (2, 'pro')")
-    project = _project(tmp_path, maria, db)
+def test_add_column_upstream_adds_it_downstream(tmp_path: Path, maria: PrivateMariaDB, mdb: str) -> None:
+    maria.execute(f"CREATE TABLE {mdb}.plans (id INT PRIMARY KEY, name VARCHAR(20))")
+    maria.execute(f"INSERT INTO {mdb}.plans VALUES (1, 'free'), (2, 'pro')")
+    project = _project(tmp_path, maria, mdb)
     syncer_of(project).run()
-    maria.execute(f"ALTER TABLE {db}.plans ADD COLUMN price DECIMAL(8,2) NULL")
-    maria.execute(f"INSERT INTO {db}.plans VALUES (3, 'team', 49.00)")
-    maria.execute(f"UPDATE {db}.plans SET price = 9.50 WHERE id = 2")
+    maria.execute(f"ALTER TABLE {mdb}.plans ADD COLUMN price DECIMAL(8,2) NULL")
+    maria.execute(f"INSERT INTO {mdb}.plans VALUES (3, 'team', 49.00)")
+    maria.execute(f"UPDATE {mdb}.plans SET price = 9.50 WHERE id = 2")
     syncer_of(project).run()
     table = project.lake.table("crm_replica.plans")
     assert table.schema.field("price").type == pa.decimal128(8, 2)
@@ -168,16 +156,16 @@ def test_add_column_upstream_adds_it_downstream(tmp_path: Path, maria: PrivateMa
     assert got == [(1, "free", None), (2, "pro", Decimal("9.50")), (3, "team", Decimal("49.00"))]
 
 
-def test_table_without_primary_key_is_a_clear_error(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
-    maria.execute(f"CREATE TABLE {db}.events (at DATETIME, what VARCHAR(10))")
-    project = _project(tmp_path, maria, db)
+def test_table_without_primary_key_is_a_clear_error(tmp_path: Path, maria: PrivateMariaDB, mdb: str) -> None:
+    maria.execute(f"CREATE TABLE {mdb}.events (at DATETIME, what VARCHAR(10))")
+    project = _project(tmp_path, maria, mdb)
     with pytest.raises(NoPrimaryKey, match=r"table events has no primary key") as info:
         syncer_of(project).run()
     assert isinstance(info.value, Terminal)
     assert "\n" not in str(info.value)
 
 
-def test_a_server_without_binlog_is_named(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
+def test_a_server_without_binlog_is_named(tmp_path: Path, maria: PrivateMariaDB, mdb: str) -> None:
     """The shared MariaDB on this machine runs without a binlog: the error says what to change."""
     from harness.databases import MySQLServer
 
@@ -209,11 +197,11 @@ def test_a_server_without_binlog_is_named(tmp_path: Path, maria: PrivateMariaDB,
 
 
 def test_sync_command_reports_json_and_names_unknown_databases(
-    tmp_path: Path, maria: PrivateMariaDB, db: str
+    tmp_path: Path, maria: PrivateMariaDB, mdb: str
 ) -> None:
-    maria.execute(f"CREATE TABLE {db}.teams (id INT PRIMARY KEY, name VARCHAR(20))")
-    maria.execute(f"INSERT INTO {db}.teams VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-    project = _project(tmp_path, maria, db)
+    maria.execute(f"CREATE TABLE {mdb}.teams (id INT PRIMARY KEY, name VARCHAR(20))")
+    maria.execute(f"INSERT INTO {mdb}.teams VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    project = _project(tmp_path, maria, mdb)
     result = invoke_shoal(["sync", "crm", "teams", "--project", str(project.dir), "--format", "json"])
     assert result.exit_code == 0, result.output
     import json
@@ -229,12 +217,12 @@ def test_sync_command_reports_json_and_names_unknown_databases(
     assert invoke_shoal(["databases", "--help"]).exit_code == 0
 
 
-def test_purged_binlog_is_a_terminal_one_line_error(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
+def test_purged_binlog_is_a_terminal_one_line_error(tmp_path: Path, maria: PrivateMariaDB, mdb: str) -> None:
     """Runs last in this module: it purges the server's binlogs."""
-    maria.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY)")
-    project = _project(tmp_path, maria, db)
+    maria.execute(f"CREATE TABLE {mdb}.t (id INT PRIMARY KEY)")
+    project = _project(tmp_path, maria, mdb)
     syncer_of(project).run()
-    maria.execute(f"INSERT INTO {db}.t VALUES (1)")
+    maria.execute(f"INSERT INTO {mdb}.t VALUES (1)")
     maria.execute("FLUSH BINARY LOGS")
     current = maria.execute("SHOW MASTER STATUS")[0][0]
     deadline = time.monotonic() + 10
@@ -249,13 +237,13 @@ def test_purged_binlog_is_a_terminal_one_line_error(tmp_path: Path, maria: Priva
     assert isinstance(info.value, Terminal)
 
 
-def test_following_keeps_one_binlog_dump_open(tmp_path: Path, maria: PrivateMariaDB, db: str) -> None:
+def test_following_keeps_one_binlog_dump_open(tmp_path: Path, maria: PrivateMariaDB, mdb: str) -> None:
     """`--follow` reads every round from the same dump connection (a new one per round cost more
     CPU than the rows, ADR 0035), and rows committed while it runs arrive in order."""
     import threading
 
-    maria.execute(f"CREATE TABLE {db}.ticks (id INT PRIMARY KEY, v INT)")
-    project = _project(tmp_path, maria, db)
+    maria.execute(f"CREATE TABLE {mdb}.ticks (id INT PRIMARY KEY, v INT)")
+    project = _project(tmp_path, maria, mdb)
     syncer = syncer_of(project)
     syncer.run()  # the snapshot, then nothing to apply
     table = project.lake.table("crm_replica.ticks")
@@ -265,19 +253,19 @@ def test_following_keeps_one_binlog_dump_open(tmp_path: Path, maria: PrivateMari
     follower.start()
     try:
         for i in range(1, 6):
-            maria.execute(f"INSERT INTO {db}.ticks VALUES ({i}, {i})")
+            maria.execute(f"INSERT INTO {mdb}.ticks VALUES ({i}, {i})")
             deadline = time.monotonic() + 30
             while table.count() < i and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert table.count() == i
-        maria.execute(f"UPDATE {db}.ticks SET v = 0 WHERE id = 1")
+        maria.execute(f"UPDATE {mdb}.ticks SET v = 0 WHERE id = 1")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and lake_rows(table, ["id", "v"])[0] != (1, 0):
             time.sleep(0.05)
     finally:
         stop.set()
         follower.join(30)
-    assert lake_rows(table, ["id", "v"]) == rows_sorted(maria.execute(f"SELECT id, v FROM {db}.ticks"))
+    assert lake_rows(table, ["id", "v"]) == rows_sorted(maria.execute(f"SELECT id, v FROM {mdb}.ticks"))
     with open(maria.general_log, "rb") as log:
         log.seek(mark)
         dumps = log.read().count(b"Binlog Dump")
