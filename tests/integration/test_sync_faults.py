@@ -20,7 +20,7 @@ import pytest
 
 from harness.private_databases import PrivateMariaDB, PrivatePostgres
 from harness.processes import ManagedProcess
-from harness.sync_helpers import lake_rows, mysql_decl, pg_decl, rows_sorted, start_private, write_project
+from harness.sync_helpers import lake_rows, mysql_decl, pg_decl, rows_sorted, write_project
 from shoal.lake.morcompact import tail_rows
 from shoal.project import Project
 from shoal.replicate import Syncer
@@ -232,47 +232,43 @@ def _read_source(server: PrivateMariaDB | PrivatePostgres, decl: dict[str, Any])
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_mysql_kill9_restart_and_cut_connections(tmp_path: Path, layout: str) -> None:
-    gen = start_private("mysql")
-    server: PrivateMariaDB = next(gen)
-    try:
-        server.execute("CREATE DATABASE shop")
-        server.execute("CREATE TABLE shop.items (id INT PRIMARY KEY, v INT, note VARCHAR(30))")
+def test_mysql_kill9_restart_and_cut_connections(
+    tmp_path: Path, layout: str, own_maria: PrivateMariaDB
+) -> None:
+    server = own_maria
+    server.execute("CREATE DATABASE shop")
+    server.execute("CREATE TABLE shop.items (id INT PRIMARY KEY, v INT, note VARCHAR(30))")
 
-        def cut() -> None:
-            for pid, user, command in server.execute(
-                "SELECT id, user, command FROM information_schema.processlist"
-            ):
-                if user == "root" and command == "Binlog Dump":
-                    server.execute(f"KILL CONNECTION {int(pid)}")
+    def cut() -> None:
+        for pid, user, command in server.execute(
+            "SELECT id, user, command FROM information_schema.processlist"
+        ):
+            if user == "root" and command == "Binlog Dump":
+                server.execute(f"KILL CONNECTION {int(pid)}")
 
-        _faults(
-            tmp_path, server, mysql_decl(server, "shop", chunk_rows=3000, **LAYOUTS[layout]),
-            _mysql_executor(server, "shop"), kills=int(os.environ.get("FAULT_KILLS", "10")),
-            min_changes=int(os.environ.get("FAULT_CHANGES", "100000")), cut_connections=cut,
-        )  # fmt: skip
-    finally:
-        gen.close()
+    _faults(
+        tmp_path, server, mysql_decl(server, "shop", chunk_rows=3000, **LAYOUTS[layout]),
+        _mysql_executor(server, "shop"), kills=int(os.environ.get("FAULT_KILLS", "10")),
+        min_changes=int(os.environ.get("FAULT_CHANGES", "100000")), cut_connections=cut,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_postgres_kill9_restart_and_cut_connections(tmp_path: Path, layout: str) -> None:
-    gen = start_private("postgres")
-    server: PrivatePostgres = next(gen)
-    try:
-        server.execute("CREATE DATABASE shop")
-        server.execute("CREATE TABLE items (id INT PRIMARY KEY, v INT, note TEXT)", "shop")
+def test_postgres_kill9_restart_and_cut_connections(
+    tmp_path: Path, layout: str, own_pg: PrivatePostgres
+) -> None:
+    server = own_pg
+    server.execute("CREATE DATABASE shop")
+    server.execute("CREATE TABLE items (id INT PRIMARY KEY, v INT, note TEXT)", "shop")
 
-        def cut() -> None:
-            server.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'shop' "
-                "AND pid <> pg_backend_pid() AND query ILIKE '%logical_slot%'"
-            )
+    def cut() -> None:
+        server.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'shop' "
+            "AND pid <> pg_backend_pid() AND query ILIKE '%logical_slot%'"
+        )
 
-        with contextlib.ExitStack() as cleanup:
-            _faults(
-                tmp_path, server, pg_decl(server, "shop", chunk_rows=3000, **LAYOUTS[layout]),
-                _pg_executor(server, "shop", cleanup), kills=10, min_changes=100_000, cut_connections=cut,
-            )  # fmt: skip
-    finally:
-        gen.close()
+    with contextlib.ExitStack() as cleanup:
+        _faults(
+            tmp_path, server, pg_decl(server, "shop", chunk_rows=3000, **LAYOUTS[layout]),
+            _pg_executor(server, "shop", cleanup), kills=10, min_changes=100_000, cut_connections=cut,
+        )  # fmt: skip
