@@ -3,31 +3,14 @@ mode with delete detection, and the full-refresh mode for a table without a prim
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from harness.databases import DBInfo, MySQLServer, PostgresServer
 from harness.sync_helpers import lake_rows, rows_sorted, write_project
 from shoal.lake import progress
 from shoal.project import Project
 from shoal.replicate import Syncer
-
-
-@pytest.fixture
-def shared_mysql(mysql_server: MySQLServer) -> Iterator[tuple[MySQLServer, DBInfo]]:
-    info = mysql_server.create_database("shoal_cursor")
-    yield mysql_server, info
-    mysql_server.drop_database(info.database)
-
-
-@pytest.fixture
-def shared_pg(postgres_server: PostgresServer) -> Iterator[tuple[PostgresServer, DBInfo]]:
-    info = postgres_server.create_database("shoal_full")
-    yield postgres_server, info
-    postgres_server.drop_database(info.database)
 
 
 def _decl(info: DBInfo, **sync: Any) -> dict[str, Any]:
@@ -44,8 +27,10 @@ def _run(project: Project) -> Any:
 COLUMNS = ["id", "status", "updated_at"]
 
 
-def test_cursor_mode_with_delete_detection(tmp_path: Path, shared_mysql: tuple[MySQLServer, DBInfo]) -> None:
-    server, info = shared_mysql
+def test_cursor_mode_with_delete_detection(
+    tmp_path: Path, mysql_server: MySQLServer, mysql_database: DBInfo
+) -> None:
+    server, info = mysql_server, mysql_database
 
     def sql(statement: str) -> list[tuple[Any, ...]]:
         with server.connect(info.database) as con, con.cursor() as cur:
@@ -87,9 +72,9 @@ def test_cursor_mode_with_delete_detection(tmp_path: Path, shared_mysql: tuple[M
 
 
 def test_full_refresh_for_a_table_without_key(
-    tmp_path: Path, shared_pg: tuple[PostgresServer, DBInfo]
+    tmp_path: Path, postgres_server: PostgresServer, postgres_database: DBInfo
 ) -> None:
-    server, info = shared_pg
+    server, info = postgres_server, postgres_database
     with server.connect(info.database) as con:
         con.execute("CREATE TABLE events (at TIMESTAMPTZ, what TEXT, n INT)")
         con.execute("INSERT INTO events SELECT now(), 'e' || (g % 10), g FROM generate_series(1, 2500) g")
