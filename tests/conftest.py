@@ -21,7 +21,6 @@ When CI=true (or SHOAL_TEST_STRICT=1) a missing database, Prometheus or Chromium
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import uuid
@@ -48,8 +47,7 @@ from harness import (
     weed_binary,
 )
 from harness import prometheus as prom
-
-_STRICT = os.environ.get("SHOAL_TEST_STRICT", "") == "1" or os.environ.get("CI", "").lower() == "true"
+from harness.strict import unavailable as _unavailable
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -69,12 +67,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-
-
-def _unavailable(reason: str) -> None:
-    if _STRICT:
-        pytest.fail(f"{reason} (strict mode: CI=true / SHOAL_TEST_STRICT=1)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _slug(request: pytest.FixtureRequest, limit: int = 30) -> str:

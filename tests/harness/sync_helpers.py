@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from shoal.project import Project
@@ -16,6 +15,7 @@ from shoal.replicate import Syncer
 
 from .databases import DatabaseUnavailable
 from .private_databases import PrivateMariaDB, PrivatePostgres
+from .strict import unavailable
 
 
 def write_project(directory: Path, databases: Mapping[str, Mapping[str, Any]]) -> Path:
@@ -94,7 +94,7 @@ def start_private(kind: str) -> Iterator[Any]:
     try:
         server.start()
     except DatabaseUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     try:
         yield server
     finally:

@@ -11,7 +11,8 @@ Fixtures:
   private_db          parametrized mysql, postgres: a ScratchDB (kind, server, name, .sql(), .decl())
                       on `maria`+`mdb`, then on `pg`+`pdb`; a server is started only when asked for
 
-A private server that cannot run here (no root, not installed) skips the test, as before.
+A private server that cannot run here (no root, not installed) skips the test, or fails it in strict
+mode (CI=true / SHOAL_TEST_STRICT=1), like the shared services of tests/conftest.py.
 """
 
 from __future__ import annotations
