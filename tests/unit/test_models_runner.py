@@ -75,37 +75,6 @@ def test_cycle_is_a_config_error() -> None:
         order_models([a, b])
 
 
-def test_held_models_go_after_the_others_they_do_not_feed() -> None:
-    held = Model(
-        name="x.held",
-        sql="select 1 k, 1 n",
-        unique_key="k",
-        upstream="x.src",
-        additive_sql="select 1 k, 1 n",
-        additive="n",
-        additive_count="n",
-        commit_every_s=10,
-    )
-    seen = Model(name="x.seen", sql="select 1 k", unique_key="k", upstream="x.src")
-    after = Model(name="x.after", sql="select 1 k", unique_key="k", upstream="x.held")
-    assert [m.name for m in order_models([held, seen])] == ["x.seen", "x.held"]
-    # a model reading a held one still comes after it
-    assert [m.name for m in order_models([after, held, seen])] == ["x.held", "x.after", "x.seen"]
-
-
-def test_the_billing_fast_path_commits_revenue_before_the_held_invoice_lines() -> None:
-    from shoal.usecases.billing import models
-
-    fast = {"billing.charges_hourly", "billing.invoice_lines", "billing.revenue_hourly", "billing.run_rate"}
-    names = [m.name for m in order_models([m for m in models() if m.name in fast])]
-    assert names == [
-        "billing.charges_hourly",
-        "billing.revenue_hourly",
-        "billing.run_rate",
-        "billing.invoice_lines",
-    ]
-
-
 def test_watch_refreshes_when_a_source_moves(tmp_path: Path) -> None:
     import threading
 

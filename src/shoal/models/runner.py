@@ -35,10 +35,7 @@ __all__ = ["ModelError", "ModelRunner", "RefreshResult", "order_models"]
 
 
 def order_models(models: Sequence[Model]) -> list[Model]:
-    """Dependency order: a model comes after the models it reads. Among models free to go in any
-    order, those a continuously running runner holds in memory (``commit_every_s``) go last: no
-    reader sees their refresh until they commit, so the models whose commits readers wait for
-    (e.g. ``billing.revenue_hourly``) are not kept waiting behind them."""
+    """Dependency order: a model comes after the models it reads."""
     by_name = {m.name: m for m in models}
     ordered: list[Model] = []
     state: dict[str, int] = {}
@@ -55,7 +52,7 @@ def order_models(models: Sequence[Model]) -> list[Model]:
         state[m.name] = 2
         ordered.append(m)
 
-    for m in sorted(models, key=lambda m: m.commit_every_s is not None):  # stable: listing order
+    for m in models:
         visit(m, ())
     return ordered
 
