@@ -4,6 +4,9 @@
     .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --cycles 3   # quick
     .venv/bin/python bench/bench_refresh_scaling.py --history-hours 24 --ab-pipeline  # ADR 0020 A/B
     .venv/bin/python bench/bench_refresh_scaling.py --users 20000 --batch 20000 --ab-hold  # ADR 0038
+    # a cycle's fixed cost and its cost per event (a fit over batch sizes), holding as a watcher does
+    .venv/bin/python bench/bench_refresh_scaling.py --users 20000 --history-hours 24 --hold \\
+        --batch 1300 13000 52000
 
 A near-real-time refresh should cost in proportion to what changed, not to the month so far. For
 each ``--history-hours`` value (hours of the month already billed), on a fresh local lake:
@@ -19,6 +22,12 @@ each ``--history-hours`` value (hours of the month already billed), on a fresh l
 
 ``--last-month-late`` makes one event of each cycle a late delivery for the month before, whose
 slice is restated from a point far before the others' (the case per-group restate bounds are for).
+
+``--hold`` makes the runner hold ``billing.invoice_lines`` between its commits (every 10 s), as a
+watcher does (ADR 0038). With several ``--batch`` sizes, each history size is run once per size and
+a least-squares line through the median cycles splits a cycle's CPU into a fixed cost per cycle and
+a marginal cost per million events (``fit``): the first is what fewer, larger cycles amortise, the
+second is what no cycle cadence can.
 
 Prints one JSON object: per history size, the median incremental cycle (wall and process CPU
 seconds, and per model) and the full rebuild, each with its ratio. Run it from another checkout
@@ -70,6 +79,7 @@ def run_one(
     last_month_late: bool = False,
     ab_pipeline: bool = False,
     ab_hold: bool = False,
+    hold: bool = False,
 ) -> dict[str, Any]:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     sim = BillingSimulator(7, start, days=history_hours // 24 + 2, users=users)
@@ -125,7 +135,7 @@ def run_one(
     cpus: dict[str, list[float]] = {v: [] for v in variants}
     per_model: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
     runners = {
-        v: ModelRunner(lakes[v], fast, handoff=on, arrange=on, hold=v == "pipeline" and ab_hold)
+        v: ModelRunner(lakes[v], fast, handoff=on, arrange=on, hold=v == "pipeline" and (ab_hold or hold))
         for v, on in variants.items()
     }
     try:
@@ -140,7 +150,10 @@ def run_one(
             results = runner.refresh()
             walls[v].append(time.perf_counter() - w0)
             cpus[v].append(time.process_time() - c0)
-            assert all(r.mode in ("incremental", "commit") or r.model == "billing.run_rate" for r in results)
+            # a small batch may change no revenue (e.g. only duplicates): its downstream is unchanged
+            modes = {r.model: r.mode for r in results}
+            assert modes["billing.charges_hourly"] == "incremental", modes
+            assert all(m in ("incremental", "commit", "unchanged", "full") for m in modes.values()), modes
             for r in results:
                 per_model[v].setdefault(r.model, []).append(r.seconds)
         if ab_hold:
@@ -189,7 +202,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=3_000)
     ap.add_argument("--history-hours", type=int, nargs="+", default=[24, 168, 504])
-    ap.add_argument("--batch", type=int, default=10_000, help="events per refresh cycle")
+    ap.add_argument("--batch", type=int, nargs="+", default=[10_000], help="events per refresh cycle")
+    ap.add_argument(
+        "--hold",
+        action="store_true",
+        help="hold billing.invoice_lines in memory between commits (every 10 s), as a watcher does",
+    )
     ap.add_argument("--cycles", type=int, default=5)
     ap.add_argument(
         "--last-month-late",
@@ -216,13 +234,15 @@ def main() -> None:
                 work,
                 args.users,
                 h,
-                args.batch,
+                b,
                 args.cycles,
                 last_month_late=args.last_month_late,
                 ab_pipeline=args.ab_pipeline,
                 ab_hold=args.ab_hold,
+                hold=args.hold,
             )
             for h in sorted(args.history_hours)
+            for b in sorted(args.batch)
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -231,13 +251,30 @@ def main() -> None:
             {
                 "users": args.users,
                 "last_month_late": args.last_month_late,
+                "hold": args.hold,
                 "runs": runs,
+                "fit": _fit(runs) if len(args.batch) > 1 else None,
                 "cpus": os.cpu_count(),
                 "loadavg_1m": os.getloadavg()[0],
             },
             indent=2,
         )
     )
+
+
+def _fit(runs: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Per history size: median cycle CPU = fixed + marginal x events (least squares)."""
+    out = {}
+    for h in sorted({r["history_hours"] for r in runs}):
+        points = [r["incremental_cycle"] for r in runs if r["history_hours"] == h]
+        slope, intercept = statistics.linear_regression(
+            [p["events"] for p in points], [p["cpu_s_median"] for p in points]
+        )
+        out[h] = {
+            "fixed_cpu_s_per_cycle": round(intercept, 3),
+            "marginal_cpu_s_per_million": round(slope * 1e6, 1),
+        }
+    return out
 
 
 if __name__ == "__main__":

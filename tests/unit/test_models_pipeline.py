@@ -198,3 +198,24 @@ def test_a_copy_is_not_read_once_its_table_moved_without_the_runner(tmp_path: Pa
         # the additive refresh added to what Delta holds (no d1), not to the stale copy (d1 = 1)
         assert _rows(lake, "s.by_day") == [("d1", 4, 1), ("d2", 5, 2)]
         assert runner._session.arranged.held("s.by_day") == lake.table("s.by_day").version
+
+
+def test_a_held_key_whose_count_reaches_zero_is_deleted_at_the_commit(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(_batch([1, 2], ["d2", "d3"], [1, 2]))
+    held = BY_DAY.model_copy(update={"commit_every_s": 3600})
+    with ModelRunner(lake, [TICKETS, held], hold=True) as runner:
+        runner.refresh()
+        before = lake.table("s.by_day").version
+        # ticket 1's first day moves to d1: d2 loses its only ticket (count 0), d3 is untouched
+        ev.append(_batch([1], ["d1"], [5]))
+        assert {r.model: r.mode for r in runner.refresh()}["s.by_day"] == "incremental"
+        assert lake.table("s.by_day").version == before  # held, not committed yet
+        assert sorted(
+            runner.con.sql(f"SELECT * FROM {runner._session.arranged.copy_table('s.by_day')}").fetchall()
+        ) == [
+            ("d1", 6, 1),
+            ("d3", 2, 1),
+        ]
+    assert _rows(lake, "s.by_day") == [("d1", 6, 1), ("d3", 2, 1)]

@@ -235,7 +235,7 @@ GROUP BY billing_hour, billing_date, product, plan, region, currency
 REVENUE_HOURLY_ADDITIVE_SQL = """
 SELECT
     billing_hour,
-    any_value(billing_date) AS billing_date,
+    billing_date,
     product,
     plan,
     region,
@@ -245,7 +245,7 @@ SELECT
     CAST(sum(__shoal_sign * quantity) AS DECIMAL(18,6)) AS quantity,
     CAST(sum(__shoal_sign) AS BIGINT) AS usage_events
 FROM __shoal_delta
-GROUP BY billing_hour, product, plan, region, currency
+GROUP BY billing_hour, billing_date, product, plan, region, currency
 """
 
 REVENUE_DAILY_SQL = f"""
@@ -406,7 +406,10 @@ MODEL_SPECS: tuple[Model, ...] = (
     Model(
         name="billing.revenue_hourly",
         sql=REVENUE_HOURLY_SQL,
-        unique_key=("billing_hour", "product", "plan", "region", "currency"),
+        # billing_date (a function of billing_hour) is in the key because it is the partition
+        # column: a merge prunes the table's partitions only by key columns, so each commit reads
+        # and rewrites the touched days' files, not every day of the month
+        unique_key=("billing_date", "billing_hour", "product", "plan", "region", "currency"),
         # sums of charges: maintained from the change feed, not by re-aggregating touched hours
         additive_sql=REVENUE_HOURLY_ADDITIVE_SQL,
         additive=("revenue", "uncapped_revenue", "quantity", "usage_events"),
