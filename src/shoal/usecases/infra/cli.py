@@ -132,7 +132,9 @@ def detect(
     until: DateOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Mine power and disk outliers from metrics.* and upsert them into infra.anomalies."""
+    """Mine power and disk outliers from metrics.* and upsert them into infra.anomalies: the batch
+    detectors (the SQL temporal detector from before issue 16, rack, phase and disk peers). The
+    streaming detector is the runner model infra.stream_ew (shoal refresh)."""
     from shoal.query.engine import connect_lake
     from shoal.usecases.infra.anomalies import detect_all, write_anomalies
 
