@@ -13,13 +13,14 @@ A simulated fleet's PDU history (``--days`` of 5-minute samples) is written to a
 
 Throughput = scored PDU power/current samples / wall seconds (median of ``--repeats``), CPU seconds
 beside (DuckDB runs several threads; the machine is shared, so wall time includes the neighbours).
-Prints one JSON object.
+Prints one JSON object, with the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -71,7 +72,12 @@ def main() -> None:
         "series_id"
     )
     days = [b for _, b in fleet.iter_days()]
-    out: dict[str, Any] = {"series": len(ids), "days": args.days, "repeats": args.repeats}
+    out: dict[str, Any] = {
+        "series": len(ids),
+        "days": args.days,
+        "repeats": args.repeats,
+        "load_before": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         lake = Lake(f"{tmp}/lake")
         ensure_metrics_tables(lake)
@@ -114,6 +120,7 @@ def main() -> None:
         out["ratio_stream_full_vs_sql"] = round(
             out["stream_full"]["samples_per_s"] / out["sql_temporal"]["samples_per_s"], 2
         )
+    out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))
 
 

@@ -5,14 +5,19 @@
 A synthetic fleet of ``--series`` PDU outlet power series (a daily profile plus noise) with
 ``--history-days`` of 5-minute samples is written to a local lake; both runner models are built
 fully once, then ``--refreshes`` times a 5-minute batch lands (one sample per series) and each model is
-refreshed incrementally, alternating which goes first:
+refreshed incrementally, rotating which goes first:
 - ``ew``: ``infra.stream_ew`` (ADR 0036): continues each series from its state row;
 - ``window`` (baseline): the trailing-window detector's runner model (``infra.stream_alarms``,
   ADR 0014, retired from the product in favour of ``ew``; rebuilt here by ``window_model``): rescores
   each series' lookback (``StreamConfig.lookback_steps`` samples, capped by the history) with the new
-  sample.
-Reports per model the median wall and process CPU seconds of an incremental refresh and the
-same-run ratio; prints one JSON object. The machine is shared: read the ratio, quote ``uptime``.
+  sample;
+- ``sql_temporal`` (baseline, the issue's): the SQL temporal detector from before issue 16
+  (``anomalies.temporal_anomalies``) has no incremental form, so keeping up means rerunning it over the
+  history each cycle; it is timed in the same rotation, over the history and the batches landed so far.
+Reports per arm the median wall and process CPU seconds of a cycle, the samples it scored per wall
+second (series x samples: the new batch for ``ew`` and ``window``, the whole history for
+``sql_temporal``) and same-run ratios; prints one JSON object. The machine is shared: read the
+ratios, quote ``uptime`` (the load average is printed before and after).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pyarrow as pa
 
 from shoal.lake import Lake
 from shoal.models import Model, ModelRunner
+from shoal.query.engine import connect_lake
 from shoal.sources.prometheus.tables import (
     SAMPLES,
     SAMPLES_SCHEMA,
@@ -38,7 +44,7 @@ from shoal.sources.prometheus.tables import (
     SERIES_SCHEMA,
     ensure_metrics_tables,
 )
-from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL
+from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL, temporal_anomalies
 from shoal.usecases.infra.ew_models import STEP_MINUTES, STREAM_METRICS, ew_models
 from shoal.usecases.infra.streaming import StreamConfig, stream_sql
 
@@ -133,6 +139,14 @@ def _timed(runner: ModelRunner) -> tuple[float, float, str]:
     return time.perf_counter() - w, time.process_time() - c, res.mode
 
 
+def _timed_temporal(lake: Lake) -> tuple[float, float, str]:
+    """One pass of the batch detector over everything landed (a fresh connection sees the new batch)."""
+    w, c = time.perf_counter(), time.process_time()
+    with connect_lake(lake) as con:
+        temporal_anomalies(con)
+    return time.perf_counter() - w, time.process_time() - c, "full history"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--series", type=int, default=10_000)
@@ -148,30 +162,36 @@ def main() -> None:
         lake.table(SERIES).append(_series(n))
         for day in range(args.history_days):  # one commit per day, as a scraper's compaction would
             lake.table(SAMPLES).append(_samples(n, day * 288, 288, rng))
-        runs: dict[str, list[tuple[float, float, str]]] = {"ew": [], "window": []}
+        arms = ["ew", "window", "sql_temporal"]
+        runs: dict[str, list[tuple[float, float, str]]] = {a: [] for a in arms}
         with ModelRunner(lake, ew_models()) as ew, ModelRunner(lake, [window_model()]) as window:
             runners = {"ew": ew, "window": window}
             for name, runner in runners.items():
                 w, _cpu, _ = _timed(runner)
                 out[f"{name}_full_wall_s"] = round(w, 2)
+                out[f"{name}_full_samples_per_s"] = round(n * hist / w)
             for i in range(args.refreshes):
                 lake.table(SAMPLES).append(_samples(n, hist + i, 1, rng))
-                order = ["ew", "window"] if i % 2 == 0 else ["window", "ew"]  # alternate A/B
+                order = arms[i % 3 :] + arms[: i % 3]  # rotate which arm runs first
                 for name in order:
-                    runs[name].append(_timed(runners[name]))
+                    run = _timed_temporal(lake) if name == "sql_temporal" else _timed(runners[name])
+                    runs[name].append(run)
+        # samples each arm scores in a cycle: the new batch, or (the batch detector) all there is
+        scored = {"ew": n, "window": n, "sql_temporal": n * (hist + (args.refreshes + 1) / 2)}
         for name, rs in runs.items():
-            assert all(r[2] == "incremental" for r in rs), rs
+            assert name == "sql_temporal" or all(r[2] == "incremental" for r in rs), rs
+            wall = statistics.median(r[0] for r in rs)
             out[name] = {
-                "incremental_wall_s": round(statistics.median(r[0] for r in rs), 3),
-                "incremental_cpu_s": round(statistics.median(r[1] for r in rs), 3),
-                "new_samples": n,
+                "cycle_wall_s": round(wall, 3),
+                "cycle_cpu_s": round(statistics.median(r[1] for r in rs), 3),
+                "samples_scored": round(scored[name]),
+                "samples_per_s": round(scored[name] / wall),
             }
-        out["ratio_window_vs_ew_cpu"] = round(
-            out["window"]["incremental_cpu_s"] / out["ew"]["incremental_cpu_s"], 2
-        )
-        out["ratio_window_vs_ew_wall"] = round(
-            out["window"]["incremental_wall_s"] / out["ew"]["incremental_wall_s"], 2
-        )
+        for base in ("window", "sql_temporal"):
+            for what in ("cpu", "wall"):
+                out[f"ratio_{base}_vs_ew_{what}"] = round(
+                    out[base][f"cycle_{what}_s"] / out["ew"][f"cycle_{what}_s"], 2
+                )
     out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))
 

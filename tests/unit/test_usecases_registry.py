@@ -22,6 +22,7 @@ def test_the_shipped_use_cases_are_registered() -> None:
     assert by_name["support"].models == "shoal.usecases.support.models"
     assert by_name["billing"].models == "shoal.usecases.billing.models"
     assert by_name["infra"].cli == "shoal.usecases.infra.cli:app"
+    assert by_name["infra"].models == "shoal.usecases.infra.models"  # the demo project lists it
     assert by_name["metrics"].cli == "shoal.usecases.metrics.cli:app"
     assert by_name["leads"].cli == "shoal.usecases.leads.cli:app"
     assert [u.name for u in by_name.values() if u.demo_step] == ["billing", "infra", "leads", "support"]

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 USECASE = UseCase(
     name="infra",
     title="infrastructure → power and disk outliers",
+    # a project listing these (the demo's does) keeps infra.stream_ew and the hypervisor profiles
+    # fresh with `shoal refresh` / the watcher as samples land, not only when the demo step builds them
+    models="shoal.usecases.infra.models",
     cli="shoal.usecases.infra.cli:app",
     demo_step="shoal.usecases.infra.demo_step:run",
 )

@@ -1,4 +1,4 @@
-"""The ``shoal infra`` command group: ``simulate | serve | detect | evaluate``."""
+"""The ``shoal infra`` command group: ``simulate | serve | detect | evaluate | drive-risk``."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def _utc(ts: datetime | None) -> datetime | None:
     return None if ts is None else ts.replace(tzinfo=UTC)
 
 
-app = typer.Typer(help="Simulated fleet: history, live targets, power outliers and their evaluation.")
+app = typer.Typer(
+    help="Simulated fleet: history, live targets, power outliers and their evaluation; drive failure risk."
+)
 
 
 @app.command("simulate")
@@ -130,7 +132,9 @@ def detect(
     until: DateOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Mine power and disk outliers from metrics.* and upsert them into infra.anomalies."""
+    """Mine power and disk outliers from metrics.* and upsert them into infra.anomalies: the batch
+    detectors (the SQL temporal detector from before issue 16, rack, phase and disk peers). The
+    streaming detector is the runner model infra.stream_ew (shoal refresh)."""
     from shoal.query.engine import connect_lake
     from shoal.usecases.infra.anomalies import detect_all, write_anomalies
 
@@ -156,8 +160,11 @@ def evaluate(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD: the
-    streaming detector, the fitted one and a rolling z-score, point-wise, event-wise, early-detection
-    score and point-adjusted (protocol asd-stream-v1, see docs/benchmarks.md)."""
+    streaming detector (EW state), the trailing-window one, the fitted one and a rolling z-score, each
+    with thresholds from its series' own past: point-wise and event-wise precision/recall/F1, an
+    early-detection score (NAB-like: early alarms earn, false alarms cost; defined in
+    docs/adr/0016-detection-evaluation-protocol.md), point-adjusted figures beside (protocol
+    asd-stream-v1)."""
     if asd:
         from shoal.usecases.infra.asd import resolve_asd_dir
         from shoal.usecases.infra.asd_compare import compare_on_asd, summary_rows
