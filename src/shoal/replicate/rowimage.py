@@ -37,6 +37,8 @@ NEWDECIMAL, ENUM, BLOB, STRING = 246, 247, 252, 254
 WRITE_ROWS, UPDATE_ROWS, DELETE_ROWS = (23, 30), (24, 31), (25, 32)
 _IMAGES = {**dict.fromkeys(WRITE_ROWS + DELETE_ROWS, 1), **dict.fromkeys(UPDATE_ROWS, 2)}
 
+#: the OK byte and the event header before an event's body in the packet (the library reads them)
+_HEADER = 20
 _EPOCH = datetime(1970, 1, 1)
 #: bytes of a decimal's leftover digits (MySQL's dig2bytes): 9 digits take 4 bytes
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
@@ -88,27 +90,27 @@ def _encoding(charset: str | None) -> str | None:
 
 def _string(length_bytes: int, encoding: str | None) -> Reader:
     """A value after its length (1-4 bytes, little-endian): text in ``encoding`` or bytes."""
-    if length_bytes == 1:
-
-        def length(buf: bytes, pos: int) -> int:
-            return buf[pos]
-    else:
-
-        def length(buf: bytes, pos: int) -> int:
-            return int.from_bytes(buf[pos : pos + length_bytes], "little")
-
     if encoding is None:
 
         def read_bytes(buf: bytes, pos: int) -> tuple[Any, int]:
             start = pos + length_bytes
-            end = start + length(buf, pos)
-            return buf[start:end], end
+            end = start + int.from_bytes(buf[pos:start], "little")
+            # the library's decode of b"" never looks the codec up: an empty binary value is ""
+            return (buf[start:end] if end != start else ""), end
 
         return read_bytes
 
+    if length_bytes == 1:  # VARCHAR up to 255 bytes, TINYTEXT: the common case, one index
+
+        def read_short_text(buf: bytes, pos: int) -> tuple[Any, int]:
+            end = pos + 1 + buf[pos]
+            return buf[pos + 1 : end].decode(encoding), end
+
+        return read_short_text
+
     def read_text(buf: bytes, pos: int) -> tuple[Any, int]:
         start = pos + length_bytes
-        end = start + length(buf, pos)
+        end = start + int.from_bytes(buf[pos:start], "little")
         return buf[start:end].decode(encoding), end
 
     return read_text
@@ -117,24 +119,29 @@ def _string(length_bytes: int, encoding: str | None) -> Reader:
 def _decimal(precision: int, scale: int) -> Reader:
     """MySQL's binary DECIMAL: base-10⁹ groups of 4 bytes big-endian (leftover digits in fewer
     bytes), the integer part's then the fraction's; the top bit set means non-negative, and a
-    negative value has every bit inverted."""
+    negative value has every bit inverted. The groups make one integer of all the digits, which
+    ``Decimal("<digits>E-<scale>")`` takes exactly (the library's ``Decimal("<int>.<frac>")``:
+    the same sign, digits and exponent)."""
     intg0, intg0x = divmod(precision - scale, 9)
     frac0, frac0x = divmod(scale, 9)
-    int_groups = ([(_DIG2BYTES[intg0x] * 8, 10**intg0x)] if intg0x else []) + [(32, 10**9)] * intg0
-    frac_groups = [(32, 10**9)] * frac0 + ([(_DIG2BYTES[frac0x] * 8, 10**frac0x)] if frac0x else [])
-    size = sum(bits for bits, _ in int_groups + frac_groups) // 8
+    # (bytes, digits) of each group, most significant first
+    groups = ([(_DIG2BYTES[intg0x], intg0x)] if intg0x else []) + [(4, 9)] * (intg0 + frac0)
+    groups += [(_DIG2BYTES[frac0x], frac0x)] if frac0x else []
+    size = sum(n for n, _ in groups)
     if size == 0:
         raise Unsupported("DECIMAL without digits")
     sign_bit = 1 << (size * 8 - 1)
     invert = (1 << (size * 8)) - 1
-    # from the lowest bits up: fraction groups, then the integer part's
-    low_first = [(bits, (1 << bits) - 1) for bits, _ in reversed(frac_groups)]
-    int_low_first = [(bits, (1 << bits) - 1) for bits, _ in reversed(int_groups)]
-    frac_weights = [10 ** (9 * i) for i in range(len(frac_groups))]
-    if frac0x:  # the leftover digits are the last ones: the full groups above weigh 10**frac0x more
-        frac_weights = [1] + [10**frac0x * 10 ** (9 * i) for i in range(frac0)]
-    int_weights = [10 ** (9 * i) for i in range(len(int_groups))]
-    fraction = f"0{scale}d"
+    # (shift, mask, weight) of each group in the integer of the value's bytes
+    parts: list[tuple[int, int, int]] = []
+    shift = 0
+    digits_below = 0
+    for n, digits in reversed(groups):
+        parts.append((shift, (1 << (n * 8)) - 1, 10**digits_below))
+        shift += n * 8
+        digits_below += digits
+    steps = tuple(parts)
+    exponent = f"E-{scale}" if scale else ""
 
     def read(buf: bytes, pos: int) -> tuple[Any, int]:
         end = pos + size
@@ -145,17 +152,10 @@ def _decimal(precision: int, scale: int) -> Reader:
         else:
             v ^= sign_bit ^ invert
             sign = "-"
-        f = 0
-        for (bits, mask), weight in zip(low_first, frac_weights, strict=True):
-            f += (v & mask) * weight
-            v >>= bits
-        i = 0
-        for (bits, mask), weight in zip(int_low_first, int_weights, strict=True):
-            i += (v & mask) * weight
-            v >>= bits
-        if scale:
-            return Decimal(f"{sign}{i}.{f:{fraction}}"), end
-        return Decimal(f"{sign}{i}"), end
+        n = 0
+        for shift, mask, weight in steps:
+            n += (v >> shift & mask) * weight
+        return Decimal(f"{sign}{n}{exponent}"), end
 
     return read
 
@@ -180,17 +180,19 @@ def _datetime2(fsp: int) -> Reader:
     """DATETIME(fsp): 40 bits big-endian (sign, year*13+month, day, hour, minute, second), then the
     fraction; an impossible date (0000-00-00) is None, as the library has it."""
     n, micros = _fraction(fsp)
+    size = 5 + n
 
     def read(buf: bytes, pos: int) -> tuple[Any, int]:
         v = int.from_bytes(buf[pos : pos + 5], "big")
         year, month = divmod(v >> 22 & 0x1FFFF, 13)
         try:
-            value: datetime | None = datetime(
-                year, month, v >> 17 & 31, v >> 12 & 31, v >> 6 & 63, v & 63, micros(buf, pos + 5)
-            )
+            if n:
+                return datetime(
+                    year, month, v >> 17 & 31, v >> 12 & 31, v >> 6 & 63, v & 63, micros(buf, pos + 5)
+                ), pos + size
+            return datetime(year, month, v >> 17 & 31, v >> 12 & 31, v >> 6 & 63, v & 63), pos + size
         except ValueError:
-            value = None
-        return value, pos + 5 + n
+            return None, pos + size
 
     return read
 
@@ -345,12 +347,19 @@ class RowImages:
             bitmaps.append(event.columns_present_bitmap2)
         if any(int.from_bytes(b, "little") != full for b in bitmaps):  # not binlog_row_image=FULL
             return None
+        # The rows are read from the packet's bytes without consuming them: nothing reads the event
+        # after us, and if we cannot decode it the library reads it as if we had not been there
+        # (its wrapper's ``unread`` appends to a buffer its DECIMAL reader also unreads into:
+        # giving bytes back that way would shift them). The packet holds the OK byte, the 19-byte
+        # event header (the library reads these 20 itself), the body (``event_size``; the wrapper
+        # counts ``read_bytes`` from its start) and maybe a 4-byte checksum.
         packet = event.packet
-        data = packet.read(event.event_size - packet.read_bytes)
+        raw = packet.get_all_data()
+        start, end = _HEADER + packet.read_bytes, _HEADER + event.event_size
+        if len(raw) - end not in (0, 4):
+            return None
         try:
-            return decoder.decode(data, images)
+            return decoder.decode(raw[start:end], images)
         except ValueError as exc:  # UnicodeDecodeError is one too
-            # not what the table map says: give the bytes back, the library decodes (or fails) as before
             log.debug("row images of %s.%s left to the library: %s", event.schema, event.table, exc)
-            packet.unread(data)
             return None
