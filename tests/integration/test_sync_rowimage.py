@@ -237,3 +237,25 @@ def test_a_sync_with_our_decoder_equals_one_with_the_librarys(
     assert got.schema == want.schema
     for name in got.schema.names:
         assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+
+
+def test_a_compressed_binlog_is_refused_not_skipped(tmp_path: Path) -> None:
+    """MariaDB's log_bin_compress writes row events the library does not know (it skips them):
+    the sync says so instead of missing rows."""
+    from harness.databases import DatabaseUnavailable
+    from shoal.replicate.errors import ReplicationNotConfigured
+
+    server = PrivateMariaDB(extra_args=["--log-bin-compress=ON"])
+    try:
+        server.start()
+    except DatabaseUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        server.execute("CREATE DATABASE z")
+        server.execute("CREATE TABLE z.t (id INT PRIMARY KEY, s TEXT)")
+        project = Project.load(write_project(tmp_path / "p", {"crm": mysql_decl(server, "z")}))
+        with pytest.raises(ReplicationNotConfigured, match=r"log_bin_compress=ON") as info:
+            syncer_of(project).run()
+        assert "\n" not in str(info.value)
+    finally:
+        server.stop()
