@@ -42,6 +42,8 @@ def _to_decimal(v: Any) -> Decimal:
 
 
 def _to_text(v: Any) -> str:
+    if type(v) is str:  # most values (the binlog decoder's text): no other check
+        return v
     if isinstance(v, bytes):
         return v.decode("utf-8")
     if isinstance(v, dict | list):
@@ -52,6 +54,8 @@ def _to_text(v: Any) -> str:
 
 
 def _to_bytes(v: Any) -> bytes:
+    if type(v) is bytes:
+        return v
     if isinstance(v, str):
         return v.encode("utf-8")
     return bytes(v)
