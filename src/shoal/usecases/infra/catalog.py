@@ -133,6 +133,26 @@ def metric_families(topo: Topology) -> list[MetricFamily]:
             list(topo.host_id),
         ),
         _family(
+            "hypervisor_memory_used_bytes",
+            "Memory in use on the hypervisor (its VMs and its own).",
+            "hypervisor",
+            "hypervisor",
+            lambda b: b.host_mem_used,
+            host_labels,
+            list(topo.host_id),
+            list(topo.host_id),
+        ),
+        _family(
+            "hypervisor_memory_total_bytes",
+            "Memory installed in the hypervisor.",
+            "hypervisor",
+            "hypervisor",
+            lambda b: b.host_mem_total,
+            host_labels,
+            list(topo.host_id),
+            list(topo.host_id),
+        ),
+        _family(
             "smart_reallocated_sectors",
             "SMART reallocated sector count (NVMe: media errors).",
             "disk",
@@ -177,4 +197,4 @@ def metric_families(topo: Topology) -> list[MetricFamily]:
 
 
 def series_count(topo: Topology) -> int:
-    return topo.n_outlets + 6 * topo.n_pdus + 2 * topo.n_hosts + 4 * topo.n_disks
+    return topo.n_outlets + 6 * topo.n_pdus + 4 * topo.n_hosts + 4 * topo.n_disks

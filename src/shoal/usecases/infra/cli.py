@@ -34,11 +34,19 @@ DisksOpt = Annotated[int, typer.Option(help="Disks per hypervisor.")]
 
 
 def _fleet_config(  # noqa: PLR0917
-    seed: int, regions: int, datacenters: int, podlets: int, racks: int, hosts: int, disks: int
+    seed: int,
+    regions: int,
+    datacenters: int,
+    podlets: int,
+    racks: int,
+    hosts: int,
+    disks: int,
+    mixed: bool = False,
 ) -> TopologyConfig:
-    from shoal.usecases.infra.topology import TopologyConfig
+    from shoal.usecases.infra.topology import MIXED_WORKLOADS, TopologyConfig
 
     return TopologyConfig(
+        workload_mix=MIXED_WORKLOADS if mixed else (1.0, 0.0, 0.0, 0.0),
         seed=seed,
         regions=regions,
         datacenters_per_region=datacenters,
@@ -70,13 +78,20 @@ def simulate(  # noqa: PLR0917 (typer options)
     racks: RacksOpt = 6,
     hosts: HostsOpt = 12,
     disks: DisksOpt = 2,
+    mixed_workloads: Annotated[
+        bool,
+        typer.Option(
+            help="Hypervisors of four workload types (daytime, nightly-batch, steady, memory-heavy) "
+            "instead of daytime only: what the profile clustering (infra.hypervisor_classes) can find."
+        ),
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Write simulated history (metrics.series/samples) and fault labels (infra.fault_labels)."""
     from shoal.usecases.infra.history import Fleet, write_history
     from shoal.usecases.infra.topology import build_topology
 
-    cfg = _fleet_config(seed, regions, datacenters, podlets, racks, hosts, disks)
+    cfg = _fleet_config(seed, regions, datacenters, podlets, racks, hosts, disks, mixed_workloads)
     fleet = Fleet(build_topology(cfg), date.fromisoformat(start), days, seed=seed)
     res = write_history(open_project(project).lake, fleet)
     emit(

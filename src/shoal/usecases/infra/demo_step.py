@@ -62,11 +62,12 @@ def run(ctx: StepContext) -> dict[str, Any]:
             [("window_start", "ascending"), ("entity", "ascending")]
         )
         classes = con.query_arrow(
-            f"SELECT profile_class, count(*) AS hosts FROM {HYPERVISOR_CLASSES} GROUP BY ALL ORDER BY ALL"
+            f"SELECT cluster, profile_class, count(*) AS hosts FROM {HYPERVISOR_CLASSES} "
+            "GROUP BY ALL ORDER BY cluster"
         ).to_pylist()
         best = con.query_arrow(
-            f"SELECT vm_profile, rack, round(peak_rise_w, 1) AS rise FROM {PLACEMENT_HINTS} "
-            "WHERE fit_rank = 1 ORDER BY vm_profile"
+            f"SELECT vm_profile, rack, vms_fit, limited_by, round(peak_rise_w, 1) AS rise "
+            f"FROM {PLACEMENT_HINTS} WHERE fit_rank = 1 ORDER BY cluster"
         ).to_pylist()
     write_anomalies(lake, found)
     labels = lake.table(FAULT_LABELS).to_arrow()
@@ -78,11 +79,13 @@ def run(ctx: StepContext) -> dict[str, Any]:
         f"(streaming detector alone: precision {alone.get('precision', 0):.2f}, "
         f"recall {alone.get('recall', 0):.2f})"
     )
-    ctx.say("  hypervisor profiles: " + ", ".join(f"{c['hosts']} {c['profile_class']}" for c in classes))
+    ctx.say(f"  hypervisor profiles: {len(classes)} cluster(s)")
+    for c in classes:
+        ctx.say(f"    {c['hosts']:4d} hosts  {c['profile_class']}")
     for hint in best:
         ctx.say(
-            f"  placement hint: a {hint['vm_profile']} VM fits rack {hint['rack']} best "
-            f"(+{hint['rise']} W at peak)"
+            f"  placement hint: {hint['vm_profile'].split(':')[0]} VMs: rack {hint['rack']} takes the most, "
+            f"{hint['vms_fit']} ({hint['limited_by']} limits; +{hint['rise']} W at its peak hour each)"
         )
     ctx.suggest_sql(
         "select level, entity, metric, round(score, 1) score, window_start "

@@ -1,10 +1,11 @@
 """Serve the simulated fleet's current values as many Prometheus targets from one HTTP server.
 
 ``GET /targets/<id>/metrics`` returns the text exposition of one target (a PDU: outlet power, phase
-current and voltage; or a hypervisor: CPU, power and its disks' SMART values) at the current 5-minute
-step; ``GET /targets`` lists the ids. :meth:`ExporterServer.write_file_sd` writes a Prometheus file_sd
-JSON file with one group per target (``__metrics_path__``, ``job``, ``instance`` = target id), so a
-scrape yields the same series ids as :mod:`shoal.usecases.infra.history`. Binds 127.0.0.1 by default.
+current and voltage; or a hypervisor: CPU, power, memory and its disks' SMART values) at the current
+5-minute step; ``GET /targets`` lists the ids. :meth:`ExporterServer.write_file_sd` writes a
+Prometheus file_sd JSON file with one group per target (``__metrics_path__``, ``job``, ``instance`` =
+target id), so a scrape yields the same series ids as :mod:`shoal.usecases.infra.history`. Binds
+127.0.0.1 by default.
 """
 
 from __future__ import annotations

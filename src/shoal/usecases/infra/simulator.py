@@ -2,8 +2,12 @@
 
 Values are computed one UTC day at a time (288 steps) with numpy; the noise of a day is drawn from a
 generator seeded by (seed, day), so a day's values are the same whether history is generated in bulk
-or the exporter asks for "now". Daily load profiles follow each region's local time (peak ~15:00,
-trough ~03:00, weekends lower). Faults and benign events from a :class:`FaultPlan` are applied on top.
+or the exporter asks for "now". Daily load profiles follow each region's local time and the host's
+workload type (``topology.WORKLOADS``): ``daytime`` peaks ~15:00 with its trough ~03:00 and is lower
+at weekends, ``nightly-batch`` runs hard around 03:00, ``steady`` is flat and ``memory-heavy`` keeps
+its memory near full with a mild daytime CPU swing. Memory used is the hypervisor's own overhead plus
+its VMs' memory, which follows the workload's pattern and moves with VM migrations (a load shift) and
+empties during a reboot. Faults and benign events from a :class:`FaultPlan` are applied on top.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class SimBlock:
     phase_voltage_v: np.ndarray  # (n_pdus * 3, n)
     host_cpu_ratio: np.ndarray  # (n_hosts, n)
     host_power_w: np.ndarray  # (n_hosts, n)
+    host_mem_used: np.ndarray  # (n_hosts, n) bytes
+    host_mem_total: np.ndarray  # (n_hosts, n) bytes
     disk_reallocated: np.ndarray  # (n_disks, n), NaN once a disk has failed
     disk_pending: np.ndarray
     disk_temp_c: np.ndarray
@@ -50,11 +56,34 @@ class SimBlock:
             self.phase_voltage_v[:, sl],
             self.host_cpu_ratio[:, sl],
             self.host_power_w[:, sl],
+            self.host_mem_used[:, sl],
+            self.host_mem_total[:, sl],
             self.disk_reallocated[:, sl],
             self.disk_pending[:, sl],
             self.disk_temp_c[:, sl],
             self.disk_power_on_hours[:, sl],
         )
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    cpu: np.ndarray  # (workload, region, steps): multiplies the host's mean utilisation
+    mem: np.ndarray  # (workload, region, steps): multiplies the host's VM memory
+
+
+def _workload_shapes(local: np.ndarray, weekend: bool) -> _Shapes:
+    """Daily patterns of each workload type from the regions' local hour (regions x steps)."""
+    day_cos = np.cos(2 * np.pi * (local - 15.0) / 24.0)
+    daytime = 0.75 + 0.25 * day_cos
+    if weekend:
+        daytime = daytime * 0.85
+    # batch window centred on 03:00 local (circular distance), the same every day of the week
+    d = np.abs((local - 3.0 + 12.0) % 24.0 - 12.0)
+    batch = np.exp(-0.5 * (d / 1.5) ** 2)
+    flat = np.ones_like(local)
+    cpu = np.stack([daytime, 0.35 + 1.6 * batch, flat, 0.85 + 0.12 * day_cos])
+    mem = np.stack([0.92 + 0.08 * day_cos, 0.75 + 0.45 * batch, flat, 0.98 + 0.02 * day_cos])
+    return _Shapes(cpu, mem)
 
 
 class FleetSimulator:
@@ -82,19 +111,19 @@ class FleetSimulator:
         rng = np.random.default_rng([topo.config.seed, self.seed, day, 3])
         hour_utc = (steps % n) * (STEP_S / 3600.0)
 
-        # per-region daily profile in local time, lower at weekends
+        # per-region daily profiles in local time, per workload type (daytime: lower at weekends)
         local = (hour_utc[None, :] + topo.region_offset_h[:, None]) % 24.0
-        profile = 0.75 + 0.25 * np.cos(2 * np.pi * (local - 15.0) / 24.0)
         weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
-        if weekday >= 5:
-            profile = profile * 0.85
         host_region = topo.rack_region[topo.host_rack]
         load = np.ones((topo.n_hosts, n))
         for ev in self.plan.benign:
             if ev.kind == "load_shift" and ev.start < s0 + n and ev.end > s0:
                 a, b = max(ev.start - s0, 0), min(ev.end - s0, n)
                 load[ev.index, a:b] *= ev.magnitude
-        util = topo.host_util[:, None] * profile[host_region] * load
+        shape = _workload_shapes(local, weekday >= 5)
+        wl = topo.host_workload
+        cpu_shape = shape.cpu[wl, host_region]  # daytime hosts: exactly ``profile`` above
+        util = topo.host_util[:, None] * cpu_shape * load
         util = np.clip(util + rng.normal(0.0, 0.015, util.shape), 0.01, 1.0)
         power = topo.host_idle_w[:, None] + (topo.host_max_w - topo.host_idle_w)[:, None] * util**0.85
         power += rng.normal(0.0, 3.0, power.shape)
@@ -106,6 +135,18 @@ class FleetSimulator:
                 power[ev.index, a:b] *= 0.05
                 if b < n:
                     power[ev.index, b] = topo.host_max_w[ev.index] * 0.9
+
+        # memory: VMs' memory follows the workload's pattern and the migrations; its own noise stream
+        mrng = np.random.default_rng([topo.config.seed, self.seed, day, 5])
+        vm_part = topo.host_vm_mem[:, None] * shape.mem[wl, host_region] * load
+        vm_part *= 1.0 + mrng.normal(0.0, 0.004, vm_part.shape)
+        for ev in self.plan.benign:
+            if ev.kind == "reboot" and ev.start < s0 + n and ev.end > s0:
+                a, b = max(ev.start - s0, 0), min(ev.end - s0, n)
+                vm_part[ev.index, a:b] = 0.0
+        total = topo.host_mem_total[:, None]
+        mem_used = np.minimum(topo.host_mem_overhead[:, None] + vm_part, 0.99 * total)
+        mem_total = np.broadcast_to(total, mem_used.shape).copy()
 
         faults = [f for f in self.plan.faults if f.start < s0 + n and f.end > s0]
         hpr = topo.config.hypervisors_per_rack
@@ -174,6 +215,8 @@ class FleetSimulator:
             phase_voltage_v=voltage,
             host_cpu_ratio=util,
             host_power_w=power,
+            host_mem_used=np.round(mem_used),
+            host_mem_total=mem_total,
             disk_reallocated=realloc,
             disk_pending=pending,
             disk_temp_c=np.round(temp),

@@ -48,6 +48,18 @@ DISK_MODELS: tuple[DiskModel, ...] = (
     DiskModel("Intel", "INTEL SSDPE2KE032T8", "NVMe", 3_200_631_791_616, False, 0.10, 0.6),
 )
 
+# Hypervisor workload types (what the VMs on a host mostly do): each has its own daily CPU and memory
+# pattern in the simulator, so a clustering of the hosts' profiles has something real to find.
+WORKLOADS = ("daytime", "nightly-batch", "steady", "memory-heavy")
+# GiB of RAM per vCPU of the VMs a workload type runs (in-memory databases and caches want more)
+_GIB_PER_VCPU = np.array([4.0, 4.0, 4.0, 16.0])
+# the share of host memory the VMs are planned to fill (hosts were bought to fit their VMs)
+_MEM_TARGET = ((0.40, 0.60), (0.35, 0.50), (0.45, 0.65), (0.80, 0.90))
+MIXED_WORKLOADS = (0.4, 0.2, 0.2, 0.2)
+GIB = 1 << 30
+# derating of a PDU's breaker for continuous load (80 %, as the NEC and most DC policies require)
+PDU_DERATING = 0.8
+
 REGIONS = (
     ("euw1", "eu-west-1", 0, 230.0),  # code, name, UTC offset (h), nominal phase voltage
     ("use1", "us-east-1", -5, 208.0),
@@ -68,6 +80,12 @@ class TopologyConfig:
     hypervisors_per_rack: int = 12
     disks_per_hypervisor: int = 2
     vms_per_hypervisor: tuple[int, int] = (4, 24)  # inclusive range
+    # weights of WORKLOADS among the hypervisors. The default, daytime only, keeps every CPU, power,
+    # PDU and disk value exactly as before workload types existed (the detectors' measured figures
+    # hold on it); MIXED_WORKLOADS gives the profile clustering something to find
+    workload_mix: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+    # per-phase rating of a rack's PDUs, drawn per rack from these (amperes)
+    pdu_phase_ratings_a: tuple[float, ...] = (10.0, 16.0)
 
     def __post_init__(self) -> None:
         if not 1 <= self.regions <= len(REGIONS):
@@ -81,6 +99,12 @@ class TopologyConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if (
+            len(self.workload_mix) != len(WORKLOADS)
+            or min(self.workload_mix) < 0
+            or sum(self.workload_mix) <= 0
+        ):
+            raise ConfigError(f"workload_mix needs {len(WORKLOADS)} weights >= 0, got {self.workload_mix}")
         if self.hypervisors_per_rack > 48:
             raise ConfigError(
                 f"hypervisors_per_rack must be <= 48 (PDU outlets), got {self.hypervisors_per_rack}"
@@ -104,6 +128,9 @@ class Topology:
     rack_podlet: np.ndarray  # podlet index per rack
     rack_region: np.ndarray  # region index per rack
     rack_load: np.ndarray  # rack-level load factor (tenants differ)
+    # power the rack may draw: one PDU's 3 phases x rating x phase voltage x derating (A/B feeds are
+    # redundant: either must carry the whole rack alone)
+    rack_power_budget_w: np.ndarray
     podlet_id: list[str]
     # hypervisors
     host_id: list[str]
@@ -113,6 +140,10 @@ class Topology:
     host_idle_w: np.ndarray
     host_max_w: np.ndarray
     host_util: np.ndarray  # mean CPU utilisation from its VMs
+    host_workload: np.ndarray  # index into WORKLOADS
+    host_mem_total: np.ndarray  # bytes
+    host_mem_overhead: np.ndarray  # bytes the hypervisor itself uses
+    host_vm_mem: np.ndarray  # bytes: the sum of its VMs' memory
     # PDUs (2 per rack) and outlets (one per host per PDU)
     pdu_id: list[str]
     pdu_rack: np.ndarray
@@ -136,6 +167,7 @@ class Topology:
     vm_host: np.ndarray
     vm_vcpus: np.ndarray
     vm_util: np.ndarray
+    vm_mem: np.ndarray  # bytes
     region_offset_h: np.ndarray = field(repr=False)  # per region
     region_voltage: np.ndarray = field(repr=False)
 
@@ -220,7 +252,23 @@ class Topology:
                 host=self.host_id[h],
                 rack=self.rack_id[int(self.host_rack[h])],
             )
-        return pa.table(rows)
+        # numeric inventory the placement models read: a rack's power budget, a host's cores and VMs
+        budget: list[float | None] = [float(w) for w in self.rack_power_budget_w]
+        cores: list[int | None] = [None] * self.n_racks
+        vms: list[int | None] = [None] * self.n_racks
+        rest = len(rows["entity"]) - self.n_racks - self.n_hosts - self.n_disks
+        budget += [None] * (rest + self.n_hosts + self.n_disks)
+        n_vms = np.bincount(self.vm_host, minlength=self.n_hosts)
+        cores += [None] * rest + [int(c) for c in self.host_cores] + [None] * self.n_disks
+        vms += [None] * rest + [int(v) for v in n_vms] + [None] * self.n_disks
+        return pa.table(
+            {
+                **rows,
+                "power_budget_w": pa.array(budget, pa.float64()),
+                "cpu_cores": pa.array(cores, pa.int32()),
+                "vms": pa.array(vms, pa.int32()),
+            }
+        )
 
 
 def is_ancestor(ancestor: str, entity: str) -> bool:
@@ -283,6 +331,23 @@ def build_topology(config: TopologyConfig | None = None) -> Topology:
     host_util = np.bincount(vm_host, weights=vm_vcpus * vm_util, minlength=n_hosts) / host_cores
     host_util = np.clip(host_util * rack_load[host_rack], 0.03, 0.9)
 
+    # workload types, memory and power budgets come from their own stream, so the draws above (and
+    # every value the simulator derived from them before workload types existed) stay as they were
+    wrng = np.random.default_rng([cfg.seed, 4])
+    mix = np.asarray(cfg.workload_mix, dtype=np.float64)
+    host_workload = wrng.choice(len(WORKLOADS), size=n_hosts, p=mix / mix.sum())
+    vm_mem = vm_vcpus * _GIB_PER_VCPU[host_workload[vm_host]] * GIB
+    host_vm_mem = np.bincount(vm_host, weights=vm_mem, minlength=n_hosts)
+    lo_t = np.array([t[0] for t in _MEM_TARGET])[host_workload]
+    hi_t = np.array([t[1] for t in _MEM_TARGET])[host_workload]
+    host_mem_overhead = np.full(n_hosts, 8.0 * GIB)
+    target = wrng.uniform(lo_t, hi_t)
+    # totals come in 64 GiB steps: the smallest that keeps the planned share
+    host_mem_total = np.ceil((host_vm_mem + host_mem_overhead) / target / (64 * GIB)) * (64 * GIB)
+    rating = wrng.choice(np.asarray(cfg.pdu_phase_ratings_a, dtype=np.float64), size=n_racks)
+    volts = np.array([REGIONS[int(r)][3] for r in rack_region])
+    rack_power_budget_w = 3 * rating * volts * PDU_DERATING
+
     pdu_rack = np.repeat(np.arange(n_racks), 2)
     pdu_side = np.tile(np.arange(2), n_racks)
     pdu_id = [f"{rack_id[r]}-pdu-{PDU_SIDES[s]}" for r, s in zip(pdu_rack, pdu_side, strict=True)]
@@ -330,6 +395,7 @@ def build_topology(config: TopologyConfig | None = None) -> Topology:
         rack_podlet=np.asarray(rack_podlet),
         rack_region=np.asarray(rack_region),
         rack_load=rack_load,
+        rack_power_budget_w=rack_power_budget_w,
         podlet_id=podlet_id,
         host_id=host_id,
         host_rack=host_rack,
@@ -338,6 +404,10 @@ def build_topology(config: TopologyConfig | None = None) -> Topology:
         host_idle_w=host_idle_w,
         host_max_w=host_max_w,
         host_util=host_util,
+        host_workload=host_workload,
+        host_mem_total=host_mem_total,
+        host_mem_overhead=host_mem_overhead,
+        host_vm_mem=host_vm_mem,
         pdu_id=pdu_id,
         pdu_rack=pdu_rack,
         pdu_side=pdu_side,
@@ -358,6 +428,7 @@ def build_topology(config: TopologyConfig | None = None) -> Topology:
         vm_host=vm_host,
         vm_vcpus=vm_vcpus,
         vm_util=vm_util,
+        vm_mem=vm_mem,
         region_offset_h=region_offset_h,
         region_voltage=region_voltage,
     )
