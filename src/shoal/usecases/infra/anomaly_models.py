@@ -42,8 +42,10 @@ def anomaly_models() -> list[Model]:
             sql=peer_inputs_sql(),
             unique_key=("kind", "grp", "entity", "ts"),
             incremental_by=("day",),
-            # the series' labels place each sample: a change of metrics.series rebuilds (it has no day)
-            upstream=(SAMPLES, SERIES),
+            # not metrics.series: a series id hashes its metric and labels and writers commit a series
+            # before its samples, so a new series row never changes what a day's samples give, while
+            # as an upstream (it has no day) every new series anywhere would rebuild the whole history
+            upstream=(SAMPLES,),
             description="What the peer detectors compare, per UTC day: hourly rack power (kind rack: "
             "grp podlet, entity rack), hourly max/min phase-current ratio (phase: entity the PDU), daily "
             "reallocated + pending sector growth (disk: grp the drive model, entity host/device)",
