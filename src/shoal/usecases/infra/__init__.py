@@ -11,6 +11,7 @@ from shoal.usecases.registry import UseCase
 if TYPE_CHECKING:
     from shoal.usecases.infra.anomalies import (
         ANOMALIES,
+        ANOMALIES_BATCH,
         ANOMALY_SCHEMA,
         DetectorConfig,
         detect_all,
@@ -49,6 +50,7 @@ USECASE = UseCase(
 # on every start, and the modules behind them pull in numpy, httpx and the Prometheus source.
 _LAZY = {
     "ANOMALIES": "anomalies",
+    "ANOMALIES_BATCH": "anomalies",
     "ANOMALY_SCHEMA": "anomalies",
     "DetectorConfig": "anomalies",
     "ENTITIES": "history",
@@ -91,6 +93,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANOMALIES",
+    "ANOMALIES_BATCH",
     "ANOMALY_SCHEMA",
     "ENTITIES",
     "FAULT_LABELS",

@@ -1,6 +1,8 @@
 """Outlier mining over the lake's metric tables, in DuckDB SQL.
 
-Detectors (each returns rows in the ``infra.anomalies`` layout):
+Detectors (each returns rows in the ``infra.anomalies`` layout; the functions here run them in batch
+over a time range, ``shoal infra detect`` writes them to ``infra.anomalies_batch``, and the runner
+model ``infra.anomalies`` runs the peer detectors' SQL beside the streaming one, anomaly_models.py):
 
 - temporal: per series, robust z-score of each sample against a trailing baseline
   (median of the previous ``baseline_steps`` samples) scaled by the trailing median absolute
@@ -28,7 +30,8 @@ import pyarrow as pa
 from shoal.lake import Lake
 from shoal.usecases.infra.power import SqlConnection, time_filter
 
-ANOMALIES = "infra.anomalies"
+ANOMALIES = "infra.anomalies"  # the runner model (anomaly_models.py)
+ANOMALIES_BATCH = "infra.anomalies_batch"  # what `shoal infra detect` writes
 _TS = pa.timestamp("ms", tz="UTC")
 ANOMALY_SCHEMA = pa.schema(
     [
@@ -139,22 +142,63 @@ def temporal_anomalies(
     )
 
 
-def rack_peer_anomalies(
-    con: SqlConnection,
-    config: DetectorConfig | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> pa.Table:
-    cfg = config or DetectorConfig()
-    where, params = time_filter("sa.ts", since, until)
-    flagged = f"""
-        WITH o AS (
-            SELECT se.labels['podlet'] AS podlet, se.labels['rack'] AS rack, sa.ts, sa.value
-            FROM metrics.samples sa JOIN metrics.series se USING (series_id)
-            WHERE se.metric = 'pdu_outlet_power_watts' AND {where}),
-        h AS (SELECT podlet, rack, {HOUR} AS ts,
-                     sum(value) / count(DISTINCT ts) AS watts
-              FROM o GROUP BY ALL),
+# The peer detectors in two stages. Their inputs (hourly rack power, the hourly phase imbalance ratio
+# per PDU, daily bad-sector growth per disk) depend on one UTC day's samples each, so the runner keeps
+# them per day (``infra.peer_inputs``, anomaly_models.py) and a refresh rereads only the days samples
+# landed in; the flagging compares those inputs across the whole range, which is small (a row per rack,
+# PDU or disk per hour or day). The batch functions below run the same two stages over a time range.
+PEER_KINDS = ("rack", "phase", "disk")
+_KIND_METRICS = {
+    "rack": ("pdu_outlet_power_watts",),
+    "phase": ("pdu_phase_current_amperes",),
+    "disk": ("smart_reallocated_sectors", "smart_pending_sectors"),
+}
+
+
+def peer_inputs_sql(where: str = "TRUE", kinds: tuple[str, ...] = PEER_KINDS) -> str:
+    """``(kind, grp, entity, ts, day, value)`` from ``metrics.samples`` rows matching ``where`` (on
+    ``sa``): ``rack`` (grp podlet, entity rack, hourly watts), ``phase`` (grp and entity the PDU, hourly
+    max/min phase-current ratio), ``disk`` (grp the drive model, entity ``host/device``, daily growth of
+    reallocated + pending sectors). Every row depends on the samples of its ``day`` only."""
+    parts = []
+    if "rack" in kinds:
+        parts.append(f"""
+        SELECT 'rack' AS kind, coalesce(podlet, '') AS grp, coalesce(rack, '') AS entity, hour AS ts, day,
+               sum(value) / count(DISTINCT ts) AS value
+        FROM (SELECT se.labels['podlet'] AS podlet, se.labels['rack'] AS rack, {HOUR_SA} AS hour, sa.day,
+                     sa.ts, sa.value
+              FROM metrics.samples sa JOIN metrics.series se USING (series_id)
+              WHERE se.metric = 'pdu_outlet_power_watts' AND {where})
+        GROUP BY podlet, rack, hour, day""")
+    if "phase" in kinds:
+        parts.append(f"""
+        SELECT 'phase' AS kind, coalesce(pdu, '') AS grp, coalesce(pdu, '') AS entity, ts, day,
+               max(amps) / nullif(min(amps), 0) AS value
+        FROM (SELECT se.labels['pdu'] AS pdu, se.labels['phase'] AS phase, {HOUR_SA} AS ts, sa.day,
+                     avg(sa.value) AS amps
+              FROM metrics.samples sa JOIN metrics.series se USING (series_id)
+              WHERE se.metric = 'pdu_phase_current_amperes' AND {where}
+              GROUP BY ALL)
+        GROUP BY pdu, ts, day""")
+    if "disk" in kinds:
+        parts.append(f"""
+        SELECT 'disk' AS kind, coalesce(model, '') AS grp, entity, {DAY} AS ts, day,
+               max(bad) - min(bad) AS value
+        FROM (SELECT se.labels['host'] || '/' || se.labels['device'] AS entity, se.labels['model'] AS model,
+                     sa.ts, sa.day, sum(sa.value) AS bad
+              FROM metrics.samples sa JOIN metrics.series se USING (series_id)
+              WHERE se.metric IN ('smart_reallocated_sectors', 'smart_pending_sectors') AND {where}
+              GROUP BY ALL)
+        GROUP BY ALL""")
+    return " UNION ALL ".join(parts)
+
+
+def rack_flagged_sql(inputs: str, cfg: DetectorConfig) -> str:
+    """Rack power as a share of the podlet's median rack, relative to that rack's usual share (its
+    median over the inputs' range); z-score against the spread across the podlet's racks."""
+    return f"""
+        WITH h AS (SELECT grp AS podlet, entity AS rack, ts, value AS watts
+                   FROM ({inputs}) WHERE kind = 'rack'),
         sh AS (SELECT *, watts / median(watts) OVER (PARTITION BY podlet, ts) AS share FROM h),
         bs AS (SELECT *, median(share) OVER (PARTITION BY rack) AS base FROM sh),
         d AS (SELECT *, share / base - 1.0 AS rel FROM bs),
@@ -164,25 +208,12 @@ def rack_peer_anomalies(
                base AS baseline, rel AS dev, rel / scale AS z
         FROM sc WHERE abs(rel / scale) > {cfg.rack_z}
     """
-    return _run(con, "rack_peers", flagged, params, step_ms=3_600_000)
 
 
-def phase_anomalies(
-    con: SqlConnection,
-    config: DetectorConfig | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> pa.Table:
-    cfg = config or DetectorConfig()
-    where, params = time_filter("sa.ts", since, until)
-    flagged = f"""
-        WITH c AS (
-            SELECT se.labels['pdu'] AS pdu, se.labels['phase'] AS phase,
-                   {HOUR_SA} AS ts,
-                   avg(sa.value) AS amps
-            FROM metrics.samples sa JOIN metrics.series se USING (series_id)
-            WHERE se.metric = 'pdu_phase_current_amperes' AND {where} GROUP BY ALL),
-        r AS (SELECT pdu, ts, max(amps) / nullif(min(amps), 0) AS ratio FROM c GROUP BY ALL),
+def phase_flagged_sql(inputs: str, cfg: DetectorConfig) -> str:
+    """The hourly phase imbalance ratio of each PDU against the PDU's own median and MAD."""
+    return f"""
+        WITH r AS (SELECT entity AS pdu, ts, value AS ratio FROM ({inputs}) WHERE kind = 'phase'),
         b AS (SELECT *, median(ratio) OVER (PARTITION BY pdu) AS base FROM r),
         d AS (SELECT *, ratio - base AS dev FROM b),
         sc AS (SELECT *, greatest(1.4826 * median(abs(dev)) OVER (PARTITION BY pdu), {cfg.phase_floor} * base)
@@ -191,27 +222,12 @@ def phase_anomalies(
                base AS baseline, dev, dev / scale AS z
         FROM sc WHERE abs(dev / scale) > {cfg.phase_z}
     """
-    return _run(con, "phase_balance", flagged, params, step_ms=3_600_000)
 
 
-def disk_peer_anomalies(
-    con: SqlConnection,
-    config: DetectorConfig | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> pa.Table:
-    cfg = config or DetectorConfig()
-    where, params = time_filter("sa.ts", since, until)
-    flagged = f"""
-        WITH s AS (
-            SELECT se.labels['host'] || '/' || se.labels['device'] AS entity, se.labels['model'] AS model,
-                   sa.ts, sa.value
-            FROM metrics.samples sa JOIN metrics.series se USING (series_id)
-            WHERE se.metric IN ('smart_reallocated_sectors', 'smart_pending_sectors') AND {where}),
-        t AS (SELECT entity, model, ts, sum(value) AS bad FROM s GROUP BY ALL),
-        d AS (SELECT entity, model, {DAY} AS ts,
-                     max(bad) - min(bad) AS growth
-              FROM t GROUP BY ALL),
+def disk_flagged_sql(inputs: str, cfg: DetectorConfig) -> str:
+    """A disk's daily bad-sector growth against the disks of the same model that day."""
+    return f"""
+        WITH d AS (SELECT entity, grp AS model, ts, value AS growth FROM ({inputs}) WHERE kind = 'disk'),
         p AS (SELECT *, median(growth) OVER (PARTITION BY model, ts) AS base FROM d),
         sc AS (SELECT *, growth - base AS dev,
                    greatest(1.4826 * median(abs(growth - base)) OVER (PARTITION BY model, ts),
@@ -221,7 +237,69 @@ def disk_peer_anomalies(
                base AS baseline, dev, dev / scale AS z
         FROM sc WHERE dev / scale > {cfg.disk_z}
     """
-    return _run(con, "disk_peers", flagged, params, step_ms=86_400_000)
+
+
+# detector name -> (kind of input, flagging SQL, step of its buckets)
+PEER_DETECTORS = {
+    "rack_peers": ("rack", rack_flagged_sql, 3_600_000),
+    "phase_balance": ("phase", phase_flagged_sql, 3_600_000),
+    "disk_peers": ("disk", disk_flagged_sql, 86_400_000),
+}
+
+
+def peer_windows_sql(inputs: str, config: DetectorConfig | None = None) -> str:
+    """Every peer detector's anomaly windows (with ``detector``) from a SELECT of peer inputs."""
+    cfg = config or DetectorConfig()
+    return " UNION ALL ".join(
+        windows_sql(name, flag(inputs, cfg), step_ms=step) for name, (_, flag, step) in PEER_DETECTORS.items()
+    )
+
+
+def _peer(
+    detector: str,
+    con: SqlConnection,
+    config: DetectorConfig | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> pa.Table:
+    kind, flag, step_ms = PEER_DETECTORS[detector]
+    where, params = time_filter("sa.ts", since, until)
+    inputs = peer_inputs_sql(where, (kind,))
+    return _run(con, detector, flag(inputs, config or DetectorConfig()), params, step_ms=step_ms)
+
+
+def rack_peer_anomalies(
+    con: SqlConnection,
+    config: DetectorConfig | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pa.Table:
+    return _peer("rack_peers", con, config, since, until)
+
+
+def phase_anomalies(
+    con: SqlConnection,
+    config: DetectorConfig | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pa.Table:
+    return _peer("phase_balance", con, config, since, until)
+
+
+def disk_peer_anomalies(
+    con: SqlConnection,
+    config: DetectorConfig | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pa.Table:
+    return _peer("disk_peers", con, config, since, until)
+
+
+def windows_sql(detector: str, flagged_sql: str, *, step_ms: int, gap: int = 1, min_points: int = 1) -> str:
+    """A detector's anomaly windows (the ``infra.anomalies`` columns) from its flagged points."""
+    cols = ", ".join(ANOMALY_SCHEMA.names)
+    events = _events(flagged_sql, step_ms, gap, min_points)
+    return f"SELECT {cols} FROM (SELECT *, '{detector}' AS detector FROM ({events}))"
 
 
 def _run(
@@ -235,19 +313,9 @@ def _run(
     min_points: int = 1,
 ) -> pa.Table:
     """Group a detector's flagged points into anomaly windows, in the anomalies schema."""
-    query = _events(flagged_sql, step_ms, gap, min_points)
-    tbl: pa.Table = con.sql(
-        f"SELECT *, '{detector}' AS detector FROM ({query})", params=params
-    ).to_arrow_table()
-    return tbl.select(ANOMALY_SCHEMA.names).cast(ANOMALY_SCHEMA)
-
-
-def flagged_windows(
-    con: SqlConnection, detector: str, flagged_sql: str, *, step_ms: int, gap: int = 1
-) -> pa.Table:
-    """Anomaly windows (this module's layout) from flagged samples ``(entity, level, metric, ts, value,
-    baseline, dev, z)`` of another detector, e.g. the streaming one's hot samples."""
-    return _run(con, detector, flagged_sql, None, step_ms=step_ms, gap=gap)
+    query = windows_sql(detector, flagged_sql, step_ms=step_ms, gap=gap, min_points=min_points)
+    tbl: pa.Table = con.sql(query, params=params).to_arrow_table()
+    return tbl.cast(ANOMALY_SCHEMA)
 
 
 def detect_all(
@@ -265,11 +333,14 @@ def detect_all(
 
 
 def write_anomalies(lake: Lake, anomalies: pa.Table) -> int:
-    """Upsert into ``infra.anomalies`` (key: entity, metric, detector, window_start); returns the version."""
+    """Upsert batch detections into ``infra.anomalies_batch`` (key: entity, metric, detector,
+    window_start); returns the version. ``infra.anomalies`` is the runner's model (anomaly_models.py),
+    which nothing else writes (ADR 0045)."""
     table = lake.create_table(
-        ANOMALIES,
+        ANOMALIES_BATCH,
         ANOMALY_SCHEMA,
-        description="Power and disk outliers (temporal and peer-group), one row per anomaly window",
+        description="Batch detections of `shoal infra detect` over a time range (temporal and peer-group "
+        "detectors), one row per anomaly window",
         source="shoal.usecases.infra",
     )
     if anomalies.num_rows == 0:

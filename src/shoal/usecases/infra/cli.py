@@ -147,9 +147,10 @@ def detect(
     until: DateOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Mine power and disk outliers from metrics.* and upsert them into infra.anomalies: the batch
-    detectors (the SQL temporal detector from before issue 16, rack, phase and disk peers). The
-    streaming detector is the runner model infra.stream_ew (shoal refresh)."""
+    """Mine power and disk outliers from metrics.* over a time range and upsert them into
+    infra.anomalies_batch: the batch detectors (the SQL temporal detector from before issue 16, rack,
+    phase and disk peers). infra.anomalies is the runner's model (shoal refresh): the streaming
+    detector's episodes and the same peers, kept fresh as samples land."""
     from shoal.query.engine import connect_lake
     from shoal.usecases.infra.anomalies import detect_all, write_anomalies
 
@@ -164,7 +165,7 @@ def detect(
 
 
 @app.command("evaluate")
-def evaluate(
+def evaluate(  # noqa: PLR0917 (typer options)
     project: ProjectOpt = None,
     asd: Annotated[bool, typer.Option("--asd", help="Evaluate on the labelled ASD dataset instead.")] = False,
     asd_dir: Annotated[
@@ -172,11 +173,18 @@ def evaluate(
         typer.Option(help="Directory of omi-*.csv.gz (default: $SHOAL_ASD_DIR; required with --asd)."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Only an anomaly on the fault's own entity counts.")] = False,
+    table: Annotated[
+        str,
+        typer.Option(
+            help="Anomaly windows to score: infra.anomalies (the runner's model, shoal refresh) or "
+            "infra.anomalies_batch (shoal infra detect)."
+        ),
+    ] = "infra.anomalies",
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Precision/recall/F1 of infra.anomalies against infra.fault_labels (event level), or on ASD: the
-    streaming detector (EW state), the trailing-window one, the fitted one and a rolling z-score, each
-    with thresholds from its series' own past: point-wise and event-wise precision/recall/F1, an
+    """Precision/recall/F1 of infra.anomalies (or --table) against infra.fault_labels (event level), or
+    on ASD: the streaming detector (EW state), the trailing-window one, the fitted one and a rolling
+    z-score, each with thresholds from its series' own past: point-wise and event-wise precision/recall/F1, an
     early-detection score (NAB-like: early alarms earn, false alarms cost; defined in
     docs/adr/0016-detection-evaluation-protocol.md), point-adjusted figures beside (protocol
     asd-stream-v1)."""
@@ -187,12 +195,11 @@ def evaluate(
         result = compare_on_asd(resolve_asd_dir(asd_dir))
         emit(result if fmt is OutputFormat.json else summary_rows(result), fmt)
         return
-    from shoal.usecases.infra.anomalies import ANOMALIES
     from shoal.usecases.infra.evaluate import score_events
     from shoal.usecases.infra.history import FAULT_LABELS
 
     lake = open_project(project).lake
-    score = score_events(lake.table(ANOMALIES).to_arrow(), lake.table(FAULT_LABELS).to_arrow(), strict=strict)
+    score = score_events(lake.table(table).to_arrow(), lake.table(FAULT_LABELS).to_arrow(), strict=strict)
     emit(score.as_dict(), fmt)
 
 

@@ -1,9 +1,11 @@
 """The infra demo step: a small fleet's PDU, host and disk history with injected faults → infra.anomalies.
 
-The PDU series are judged by the streaming detector on a compact state (``infra.stream_ew``, run by
-the model runner) and the peer-group detectors (rack, phase, disks); the temporal batch detector is
-no longer used. The step prints precision/recall against the injected faults, the streaming
-detector's alone beside it, and the hypervisor profiles with their placement hint (runner models).
+The model runner refreshes the infrastructure models (``shoal.usecases.infra.models``): the PDU series
+are judged by the streaming detector on a compact state (``infra.stream_ew``) and the peer-group
+detectors (rack, phase, disks), whose windows the model ``infra.anomalies`` keeps (ADR 0045); the
+temporal batch detector is no longer used. The step prints precision/recall of that table against the
+injected faults, the streaming detector's alone beside it, and the hypervisor profiles with their
+placement hint (runner models).
 """
 
 from __future__ import annotations
@@ -16,22 +18,15 @@ if TYPE_CHECKING:
 
 
 def run(ctx: StepContext) -> dict[str, Any]:
-    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from shoal.models import ModelRunner
     from shoal.query import connect_lake
-    from shoal.usecases.infra.anomalies import (
-        ANOMALIES,
-        disk_peer_anomalies,
-        phase_anomalies,
-        rack_peer_anomalies,
-        write_anomalies,
-    )
+    from shoal.usecases.infra.anomalies import ANOMALIES
     from shoal.usecases.infra.evaluate import score_events
-    from shoal.usecases.infra.ew_models import ew_episodes, ew_models
     from shoal.usecases.infra.history import FAULT_LABELS, Fleet, write_history
+    from shoal.usecases.infra.models import models
     from shoal.usecases.infra.profiles import HYPERVISOR_CLASSES, PLACEMENT_HINTS
-    from shoal.usecases.infra.profiles import models as profile_models
     from shoal.usecases.infra.topology import TopologyConfig, build_topology
 
     cfg = TopologyConfig(
@@ -51,16 +46,12 @@ def run(ctx: StepContext) -> dict[str, Any]:
         f"  wrote {hist.samples:,} samples of {hist.series:,} series "
         f"({days} days, {hist.faults} faults injected)"
     )
-    with ModelRunner(lake, ew_models() + profile_models()) as runner:
+    # the models a project lists (the demo's does): what `shoal refresh` / the watcher keep fresh
+    with ModelRunner(lake, models()) as runner:
         runner.refresh()
+    found = lake.table(ANOMALIES).to_arrow()
+    stream = found.filter(pc.equal(found.column("detector"), "stream_ew"))
     with connect_lake(lake) as con:
-        stream = ew_episodes(con)
-        peers = [
-            fn(con, None, None, None) for fn in (rack_peer_anomalies, phase_anomalies, disk_peer_anomalies)
-        ]
-        found = pa.concat_tables([stream, *peers]).sort_by(
-            [("window_start", "ascending"), ("entity", "ascending")]
-        )
         classes = con.query_arrow(
             f"SELECT cluster, profile_class, count(*) AS hosts FROM {HYPERVISOR_CLASSES} "
             "GROUP BY ALL ORDER BY cluster"
@@ -69,9 +60,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
             f"SELECT vm_profile, rack, vms_fit, limited_by, round(peak_rise_w, 1) AS rise "
             f"FROM {PLACEMENT_HINTS} WHERE fit_rank = 1 ORDER BY cluster"
         ).to_pylist()
-    write_anomalies(lake, found)
     labels = lake.table(FAULT_LABELS).to_arrow()
-    s = score_events(lake.table(ANOMALIES).to_arrow(), labels).as_dict()
+    s = score_events(found, labels).as_dict()
     alone = score_events(stream, labels).as_dict()
     ctx.say(
         f"  found {found.num_rows} anomalies; against the injected faults: "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from shoal.models import Model
-from shoal.usecases.infra.anomalies import ENTITY_SQL, LEVEL_SQL, flagged_windows
+from shoal.usecases.infra.anomalies import ANOMALY_SCHEMA, ENTITY_SQL, LEVEL_SQL, windows_sql
 from shoal.usecases.infra.ew_stream import STATE_COLUMNS, EwConfig, empty_state_sql, ew_stream_sql
 from shoal.usecases.infra.power import SqlConnection
 
@@ -116,6 +116,13 @@ PARTNER_SLACK_STEPS = 3
 
 
 def ew_episodes(con: SqlConnection, cfg: EwConfig = FLEET_EW, hosts: bool = True) -> pa.Table:
+    """``infra.stream_ew``'s hot samples as anomaly windows (detector ``stream_ew``): see
+    :func:`ew_episodes_sql`, which the runner model ``infra.anomalies`` runs."""
+    tbl: pa.Table = con.sql(ew_episodes_sql(cfg, hosts)).to_arrow_table()
+    return tbl.cast(ANOMALY_SCHEMA)
+
+
+def ew_episodes_sql(cfg: EwConfig = FLEET_EW, hosts: bool = True) -> str:
     """``infra.stream_ew``'s hot samples as anomaly windows (detector ``stream_ew``): hot samples of a
     series less than ``cooldown_steps`` apart form one episode.
 
@@ -129,7 +136,7 @@ def ew_episodes(con: SqlConnection, cfg: EwConfig = FLEET_EW, hosts: bool = True
     cols = "entity, level, metric, ts, value, baseline, deviation AS dev, z"
     if not hosts:
         flagged = f"SELECT {cols} FROM {STREAM_EW} WHERE NOT is_state"
-        return flagged_windows(con, "stream_ew", flagged, step_ms=step_ms, gap=cfg.cooldown_steps)
+        return windows_sql("stream_ew", flagged, step_ms=step_ms, gap=cfg.cooldown_steps)
     slack, gap = PARTNER_SLACK_STEPS * step_ms, cfg.cooldown_steps * step_ms
     flagged = f"""
         WITH h AS (
@@ -151,7 +158,7 @@ def ew_episodes(con: SqlConnection, cfg: EwConfig = FLEET_EW, hosts: bool = True
               GROUP BY a.series_id, a.grp),
         host_only AS (SELECT series_id, grp FROM o WHERE partner_shows AND others = 0)
         SELECT {cols} FROM g ANTI JOIN host_only USING (series_id, grp)"""
-    return flagged_windows(con, "stream_ew", flagged, step_ms=step_ms, gap=cfg.cooldown_steps)
+    return windows_sql("stream_ew", flagged, step_ms=step_ms, gap=cfg.cooldown_steps)
 
 
 def models() -> list[Model]:
