@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import date
+from typing import cast
 
 import pyarrow as pa
 
@@ -28,7 +29,7 @@ from shoal.usecases.infra.anomalies import detect_all, peer_inputs_sql, peer_win
 from shoal.usecases.infra.evaluate import Score, score_events
 from shoal.usecases.infra.ew_models import ew_episodes, stream_ew_sql
 from shoal.usecases.infra.history import Fleet
-from shoal.usecases.infra.power import connect_tables
+from shoal.usecases.infra.power import SqlConnection, connect_tables
 from shoal.usecases.infra.topology import MIXED_WORKLOADS, TopologyConfig
 
 FLEETS = {"daytime": (1.0, 0.0, 0.0, 0.0), "mixed": MIXED_WORKLOADS}
@@ -58,12 +59,12 @@ def run(seed: int, fleet_name: str, shape: str) -> dict[str, object]:
     out: dict[str, object] = {"seed": seed, "fleet": fleet_name, "shape": shape}
     try:
         if shape == "detect":
-            out["all"] = _summary(score_events(detect_all(con), truth))
+            out["all"] = _summary(score_events(detect_all(cast(SqlConnection, con)), truth))
             return out
         con.register("__stream_ew", con.sql(stream_ew_sql()).to_arrow_table())
         con.execute("CREATE SCHEMA IF NOT EXISTS infra")
         con.execute("CREATE VIEW infra.stream_ew AS SELECT * FROM __stream_ew")
-        episodes = ew_episodes(con)
+        episodes = ew_episodes(cast(SqlConnection, con))
         peers = con.sql(peer_windows_sql(peer_inputs_sql())).to_arrow_table().cast(episodes.schema)
         out["all"] = _summary(score_events(pa.concat_tables([episodes, peers]), truth))
         out["stream_ew"] = _summary(score_events(episodes, truth))

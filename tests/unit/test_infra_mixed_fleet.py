@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from typing import cast
 
 import duckdb
 import pyarrow as pa
@@ -20,7 +21,7 @@ from shoal.usecases.infra.anomalies import peer_inputs_sql, peer_windows_sql
 from shoal.usecases.infra.evaluate import Score, score_events
 from shoal.usecases.infra.ew_models import ew_episodes, stream_ew_sql
 from shoal.usecases.infra.history import Fleet
-from shoal.usecases.infra.power import connect_tables
+from shoal.usecases.infra.power import SqlConnection, connect_tables
 from shoal.usecases.infra.topology import MIXED_WORKLOADS, WORKLOADS, TopologyConfig
 
 # the demo's small fleet (demo_step.py), with the mix on
@@ -67,7 +68,7 @@ def demo() -> Iterator[tuple[Fleet, duckdb.DuckDBPyConnection]]:
 
 def _anomalies(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, pa.Table]:
     """``infra.anomalies`` (the model's SQL: episodes plus peer windows) and the episodes alone."""
-    episodes = ew_episodes(con)
+    episodes = ew_episodes(cast(SqlConnection, con))
     peers = con.sql(peer_windows_sql(peer_inputs_sql())).to_arrow_table().cast(episodes.schema)
     return pa.concat_tables([episodes, peers]), episodes
 
@@ -104,7 +105,7 @@ def test_streaming_episodes_on_a_mixed_fleet() -> None:
     fleet = Fleet.build(EW, start=date(2026, 1, 5), days=4, seed=303)
     con = _connect(fleet)
     try:
-        score = score_events(ew_episodes(con), fleet.ground_truth())
+        score = score_events(ew_episodes(cast(SqlConnection, con)), fleet.ground_truth())
     finally:
         con.close()
     # measured (seed 303): P 0.94 / R 0.67, 8 of 12 (daytime: P 0.92, 9 of 12). The fault the mix
