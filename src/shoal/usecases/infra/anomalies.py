@@ -11,8 +11,10 @@ model ``infra.anomalies`` runs the peer detectors' SQL beside the streaming one,
   host load change and is not flagged; consecutive flagged samples (gaps <= ``gap_steps``) form one
   anomaly window.
 - rack peers: hourly rack power as a share of the podlet's median rack, relative to that rack's usual
-  share (its median over the analysed range); z-score against the spread across the podlet's racks.
-- phase balance: hourly max/min phase-current ratio per PDU against the PDU's own median and MAD.
+  share at that hour of day (its seasonal median over the analysed range), less the podlet's common
+  shift that hour; z-score against the spread across the podlet's racks.
+- phase balance: hourly max/min phase-current ratio per PDU against the PDU's own seasonal median
+  (same hour of day) and MAD.
 - disk peers: daily growth of reallocated + pending sectors against disks of the same model that day.
 
 Entity ids are rebuilt from labels exactly as the topology names them (outlet ``<pdu>/<phase>/<outlet>``,
@@ -193,15 +195,40 @@ def peer_inputs_sql(where: str = "TRUE", kinds: tuple[str, ...] = PEER_KINDS) ->
     return " UNION ALL ".join(parts)
 
 
+# UTC hour of day of an hourly input row
+HOUR_OF_DAY = "CAST((epoch_ms(ts) // 3600000) % 24 AS INTEGER)"
+# days of one hour of day a seasonal median needs: with fewer, one faulty day would move it
+SEASONAL_MIN_DAYS = 3
+
+
+def _seasonal(col: str, entity: str) -> str:
+    """The median of ``col`` over the same UTC hour of day (``hod``) of ``entity``'s range, or over the
+    whole range while fewer than ``SEASONAL_MIN_DAYS`` days hold that hour. An entity whose daily
+    cycle does not cancel out (a PDU whose phases feed hosts of different workload types, a rack of
+    another mix than its podlet's) would otherwise leave its daily peaks against a flat median."""
+    return f"""CASE WHEN count({col}) OVER (PARTITION BY {entity}, hod) >= {SEASONAL_MIN_DAYS}
+                     THEN median({col}) OVER (PARTITION BY {entity}, hod)
+                     ELSE median({col}) OVER (PARTITION BY {entity}) END"""
+
+
 def rack_flagged_sql(inputs: str, cfg: DetectorConfig) -> str:
-    """Rack power as a share of the podlet's median rack, relative to that rack's usual share (its
-    median over the inputs' range); z-score against the spread across the podlet's racks."""
+    """Rack power as a share of the podlet's median rack, relative to that rack's usual share at that
+    hour of day (``_seasonal``: a rack of another workload mix than its podlet's has a share with a
+    daily cycle), less the podlet's median relative share that hour; z-score against the spread of
+    the podlet's racks around that median.
+
+    Centring matters on small podlets: a rack drawing 30 % more can become one of the middle racks
+    the podlet median is taken from, which moves every other rack's share the same way; measured
+    around zero, that common shift counted as spread and hid the fault (ADR 0014, issue 16 fifth
+    session)."""
     return f"""
-        WITH h AS (SELECT grp AS podlet, entity AS rack, ts, value AS watts
+        WITH h AS (SELECT grp AS podlet, entity AS rack, ts, value AS watts, {HOUR_OF_DAY} AS hod
                    FROM ({inputs}) WHERE kind = 'rack'),
         sh AS (SELECT *, watts / median(watts) OVER (PARTITION BY podlet, ts) AS share FROM h),
-        bs AS (SELECT *, median(share) OVER (PARTITION BY rack) AS base FROM sh),
-        d AS (SELECT *, share / base - 1.0 AS rel FROM bs),
+        bs AS (SELECT *, {_seasonal("share", "rack")} AS base FROM sh),
+        d0 AS (SELECT *, share / base - 1.0 AS rel0 FROM bs),
+        -- the podlet's common shift that hour (its median rack moved) is no rack's own deviation
+        d AS (SELECT *, rel0 - median(rel0) OVER (PARTITION BY podlet, ts) AS rel FROM d0),
         sc AS (SELECT *, greatest(1.4826 * median(abs(rel)) OVER (PARTITION BY podlet, ts), {cfg.rack_floor})
                    AS scale FROM d)
         SELECT rack AS entity, 'rack' AS level, 'rack_power_share' AS metric, ts, share AS value,
@@ -211,10 +238,13 @@ def rack_flagged_sql(inputs: str, cfg: DetectorConfig) -> str:
 
 
 def phase_flagged_sql(inputs: str, cfg: DetectorConfig) -> str:
-    """The hourly phase imbalance ratio of each PDU against the PDU's own median and MAD."""
+    """The hourly phase imbalance ratio of each PDU against the PDU's own median at that hour of day
+    (``_seasonal``: phases feeding hosts of different workload types peak at different hours, so the
+    ratio has a daily cycle) and the MAD of the deviations over the range."""
     return f"""
-        WITH r AS (SELECT entity AS pdu, ts, value AS ratio FROM ({inputs}) WHERE kind = 'phase'),
-        b AS (SELECT *, median(ratio) OVER (PARTITION BY pdu) AS base FROM r),
+        WITH r AS (SELECT entity AS pdu, ts, value AS ratio, {HOUR_OF_DAY} AS hod
+                   FROM ({inputs}) WHERE kind = 'phase'),
+        b AS (SELECT *, {_seasonal("ratio", "pdu")} AS base FROM r),
         d AS (SELECT *, ratio - base AS dev FROM b),
         sc AS (SELECT *, greatest(1.4826 * median(abs(dev)) OVER (PARTITION BY pdu), {cfg.phase_floor} * base)
                    AS scale FROM d)

@@ -10,8 +10,8 @@ Two models, after ``infra.stream_ew`` (ew_models.py):
 - ``infra.anomalies``: rebuilt whenever an upstream moves, from small tables only: the hot samples of
   ``infra.stream_ew`` grouped into episodes (``ew_models.ew_episodes_sql``) and the peer detectors'
   flagging over ``infra.peer_inputs`` (a row per rack, PDU or disk per hour or day). The peer
-  detectors compare each rack or PDU with its own median over the whole range, so a new hour can move
-  every window: a rebuild over the inputs is exact where a per-slice refresh would not be.
+  detectors compare each rack or PDU with its own median (per hour of day) over the whole range, so a
+  new hour can move every window: a rebuild over the inputs is exact where a per-slice refresh would not be.
 
 The table equals the batch computation over all samples (``ew_episodes`` plus the batch peer
 functions of anomalies.py, the same SQL): ``tests/unit/test_infra_anomaly_models.py``.
