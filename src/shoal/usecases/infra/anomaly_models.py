@@ -62,10 +62,3 @@ def anomaly_models() -> list[Model]:
             owner="infra",
         ),
     ]
-
-
-def models() -> list[Model]:
-    """For ``models:`` in shoal.yaml; ``shoal.usecases.infra.models`` lists these with the rest."""
-    from shoal.usecases.infra.ew_models import ew_models
-
-    return ew_models() + anomaly_models()
