@@ -25,6 +25,7 @@ from shoal.lake.mergeonread import resolve_sql
 from shoal.query.extensions import load_extension
 from shoal.query.partition_bounds import add_partition_bounds
 from shoal.query.partition_keys import rewrite_partition_keys
+from shoal.query.rewrite_cache import Columns, RewriteCache
 from shoal.query.snapshots import PIN_PREFIX, PinnedSnapshots
 from shoal.query.timetravel import AsOf, rewrite_as_of
 from shoal.query.utctime import rewrite_utc_time
@@ -120,6 +121,8 @@ class Connection:
         # statements of shoal's own (parsing, catalog look-ups) run here, not on the connection,
         # whose pending result stays the caller's
         self._helper = self._raw.cursor()
+        #: rewrites of queries seen before (a watcher's models, a dashboard's panels)
+        self._rewrites = RewriteCache(self._helper, self._lake_columns)
         #: declared databases that could not be attached, with the one-line reason (federation.py)
         self.unreachable: dict[str, str] = {}
         self.refresh()
@@ -174,13 +177,21 @@ class Connection:
             self.utc_time_rewrite = False  # it holds in UTC only: from now on DuckDB's own functions
         if not self.utc_time_rewrite:
             return query
+        partition_keys = self.partition_key_rewrite
+        return self._rewrites.rewrite(
+            query,
+            len(self._mounted) * 2 + partition_keys,
+            lambda columns: self._rewrite(query, columns, partition_keys=partition_keys),
+        )
+
+    def _rewrite(self, query: str, columns: Columns, *, partition_keys: bool) -> str:
         derived = self._names_derived_column(query)
-        if derived and self.partition_key_rewrite:  # first: the UTC rewrite would take its calls
-            query = rewrite_partition_keys(self._helper, query, self._sources_of, self._lake_columns)
-        query = rewrite_utc_time(self._helper, query, self._lake_columns)
+        if derived and partition_keys:  # first: the UTC rewrite would take its calls
+            query = rewrite_partition_keys(self._helper, query, self._sources_of, columns)
+        query = rewrite_utc_time(self._helper, query, columns)
         if not derived:
             return query
-        return add_partition_bounds(self._helper, query, self._sources_of, self._lake_columns)
+        return add_partition_bounds(self._helper, query, self._sources_of, columns)
 
     def _names_derived_column(self, query: str) -> bool:
         """Whether ``query`` names a lake table and a column one of its partitions derives from:
