@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -288,15 +289,8 @@ class RefreshContext:
     def check_unique(self, rows: pa.Table, what: str = "SQL") -> None:
         """One row per ``unique_key``: a duplicate would otherwise be appended silently, or fail a
         merge with delta-rs's internal message."""
-        model, con = self.model, self.con
-        key = ", ".join(ident(c) for c in model.unique_key)
-        con.register("__shoal_keys", rows.select(list(model.unique_key)))
-        try:
-            dup = con.sql(
-                f"SELECT {key}, count(*) FROM __shoal_keys GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
-            ).fetchone()
-        finally:
-            con.unregister("__shoal_keys")
+        model = self.model
+        dup = duplicate_key(rows.select(list(model.unique_key)), self.con) if rows.num_rows > 1 else None
         if dup is not None:
             *values, n = dup
             shown = ", ".join(f"{c}={v!r}" for c, v in zip(model.unique_key, values, strict=True))
@@ -431,3 +425,25 @@ class RefreshContext:
             rows_deleted=stale.num_rows,
             version=version,
         )
+
+
+def duplicate_key(keys: pa.Table, con: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The values and row count of one key that occurs more than once in ``keys``, else None.
+    A hash aggregation in Arrow: a refresh's few thousand rows cost about a fifth of a DuckDB
+    statement over them (docs/benchmarks.md, issue 18, sixth session). NULLs are one value, as in
+    SQL's GROUP BY."""
+    try:
+        counts = keys.group_by(keys.column_names, use_threads=False).aggregate([([], "count_all")])
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):  # a key type Arrow cannot hash
+        con.register("__shoal_keys", keys)
+        try:
+            return con.sql(
+                "SELECT *, count(*) FROM __shoal_keys GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+        finally:
+            con.unregister("__shoal_keys")
+    if counts.num_rows == keys.num_rows:
+        return None
+    first = pc.index(pc.greater(counts["count_all"], 1), True).as_py()
+    many = counts.slice(first, 1).to_pylist()[0]  # (a filter would not take string views)
+    return tuple(many[c] for c in (*keys.column_names, "count_all"))

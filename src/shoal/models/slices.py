@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -93,19 +94,40 @@ def touched_slices(ctx: RefreshContext) -> tuple[pa.Table, pa.Table | None] | No
     touched = pa.concat_tables(parts, promote_options="permissive")
     if not model.restate_from:
         return touched.group_by(cols).aggregate([]), single
-    by = ", ".join(ident(c) for c in model.incremental_by)
-    rf = ident(model.restate_from)
-    con = ctx.con
+    return restate_points(ctx.con, touched, list(model.incremental_by), model.restate_from), single
+
+
+def restate_points(
+    con: duckdb.DuckDBPyConnection, touched: pa.Table, by: list[str], restate_from: str
+) -> pa.Table:
+    """One row per slice (``by``) with ``__shoal_from``, the smallest ``restate_from`` value of its
+    changes, NULL (the whole slice) when any of them is NULL. A hash aggregation in Arrow: a
+    cycle's few thousand change rows cost about a fifth of a DuckDB statement over them."""
+    try:
+        agg = touched.group_by(by, use_threads=False).aggregate(
+            [(restate_from, "min"), (restate_from, "count"), ([], "count_all")]
+        )
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):  # a type Arrow cannot hash or order
+        return restate_points_sql(con, touched, by, restate_from)
+    whole = pc.less(agg[f"{restate_from}_count"], agg["count_all"])
+    start = pc.if_else(whole, pa.scalar(None, agg[f"{restate_from}_min"].type), agg[f"{restate_from}_min"])
+    return agg.select(by).append_column("__shoal_from", start)
+
+
+def restate_points_sql(
+    con: duckdb.DuckDBPyConnection, touched: pa.Table, by: list[str], restate_from: str
+) -> pa.Table:
+    """:func:`restate_points` in DuckDB (any type it can group)."""
+    cols = ", ".join(ident(c) for c in by)
+    rf = ident(restate_from)
     con.register("__shoal_changed_values", touched)
     try:
-        # a NULL restate_from among a slice's changes restates the whole slice
-        slices = con.sql(
-            f"SELECT {by}, CASE WHEN count(*) > count({rf}) THEN NULL ELSE min({rf}) END AS __shoal_from "
-            f"FROM __shoal_changed_values GROUP BY {by}"
+        return con.sql(
+            f"SELECT {cols}, CASE WHEN count(*) > count({rf}) THEN NULL ELSE min({rf}) END AS __shoal_from "
+            f"FROM __shoal_changed_values GROUP BY {cols}"
         ).to_arrow_table()
     finally:
         con.unregister("__shoal_changed_values")
-    return slices, single
 
 
 def scoped(
