@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shoal.lake import Progress, Table
 from shoal.lake.progress import MODEL_DEFINITION
@@ -41,10 +42,17 @@ class _Held:
     positions: dict[str, int] = field(default_factory=dict)
     #: when the oldest held change was added (time.monotonic)
     since: float = field(default_factory=time.monotonic)
+    #: the keys each held change touched (repeats across changes; made distinct at the commit)
+    pending: list[pa.Table] = field(default_factory=list)
 
 
-def _pending(name: str) -> str:
-    return ident("__shoal_pending_" + name.replace(".", "__"))
+def _nonzero(delta: pa.Table, sums: tuple[str, ...]) -> pa.Table:
+    """The rows of ``delta`` that move a sum (``coalesce(sum, 0) <> 0`` for any of ``sums``)."""
+    moves = None
+    for name in sums:
+        m = pc.fill_null(pc.not_equal(delta[name], pa.scalar(0, pa.int64())), False)
+        moves = m if moves is None else pc.or_(moves, m)
+    return delta if moves is None else delta.filter(moves)
 
 
 class Deferred:
@@ -92,7 +100,7 @@ class Deferred:
         model is out of step)."""
         con = self._con()
         assert model.additive_count is not None
-        copy, pending = self._arranged.copy_table(model.name), _pending(model.name)
+        copy = self._arranged.copy_table(model.name)
         keys = [ident(c) for c in model.unique_key]
         match = " AND ".join(f"o.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
         sets = [
@@ -102,41 +110,32 @@ class Deferred:
             for c in names
             if c not in model.unique_key
         ]
-        nonzero = " OR ".join(f"coalesce({ident(a)}, 0) <> 0" for a in model.additive)
         count = ident(model.additive_count)
         cols = ", ".join(ident(c) for c in names)
-        con.register("__shoal_held_d0", delta)
+        # a change that moves no sum (e.g. an update of other columns) touches nothing; the rows
+        # stay in Arrow, registered, where a temp table per cycle cost more than the MERGE's join
+        moving = _nonzero(delta, model.additive)
+        con.register("__shoal_held_d", moving)
         try:
-            # a change that moves no sum (e.g. an update of other columns) touches nothing
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE __shoal_held_d AS "
-                f"SELECT * FROM __shoal_held_d0 WHERE {nonzero}"
-            )
-            con.execute(
+            # RETURNING gives each merged key's new count: no second join to check them
+            counts = con.execute(
                 f"MERGE INTO {copy} AS o USING __shoal_held_d AS d ON {match} "
                 f"WHEN MATCHED THEN UPDATE SET {', '.join(sets)} "
-                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({', '.join(f'd.{ident(c)}' for c in names)})"
-            )
-            negative, zero = con.execute(
-                f"SELECT count(*) FILTER (WHERE o.{count} < 0), count(*) FILTER (WHERE o.{count} = 0) "
-                f"FROM {copy} AS o SEMI JOIN __shoal_held_d AS d ON {match}"
-            ).fetchone() or (0, 0)
-            if negative:
+                f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({', '.join(f'd.{ident(c)}' for c in names)}) "
+                f"RETURNING o.{count}"
+            ).to_arrow_table()
+            after = counts.column(0)
+            if pc.any(pc.less(after, 0)).as_py():
                 return False
-            if zero:  # rare (a key's last row restated away): most cycles skip the join
+            if pc.any(pc.equal(after, 0)).as_py():  # rare (a key's last row restated away)
                 con.execute(
                     f"DELETE FROM {copy} AS o USING __shoal_held_d AS d WHERE {match} AND o.{count} = 0"
                 )
-            con.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {pending} AS "
-                f"SELECT {', '.join(keys)} FROM __shoal_held_d LIMIT 0"
-            )
-            con.execute(f"INSERT INTO {pending} SELECT {', '.join(keys)} FROM __shoal_held_d")
         finally:
-            con.unregister("__shoal_held_d0")
-            con.execute("DROP TABLE IF EXISTS __shoal_held_d")
+            con.unregister("__shoal_held_d")
         held = self._held.setdefault(model.name, _Held(table_version))
         held.positions.update(txns)
+        held.pending.append(moving.select(list(model.unique_key)))
         return True
 
     def due(self, models: dict[str, Model], *, force: bool) -> list[str]:
@@ -155,14 +154,23 @@ class Deferred:
         reached zero) in one commit with the positions they reflect: (version, rows, deletes)."""
         held = self._held[model.name]
         con = self._con()
-        copy, pending = self._arranged.copy_table(model.name), _pending(model.name)
+        copy = self._arranged.copy_table(model.name)
         keys = [ident(c) for c in model.unique_key]
         match = " AND ".join(f"o.{k} IS NOT DISTINCT FROM k.{k}" for k in keys)
-        touched = f"(SELECT DISTINCT {', '.join(keys)} FROM {pending})"
+        touched = f"(SELECT DISTINCT {', '.join(keys)} FROM __shoal_pending)"
         schema = table.schema
-        rows = con.sql(f"SELECT o.* FROM {copy} AS o SEMI JOIN {touched} AS k ON {match}").to_arrow_table()
+        pending = _concat(held.pending, [schema.field(c) for c in model.unique_key])
+        con.register("__shoal_pending", pending)
+        try:
+            rows = con.sql(
+                f"SELECT o.* FROM {copy} AS o SEMI JOIN {touched} AS k ON {match}"
+            ).to_arrow_table()
+            gone = con.sql(
+                f"SELECT k.* FROM {touched} AS k ANTI JOIN {copy} AS o ON {match}"
+            ).to_arrow_table()
+        finally:
+            con.unregister("__shoal_pending")
         rows = rows.select(schema.names).cast(schema)
-        gone = con.sql(f"SELECT k.* FROM {touched} AS k ANTI JOIN {copy} AS o ON {match}").to_arrow_table()
         txns = {MODEL_DEFINITION: model.sql_hash, **held.positions}
         try:
             version = table.merge(
@@ -191,4 +199,10 @@ class Deferred:
 
     def _forget(self, name: str) -> None:
         self._held.pop(name, None)
-        self._con().execute(f"DROP TABLE IF EXISTS {_pending(name)}")
+
+
+def _concat(parts: list[pa.Table], fields: list[pa.Field]) -> pa.Table:
+    """The held key tables as one (none held: an empty table of the key's columns)."""
+    if not parts:
+        return pa.schema(fields).empty_table()
+    return pa.concat_tables(parts, promote_options="permissive")
