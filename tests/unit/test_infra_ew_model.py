@@ -15,7 +15,14 @@ from shoal.models import ModelRunner
 from shoal.query.engine import connect_lake
 from shoal.sources.prometheus.tables import SAMPLES, SERIES, SERIES_SCHEMA, ensure_metrics_tables
 from shoal.usecases.infra.evaluate import score_events
-from shoal.usecases.infra.ew_models import STREAM_EW, STREAM_METRICS, ew_episodes, ew_models
+from shoal.usecases.infra.ew_models import (
+    FLEET_EW,
+    PARTNER_SCORE,
+    STREAM_EW,
+    STREAM_METRICS,
+    ew_episodes,
+    ew_models,
+)
 from shoal.usecases.infra.history import Fleet
 from shoal.usecases.infra.topology import TopologyConfig
 
@@ -75,9 +82,15 @@ def test_refresh_continues_from_the_state_and_matches_a_full_run(tmp_path: Path,
     assert states.num_rows == pdu.num_rows
     last = max(days[3].column("ts").to_pylist())
     assert set(states.column("last_ts").to_pylist()) == {last}
-    hot = kept.filter(pc.invert(pc.field("is_state")))
-    score = hot.column("score").to_numpy()
-    assert ((score >= 0.99) & (score <= 1)).all()
+    kept_rows = kept.filter(pc.invert(pc.field("is_state")))
+    score = kept_rows.column("score").to_numpy()
+    alarm = kept_rows.column("alarm").to_numpy(zero_copy_only=False)
+    # hot samples (the threshold, 0.99) and warm ones (PARTNER_SCORE up to it); alarms only when hot
+    assert ((score >= PARTNER_SCORE) & (score <= 1)).all()
+    assert (score >= FLEET_EW.threshold).any()
+    assert (score < FLEET_EW.threshold).any()
+    assert alarm.any()
+    assert (score[alarm] >= FLEET_EW.threshold).all()
 
 
 def test_episodes_score_against_the_injected_faults(tmp_path: Path, fleet: Fleet) -> None:
@@ -132,6 +145,12 @@ def test_episodes_leave_out_what_only_one_host_shows(tmp_path: Path) -> None:
     hot += [(s, t0 + k * step) for s in (1, 2) for k in range(3)]  # host 1 reboots: both its feeds
     hot += [(3, t0 + 100 * step)]  # host 2's feed a alone
     hot += [(s, t0 + 200 * step + (s % 2) * step) for s in range(1, 7)]  # the whole rack
+    hot += [(5, t0 + 300 * step)]  # host 3's feed a over the threshold, its feed b warm (below)
+    # warm samples (over PARTNER_SCORE, under the threshold): host 3's feed b with its feed a (the
+    # host's load moved: a ramp), and host 1's feed a alone (no episode of its own)
+    warm = [(6, t0 + 301 * step), (1, t0 + 400 * step)]
+    score = [0.999] * len(hot) + [0.97] * len(warm)
+    hot += warm
     rows = pa.table(
         {
             "series_id": pa.array([s for s, _ in hot], pa.int64()),
@@ -143,6 +162,7 @@ def test_episodes_leave_out_what_only_one_host_shows(tmp_path: Path) -> None:
             "baseline": [100.0] * len(hot),
             "deviation": [-50.0] * len(hot),
             "z": [9.0] * len(hot),
+            "score": score,
             "is_state": [False] * len(hot),
         }
     )
@@ -150,11 +170,13 @@ def test_episodes_leave_out_what_only_one_host_shows(tmp_path: Path) -> None:
     with connect_lake(lake) as con:
         kept = ew_episodes(con)
         every = ew_episodes(con, hosts=False)
-    assert every.num_rows == 2 + 1 + 6
+    assert every.num_rows == 2 + 1 + 6 + 1  # warm samples open no episode
     starts = sorted((r["window_start"], r["entity"]) for r in kept.to_pylist())
     assert starts[0] == (t0 + 100 * step, "r1-pdu-a/L1/o02")  # one feed: a feed fault
-    assert len(starts) == 1 + 6  # the rack-wide change stays; host 1's reboot is gone
-    assert all(t >= t0 + 100 * step for t, _ in starts)
+    # the rack-wide change stays; host 1's reboot is gone, and host 3's change, whose partner feed was
+    # only warm (before the sixth session the rule needed it hot and kept this as a feed fault)
+    assert len(starts) == 1 + 6
+    assert all(t0 + 100 * step <= t <= t0 + 201 * step for t, _ in starts)
 
 
 def test_the_infra_model_list_runs_the_ew_detector_not_the_retired_window_model() -> None:
