@@ -146,10 +146,14 @@ def test_episodes_leave_out_what_only_one_host_shows(tmp_path: Path) -> None:
     hot += [(3, t0 + 100 * step)]  # host 2's feed a alone
     hot += [(s, t0 + 200 * step + (s % 2) * step) for s in range(1, 7)]  # the whole rack
     hot += [(5, t0 + 300 * step)]  # host 3's feed a over the threshold, its feed b warm (below)
-    # warm samples (over PARTNER_SCORE, under the threshold): host 3's feed b with its feed a (the
-    # host's load moved: a ramp), and host 1's feed a alone (no episode of its own)
-    warm = [(6, t0 + 301 * step), (1, t0 + 400 * step)]
+    hot += [(3, t0 + 500 * step + k * step) for k in range(10)]  # host 2's feed a: a long episode
+    hot += [(1, t0 + 600 * step)]  # host 1's feed a, its feed b warm but moving the other way
+    # warm samples (over PARTNER_SCORE, under the threshold): host 3's feed b at its feed a's onset
+    # (the host's load moved: a ramp); host 1's feed a alone (no episode of its own); host 2's feed b
+    # late in its feed a's long episode (by chance, not at the onset); host 1's feed b up, not down
+    warm = [(6, t0 + 301 * step), (1, t0 + 400 * step), (4, t0 + 508 * step), (2, t0 + 600 * step)]
     score = [0.999] * len(hot) + [0.97] * len(warm)
+    deviation = [-50.0] * (len(hot) + len(warm) - 1) + [50.0]
     hot += warm
     rows = pa.table(
         {
@@ -160,7 +164,7 @@ def test_episodes_leave_out_what_only_one_host_shows(tmp_path: Path) -> None:
             "metric": ["pdu_outlet_power_watts"] * len(hot),
             "value": [50.0] * len(hot),
             "baseline": [100.0] * len(hot),
-            "deviation": [-50.0] * len(hot),
+            "deviation": deviation,
             "z": [9.0] * len(hot),
             "score": score,
             "is_state": [False] * len(hot),
@@ -170,13 +174,15 @@ def test_episodes_leave_out_what_only_one_host_shows(tmp_path: Path) -> None:
     with connect_lake(lake) as con:
         kept = ew_episodes(con)
         every = ew_episodes(con, hosts=False)
-    assert every.num_rows == 2 + 1 + 6 + 1  # warm samples open no episode
+    assert every.num_rows == 2 + 1 + 6 + 1 + 1 + 1  # warm samples open no episode
     starts = sorted((r["window_start"], r["entity"]) for r in kept.to_pylist())
     assert starts[0] == (t0 + 100 * step, "r1-pdu-a/L1/o02")  # one feed: a feed fault
     # the rack-wide change stays; host 1's reboot is gone, and host 3's change, whose partner feed was
-    # only warm (before the sixth session the rule needed it hot and kept this as a feed fault)
-    assert len(starts) == 1 + 6
-    assert all(t0 + 100 * step <= t <= t0 + 201 * step for t, _ in starts)
+    # warm at its onset (before the sixth session the rule needed it hot and kept this as a feed fault)
+    assert len(starts) == 1 + 6 + 2
+    assert (t0 + 300 * step, "r1-pdu-a/L1/o03") not in starts
+    # a partner warm only later in the episode, or moving the other way, does not show it
+    assert starts[-2:] == [(t0 + 500 * step, "r1-pdu-a/L1/o02"), (t0 + 600 * step, "r1-pdu-a/L1/o01")]
 
 
 def test_the_infra_model_list_runs_the_ew_detector_not_the_retired_window_model() -> None:

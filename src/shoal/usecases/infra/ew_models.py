@@ -132,7 +132,8 @@ def _episodes(rows: str, gap_ms: int) -> str:
 def _windows(runs: str) -> str:
     return f"""
         SELECT series_id, grp, any_value(metric) AS metric, any_value(partner) AS partner,
-               any_value(rack) AS rack, epoch_ms(min(ts)) AS s, epoch_ms(max(ts)) AS e
+               any_value(rack) AS rack, epoch_ms(min(ts)) AS s, epoch_ms(max(ts)) AS e,
+               arg_min(deviation, ts) AS dev0
         FROM ({runs}) GROUP BY series_id, grp"""
 
 
@@ -154,7 +155,8 @@ def ew_episodes_sql(cfg: EwConfig = FLEET_EW, hosts: bool = True) -> str:
     batch detector had the partner half of this rule. It is applied here, on the stored samples, so
     it holds whichever refresh brought each partner's samples (docs/benchmarks.md, issue 16).
 
-    The partner shows an episode when it is hot *or warm* (score >= ``PARTNER_SCORE``) within it:
+    The partner shows an episode when one of its hot episodes overlaps it, or when it has a *warm*
+    sample (score >= ``PARTNER_SCORE``) deviating the same way at the episode's onset (± the slack):
     on mixed-workload fleets a nightly-batch host's ramp took one feed over the threshold while the
     other peaked at 0.98-0.99, and the rule kept a load change as a feed fault (sixth session). Other
     hosts count at the threshold, as before: warm samples somewhere in a rack are common."""
@@ -173,13 +175,20 @@ def ew_episodes_sql(cfg: EwConfig = FLEET_EW, hosts: bool = True) -> str:
             WHERE NOT x.is_state AND x.score >= {PARTNER_SCORE}),
         g AS ({_episodes("SELECT * FROM h WHERE hot", gap)}),
         w AS ({_windows("SELECT * FROM g")}),
-        -- the partner's warm runs (hot or warm samples, the same gap): it shows the episode when
-        -- one overlaps it
-        pw AS ({_windows(_episodes("SELECT * FROM h", gap))}),
-        shows AS (SELECT DISTINCT a.series_id, a.grp
-                  FROM w AS a JOIN pw AS b
+        -- the partner shows the episode: one of its hot episodes overlaps it, or at the episode's
+        -- onset (± slack) it has a warm sample moving the same way. The onset, not anywhere in the
+        -- episode: warm samples come every hour or two on a quiet series, so a long episode of one
+        -- feed would often hold one of the partner's by chance
+        shows AS (SELECT a.series_id, a.grp
+                  FROM w AS a JOIN w AS b
                     ON b.rack = a.rack AND b.metric = a.metric AND b.partner = a.partner
-                   AND b.series_id <> a.series_id AND b.s <= a.e + {slack} AND b.e >= a.s - {slack}),
+                   AND b.series_id <> a.series_id AND b.s <= a.e + {slack} AND b.e >= a.s - {slack}
+                  UNION
+                  SELECT a.series_id, a.grp
+                  FROM w AS a JOIN h AS b
+                    ON b.rack = a.rack AND b.metric = a.metric AND b.partner = a.partner
+                   AND b.series_id <> a.series_id AND sign(b.deviation) = sign(a.dev0)
+                   AND epoch_ms(b.ts) BETWEEN a.s - {slack} AND a.s + {slack}),
         -- another host (or phase) of the rack has a hot episode overlapping it: a rack-wide change
         others AS (SELECT DISTINCT a.series_id, a.grp
                    FROM w AS a JOIN w AS b
