@@ -33,6 +33,7 @@ FLEET_EW = EwConfig(abs_floor=1e-6, rel_floor=0.03)
 # the host rule asks whether the partner series shows an episode it already knows happened: that
 # needs less evidence than raising one, so a partner "shows it" from this likelihood on (one fixed
 # level for every series, under the threshold). The table keeps these warm samples beside the hot ones
+# (on the demo fleet 1.6 % of scored samples against 0.3 % hot: 5.7x the rows, still a small table)
 PARTNER_SCORE = 0.95
 
 _METRICS = ", ".join(f"'{m}'" for m in STREAM_METRICS)
@@ -177,8 +178,8 @@ def ew_episodes_sql(cfg: EwConfig = FLEET_EW, hosts: bool = True) -> str:
         w AS ({_windows("SELECT * FROM g")}),
         -- the partner shows the episode: one of its hot episodes overlaps it, or at the episode's
         -- onset (± slack) it has a warm sample moving the same way. The onset, not anywhere in the
-        -- episode: warm samples come every hour or two on a quiet series, so a long episode of one
-        -- feed would often hold one of the partner's by chance
+        -- episode: 1.6 % of samples are warm or hot (demo fleet; 0.3 % hot), about one in 5 hours
+        -- per series, so a long episode of one feed would often hold one of the partner's by chance
         shows AS (SELECT a.series_id, a.grp
                   FROM w AS a JOIN w AS b
                     ON b.rack = a.rack AND b.metric = a.metric AND b.partner = a.partner
