@@ -159,8 +159,10 @@ def ew_episodes_sql(cfg: EwConfig = FLEET_EW, hosts: bool = True) -> str:
     The partner shows an episode when one of its hot episodes overlaps it, or when it has a *warm*
     sample (score >= ``PARTNER_SCORE``) deviating the same way at the episode's onset (± the slack):
     on mixed-workload fleets a nightly-batch host's ramp took one feed over the threshold while the
-    other peaked at 0.98-0.99, and the rule kept a load change as a feed fault (sixth session). Other
-    hosts count at the threshold, as before: warm samples somewhere in a rack are common."""
+    other peaked at 0.98-0.99, and the rule kept a load change as a feed fault (sixth session). The
+    change is the rack's when another host's hot episode overlaps it (as before) or when at least two
+    other hosts have a warm sample moving the same way at its onset: with the partner's warm samples
+    alone, a rack draw seen hot on one feed only (its partner and the other hosts warm) was dropped."""
     step_ms = STEP_MINUTES * 60_000
     cols = "entity, level, metric, ts, value, baseline, deviation AS dev, z"
     hot = f"NOT is_state AND score >= {cfg.threshold}"
@@ -190,11 +192,20 @@ def ew_episodes_sql(cfg: EwConfig = FLEET_EW, hosts: bool = True) -> str:
                     ON b.rack = a.rack AND b.metric = a.metric AND b.partner = a.partner
                    AND b.series_id <> a.series_id AND sign(b.deviation) = sign(a.dev0)
                    AND epoch_ms(b.ts) BETWEEN a.s - {slack} AND a.s + {slack}),
-        -- another host (or phase) of the rack has a hot episode overlapping it: a rack-wide change
+        -- a change of the rack, not of the host: another host (or phase) of the rack has a hot
+        -- episode overlapping it, or at least two others have a warm sample moving the same way at
+        -- its onset (one is often there by chance; a rack-wide draw moves them all)
         others AS (SELECT DISTINCT a.series_id, a.grp
                    FROM w AS a JOIN w AS b
                      ON b.rack = a.rack AND b.metric = a.metric AND b.partner <> a.partner
-                    AND b.s <= a.e + {slack} AND b.e >= a.s - {slack}),
+                    AND b.s <= a.e + {slack} AND b.e >= a.s - {slack}
+                   UNION
+                   SELECT a.series_id, a.grp
+                   FROM w AS a JOIN h AS b
+                     ON b.rack = a.rack AND b.metric = a.metric AND b.partner <> a.partner
+                    AND sign(b.deviation) = sign(a.dev0)
+                    AND epoch_ms(b.ts) BETWEEN a.s - {slack} AND a.s + {slack}
+                   GROUP BY a.series_id, a.grp HAVING count(DISTINCT b.partner) >= 2),
         host_only AS (SELECT * FROM shows EXCEPT SELECT * FROM others)
         SELECT {cols} FROM g ANTI JOIN host_only USING (series_id, grp)"""
     return windows_sql("stream_ew", flagged, step_ms=step_ms, gap=cfg.cooldown_steps)
