@@ -85,20 +85,21 @@ def test_demo_fleet_with_the_mix_keeps_its_faults_and_peer_precision(
     found, episodes = _anomalies(con)
     score: Score = score_events(found, fleet.ground_truth())
     alone = score_events(episodes, fleet.ground_truth())
-    # measured (seed 7, small, 3 days): P 0.83 / R 1.00 / F1 0.906 (12 of 12 faults, 64 windows; the
-    # daytime fleet: P 0.85 / F1 0.92); rack, phase and disk peers precision 1.00. Before the seasonal
-    # peer baselines: P 0.70 / R 0.83 / F1 0.76 (phase balance precision 0.00, a rack draw missed).
-    # The streaming detector alone: P 0.80 / R 0.67 (daytime 0.84 / 0.67): a nightly-batch host's
-    # ramp (00:00-03:00 local) outruns the 1-hour EW baseline on one feed (docs/benchmarks.md)
+    # measured (seed 7, small, 3 days; the demo's fleet since the sixth session): P 0.84 / R 1.00 /
+    # F1 0.914 (12 of 12 faults, 63 windows); rack, phase and disk peers precision 1.00; the streaming
+    # detector alone P 0.82 / R 0.67. Before the host rule read warm samples (PARTNER_SCORE): P 0.83 /
+    # F1 0.906, alone P 0.80 (a nightly-batch host's ramp, 00:00-03:00 local, outran the 1-hour EW
+    # baseline hot on one feed, 0.98-0.99 on the other). Before the seasonal peer baselines (fifth
+    # session): P 0.70 / R 0.83 / F1 0.76. Floors: the demo's (test_infra_demo_step)
     assert score.recall >= 0.9, score.as_dict()
     assert score.precision >= 0.8, score.as_dict()
-    assert score.f1 >= 0.9, score.as_dict()
+    assert score.f1 >= 0.91, score.as_dict()
     for detector in ("rack_peers", "phase_balance", "disk_peers"):
         assert score.precision_by_detector[detector] >= 0.9, score.as_dict()
     assert score.recall_by_kind["rack_draw"] == 1.0, score.as_dict()
     assert score.recall_by_kind["phase_imbalance"] == 1.0, score.as_dict()
     assert alone.recall >= 0.6, alone.as_dict()
-    assert alone.precision >= 0.75, alone.as_dict()
+    assert alone.precision >= 0.8, alone.as_dict()
 
 
 def test_streaming_episodes_on_a_mixed_fleet() -> None:
@@ -108,7 +109,8 @@ def test_streaming_episodes_on_a_mixed_fleet() -> None:
         score = score_events(ew_episodes(cast(SqlConnection, con)), fleet.ground_truth())
     finally:
         con.close()
-    # measured (seed 303): P 0.94 / R 0.67, 8 of 12 (daytime: P 0.92, 9 of 12). The fault the mix
+    # measured (seed 303): P 0.94 / R 0.67, 8 of 12 (daytime: P 0.92, 9 of 12); the same with the
+    # warm partner rule (sixth session). The fault the mix
     # costs is a x0.16 oscillation on a memory-heavy host whose likelihood peaks at 0.989 against the
     # 0.99 threshold (0.991 on the daytime fleet): the margin, not a baseline that misses the cycle
     assert score.precision >= 0.9, score.as_dict()

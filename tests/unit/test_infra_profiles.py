@@ -8,13 +8,16 @@ from datetime import date
 from math import comb
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow.compute as pc
 import pytest
 
 from harness.fleet import fleet_lake
+from shoal.errors import ConfigError
 from shoal.lake import Lake
 from shoal.models import ModelRunner
+from shoal.query import connect_lake
 from shoal.usecases.infra.faults import STEPS_PER_DAY
 from shoal.usecases.infra.history import ENTITIES, Fleet
 from shoal.usecases.infra.profiles import (
@@ -24,7 +27,10 @@ from shoal.usecases.infra.profiles import (
     MIN_SILHOUETTE,
     PLACEMENT_HINTS,
     RACK_HEADROOM,
+    SILHOUETTE_SAMPLE,
+    classes_sql,
     models,
+    silhouette_sample_sql,
 )
 from shoal.usecases.infra.topology import MIXED_WORKLOADS, WORKLOADS, TopologyConfig
 
@@ -214,3 +220,48 @@ def test_a_fleet_of_one_workload_type_is_one_cluster(tmp_path: Path) -> None:
     assert {c["clusters"] for c in classes} == {1}
     assert classes[0]["silhouette"] < MIN_SILHOUETTE
     assert classes[0]["cluster_peak_hour"] in {14, 15, 16}
+
+
+def test_a_sampled_silhouette_chooses_the_same_k(fleet_and_lake: tuple[Fleet, Lake]) -> None:
+    """Past SILHOUETTE_SAMPLE hosts the silhouette is taken on a sample; on this fleet both run."""
+    _, lake = fleet_and_lake
+    with connect_lake(lake) as con:
+        full = con.query_arrow(classes_sql(silhouette_sample=10_000)).to_pylist()
+        sampled = con.query_arrow(classes_sql(silhouette_sample=24)).to_pylist()
+    kept = lake.table(HYPERVISOR_CLASSES).to_arrow().to_pylist()
+    # 48 hosts: the default bound takes them all (the model's table is the full computation)
+    assert sorted((r["host"], r["cluster"]) for r in kept) == sorted((r["host"], r["cluster"]) for r in full)
+    assert kept[0]["silhouette"] == pytest.approx(full[0]["silhouette"], rel=1e-12)
+    # measured: full silhouette 0.687 at k = 4; on 24 of the 48 hosts 0.667, the same k and clusters
+    # (40: 0.686, 32: 0.665; from 16 hosts down the sample is too small for 4 clusters: k = 2 or 3)
+    assert {r["clusters"] for r in sampled} == {r["clusters"] for r in full} == {4}
+    assert sorted((r["host"], r["cluster"]) for r in sampled) == sorted(
+        (r["host"], r["cluster"]) for r in full
+    )
+    assert sampled[0]["silhouette"] != full[0]["silhouette"]  # the sample was used
+    assert sampled[0]["silhouette"] == pytest.approx(full[0]["silhouette"], abs=0.05)
+
+
+def test_the_silhouette_sample_is_bounded_and_deterministic() -> None:
+    """A large fleet's silhouette pairs stay bounded: SILHOUETTE_SAMPLE hosts whatever the fleet's size
+    (pure logic over host names; the cost is in bench/bench_profiles.py)."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE h AS SELECT 'euw1-dc1-p1-r' || (i // 48) || '-hv' || (i % 48) AS host "
+        "FROM range(50000) AS t(i)"
+    )
+    sample = {
+        r[0] for r in con.sql(silhouette_sample_sql("SELECT host FROM h", SILHOUETTE_SAMPLE)).fetchall()
+    }
+    assert len(sample) == SILHOUETTE_SAMPLE  # 4 million pairs at most, not 2.5 billion
+    # the same hosts whatever order the rows come in, and spread over the fleet (not its first racks)
+    shuffled = silhouette_sample_sql("SELECT host FROM h ORDER BY md5(host)", SILHOUETTE_SAMPLE)
+    assert {r[0] for r in con.sql(shuffled).fetchall()} == sample
+    racks = {int(h.split("-r")[1].split("-")[0]) for h in sample}
+    assert max(racks) > 0.9 * (50000 // 48)
+    assert min(racks) < 0.1 * (50000 // 48)
+    # a fleet under the bound: every host
+    small = con.sql(silhouette_sample_sql("SELECT host FROM h LIMIT 300", SILHOUETTE_SAMPLE)).fetchall()
+    assert len(small) == 300
+    with pytest.raises(ConfigError, match="silhouette sample size"):
+        silhouette_sample_sql("SELECT host FROM h", 1)

@@ -9,11 +9,14 @@ placement hints (SQL models the runner rebuilds as samples land; the tables are 
   memory keeps its level, which is what sets memory-heavy hosts apart). k-means runs in SQL (a
   recursive CTE): k-means++ seeding from a fixed seed (md5 of host, k, run and step: no state, the
   same on every engine), ``RUNS`` restarts per k keeping the lowest inertia, ``ITERATIONS`` Lloyd
-  steps, and k in ``K_RANGE`` chosen by the mean silhouette (exact: pairwise distances, fine for
-  thousands of hosts), or one cluster if no k reaches ``MIN_SILHOUETTE``; ``silhouette`` is the best
-  k's score either way. Clusters are numbered by their CPU peak hour and named by their shape: the
-  cluster's mean CPU peak hour (UTC), its swing ((max - min) / mean) and its mean memory use. UTC is
-  the right clock here: placement pairs loads in the same racks, in absolute time.
+  steps, and k in ``K_RANGE`` chosen by the mean silhouette, or one cluster if no k reaches
+  ``MIN_SILHOUETTE``; ``silhouette`` is the best k's score either way. The silhouette takes pairwise
+  distances (quadratic in hosts): past ``SILHOUETTE_SAMPLE`` hosts it is the mean silhouette of a
+  deterministic sample of that many (md5 of host and seed), each scored against the sampled hosts
+  only, as scikit-learn's ``silhouette_score(sample_size=...)``; k-means itself sees every host.
+  Clusters are numbered by their CPU peak hour and named by their shape: the cluster's mean CPU peak
+  hour (UTC), its swing ((max - min) / mean) and its mean memory use. UTC is the right clock here:
+  placement pairs loads in the same racks, in absolute time.
 - ``infra.hypervisor_headroom``: per hypervisor, cores x (1 - p95 of its hourly CPU) and installed
   memory - p95 of its hourly memory used.
 - ``infra.rack_headroom``: per rack, the power budget declared in the inventory (``infra.entities``:
@@ -29,6 +32,7 @@ placement hints (SQL models the runner rebuilds as samples land; the tables are 
 
 from __future__ import annotations
 
+from shoal.errors import ConfigError
 from shoal.models import Model
 
 HYPERVISOR_PROFILE = "infra.hypervisor_profile"
@@ -47,6 +51,10 @@ RUNS = 6  # k-means++ restarts per k
 ITERATIONS = 20  # Lloyd steps (well-separated profiles converge in under 10)
 SEED = 16
 DIMS = 72
+# hosts the silhouette is taken over at most: 2,000 hosts are 4 million pairs of 72-value profiles
+# (seconds in DuckDB), and a sample of that size puts the mean silhouette within about 0.01 of the
+# whole fleet's (its standard error: the per-host values' spread, under 0.3, over sqrt(2,000))
+SILHOUETTE_SAMPLE = 2000
 
 _CPU = "hypervisor_cpu_utilisation_ratio"
 _POWER = "hypervisor_power_watts"
@@ -75,8 +83,23 @@ def _uniform(*parts: str) -> str:
     return f"((CAST(('0x' || left(md5({key}), 13)) AS BIGINT) + 0.5) / 4503599627370496.0)"
 
 
+def silhouette_sample_sql(hosts: str, size: int) -> str:
+    """The hosts of relation ``hosts`` (a ``host`` column) the silhouette is taken over: all of them up
+    to ``size``, else the ``size`` with the smallest seeded draw (the same set whatever the row order)."""
+    if size < 2:
+        raise ConfigError(f"silhouette sample size must be >= 2 hosts, got {size}")
+    draw = _uniform("host", "'silhouette'")
+    return f"SELECT host FROM ({hosts}) ORDER BY {draw}, host LIMIT {size}"
+
+
+def classes_sql(silhouette_sample: int = SILHOUETTE_SAMPLE) -> str:
+    """``infra.hypervisor_classes`` with the silhouette over at most ``silhouette_sample`` hosts."""
+    sample = silhouette_sample_sql("SELECT host FROM v", silhouette_sample)
+    return _CLASSES_SQL.replace("__SILHOUETTE_HOSTS__", sample)
+
+
 # k-means over the hosts' feature vectors ``v(host, x)``; every (k, run) pair runs side by side
-CLASSES_SQL = f"""
+_CLASSES_SQL = f"""
 WITH RECURSIVE
 m AS (SELECT host, max(cpu_ratio) AS mc, max(power_w) AS mp FROM {HYPERVISOR_PROFILE} GROUP BY host),
 f AS (
@@ -130,9 +153,11 @@ best AS (  -- per k, the run with the lowest inertia
     SELECT k, arg_min(r, inertia) AS r
     FROM (SELECT k, r, sum(d * d) + 1e-12 * r AS inertia FROM assigned GROUP BY k, r) GROUP BY k),
 pick AS MATERIALIZED (SELECT a.* FROM assigned AS a JOIN best USING (k, r)),
+sv AS MATERIALIZED (  -- the hosts the silhouette is taken over (SILHOUETTE_SAMPLE)
+    SELECT v.* FROM v SEMI JOIN (__SILHOUETTE_HOSTS__) AS s USING (host)),
 pairs AS MATERIALIZED (
     SELECT a.host AS h1, b.host AS h2, list_distance(a.x, b.x) AS d
-    FROM v AS a, v AS b WHERE a.host <> b.host),
+    FROM sv AS a, sv AS b WHERE a.host <> b.host),
 to_cluster AS (  -- per k and host, mean distance to each cluster's other members
     SELECT p1.k, pr.h1 AS host, p1.c AS own, p2.c, avg(pr.d) AS dist
     FROM pairs AS pr JOIN pick AS p1 ON p1.host = pr.h1 JOIN pick AS p2 ON p2.k = p1.k AND p2.host = pr.h2
@@ -170,6 +195,7 @@ SELECT hs.host, hs.rack, n.cluster,
        hs.mean_cpu, hs.peak_cpu, hs.peak_hour, hs.mean_mem_ratio, hs.mean_power_w, hs.peak_power_w
 FROM final AS fi JOIN named AS n USING (c) JOIN host_stats AS hs USING (host)
 """
+CLASSES_SQL = classes_sql()
 
 # hourly means per clock hour of the history (not per hour of day): what the p95s are taken over
 HOST_HEADROOM_SQL = f"""
