@@ -98,8 +98,8 @@ class _Node:
         self.rels = rels
         self.shadowed = shadowed
 
-    def source(self, node: Node) -> tuple[Relation, str, str] | None:
-        """(relation, partition column, transform) when ``node`` names a partition source."""
+    def source(self, node: Node) -> tuple[Relation, list[tuple[str, str, str]]] | None:
+        """(relation, its columns derived from it) when ``node`` names a derivation's source."""
         if node.get("class") != "COLUMN_REF":
             return None
         names = [str(n).lower() for n in node.get("column_names", [])]
@@ -108,17 +108,17 @@ class _Node:
         rel = owner(node, self.rels)
         if rel is None:
             return None
-        part, transform, _ = rel.derived[names[-1]]
-        return rel, part, transform
+        return rel, rel.derived[names[-1]]
 
     def replacement(self, node: Node) -> Node | None:
-        """The call on the partition column that gives what ``node`` gives, or None."""
+        """The call on a derived column that gives what ``node`` gives, or None."""
         cls = node.get("class")
         alias = str(node.get("alias", ""))
         if cls == "CAST" and not node.get("try_cast") and node.get("cast_type", {}).get("id") == "DATE":
             found = self.source(node.get("child") or {})
-            if found and found[2] == "day":
-                return _column([*found[0].qualifier(), found[1]]) | {"alias": alias}
+            days = [part for part, transform, _ in found[1] if transform == "day"] if found else []
+            if found and days:
+                return _column([*found[0].qualifier(), days[0]]) | {"alias": alias}
             return None
         if cls != "FUNCTION" or node.get("schema") not in ("", "main") or node.get("distinct"):
             return None
@@ -132,9 +132,16 @@ class _Node:
         if not isinstance(unit, str) or found is None:
             return None
         rank = _UNITS.get(unit.lower())
-        rel, part, transform = found
-        if rank is None or rank < _TRANSFORM_UNIT.get(transform, 99):
+        rel, derivations = found
+        usable = [
+            (_TRANSFORM_UNIT[t], part, t)
+            for part, t, _ in derivations
+            if t in _TRANSFORM_UNIT and rank is not None and _TRANSFORM_UNIT[t] <= rank
+        ]
+        if not usable:
             return None
+        # the coarsest one: a day partition is one constant per file, an hour column is read per row
+        _, part, transform = max(usable, key=lambda u: u[0])
         column = _column([*rel.qualifier(), part])
         if transform == "hour":  # p is the hour as an instant: truncate it further if asked
             if rank == _TRANSFORM_UNIT["hour"]:
@@ -142,7 +149,7 @@ class _Node:
             return dict(node, children=[args[0], column])  # which the UTC rewrite then floors
         # p is a DATE: the day as a plain UTC timestamp, truncated further if asked, as an instant
         plain = _cast(column, "TIMESTAMP")
-        if rank > _TRANSFORM_UNIT["day"]:
+        if rank is not None and rank > _TRANSFORM_UNIT["day"]:
             plain = function_call("date_trunc", args[0], plain)
         return function_call("make_timestamptz", function_call("epoch_us", plain), alias=alias)
 
