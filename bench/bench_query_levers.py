@@ -209,7 +209,9 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/shoal-bench-query")
     ap.add_argument("--regen", action="store_true")
     ap.add_argument("--rounds", type=int, default=5, help="rounds; each runs every arm once")
-    ap.add_argument("--levers", default="", help="comma-separated subset of the levers")
+    ap.add_argument(
+        "--levers", default="", help="comma-separated subset of the levers (of the queries with --interleave)"
+    )
     ap.add_argument("--profile", action="store_true", help="time the hourly rollup's pieces instead")
     ap.add_argument("--interleave", action="store_true", help="main, shoal and Polars in the same rounds")
     args = ap.parse_args()
@@ -239,8 +241,8 @@ def main() -> None:
     ok = True
     report: dict[str, Any] = {}
     plans: dict[str, tuple[str, dict[str, Callable[[], Any]]]] = {}
-    if args.interleave:
-        plans = interleaved(con, project)
+    if args.interleave:  # --levers then names bench_query queries
+        plans = {k: v for k, v in interleaved(con, project).items() if chosen is None or k in chosen}
     else:
         for lever, (query, arms) in levers(con).items():
             if chosen is None or lever in chosen:

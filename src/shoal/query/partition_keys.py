@@ -1,4 +1,4 @@
-"""Time buckets read from the partition column they derive from (ADR 0039).
+"""Time buckets read from the partition or derived column they come from (ADRs 0039, 0047).
 
 Ingest partitions an events table by the UTC day (or hour) of its event time and records that in
 the table's sidecar (``event_date`` = day of ``occurred_at``, ``Lake.partition_sources``; ADR 0037).
@@ -7,8 +7,14 @@ same value as the partition column, which the scan hands over as one constant pe
 truncation decodes and floors every row's timestamp (10M rows: most of what the daily billable
 users query spends besides its hash table; docs/benchmarks.md).
 
+Ingest also writes plain derived columns (``derive``: ``event_hour`` = hour of ``occurred_at``,
+NULL where it is NULL), recorded in the sidecar when it creates the table (``Lake.derived_columns``,
+ADR 0047): an hourly rollup reads the hour a time-ordered file stores almost for free instead of
+flooring every row's timestamp. Both are ``p = T(src)`` below.
+
 So before a query runs, in a SELECT whose FROM reads lake tables only, a call on such a source
-column ``src`` of a table with partition column ``p = T(src)`` is replaced by one on ``p``:
+column ``src`` of a table with a column ``p = T(src)`` is replaced by one on ``p`` (with several,
+the coarsest that fits the unit: a day partition is one constant per file, an hour column is read):
 
 * transform ``day`` (``p`` a DATE): ``CAST(src AS DATE)`` is ``p``; ``date_trunc(u, src)`` for
   ``u`` of a day or longer (day, week, month, quarter, year) is ``date_trunc(u, p)`` as an instant
@@ -18,7 +24,8 @@ column ``src`` of a table with partition column ``p = T(src)`` is replaced by on
 
 Truncating to a unit of at least the partition's gives the same value from the truncated time
 (``T`` is itself a truncation in UTC), so the result is the same row for row, NULLs included (ingest
-never writes a row whose source is NULL: it has no partition value). It holds in a session in UTC,
+never writes a row whose source is NULL to a partitioned table: it has no partition value; a
+derived column is NULL where its source is, as the truncation). It holds in a session in UTC,
 which is the caller's to know. The replacement is made only where it is sure to bind the same:
 
 * the column reference is that table's (``partition_bounds.owner``), no alias or lambda of the
