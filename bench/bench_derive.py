@@ -12,8 +12,7 @@ CPU seconds per million events.
 ``lookup``: ``bench_query``'s one user's events (``user_id = 'u-0000420'``, a heavy user in every
 row group) on the lake ``bench_query.py`` writes, in the same rounds: shoal as it is; a copy of
 the table with ``user_id`` written without a dictionary (written once into the same lake as
-``billing.usage_events_plain_user``); DuckDB settings (shoal's ``prefetch_all_parquet_files`` off:
-the setting ADR 0047 kept); bare DuckDB on the snapshot's file list; a
+``billing.usage_events_plain_user``); DuckDB settings; bare DuckDB on the snapshot's file list; a
 late-materialisation form (semi-join on file name and row number); Polars on both tables. Medians
 of CPU seconds; every arm's rows are compared with shoal's.
 """
@@ -157,7 +156,7 @@ def lookup(args: argparse.Namespace) -> None:
     arms: dict[str, Callable[[], Any]] = {
         "shoal": lambda: con.sql(LOOKUP.format(t=bq.EVENTS)).to_arrow_table(),
         "shoal, user_id plain": lambda: con.sql(LOOKUP.format(t=PLAIN)).to_arrow_table(),
-        "shoal, prefetch_all_parquet_files off": shoal_with("prefetch_all_parquet_files", "false"),
+        "shoal, prefetch_all_parquet_files": shoal_with("prefetch_all_parquet_files", "true"),
         "shoal, disable_parquet_prefetching": shoal_with("disable_parquet_prefetching", "true"),
         "shoal, threads = 1": shoal_with("threads", "1"),
         "bare DuckDB on the files": lambda: bare.sql(LOOKUP.format(t="e")).to_arrow_table(),

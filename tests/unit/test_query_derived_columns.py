@@ -183,10 +183,3 @@ def test_declarations_are_checked_and_recorded(tmp_path: Path) -> None:
     lake.create_table("s.a", SCHEMA, derived_columns={"event_hour": ("occurred_at", "hour")})
     assert lake.derived_columns("s.a") == {"event_hour": ("occurred_at", "hour")}
     assert lake.partition_sources("s.a") == {}
-
-
-def test_local_parquet_files_are_prefetched(lake: Lake) -> None:
-    """A row group's column chunks read in one go on a local lake too (ADR 0047: the point lookup
-    took 0.76-0.87x the CPU); a session may still turn it off."""
-    with connect_lake(lake) as con:
-        assert con.duckdb.sql("SELECT current_setting('prefetch_all_parquet_files')").fetchone() == (True,)

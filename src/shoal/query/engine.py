@@ -111,10 +111,6 @@ class Connection:
         # Delta data files are immutable (a write adds new files): caching their Parquet footers
         # across queries is safe and spares re-reading them on every query of a long-lived session.
         self.duckdb.execute("SET enable_object_cache = true")
-        # DuckDB prefetches a row group's column chunks in one read for remote files only; on a
-        # local lake too it spares per-page reads: a filter that keeps few rows of every row group
-        # (a point lookup by user) took 0.76-0.87x the CPU, the rollups the same (ADR 0047)
-        self.duckdb.execute("SET prefetch_all_parquet_files = true")
         load_extension(self.duckdb, "delta")
         if lake.location.scheme == "s3":
             _configure_s3(self.duckdb, lake)
