@@ -4,7 +4,8 @@
     .venv/bin/python bench/bench_query.py --rows 2000000 --engines shoal,duckdb,polars   # quick
 
 A generated billing-usage table (the columns ingest leaves for ``usage_events.proto``, its Kafka
-metadata columns and the ``event_date`` day partition) is written through shoal's own writer
+metadata columns, the ``event_date`` day partition and the ``event_hour`` derived column, as the
+billing pipeline declares them) is written through shoal's own writer
 (``Lake.create_table`` + ``Table.append``, one commit per ``--flush-rows`` rows in event-time order,
 as an ingest worker would), plus a small ``billing.plans`` dimension table. The lake is kept in
 ``--dir`` and reused while its rows, days and writer layout match (``--regen`` forces a rewrite).
@@ -15,6 +16,8 @@ Then, each engine in its own child process and one after the other:
           bucketing rewrite: ``delta_scan`` views and ICU, for an A/B in one run
   shoal-before  (not in the default list) shoal without ADR 0039's levers (day buckets read from
           the partition column), for an A/B of them in one run
+  shoal-before-hour  (not in the default list) shoal without ADR 0047's lever (hour buckets read
+          from the derived ``event_hour``)
   duckdb  bare DuckDB on the snapshot's Parquet file list (``read_parquet``, hive partitions)
   polars  ``pl.scan_delta`` on the table, the same queries as lazy expressions
   spark   PySpark ``local[N]`` through ``shoal.spark.read_table`` (the snapshot's Parquet files,
@@ -49,6 +52,8 @@ PLANS = "billing.plans"
 START = datetime(2026, 1, 1, tzinfo=UTC)
 PRODUCTS = ["vm", "volume", "database", "kubernetes", "gpu", "bucket", "loadbalancer", "ip"]
 REGIONS = ["fra1", "ams3", "lon1", "nyc1", "nyc3", "sfo3", "sgp1", "blr1"]
+#: the derived columns the billing pipeline declares (column -> [source, transform])
+DERIVED = {"event_hour": ["occurred_at", "hour"]}
 TIERS = ["basic", "standard", "premium", "dedicated", "memory"]
 EVENT_TYPES = [
     "EVENT_TYPE_USAGE",
@@ -88,6 +93,7 @@ def events_schema() -> Any:
             ("_kafka_key", pa.binary()),
             ("_ingested_at", ts),
             ("event_date", pa.date32()),
+            ("event_hour", ts),
         ]
     )
 
@@ -117,6 +123,8 @@ def day_chunks(rows: int, days: int, flush_rows: int, seed: int) -> Any:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from shoal.ingest.transform import derived_value
 
     rng = np.random.default_rng(seed)
     users = max(1_000, rows // 500)
@@ -165,6 +173,8 @@ def day_chunks(rows: int, days: int, flush_rows: int, seed: int) -> Any:
                 "_ingested_at": pa.array(t + 900_000, pa.timestamp("us", tz="UTC")),
                 "event_date": pa.array([day0.date()] * m, pa.date32()),
             }
+            # derive: [{column: event_hour, from: occurred_at, transform: hour}], as ingest computes it
+            columns["event_hour"] = derived_value(pa.chunked_array([columns["occurred_at"]]), "hour")
             offset += m
             yield pa.table(columns, schema=schema)
 
@@ -185,6 +195,7 @@ def ensure_lake(args: argparse.Namespace) -> Path:
     project_dir = Path(args.dir)
     meta_path = project_dir / "bench_query.json"
     want = {"rows": args.rows, "days": args.days, "flush_rows": args.flush_rows, "layout": layout_id()}
+    want["derived_columns"] = DERIVED  # a lake written without them is rewritten
     if getattr(args, "sort_by", ""):
         want["sort_by"] = args.sort_by
     if not args.regen and meta_path.exists() and json.loads(meta_path.read_text()) == want:
@@ -197,11 +208,13 @@ def ensure_lake(args: argparse.Namespace) -> Path:
     lake = Project.load(project_dir).lake
     t0 = time.perf_counter()
     # as an ingest pipeline with partition_by [{column: event_date, from: occurred_at, transform: day}]
+    # and derive [{column: event_hour, from: occurred_at, transform: hour}] leaves it
     events = lake.create_table(
         EVENTS,
         events_schema(),
         partition_by=["event_date"],
         partition_sources={"event_date": ("occurred_at", "day")},
+        derived_columns={k: (v[0], v[1]) for k, v in DERIVED.items()},
     )
     written = 0
     for chunk in day_chunks(args.rows, args.days, args.flush_rows, seed=14):
@@ -379,13 +392,15 @@ def _runner(engine: str, project_dir: Path, p: dict[str, str], threads: int) -> 
     def sql(fmt: dict[str, str]) -> dict[str, str]:
         return {k: " ".join(v.split()).format(**fmt, **p) for k, v in SQL.items()}
 
-    if engine in ("shoal", "shoal-baseline", "shoal-before"):
+    if engine in ("shoal", "shoal-baseline", "shoal-before", "shoal-before-hour"):
         import shoal
         from shoal.query import connect_lake
 
         con = shoal.connect(project_dir)
         if engine == "shoal-before":  # the same connection without ADR 0039's levers, for A/B
             con.partition_key_rewrite = False
+        if engine == "shoal-before-hour":  # ... without ADR 0047's derived columns
+            con.derived_column_rewrite = False
         if engine == "shoal-baseline":  # the same connection without ADR 0021's levers, for A/B
             con.close()
             con = connect_lake(lake, pin_snapshots=False)

@@ -13,12 +13,13 @@ whose rows differ makes the exit status 1.
 
 ``--profile`` instead times the pieces of the hourly rollup (scan, filter, keys, sums) alone.
 
-``--interleave`` instead runs every query of ``bench_query.py`` three ways in the same rounds:
-``main`` (the SQL main's shoal ran: its hour and day floors), ``shoal`` (``con.sql(query)``, the
-rewrites of this branch included) and ``polars`` (``scan_delta``, bench_query's expressions),
-both libraries in this one process with 2 threads each. On a machine whose load swings between
-runs, ratios taken in the same rounds are the ones to trust (separate processes minutes apart
-gave the same engine 0.5x-1.5x).
+``--interleave`` instead runs every query of ``bench_query.py`` four ways in the same rounds:
+``main`` (the SQL main's shoal ran: its hour and day floors), ``before`` (the SQL shoal ran before
+ADR 0047: hour buckets floored per row, not read from the derived ``event_hour``), ``shoal``
+(``con.sql(query)``, the rewrites of this branch included) and ``polars`` (``scan_delta``,
+bench_query's expressions), both libraries in this one process with 2 threads each. On a machine
+whose load swings between runs, ratios taken in the same rounds are the ones to trust (separate
+processes minutes apart gave the same engine 0.5x-1.5x).
 """
 
 from __future__ import annotations
@@ -115,6 +116,13 @@ def levers(con: Any) -> dict[str, tuple[str, dict[str, str]]]:
                 f"WHERE {USAGE}) GROUP BY d",
             },
         ),
+        "hourly_derived_column": (
+            "hourly_revenue",
+            {
+                "main": prepared(hourly, derived_column_rewrite=False),  # floor_by_division
+                "derived_column": prepared(hourly),  # event_hour (ADR 0047)
+            },
+        ),
         "hourly_floor": (
             "hourly_revenue",
             {
@@ -143,6 +151,12 @@ def profile_parts() -> dict[str, str]:
         f"count(*) FROM {E} WHERE {USAGE} GROUP BY 1, 2, 3",
         "the whole query": f"SELECT make_timestamptz({floor}) h, product, region, sum(hourly_price_micros), "
         f"count(*) FROM {E} WHERE {USAGE} GROUP BY 1, 2, 3",
+        # the same from the derived column ingest writes (ADR 0047)
+        "read event_hour": f"SELECT max(event_hour) FROM {E} WHERE {USAGE}",
+        "group event_hour, product, region, count": f"SELECT event_hour, product, region, count(*) "
+        f"FROM {E} WHERE {USAGE} GROUP BY 1, 2, 3",
+        "the whole query from event_hour": f"SELECT event_hour, product, region, sum(hourly_price_micros), "
+        f"count(*) FROM {E} WHERE {USAGE} GROUP BY 1, 2, 3",
     }
 
 
@@ -157,6 +171,9 @@ def interleaved(con: Any, project: Path) -> dict[str, tuple[str, dict[str, Calla
     main_sql = dict(sql)
     main_sql["hourly_revenue"] = arms["hourly_floor"][1]["main"]
     main_sql["daily_users"] = arms["daily_partition_key"][1]["main"]
+    saved, con.derived_column_rewrite = con.derived_column_rewrite, False
+    before_sql = {k: str(con._prepare(q)) for k, q in sql.items()}
+    con.derived_column_rewrite = saved
     lake = con.lake
     pq = bq.polars_queries(pl.scan_delta(lake.table(E).uri), pl.scan_delta(lake.table(bq.PLANS).uri), p)
     out: dict[str, tuple[str, dict[str, Callable[[], Any]]]] = {}
@@ -165,6 +182,7 @@ def interleaved(con: Any, project: Path) -> dict[str, tuple[str, dict[str, Calla
             name,
             {
                 "main": lambda q=main_sql[name]: con.sql(q).to_arrow_table(),
+                "before": lambda q=before_sql[name]: con.sql(q).to_arrow_table(),
                 "shoal": lambda q=query: con.sql(q).to_arrow_table(),
                 "polars": pq[name],  # a DataFrame, collected
             },
@@ -191,7 +209,9 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/shoal-bench-query")
     ap.add_argument("--regen", action="store_true")
     ap.add_argument("--rounds", type=int, default=5, help="rounds; each runs every arm once")
-    ap.add_argument("--levers", default="", help="comma-separated subset of the levers")
+    ap.add_argument(
+        "--levers", default="", help="comma-separated subset of the levers (of the queries with --interleave)"
+    )
     ap.add_argument("--profile", action="store_true", help="time the hourly rollup's pieces instead")
     ap.add_argument("--interleave", action="store_true", help="main, shoal and Polars in the same rounds")
     args = ap.parse_args()
@@ -221,8 +241,8 @@ def main() -> None:
     ok = True
     report: dict[str, Any] = {}
     plans: dict[str, tuple[str, dict[str, Callable[[], Any]]]] = {}
-    if args.interleave:
-        plans = interleaved(con, project)
+    if args.interleave:  # --levers then names bench_query queries
+        plans = {k: v for k, v in interleaved(con, project).items() if chosen is None or k in chosen}
     else:
         for lever, (query, arms) in levers(con).items():
             if chosen is None or lever in chosen:

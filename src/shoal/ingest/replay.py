@@ -486,6 +486,9 @@ class DeadLetterReplay:
             self.spec.table,
             schema,
             partition_by=[p.column for p in self.spec.partition_by],
+            # as the sink declares them: the rows are transformed alike
+            partition_sources=self.spec.partition_sources,
+            derived_columns=self.spec.derived_columns,
             description=self.spec.description or f"Kafka {', '.join(self.spec.subscription)}",
             source=f"kafka:{self.spec.name}",
             exist_ok=True,

@@ -101,8 +101,12 @@ class LakeSink:
                     self.spec.table,
                     create_with,
                     partition_by=[p.column for p in self.spec.partition_by],
-                    # rows get exactly these values (transform.py): queries prune partitions by them
-                    partition_sources={p.column: (p.source, p.transform) for p in self.spec.partition_by},
+                    # rows get exactly these values (transform.py): queries prune partitions by
+                    # them and read derived columns instead of truncating their sources. A table
+                    # that exists already gets a new derived column by schema merge (NULL in its
+                    # older rows) and no declaration: queries then truncate as written.
+                    partition_sources=self.spec.partition_sources,
+                    derived_columns=self.spec.derived_columns,
                     description=self.spec.description or f"Kafka {', '.join(self.spec.subscription)}",
                     source=f"kafka:{self.spec.name}",
                     exist_ok=True,

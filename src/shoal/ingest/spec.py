@@ -9,6 +9,7 @@ A pipeline is a YAML file (``pipelines/<name>.yaml`` in a project)::
     decode: {format: protobuf, proto_file: protos/ticket_events.proto, message: shoal.support.v1.TicketEvent}
     table: support.ticket_events
     partition_by: [{column: event_date, from: occurred_at, transform: day}]
+    derive: [{column: event_hour, from: occurred_at, transform: hour}]   # a column, not a partition
     transform_sql: SELECT *, upper(status) AS status_upper FROM batch
     flush: {max_rows: 100000, max_bytes: 64MiB, max_latency_s: 5}
     compaction: {every_commits: 50, target_file_mb: 128}
@@ -72,6 +73,20 @@ class PartitionColumn(BaseModel):
     transform: Literal["identity", "day", "hour"] = "identity"
 
 
+class DerivedColumn(BaseModel):
+    """A plain (non-partition) column derived from a decoded field: ``event_hour`` = hour(``occurred_at``).
+
+    Written on every row (NULL where the source is NULL) and recorded in the table's sidecar when
+    ingest creates the table, so queries read it instead of truncating the source (ADR 0047).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    column: str = Field(min_length=1)
+    source: str = Field(alias="from", min_length=1, description="decoded column the value comes from")
+    transform: Literal["day", "hour"]
+
+
 class FlushPolicy(BaseModel):
     """Flush (one lake commit) when any limit is reached."""
 
@@ -108,6 +123,7 @@ class PipelineSpec(BaseModel):
     decode: DecodeSpec
     table: str
     partition_by: tuple[PartitionColumn, ...] = ()
+    derive: tuple[DerivedColumn, ...] = ()
     transform_sql: str | None = None
     flush: FlushPolicy = Field(default_factory=FlushPolicy)
     dead_letter_table: str | None = None
@@ -183,6 +199,15 @@ class PipelineSpec(BaseModel):
         cols = [p.column for p in self.partition_by]
         if len(set(cols)) != len(cols):
             raise ValueError("partition_by: a column is listed twice")
+        derived = [d.column for d in self.derive]
+        if len(set(derived)) != len(derived):
+            raise ValueError("derive: a column is listed twice")
+        both = sorted(set(cols) & set(derived))
+        if both:
+            raise ValueError(f"derive: {both[0]!r} is a partition column (list it in partition_by only)")
+        own = [d.column for d in self.derive if d.column == d.source]
+        if own:
+            raise ValueError(f"derive: {own[0]!r} cannot be derived from itself")
         if self.dead_letter_table is not None and self.dead_letter_table == self.table:
             raise ValueError("dead_letter_table must differ from table")
         return self
@@ -195,6 +220,16 @@ class PipelineSpec(BaseModel):
     @property
     def dlq_table(self) -> str:
         return self.dead_letter_table or f"{self.table}_dead_letters"
+
+    @property
+    def partition_sources(self) -> dict[str, tuple[str, str]]:
+        """Partition column -> (source column, transform): what ``Lake.create_table`` records."""
+        return {p.column: (p.source, p.transform) for p in self.partition_by}
+
+    @property
+    def derived_columns(self) -> dict[str, tuple[str, str]]:
+        """Derived plain column -> (source column, transform): what ``Lake.create_table`` records."""
+        return {d.column: (d.source, d.transform) for d in self.derive}
 
     @property
     def subscription(self) -> list[str]:

@@ -1,8 +1,9 @@
-"""The per-batch transform: a pipeline's ``transform_sql`` and its partition columns.
+"""The per-batch transform: a pipeline's ``transform_sql``, its partition and derived columns.
 
-Both run on one consumed batch (decoded rows plus the ``_kafka_*`` metadata columns) before it is
+All run on one consumed batch (decoded rows plus the ``_kafka_*`` metadata columns) before it is
 buffered. A row that cannot be transformed or has no partition value becomes a dead letter; an
-error no subset of rows can fix (bad SQL, a missing source column) stops the pipeline.
+error no subset of rows can fix (bad SQL, a missing source column) stops the pipeline. A derived
+column (``derive``) is NULL where its source is: the same as the truncation it stands for.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class BatchTransform:
         if self.spec.partition_by and table.num_rows:
             table, missing = self._partition_columns(table)
             failed.extend(missing)
+        for dcol in self.spec.derive if table.num_rows else ():
+            val = derived_value(self._source(table, "derive", dcol.column, dcol.source), dcol.transform)
+            table = _put(table, dcol.column, val)
         return table, failed
 
     def close(self) -> None:
@@ -96,24 +100,7 @@ class BatchTransform:
     def _partition_columns(self, table: pa.Table) -> tuple[pa.Table, list[FailedRow]]:
         dead: list[FailedRow] = []
         for pcol in self.spec.partition_by:
-            if pcol.source not in table.column_names:
-                raise PipelineStopped(
-                    f"pipeline {self.spec.name}: partition_by column {pcol.column!r}: source column "
-                    f"{pcol.source!r} is not in the decoded rows ({', '.join(table.column_names[:12])}...)",
-                    pipeline=self.spec.name,
-                    table=self.spec.table,
-                )
-            src = table.column(pcol.source)
-            if pcol.transform != "identity" and pa.types.is_timestamp(src.type) and src.type.tz:
-                # Arrow takes the day/hour in the column's zone; the lake's are UTC (as are the
-                # bounds queries derive from them, partition_bounds.py), whatever the label
-                src = src.cast(pa.timestamp(src.type.unit, tz="UTC"))
-            if pcol.transform == "day":
-                val = pc.cast(src, pa.date32())
-            elif pcol.transform == "hour":
-                val = pc.floor_temporal(src, unit="hour")
-            else:
-                val = src
+            val = derived_value(self._source(table, "partition_by", pcol.column, pcol.source), pcol.transform)
             if val.null_count:
                 mask = pc.is_null(val)
                 bad = table.filter(mask)
@@ -123,11 +110,37 @@ class BatchTransform:
                 keep = pc.invert(mask)
                 table = table.filter(keep)
                 val = val.filter(keep)
-            if pcol.column in table.column_names:
-                table = table.set_column(table.column_names.index(pcol.column), pcol.column, val)
-            else:
-                table = table.append_column(pcol.column, val)
+            table = _put(table, pcol.column, val)
         return table, dead
+
+    def _source(self, table: pa.Table, field: str, column: str, source: str) -> pa.ChunkedArray:
+        if source not in table.column_names:
+            raise PipelineStopped(
+                f"pipeline {self.spec.name}: {field} column {column!r}: source column "
+                f"{source!r} is not in the decoded rows ({', '.join(table.column_names[:12])}...)",
+                pipeline=self.spec.name,
+                table=self.spec.table,
+            )
+        return table.column(source)
+
+
+def derived_value(src: pa.ChunkedArray, transform: str) -> pa.ChunkedArray:
+    """``transform`` of each value of ``src``: ``day`` a DATE, ``hour`` the hour's start, both UTC."""
+    if transform != "identity" and pa.types.is_timestamp(src.type) and src.type.tz:
+        # Arrow takes the day/hour in the column's zone; the lake's are UTC (as are the bounds
+        # queries derive from them, partition_bounds.py), whatever the label
+        src = src.cast(pa.timestamp(src.type.unit, tz="UTC"))
+    if transform == "day":
+        return pc.cast(src, pa.date32())
+    if transform == "hour":
+        return pc.floor_temporal(src, unit="hour")
+    return src
+
+
+def _put(table: pa.Table, column: str, values: pa.ChunkedArray) -> pa.Table:
+    if column in table.column_names:
+        return table.set_column(table.column_names.index(column), column, values)
+    return table.append_column(column, values)
 
 
 def one_line(exc: BaseException) -> str:

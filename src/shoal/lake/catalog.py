@@ -22,6 +22,8 @@ SIDECAR = "_shoal_table.json"
 #: how a partition column can be derived from another column of the same row (the ingest spec's
 #: ``partition_by[].transform``): ``day`` = the UTC date, ``hour`` = the UTC hour's start
 PARTITION_TRANSFORMS = ("identity", "day", "hour")
+#: how a plain (non-partition) column can be derived (the ingest spec's ``derive[].transform``)
+DERIVED_TRANSFORMS = ("day", "hour")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,39 @@ def _check_sources(
     return out
 
 
+def _check_derived(
+    name: str, schema: pa.Schema, partition_by: Sequence[str], derived: Mapping[str, tuple[str, str]]
+) -> dict[str, dict[str, str]]:
+    out = {}
+    for col, (src, transform) in derived.items():
+        if col in partition_by:
+            raise ConfigError(
+                f"table {name}: derived column {col!r} is a partition column (declare it there)"
+            )
+        for what in (col, src):
+            if what not in schema.names:
+                raise ConfigError(f"table {name}: derived column {col!r}: {what!r} is not in the schema")
+        if transform not in DERIVED_TRANSFORMS:
+            raise ConfigError(
+                f"table {name}: derived column {col!r}: transform {transform!r} is not one of "
+                + ", ".join(DERIVED_TRANSFORMS)
+            )
+        out[col] = {"from": src, "transform": transform}
+    return out
+
+
+def _declared(side: Mapping[str, object], key: str, transforms: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Column -> (source, transform) of a sidecar's ``key``, skipping what this version cannot read."""
+    declared = side.get(key)
+    out: dict[str, tuple[str, str]] = {}
+    if isinstance(declared, dict):
+        for col, spec in declared.items():
+            known = isinstance(spec, dict) and spec.get("transform") in transforms
+            if known and spec.get("from"):
+                out[str(col)] = (str(spec["from"]), str(spec["transform"]))
+    return out
+
+
 class Lake:
     """All tables under one root (a local directory or ``s3://bucket/prefix``)."""
 
@@ -138,6 +173,7 @@ class Lake:
         source: str = "",
         pii: Sequence[str] = (),
         partition_sources: Mapping[str, tuple[str, str]] | None = None,
+        derived_columns: Mapping[str, tuple[str, str]] | None = None,
         exist_ok: bool = True,
     ) -> Table:
         """Create an empty table (with change data feed on, for incremental models).
@@ -145,6 +181,10 @@ class Lake:
         ``partition_sources``: partition column -> (source column, transform), a promise by every
         writer that each row's partition value is ``transform(source)`` (ingest derives them so).
         Queries use it to prune partitions by a filter on the source column (query/partition_bounds.py).
+        ``derived_columns``: the same promise for plain columns (``event_hour`` = hour of
+        ``occurred_at``, NULL where it is NULL): queries read them instead of truncating the source
+        (query/partition_keys.py, ADR 0047). Only a new table takes it: a column added to an
+        existing table has NULLs in its older rows, which would break the promise.
         """
         validate_name(name)
         if self.exists(name):
@@ -158,6 +198,7 @@ class Lake:
         if unknown:
             raise ConfigError(f"table {name}: personal-data column(s) {unknown} not in the schema")
         sources = _check_sources(name, schema, partition_by, partition_sources or {})
+        derived = _check_derived(name, schema, partition_by, derived_columns or {})
         self.location.check_writable()
         table = Table(name, self.location)
         with translate_errors(f"create {name}"):
@@ -170,6 +211,7 @@ class Lake:
                     "source": source,
                     "pii": list(pii),
                     **({"partition_sources": sources} if sources else {}),
+                    **({"derived_columns": derived} if derived else {}),
                 },
             )
             DeltaTable.create(
@@ -220,16 +262,20 @@ class Lake:
 
     def partition_sources(self, name: str) -> dict[str, tuple[str, str]]:
         """Partition column -> (source column, transform) as declared when ``name`` was created."""
+        return self.column_sources(name)[0]
+
+    def derived_columns(self, name: str) -> dict[str, tuple[str, str]]:
+        """Plain column -> (source column, transform) as declared when ``name`` was created."""
+        return self.column_sources(name)[1]
+
+    def column_sources(self, name: str) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+        """``(partition_sources(name), derived_columns(name))`` from one read of the sidecar."""
         ns, tbl = validate_name(name).split(".", 1)
         side = self.location.read_json(f"{ns}/{tbl}/{SIDECAR}") or {}
-        declared = side.get("partition_sources")
-        out: dict[str, tuple[str, str]] = {}
-        if isinstance(declared, dict):
-            for col, spec in declared.items():
-                known = isinstance(spec, dict) and spec.get("transform") in PARTITION_TRANSFORMS
-                if known and spec.get("from"):
-                    out[str(col)] = (str(spec["from"]), str(spec["transform"]))
-        return out
+        return (
+            _declared(side, "partition_sources", PARTITION_TRANSFORMS),
+            _declared(side, "derived_columns", DERIVED_TRANSFORMS),
+        )
 
     def mark_pii(self, name: str, columns: Sequence[str]) -> None:
         """Mark ``columns`` of an existing table as personal data (replaces the previous marking)."""

@@ -98,6 +98,8 @@ class Connection:
         #: day/hour buckets read from the partition column they derive from (partition_keys.py);
         #: off only to compare
         self.partition_key_rewrite = True
+        #: ... and from the plain columns ingest derives (``derive``, ADR 0047); off only to compare
+        self.derived_column_rewrite = True
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if threads:
             config["threads"] = threads
@@ -114,8 +116,8 @@ class Connection:
         if lake.location.scheme == "s3":
             _configure_s3(self.duckdb, lake)
         self._mounted: dict[str, str] = {}
-        #: each table's partition sources (catalog sidecar), read once on first use
-        self._partition_sources: dict[str, dict[str, tuple[str, str]]] = {}
+        #: each table's partition sources and derived columns (catalog sidecar), read once on first use
+        self._column_sources: dict[str, tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]] = {}
         # each table's view reads a pinned snapshot, re-pinned before a query when the table changed
         self._snapshots = PinnedSnapshots(self._raw, lake, pin=pin_snapshots)
         # statements of shoal's own (parsing, catalog look-ups) run here, not on the connection,
@@ -178,44 +180,58 @@ class Connection:
         if not self.utc_time_rewrite:
             return query
         partition_keys = self.partition_key_rewrite
+        # what the rewrite can depend on besides the columns: the tables mounted, the switches
+        generation = len(self._mounted) * 4 + partition_keys * 2 + self.derived_column_rewrite
         return self._rewrites.rewrite(
-            query,
-            len(self._mounted) * 2 + partition_keys,
-            lambda columns: self._rewrite(query, columns, partition_keys=partition_keys),
+            query, generation, lambda columns: self._rewrite(query, columns, partition_keys=partition_keys)
         )
 
     def _rewrite(self, query: str, columns: Columns, *, partition_keys: bool) -> str:
         derived = self._names_derived_column(query)
         if derived and partition_keys:  # first: the UTC rewrite would take its calls
-            query = rewrite_partition_keys(self._helper, query, self._sources_of, columns)
+            query = rewrite_partition_keys(self._helper, query, self._keys_of, columns)
         query = rewrite_utc_time(self._helper, query, columns)
         if not derived:
             return query
         return add_partition_bounds(self._helper, query, self._sources_of, columns)
 
     def _names_derived_column(self, query: str) -> bool:
-        """Whether ``query`` names a lake table and a column one of its partitions derives from:
-        spares the parses of the partition rewrites (a few ms) for every other query."""
+        """Whether ``query`` names a lake table and a column one of its partitions or derived columns
+        comes from: spares the parses of the partition rewrites (a few ms) for every other query."""
         text = query.lower()
         for name in self._mounted:
             schema, table = name.split(".", 1)
             if table in text:
-                sources = self._sources_of(schema, table)
+                sources = self._keys_of(schema, table)
                 if sources and any(src.lower() in text for src, _ in sources.values()):
                     return True
         return False
 
-    def _sources_of(self, schema: str, table: str) -> dict[str, tuple[str, str]] | None:
-        """A mounted lake table's partition sources (``Lake.partition_sources``), else None."""
+    def _declared(self, schema: str, table: str) -> tuple[dict[str, tuple[str, str]], ...] | None:
+        """A mounted lake table's (partition sources, derived columns) (``Lake.column_sources``)."""
         name = f"{schema}.{table}".lower()
         if name not in self._mounted:
             return None
-        if name not in self._partition_sources:
+        if name not in self._column_sources:
             try:
-                self._partition_sources[name] = self.lake.partition_sources(name)
+                self._column_sources[name] = self.lake.column_sources(name)
             except ShoalError:
                 return None
-        return self._partition_sources[name]
+        return self._column_sources[name]
+
+    def _sources_of(self, schema: str, table: str) -> dict[str, tuple[str, str]] | None:
+        """A mounted lake table's partition sources (``Lake.partition_sources``), else None: the
+        columns whose values prune files."""
+        declared = self._declared(schema, table)
+        return None if declared is None else declared[0]
+
+    def _keys_of(self, schema: str, table: str) -> dict[str, tuple[str, str]] | None:
+        """Its partition sources, then its derived columns (unless ``derived_column_rewrite`` is
+        off): the columns a truncation of their source may be read from."""
+        declared = self._declared(schema, table)
+        if declared is None:
+            return None
+        return {**declared[0], **declared[1]} if self.derived_column_rewrite else declared[0]
 
     def _lake_columns(self, schema: str, table: str) -> dict[str, str] | None:
         """Column types of a mounted lake table's view (None for anything else): the view's types

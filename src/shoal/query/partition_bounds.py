@@ -75,7 +75,8 @@ _TZ = "TIMESTAMP WITH TIME ZONE"
 #: transform -> the view type its partition column must have (source: a TIMESTAMPTZ, but identity)
 _PART_TYPE = {"day": "DATE", "hour": _TZ}
 
-#: (schema, table) -> {partition column: (source column, transform)}, or None for no lake table
+#: (schema, table) -> {partition (or derived) column: (source column, transform)}, or None for
+#: no lake table
 Sources = Callable[[str, str], Mapping[str, tuple[str, str]] | None]
 #: (schema, table) -> {column: DuckDB type} of a lake table's view, or None
 Columns = Callable[[str, str], Mapping[str, str] | None]
@@ -144,12 +145,14 @@ def _compare(kind: str, column: list[str], value: Node) -> Node:
 class Relation:
     """A lake table in a FROM: how its columns are named in the query, and what it derives."""
 
-    def __init__(self, node: Node, columns: Mapping[str, str], derived: dict[str, tuple[str, str, str]]):
+    def __init__(
+        self, node: Node, columns: Mapping[str, str], derived: dict[str, list[tuple[str, str, str]]]
+    ) -> None:
         self.alias = str(node.get("alias") or "").lower()
         self.schema = str(node.get("schema_name", "")).lower()
         self.name = str(node.get("table_name", "")).lower()
         self.columns = {c.lower() for c in columns}
-        #: source column -> [(partition column, transform)]
+        #: source column -> [(derived column, transform, its view type)], in declaration order
         self.derived = derived
 
     def qualifier(self) -> list[str]:
@@ -178,13 +181,13 @@ def relations(from_table: Any, sources: Sources, columns: Columns) -> list[Relat
     if cols is None:
         return None
     types = {c.lower(): t for c, t in cols.items()}
-    derived: dict[str, tuple[str, str, str]] = {}
+    derived: dict[str, list[tuple[str, str, str]]] = {}
     for part_name, (src_name, transform) in (sources(schema, name) or {}).items():
         part, src = part_name.lower(), src_name.lower()
         want = _PART_TYPE.get(transform, types.get(src))
         source_ok = types.get(src) == _TZ or (transform == "identity" and src in types)
         if source_ok and want is not None and types.get(part) == want:
-            derived[src] = (part, transform, want)
+            derived.setdefault(src, []).append((part, transform, want))
     return [Relation(from_table, cols, derived)]
 
 
@@ -234,8 +237,11 @@ def _implied(term: Node, rels: list[Relation]) -> list[Node]:
     values = [(op, v) for op, v in bounds if _is_stable_constant(v)]
     if rel is None or len(values) != len(bounds):
         return []
-    part, transform, _ = rel.derived[str(ref["column_names"][-1]).lower()]
-    return [_compare(op, [*rel.qualifier(), part], _bound(v, transform)) for op, v in values]
+    return [
+        _compare(op, [*rel.qualifier(), part], _bound(v, transform))
+        for part, transform, _ in rel.derived[str(ref["column_names"][-1]).lower()]
+        for op, v in values
+    ]
 
 
 def add_bounds(tree: Any, sources: Sources, columns: Columns) -> int:

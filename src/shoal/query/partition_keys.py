@@ -1,4 +1,4 @@
-"""Time buckets read from the partition column they derive from (ADR 0039).
+"""Time buckets read from the partition or derived column they come from (ADRs 0039, 0047).
 
 Ingest partitions an events table by the UTC day (or hour) of its event time and records that in
 the table's sidecar (``event_date`` = day of ``occurred_at``, ``Lake.partition_sources``; ADR 0037).
@@ -7,8 +7,14 @@ same value as the partition column, which the scan hands over as one constant pe
 truncation decodes and floors every row's timestamp (10M rows: most of what the daily billable
 users query spends besides its hash table; docs/benchmarks.md).
 
+Ingest also writes plain derived columns (``derive``: ``event_hour`` = hour of ``occurred_at``,
+NULL where it is NULL), recorded in the sidecar when it creates the table (``Lake.derived_columns``,
+ADR 0047): an hourly rollup reads the hour a time-ordered file stores almost for free instead of
+flooring every row's timestamp. Both are ``p = T(src)`` below.
+
 So before a query runs, in a SELECT whose FROM reads lake tables only, a call on such a source
-column ``src`` of a table with partition column ``p = T(src)`` is replaced by one on ``p``:
+column ``src`` of a table with a column ``p = T(src)`` is replaced by one on ``p`` (with several,
+the coarsest that fits the unit: a day partition is one constant per file, an hour column is read):
 
 * transform ``day`` (``p`` a DATE): ``CAST(src AS DATE)`` is ``p``; ``date_trunc(u, src)`` for
   ``u`` of a day or longer (day, week, month, quarter, year) is ``date_trunc(u, p)`` as an instant
@@ -18,7 +24,8 @@ column ``src`` of a table with partition column ``p = T(src)`` is replaced by on
 
 Truncating to a unit of at least the partition's gives the same value from the truncated time
 (``T`` is itself a truncation in UTC), so the result is the same row for row, NULLs included (ingest
-never writes a row whose source is NULL: it has no partition value). It holds in a session in UTC,
+never writes a row whose source is NULL to a partitioned table: it has no partition value; a
+derived column is NULL where its source is, as the truncation). It holds in a session in UTC,
 which is the caller's to know. The replacement is made only where it is sure to bind the same:
 
 * the column reference is that table's (``partition_bounds.owner``), no alias or lambda of the
@@ -98,8 +105,8 @@ class _Node:
         self.rels = rels
         self.shadowed = shadowed
 
-    def source(self, node: Node) -> tuple[Relation, str, str] | None:
-        """(relation, partition column, transform) when ``node`` names a partition source."""
+    def source(self, node: Node) -> tuple[Relation, list[tuple[str, str, str]]] | None:
+        """(relation, its columns derived from it) when ``node`` names a derivation's source."""
         if node.get("class") != "COLUMN_REF":
             return None
         names = [str(n).lower() for n in node.get("column_names", [])]
@@ -108,17 +115,17 @@ class _Node:
         rel = owner(node, self.rels)
         if rel is None:
             return None
-        part, transform, _ = rel.derived[names[-1]]
-        return rel, part, transform
+        return rel, rel.derived[names[-1]]
 
     def replacement(self, node: Node) -> Node | None:
-        """The call on the partition column that gives what ``node`` gives, or None."""
+        """The call on a derived column that gives what ``node`` gives, or None."""
         cls = node.get("class")
         alias = str(node.get("alias", ""))
         if cls == "CAST" and not node.get("try_cast") and node.get("cast_type", {}).get("id") == "DATE":
             found = self.source(node.get("child") or {})
-            if found and found[2] == "day":
-                return _column([*found[0].qualifier(), found[1]]) | {"alias": alias}
+            days = [part for part, transform, _ in found[1] if transform == "day"] if found else []
+            if found and days:
+                return _column([*found[0].qualifier(), days[0]]) | {"alias": alias}
             return None
         if cls != "FUNCTION" or node.get("schema") not in ("", "main") or node.get("distinct"):
             return None
@@ -132,9 +139,16 @@ class _Node:
         if not isinstance(unit, str) or found is None:
             return None
         rank = _UNITS.get(unit.lower())
-        rel, part, transform = found
-        if rank is None or rank < _TRANSFORM_UNIT.get(transform, 99):
+        rel, derivations = found
+        usable = [
+            (_TRANSFORM_UNIT[t], part, t)
+            for part, t, _ in derivations
+            if t in _TRANSFORM_UNIT and rank is not None and _TRANSFORM_UNIT[t] <= rank
+        ]
+        if not usable:
             return None
+        # the coarsest one: a day partition is one constant per file, an hour column is read per row
+        _, part, transform = max(usable, key=lambda u: u[0])
         column = _column([*rel.qualifier(), part])
         if transform == "hour":  # p is the hour as an instant: truncate it further if asked
             if rank == _TRANSFORM_UNIT["hour"]:
@@ -142,7 +156,7 @@ class _Node:
             return dict(node, children=[args[0], column])  # which the UTC rewrite then floors
         # p is a DATE: the day as a plain UTC timestamp, truncated further if asked, as an instant
         plain = _cast(column, "TIMESTAMP")
-        if rank > _TRANSFORM_UNIT["day"]:
+        if rank is not None and rank > _TRANSFORM_UNIT["day"]:
             plain = function_call("date_trunc", args[0], plain)
         return function_call("make_timestamptz", function_call("epoch_us", plain), alias=alias)
 

@@ -24,6 +24,9 @@ decode:
 table: billing.usage_events
 partition_by:
   - {column: event_date, from: billing_hour, transform: day}
+# hourly rollups by event time read this column instead of flooring every row's occurred_at
+derive:
+  - {column: event_hour, from: occurred_at, transform: hour}
 flush: {max_rows: 25000, max_bytes: 64MiB, max_latency_s: 5}
 dead_letter_table: billing.usage_events_dead_letters
 """
