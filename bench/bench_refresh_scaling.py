@@ -37,8 +37,10 @@ seconds, and per model) and the full rebuild, each with its ratio. Run it from a
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import shutil
 import statistics
 import sys
@@ -80,6 +82,7 @@ def run_one(
     ab_pipeline: bool = False,
     ab_hold: bool = False,
     hold: bool = False,
+    profile: cProfile.Profile | None = None,
 ) -> dict[str, Any]:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     sim = BillingSimulator(7, start, days=history_hours // 24 + 2, users=users)
@@ -147,7 +150,11 @@ def run_one(
             runner = runners[v]
             sources[v].append(table.slice(len(history) + (i // len(order)) * batch, batch))
             c0, w0 = time.process_time(), time.perf_counter()
+            if profile is not None and v == "pipeline":
+                profile.enable()
             results = runner.refresh()
+            if profile is not None:
+                profile.disable()
             walls[v].append(time.perf_counter() - w0)
             cpus[v].append(time.process_time() - c0)
             # a small batch may change no revenue (e.g. only duplicates): its downstream is unchanged
@@ -226,7 +233,16 @@ def main() -> None:
         help="alternate cycles with a runner that reads every model's input back from Delta (no "
         "handoffs, no in-memory additive models; ADR 0020): --cycles of each",
     )
+    ap.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="profile the incremental cycles with cProfile (process CPU as its clock; it slows them, "
+        "so read its shares, not the cycle figures) and print the N costliest functions to stderr",
+    )
     args = ap.parse_args()
+    profile = cProfile.Profile(time.process_time) if args.profile else None
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-scaling-"))
     try:
         runs = [
@@ -240,12 +256,15 @@ def main() -> None:
                 ab_pipeline=args.ab_pipeline,
                 ab_hold=args.ab_hold,
                 hold=args.hold,
+                profile=profile,
             )
             for h in sorted(args.history_hours)
             for b in sorted(args.batch)
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if profile is not None:
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
     print(
         json.dumps(
             {
