@@ -18,23 +18,15 @@ import pyarrow as pa
 import pytest
 
 from shoal.usecases.infra.anomalies import peer_inputs_sql, peer_windows_sql
+from shoal.usecases.infra.demo_step import SEED, demo_topology
 from shoal.usecases.infra.evaluate import Score, score_events
 from shoal.usecases.infra.ew_models import ew_episodes, stream_ew_sql
 from shoal.usecases.infra.history import Fleet
 from shoal.usecases.infra.power import SqlConnection, connect_tables
 from shoal.usecases.infra.topology import MIXED_WORKLOADS, WORKLOADS, TopologyConfig
 
-# the demo's small fleet (demo_step.py), with the mix on
-DEMO = TopologyConfig(
-    seed=7,
-    regions=1,
-    datacenters_per_region=1,
-    podlets_per_datacenter=2,
-    racks_per_podlet=4,
-    hypervisors_per_rack=6,
-    disks_per_hypervisor=2,
-    workload_mix=MIXED_WORKLOADS,
-)
+# the demo's small fleet (the mix is on there since the sixth session)
+DEMO = demo_topology(small=True)
 # test_infra_ew_model.py's fleet, with the mix on
 EW = TopologyConfig(
     seed=303,
@@ -60,7 +52,7 @@ def _connect(fleet: Fleet) -> duckdb.DuckDBPyConnection:
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[tuple[Fleet, duckdb.DuckDBPyConnection]]:
-    fleet = Fleet.build(DEMO, start=date(2026, 1, 5), days=3, seed=7)
+    fleet = Fleet.build(DEMO, start=date(2026, 1, 5), days=3, seed=SEED)
     con = _connect(fleet)
     yield fleet, con
     con.close()

@@ -20,7 +20,27 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shoal.usecases.infra.topology import TopologyConfig
     from shoal.usecases.registry import StepContext
+
+#: the demo fleet's seed (its topology, history and faults)
+SEED = 7
+
+
+def demo_topology(*, small: bool) -> TopologyConfig:
+    """The demo's fleet: four workload types mixed; ``small`` is the one ``shoal demo --small`` uses."""
+    from shoal.usecases.infra.topology import MIXED_WORKLOADS, TopologyConfig
+
+    return TopologyConfig(
+        seed=SEED,
+        regions=1,
+        datacenters_per_region=1 if small else 2,
+        podlets_per_datacenter=2 if small else 3,
+        racks_per_podlet=4 if small else 6,
+        hypervisors_per_rack=6 if small else 12,
+        disks_per_hypervisor=2,
+        workload_mix=MIXED_WORKLOADS,
+    )
 
 
 def run(ctx: StepContext) -> dict[str, Any]:
@@ -33,20 +53,11 @@ def run(ctx: StepContext) -> dict[str, Any]:
     from shoal.usecases.infra.history import FAULT_LABELS, Fleet, write_history
     from shoal.usecases.infra.models import models
     from shoal.usecases.infra.profiles import HYPERVISOR_CLASSES, PLACEMENT_HINTS
-    from shoal.usecases.infra.topology import MIXED_WORKLOADS, WORKLOADS, TopologyConfig, build_topology
+    from shoal.usecases.infra.topology import WORKLOADS, build_topology
 
-    cfg = TopologyConfig(
-        seed=7,
-        regions=1,
-        datacenters_per_region=1 if ctx.small else 2,
-        podlets_per_datacenter=2 if ctx.small else 3,
-        racks_per_podlet=4 if ctx.small else 6,
-        hypervisors_per_rack=6 if ctx.small else 12,
-        disks_per_hypervisor=2,
-        workload_mix=MIXED_WORKLOADS,
-    )
+    cfg = demo_topology(small=ctx.small)
     days = 3 if ctx.small else 7
-    fleet = Fleet(build_topology(cfg), date(2026, 1, 5), days, seed=7)
+    fleet = Fleet(build_topology(cfg), date(2026, 1, 5), days, seed=SEED)
     workloads = {w: int((fleet.topology.host_workload == i).sum()) for i, w in enumerate(WORKLOADS)}
     lake = ctx.project.lake
     hist = write_history(lake, fleet)
