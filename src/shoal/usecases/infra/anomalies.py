@@ -91,13 +91,20 @@ class DetectorConfig:
     disk_floor: float = 1.0  # sectors/day: the spread used when all peers are flat
 
 
+def runs_sql(rows_sql: str, by: str, gap_ms: int) -> str:
+    """``rows_sql`` numbered into runs per ``by`` (``grp``, in ``ts`` order): a new run starts after
+    a gap of more than ``gap_ms`` (gaps and islands)."""
+    return f"""
+        SELECT *, sum(CASE WHEN prev IS NULL OR epoch_ms(ts) - epoch_ms(prev) > {gap_ms} THEN 1 ELSE 0 END)
+                      OVER (PARTITION BY {by} ORDER BY ts) AS grp
+        FROM (SELECT *, lag(ts) OVER (PARTITION BY {by} ORDER BY ts) AS prev FROM ({rows_sql}))"""
+
+
 def _events(flagged_sql: str, step_ms: int, gap: int, min_points: int = 1) -> str:
     """Gaps-and-islands over flagged points (entity, level, metric, ts, value, baseline, dev, z)."""
     return f"""
         WITH f AS ({flagged_sql}),
-        g AS (SELECT *, sum(CASE WHEN prev IS NULL OR epoch_ms(ts) - epoch_ms(prev) > {gap * step_ms}
-                                 THEN 1 ELSE 0 END) OVER (PARTITION BY entity, metric ORDER BY ts) AS grp
-              FROM (SELECT *, lag(ts) OVER (PARTITION BY entity, metric ORDER BY ts) AS prev FROM f))
+        g AS ({runs_sql("SELECT * FROM f", "entity, metric", gap * step_ms)})
         SELECT entity, any_value(level) AS level, min(ts) AS window_start,
                max(ts) + to_milliseconds({step_ms}) AS window_end, max(abs(z)) AS score, metric,
                arg_max(value, abs(z)) AS value, arg_max(baseline, abs(z)) AS baseline,

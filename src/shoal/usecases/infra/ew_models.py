@@ -19,7 +19,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from shoal.models import Model
-from shoal.usecases.infra.anomalies import ANOMALY_SCHEMA, ENTITY_SQL, LEVEL_SQL, windows_sql
+from shoal.usecases.infra.anomalies import ANOMALY_SCHEMA, ENTITY_SQL, LEVEL_SQL, runs_sql, windows_sql
 from shoal.usecases.infra.ew_stream import STATE_COLUMNS, EwConfig, empty_state_sql, ew_stream_sql
 from shoal.usecases.infra.power import SqlConnection
 
@@ -122,14 +122,6 @@ PARTNER_SQL = """CASE
 PARTNER_SLACK_STEPS = 3
 
 
-def _episodes(rows: str, gap_ms: int) -> str:
-    """``rows`` numbered into runs per series (``grp``): a new run after a gap over ``gap_ms``."""
-    return f"""
-        SELECT *, sum(CASE WHEN prev IS NULL OR epoch_ms(ts) - epoch_ms(prev) > {gap_ms} THEN 1 ELSE 0 END)
-                      OVER (PARTITION BY series_id ORDER BY ts) AS grp
-        FROM (SELECT *, lag(ts) OVER (PARTITION BY series_id ORDER BY ts) AS prev FROM ({rows}))"""
-
-
 def _windows(runs: str) -> str:
     return f"""
         SELECT series_id, grp, any_value(metric) AS metric, any_value(partner) AS partner,
@@ -176,7 +168,7 @@ def ew_episodes_sql(cfg: EwConfig = FLEET_EW, hosts: bool = True) -> str:
                    x.score >= {cfg.threshold} AS hot, {PARTNER_SQL} AS partner, se.labels['rack'] AS rack
             FROM {STREAM_EW} AS x JOIN metrics.series AS se USING (series_id)
             WHERE NOT x.is_state AND x.score >= {PARTNER_SCORE}),
-        g AS ({_episodes("SELECT * FROM h WHERE hot", gap)}),
+        g AS ({runs_sql("SELECT * FROM h WHERE hot", "series_id", gap)}),
         w AS ({_windows("SELECT * FROM g")}),
         -- the partner shows the episode: one of its hot episodes overlaps it, or at the episode's
         -- onset (± slack) it has a warm sample moving the same way. The onset, not anywhere in the
