@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,9 @@ class LakeLocation:
             path = Path(self.root)
             try:
                 path.mkdir(parents=True, exist_ok=True)
-                probe = path / ".shoal-write-probe"
+                # a name of its own: processes starting together (`shoal up`'s workers) each probe,
+                # and one's unlink must not take another's probe away
+                probe = path / f".shoal-write-probe-{os.getpid()}-{uuid.uuid4().hex}"
                 probe.write_bytes(b"")
                 probe.unlink()
             except OSError as exc:
