@@ -18,6 +18,8 @@ Then, each engine in its own child process and one after the other:
           the partition column), for an A/B of them in one run
   shoal-before-hour  (not in the default list) shoal without ADR 0047's lever (hour buckets read
           from the derived ``event_hour``)
+  shoal-before-split  (not in the default list) shoal without ADR 0050's lever (aggregations with
+          a DISTINCT run one range of day partitions at a time)
   duckdb  bare DuckDB on the snapshot's Parquet file list (``read_parquet``, hive partitions)
   polars  ``pl.scan_delta`` on the table, the same queries as lazy expressions
   spark   PySpark ``local[N]`` through ``shoal.spark.read_table`` (the snapshot's Parquet files,
@@ -392,7 +394,7 @@ def _runner(engine: str, project_dir: Path, p: dict[str, str], threads: int) -> 
     def sql(fmt: dict[str, str]) -> dict[str, str]:
         return {k: " ".join(v.split()).format(**fmt, **p) for k, v in SQL.items()}
 
-    if engine in ("shoal", "shoal-baseline", "shoal-before", "shoal-before-hour"):
+    if engine in ("shoal", "shoal-baseline", "shoal-before", "shoal-before-hour", "shoal-before-split"):
         import shoal
         from shoal.query import connect_lake
 
@@ -401,6 +403,8 @@ def _runner(engine: str, project_dir: Path, p: dict[str, str], threads: int) -> 
             con.partition_key_rewrite = False
         if engine == "shoal-before-hour":  # ... without ADR 0047's derived columns
             con.derived_column_rewrite = False
+        if engine == "shoal-before-split":  # ... without ADR 0050's partition-wise DISTINCT aggregation
+            con.partition_wise_aggregation = False
         if engine == "shoal-baseline":  # the same connection without ADR 0021's levers, for A/B
             con.close()
             con = connect_lake(lake, pin_snapshots=False)

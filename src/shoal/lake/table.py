@@ -372,6 +372,21 @@ class Table:
         finally:
             con.close()
 
+    def partition_rows(self, column: str) -> dict[object, int]:
+        """Rows per value of partition column ``column`` in the current snapshot, from the log's
+        file statistics (no data file is read); a file without a row count counts as one row."""
+        with translate_errors(f"table {self.name}"):
+            actions = pa.table(self.delta().get_add_actions(flatten=True))
+        key = f"partition.{column}"
+        if key not in actions.column_names:
+            return {}
+        counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else []
+        rows: dict[object, int] = {}
+        for i, value in enumerate(actions.column(key).to_pylist()):
+            n = counts[i] if i < len(counts) and counts[i] is not None else 1
+            rows[value] = rows.get(value, 0) + int(n)
+        return rows
+
     def count(self, version: int | None = None) -> int:
         dt = self.delta(version)
         layout = layout_of_fields(dt.schema().fields)

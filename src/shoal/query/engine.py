@@ -10,7 +10,8 @@ partition and file-statistics pruning. Older versions are reached with
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -25,6 +26,7 @@ from shoal.lake.mergeonread import resolve_sql
 from shoal.query.extensions import load_extension
 from shoal.query.partition_bounds import add_partition_bounds
 from shoal.query.partition_keys import rewrite_partition_keys
+from shoal.query.partition_wise import Lookups, split_by_partition
 from shoal.query.rewrite_cache import Columns, RewriteCache
 from shoal.query.snapshots import PIN_PREFIX, PinnedSnapshots
 from shoal.query.timetravel import AsOf, rewrite_as_of
@@ -33,6 +35,8 @@ from shoal.query.utctime import rewrite_utc_time
 #: a statement that may change the session's time zone (then the UTC rewrite stops)
 _SETS_TIMEZONE = re.compile(r"\b(SET|RESET)\b[^;]*\btime_?zone\b", re.IGNORECASE)
 #: SHOW DATABASES, answered without the attached databases that hold pinned snapshots
+#: how long a table's rows per partition are used to split queries before they are read again
+SPLIT_POINTS_S = 60.0
 _SHOW_DATABASES = re.compile(r"^\s*SHOW\s+DATABASES\s*;?\s*$", re.IGNORECASE)
 _USER_DATABASES = (
     "SELECT database_name FROM duckdb_databases() "
@@ -100,6 +104,9 @@ class Connection:
         self.partition_key_rewrite = True
         #: ... and from the plain columns ingest derives (``derive``, ADR 0047); off only to compare
         self.derived_column_rewrite = True
+        #: aggregations with a DISTINCT run one range of day partitions at a time (ADR 0050); off
+        #: only to compare
+        self.partition_wise_aggregation = True
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if threads:
             config["threads"] = threads
@@ -118,6 +125,8 @@ class Connection:
         self._mounted: dict[str, str] = {}
         #: each table's partition sources and derived columns (catalog sidecar), read once on first use
         self._column_sources: dict[str, tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]] = {}
+        #: rows per partition value of each table, with when they were read (partition_wise.py)
+        self._partition_rows: dict[tuple[str, str], tuple[float, Mapping[object, int]]] = {}
         # each table's view reads a pinned snapshot, re-pinned before a query when the table changed
         self._snapshots = PinnedSnapshots(self._raw, lake, pin=pin_snapshots)
         # statements of shoal's own (parsing, catalog look-ups) run here, not on the connection,
@@ -180,13 +189,20 @@ class Connection:
         if not self.utc_time_rewrite:
             return query
         partition_keys = self.partition_key_rewrite
-        # what the rewrite can depend on besides the columns: the tables mounted, the switches
-        generation = len(self._mounted) * 4 + partition_keys * 2 + self.derived_column_rewrite
+        # what the rewrite can depend on besides the columns: the tables mounted, the switches, and
+        # the partition ranges a split query was cut at (re-read every SPLIT_POINTS_S: they only
+        # decide its speed, never its rows)
+        switches = partition_keys * 4 + self.derived_column_rewrite * 2 + self.partition_wise_aggregation
+        epoch = int(time.monotonic() // SPLIT_POINTS_S) if self.partition_wise_aggregation else 0
+        generation = hash((len(self._mounted), switches, epoch))
         return self._rewrites.rewrite(
             query, generation, lambda columns: self._rewrite(query, columns, partition_keys=partition_keys)
         )
 
     def _rewrite(self, query: str, columns: Columns, *, partition_keys: bool) -> str:
+        if partition_keys and self.partition_wise_aggregation:  # first: it reads the query as written
+            lookups = Lookups(self._sources_of, self._derived_of, self._rows_per_partition, columns)
+            query = split_by_partition(self._helper, query, lookups)
         derived = self._names_derived_column(query)
         if derived and partition_keys:  # first: the UTC rewrite would take its calls
             query = rewrite_partition_keys(self._helper, query, self._keys_of, columns)
@@ -224,6 +240,26 @@ class Connection:
         columns whose values prune files."""
         declared = self._declared(schema, table)
         return None if declared is None else declared[0]
+
+    def _derived_of(self, schema: str, table: str) -> dict[str, tuple[str, str]] | None:
+        """A mounted lake table's derived columns (none when ``derived_column_rewrite`` is off)."""
+        declared = self._declared(schema, table)
+        return None if declared is None or not self.derived_column_rewrite else declared[1]
+
+    def _rows_per_partition(self, schema: str, table: str, column: str) -> Mapping[object, int]:
+        """Rows per value of a partition column (``Table.partition_rows``), read at most once per
+        ``SPLIT_POINTS_S`` per table; empty when the log cannot be read (the query is not split)."""
+        key = (f"{schema}.{table}".lower(), column)
+        now = time.monotonic()
+        kept = self._partition_rows.get(key)
+        if kept is not None and now - kept[0] < SPLIT_POINTS_S:
+            return kept[1]
+        try:
+            rows: Mapping[object, int] = self.lake.table(key[0]).partition_rows(column)
+        except ShoalError:
+            rows = {}
+        self._partition_rows[key] = (now, rows)
+        return rows
 
     def _keys_of(self, schema: str, table: str) -> dict[str, tuple[str, str]] | None:
         """Its partition sources, then its derived columns (unless ``derived_column_rewrite`` is
