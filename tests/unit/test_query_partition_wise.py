@@ -165,6 +165,16 @@ def test_left_as_written_where_groups_may_span_partitions(con: Connection, query
     assert _rows(got) == _rows(want)
 
 
+def test_parameters_leave_the_query_as_written(con: Connection) -> None:
+    query = "SELECT event_date, count(DISTINCT user_id) AS n FROM s.events WHERE x > ? GROUP BY 1"
+    con.partition_wise_aggregation = True
+    assert "UNION ALL" not in con._prepare(query)
+    got = con.execute(query, [5]).fetchall()
+    con.partition_wise_aggregation = False
+    assert sorted(got) == sorted(con.execute(query, [5]).fetchall())
+    assert got
+
+
 def test_rows_added_after_the_split_points_are_counted_once(lake: Lake, tmp_path: Path) -> None:
     """The ranges cover every partition value: new days (and a day before the first) land in the
     open first or last range, so stale split points cost speed, never rows."""

@@ -18,7 +18,8 @@ unit starts, so a month is never cut in two.
 Left as written (the query is not sure to give the same rows, or the split would not pay):
 
 * anything but one SELECT over one lake table with a day partition (no join, CTE, subquery, window
-  function, QUALIFY, SAMPLE, grouping sets, ROLLUP or CUBE, SELECT DISTINCT);
+  function, QUALIFY, SAMPLE, grouping sets, ROLLUP or CUBE, SELECT DISTINCT, prepared-statement
+  parameter);
 * a query without a DISTINCT aggregate: without one the hash table has a row per group only, which
   is small for the rollups users run, and splitting measured no gain (docs/benchmarks.md);
 * ORDER BY other than by output position or output name, a LIMIT or OFFSET that is not a constant;
@@ -48,8 +49,9 @@ _UNITS = {
     "seconds": 0, "minute": 0, "minutes": 0, "hour": 0, "hours": 0, "day": 0, "days": 0,
     "week": 1, "weeks": 1, "month": 2, "months": 2, "quarter": 3, "quarters": 3, "year": 4, "years": 4,
 }  # fmt: skip
-#: node classes a branch cannot carry as it is
-_UNSAFE = {"SUBQUERY", "WINDOW"}
+#: node classes a branch cannot carry as it is (a parameter repeated in every branch would ask
+#: the caller for one value per branch)
+_UNSAFE = {"SUBQUERY", "WINDOW", "PARAMETER"}
 #: how a branch's range is marked in the tree before it is printed
 _MARKER = "__shoal_partition_range__"
 _PARTS = "__shoal_partition_ranges__"
