@@ -116,6 +116,7 @@ NOT_SPLIT = [
     "SELECT e.event_date, count(DISTINCT p.user_id) FROM s.events e JOIN s.plain p USING (x) GROUP BY 1",
     "WITH w AS (SELECT * FROM s.events) SELECT event_date, count(DISTINCT user_id) FROM w GROUP BY 1",
     "SELECT event_date, count(DISTINCT user_id) FROM s.events GROUP BY 1 ORDER BY count(*)",
+    "SELECT event_date, event_date, count(DISTINCT user_id) FROM s.events GROUP BY 1 ORDER BY event_date",
     # a table without a declared partition source
     "SELECT event_date, count(DISTINCT user_id) FROM s.plain GROUP BY 1",
 ]

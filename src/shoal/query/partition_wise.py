@@ -277,12 +277,13 @@ def _split(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], lookups: Lookups
     units = [u for u in (info.unit_of(k, qualifiers) for k in keys) if u is not None]
     if not units:
         return None
-    outputs = {str(i.get("alias", "")).lower() for i in node.get("select_list") or [] if i.get("alias")}
-    outputs |= {
-        str(i.get("column_names", [""])[-1]).lower()
+    # the output names an outer ORDER BY can use: aliases and bare columns, each named once
+    named = [
+        str(i.get("alias") or (i.get("column_names") or [""])[-1]).lower()
         for i in node.get("select_list") or []
-        if i.get("class") == "COLUMN_REF" and not i.get("alias")
-    }
+        if i.get("alias") or i.get("class") == "COLUMN_REF"
+    ]
+    outputs = {n for n in named if named.count(n) == 1}
     if not _modifiers_ok(node, outputs, len(node.get("select_list") or [])):
         return None
     starts = ranges(lookups.splits(schema, table, part), min(units))
