@@ -28,7 +28,7 @@ from shoal.models.context import CHANGE_TYPE, COMMIT_VERSION, Handoff, RefreshCo
 from shoal.models.errors import ModelError
 from shoal.models.model import Model
 from shoal.models.slices import refresh_slices
-from shoal.models.watching import watch
+from shoal.models.watching import POLL_S, watch
 from shoal.query import Connection
 
 __all__ = ["ModelError", "ModelRunner", "RefreshResult", "order_models"]
@@ -190,6 +190,7 @@ class ModelRunner:
         should_stop: Callable[[], bool],
         on_cycle: Callable[[list[RefreshResult]], None] | None = None,
         on_retry: Callable[[ShoalError], None] | None = None,
+        poll_s: float = POLL_S,
     ) -> int:
         """Keep models fresh until ``should_stop()`` (see :func:`shoal.models.watching.watch`).
         Returns the number of refresh cycles run. Changes held meanwhile (``commit_every_s``) are
@@ -204,6 +205,7 @@ class ModelRunner:
                 should_stop=should_stop,
                 on_cycle=on_cycle,
                 on_retry=on_retry,
+                poll_s=poll_s,
             )
         finally:
             deferred.enabled = was
