@@ -224,7 +224,7 @@ def refresh(  # noqa: PLR0917 (typer options)
         typer.Option(
             "--interval",
             min=0.01,
-            help="With --watch: a cycle starts at most once per interval (sources looked at every 20 ms).",
+            help="With --watch: a cycle starts at most once per interval (ADR 0049).",
         ),
     ] = 1.0,
     fmt: FormatOpt = OutputFormat.table,
