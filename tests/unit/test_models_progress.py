@@ -4,6 +4,7 @@ which upstream changes one refresh consumes."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -136,3 +137,22 @@ def test_watch_refreshes_when_a_source_moves_and_waits_for_missing_ones() -> Non
     # None: wait quietly; 1: refresh; 1 again: nothing new; 2: refresh; 2 again: nothing new
     assert cycles == 2
     assert len(refreshed) == 2
+
+
+def test_watch_starts_a_cycle_soon_after_a_commit_that_lands_past_its_interval() -> None:
+    """Once the interval has passed with nothing new, the watcher looks often: a commit landing
+    then is taken within a poll, not up to a whole interval later (freshness, issue 18)."""
+    interval_s, commit_at = 1.0, 1.3
+    t0 = time.monotonic()
+    starts: list[float] = []
+
+    def source_versions() -> dict[str, int | None]:
+        return {"s.a": 1 if time.monotonic() - t0 < commit_at else 2}
+
+    def refresh() -> list[RefreshResult]:
+        starts.append(time.monotonic() - t0)
+        return []
+
+    watch(source_versions, refresh, interval_s=interval_s, should_stop=lambda: len(starts) >= 2)
+    # looking once per interval would take it at 2.0 s, 0.7 s after the commit
+    assert starts[1] - commit_at < 0.3, starts

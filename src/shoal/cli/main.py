@@ -224,7 +224,7 @@ def refresh(  # noqa: PLR0917 (typer options)
         typer.Option(
             "--interval",
             min=0.01,
-            help="With --watch: seconds between source checks; a cycle starts at most once per interval.",
+            help="With --watch: a cycle starts at most once per interval (ADR 0049).",
         ),
     ] = 1.0,
     fmt: FormatOpt = OutputFormat.table,

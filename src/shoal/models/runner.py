@@ -28,7 +28,7 @@ from shoal.models.context import CHANGE_TYPE, COMMIT_VERSION, Handoff, RefreshCo
 from shoal.models.errors import ModelError
 from shoal.models.model import Model
 from shoal.models.slices import refresh_slices
-from shoal.models.watching import watch
+from shoal.models.watching import POLL_S, watch
 from shoal.query import Connection
 
 __all__ = ["ModelError", "ModelRunner", "RefreshResult", "order_models"]
@@ -190,8 +190,12 @@ class ModelRunner:
         should_stop: Callable[[], bool],
         on_cycle: Callable[[list[RefreshResult]], None] | None = None,
         on_retry: Callable[[ShoalError], None] | None = None,
+        poll_s: float | None = None,
     ) -> int:
         """Keep models fresh until ``should_stop()`` (see :func:`shoal.models.watching.watch`).
+        ``poll_s``: how often sources are looked at once the interval has passed; by default
+        20 ms on a local lake (a look is a ``stat``), the interval on object stores (a look lists
+        the log: a request each time) (ADR 0049).
         Returns the number of refresh cycles run. Changes held meanwhile (``commit_every_s``) are
         committed when it returns."""
         deferred = self._session.deferred
@@ -204,10 +208,14 @@ class ModelRunner:
                 should_stop=should_stop,
                 on_cycle=on_cycle,
                 on_retry=on_retry,
+                poll_s=poll_s if poll_s is not None else self._default_poll_s(interval_s),
             )
         finally:
             deferred.enabled = was
             self.commit_held()
+
+    def _default_poll_s(self, interval_s: float) -> float:
+        return POLL_S if self.lake.location.scheme == "file" else interval_s
 
     def refresh_one(self, model: Model, *, full: bool = False) -> RefreshResult:
         start = time.perf_counter()

@@ -8,6 +8,11 @@ from collections.abc import Callable
 from shoal.errors import ShoalError, is_transient
 from shoal.models.context import RefreshResult
 
+#: how often an idle watcher looks for a new source version once its interval has passed: a look
+#: at a local table is one ``stat`` of its next log file, and each look saved is detection time
+#: added to every event's freshness (issue 18)
+POLL_S = 0.02
+
 
 def watch(
     source_versions: Callable[[], dict[str, int | None]],
@@ -17,38 +22,50 @@ def watch(
     should_stop: Callable[[], bool],
     on_cycle: Callable[[list[RefreshResult]], None] | None = None,
     on_retry: Callable[[ShoalError], None] | None = None,
+    poll_s: float = POLL_S,
 ) -> int:
     """Run ``refresh()`` whenever ``source_versions()`` changes, until ``should_stop()``.
 
-    The versions are looked at every ``interval_s``: a cycle starts at most once per interval, at
-    once when the previous cycle took longer, so a watcher of slow-moving rollups given a long
-    interval batches what its busy sources commit meanwhile. A source that does not exist yet
-    (version None) is waited for, quietly. A transient failure of a cycle (e.g. a commit conflict
-    with another runner of the same models) is passed to ``on_retry`` and the cycle is run again
-    at the next interval; any other error ends the watch. Returns the number of refresh cycles run.
+    A cycle starts at most once per ``interval_s`` (at once when the previous cycle took longer),
+    so a watcher of slow-moving rollups given a long interval batches what its busy sources
+    commit meanwhile. Once the interval has passed with nothing new, the versions are looked at
+    every ``poll_s`` (at most ``interval_s``), so a cycle starts within ``poll_s`` of the commit
+    it takes rather than up to a whole interval later. A source that does not exist yet
+    (version None) is waited for, quietly, looked for once per interval. A transient failure of a
+    cycle (e.g. a commit conflict with another runner of the same models) is passed to
+    ``on_retry`` and the cycle is run again at the next interval; any other error ends the watch.
+    Returns the number of refresh cycles run.
     """
+    poll_s = max(0.0, min(poll_s, interval_s))
     seen: dict[str, int | None] = {}
     cycles = 0
+    next_look = time.monotonic()  # no cycle before this (the last cycle's start + interval_s)
     while not should_stop():
-        looked = time.monotonic()
+        now = time.monotonic()
+        if now < next_look:
+            time.sleep(min(0.05, next_look - now))
+            continue
         current = source_versions()
-        if current != seen:
+        if current == seen:
             if any(v is None for v in current.values()):
-                seen = current
+                next_look = now + interval_s
             else:
-                try:
-                    results = refresh()
-                except ShoalError as exc:
-                    if not is_transient(exc):
-                        raise
-                    if on_retry is not None:
-                        on_retry(exc)
-                else:
-                    seen = current
-                    cycles += 1
-                    if on_cycle is not None:
-                        on_cycle(results)
-        deadline = looked + interval_s
-        while not should_stop() and time.monotonic() < deadline:
-            time.sleep(min(0.05, interval_s))
+                time.sleep(poll_s)
+            continue
+        next_look = now + interval_s
+        if any(v is None for v in current.values()):
+            seen = current
+            continue
+        try:
+            results = refresh()
+        except ShoalError as exc:
+            if not is_transient(exc):
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+        else:
+            seen = current
+            cycles += 1
+            if on_cycle is not None:
+                on_cycle(results)
     return cycles
