@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from operator import methodcaller
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,7 +62,6 @@ META_FIELDS = [
 #: consumed batches of at least this many records are decoded on the decode thread while the next
 #: batch is consumed; smaller ones (a live stream, not a backlog) are decoded before the next poll
 PIPELINE_MIN_RECORDS = 1000
-_VALUE, _KEY, _TIMESTAMP = methodcaller("value"), methodcaller("key"), methodcaller("timestamp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,9 +487,9 @@ class IngestWorker:
     ) -> _Built:
         """Decode accepted records and build their rows (on the decode thread)."""
         n = len(kept)
-        values = list(map(_VALUE, kept))
-        keys = list(map(_KEY, kept))
-        stamps = np.fromiter((t[1] for t in map(_TIMESTAMP, kept)), np.int64, n)
+        values = [m.value() for m in kept]
+        keys = [m.key() for m in kept]
+        stamps = np.fromiter((m.timestamp()[1] for m in kept), np.int64, n)
 
         t0 = time.perf_counter()
         res = self.decoder.decode(values)
