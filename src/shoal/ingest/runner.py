@@ -352,9 +352,9 @@ class IngestWorker:
                 if reason:
                     self._flush(reason, wait=False)  # committed while the next batches are consumed
                 decoding = self._decoding[1] if self._decoding is not None else 0
+                # (not shortened while a batch is decoding: consume() returns as soon as it has a
+                # batch, and a shorter wait made batches smaller when fetching was the bottleneck)
                 timeout = min(0.5, max(0.01, self.buffer.seconds_until_due()))
-                if decoding:
-                    timeout = min(timeout, 0.05)  # a quiet topic must not hold a decoded batch back
                 # Never take more than the flush needs: keeps each flush at most max_rows.
                 room = max(1, max_rows - self.buffer.rows - decoding)
                 t0 = time.perf_counter()
