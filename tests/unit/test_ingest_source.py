@@ -207,13 +207,15 @@ class TimedSource(MemorySource):
         return out
 
 
-def _worker(lake: Lake, log: dict[tuple[str, int], list[bytes]], opened: list[MemorySource]) -> IngestWorker:
+def _worker(
+    lake: Lake, log: dict[tuple[str, int], list[bytes]], opened: list[MemorySource], spec: PipelineSpec = SPEC
+) -> IngestWorker:
     def factory(spec: PipelineSpec, extra: Mapping[str, Any], events: SourceEvents, *_: Any) -> RecordSource:
         source = TimedSource(log, events)
         opened.append(source)
         return source
 
-    return IngestWorker(lake, SPEC, source=factory, drain_idle_s=0.05, drain_timeout_s=2)
+    return IngestWorker(lake, spec, source=factory, drain_idle_s=0.05, drain_timeout_s=2)
 
 
 def test_commits_overlap_consuming_and_land_in_order_exactly_once(tmp_path: Path) -> None:
@@ -248,3 +250,68 @@ def test_a_failed_commit_in_flight_stops_the_worker_with_nothing_after_it(tmp_pa
     again = run(lake, log, [])
     assert (again.consumed, again.committed_rows) == (8, 8)
     assert lake.table("ns.mem_events").count() == 12
+
+
+def _slow_builds(
+    worker: IngestWorker, seconds: float, fail_at: int | None = None
+) -> list[tuple[float, float, int]]:
+    """Make each batch's decode + build on the decode thread take ``seconds``; the ``fail_at``-th
+    (1-based) raises. Returns (start, end, first offset) of each."""
+    spans: list[tuple[float, float, int]] = []
+    real = worker._build
+
+    def build(kept: Sequence[Record], *args: Any) -> Any:
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        if fail_at is not None and len(spans) + 1 == fail_at:
+            spans.append((t0, time.monotonic(), kept[0].offset() or 0))
+            raise OSError("decoder gone")
+        built = real(kept, *args)
+        spans.append((t0, time.monotonic(), kept[0].offset() or 0))
+        return built
+
+    worker._build = build  # type: ignore[method-assign]
+    return spans
+
+
+def test_batches_decode_while_the_next_is_consumed_and_land_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shoal.ingest.runner.PIPELINE_MIN_RECORDS", 1)  # every batch is a backlog's
+    log = {("log", 0): [json.dumps({"n": i}).encode() for i in range(10)], ("log", 1): [b'{"n": 100}']}
+    lake = Lake(str(tmp_path / "lake"))
+    opened: list[MemorySource] = []
+    # batches of 2 into flushes of 4: the first batch of a flush decodes while the second is consumed
+    worker = _worker(lake, log, opened, SPEC.model_copy(update={"consume_batch": 2}))
+    spans = _slow_builds(worker, 0.2)
+    stats = worker.run(until_drained=True)
+    assert (stats.consumed, stats.committed_rows) == (11, 11)
+    # one decode at a time, in consumed order; a batch was consumed while another was decoding
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    assert any(s < t < e for s, e, _ in spans for t in _polls(opened))
+    rows = lake.table("ns.mem_events").to_arrow(columns=["n", "_kafka_offset", "_kafka_partition"])
+    got = sorted(zip(*(c.to_pylist() for c in rows.columns), strict=True), key=lambda r: (r[2], r[1]))
+    assert [r[0] for r in got] == [*range(10), 100]
+    assert lake.table("ns.mem_events").version == stats.flushes >= 3  # flushes of at most 4 rows
+    assert opened[0].committed == {("log", 0): 10, ("log", 1): 1}
+
+
+def test_a_failed_decode_stops_the_worker_with_nothing_of_it_or_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shoal.ingest.runner.PIPELINE_MIN_RECORDS", 1)
+    log = {("log", 0): [json.dumps({"n": i}).encode() for i in range(12)]}
+    lake = Lake(str(tmp_path / "lake"))
+    opened: list[MemorySource] = []
+    worker = _worker(lake, log, opened, SPEC.model_copy(update={"consume_batch": 2}))
+    spans = _slow_builds(worker, 0.05, fail_at=3)
+    with pytest.raises(OSError, match="decoder gone"):
+        worker.run(until_drained=True)
+    failed_from = spans[2][2]
+    committed = lake.table("ns.mem_events").to_arrow(columns=["n"]).column(0).to_pylist()
+    assert sorted(committed) == list(range(len(committed)))
+    assert len(committed) <= failed_from  # nothing of the failed batch, nothing consumed after it
+    again = run(lake, log, [])
+    assert again.committed_rows == 12 - len(committed)
+    final = lake.table("ns.mem_events").to_arrow(columns=["n"]).column(0).to_pylist()
+    assert sorted(final) == list(range(12))

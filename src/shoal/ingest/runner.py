@@ -1,10 +1,15 @@
 """The ingest loop: record source (Kafka) → decode → Arrow → transform → buffer → exactly-once commit.
 
-The loop consumes, decodes and buffers on one thread; a full buffer is committed (Parquet write +
-Delta commit, most of it in delta-rs without the GIL) on a second thread while the loop goes on
-consuming the next one. At most one commit is in flight, commits land in order, and anything that
-needs the lake's progress (an assignment, a revocation, a loss, the end) first waits for it; the
-Kafka offset commit and the counters follow on the loop's thread. Memory is bounded by two flush
+The loop consumes and checks offsets on its own thread; a consumed batch of at least
+``PIPELINE_MIN_RECORDS`` records is decoded and built into Arrow on a decode thread while the loop
+consumes the next one (ADR 0048: numpy and Arrow kernels and librdkafka's waits run without the GIL,
+so the two overlap). Batches land in the buffer in the order they were consumed; a smaller batch (a
+live stream rather than a backlog) is decoded before the next poll, so freshness does not change.
+A full buffer is committed (Parquet write + Delta commit, most of it in delta-rs without the GIL)
+on a third thread while the loop goes on consuming the next one. At most one commit is in flight,
+commits land in order, and anything that needs the lake's progress (an assignment, a revocation, a
+loss, the end) first waits for it; the Kafka offset commit and the counters follow on the loop's
+thread. A flush (and a loss) first lands the batch being decoded. Memory is bounded by two flush
 units plus librdkafka's pre-fetch queue (capped in :data:`shoal.sources.kafka.DEFAULT_CONSUMER_CONFIG`).
 
 ``until_drained``: librdkafka emits a partition-EOF event when a fetch reaches the partition's end.
@@ -52,6 +57,21 @@ META_FIELDS = [
     pa.field("_kafka_key", pa.binary()),
     pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
 ]
+
+
+#: consumed batches of at least this many records are decoded on the decode thread while the next
+#: batch is consumed; smaller ones (a live stream, not a backlog) are decoded before the next poll
+PIPELINE_MIN_RECORDS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """One consumed batch, decoded and built: what the buffer takes."""
+
+    batch: pa.RecordBatch | None
+    ranges: dict[TopicPartition, tuple[int, int]]
+    dead: list[DeadRecord]
+    records: int
 
 
 class ProjectLike(Protocol):
@@ -222,6 +242,9 @@ class IngestWorker:
         # the commit in flight on the committer thread: (its result and end time, flush reason)
         self._committer: ThreadPoolExecutor | None = None
         self._inflight: tuple[Future[tuple[CommitResult, float]], str] | None = None
+        # the batch being decoded on the decode thread: (its build, its record count)
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._decoding: tuple[Future[_Built], int] | None = None
         self._refresh_models = list(refresh_models)
         self.follower: CommitFollower | None = None
 
@@ -269,6 +292,8 @@ class IngestWorker:
     def on_lost(self, tps: list[TopicPartition]) -> None:
         # Another member may own them already: committing could only be filtered away, so drop
         # (a commit already in flight is built on the snapshot it read: a conflict if they moved on).
+        if not self._failed:
+            self._land(wait=True)  # the batch being decoded may hold records of them
         dropped = self.buffer.drop_partitions(tps)
         if not self._failed:
             self._settle(wait=True)
@@ -318,10 +343,20 @@ class IngestWorker:
                 log=self.log,
             )
         try:
+            max_rows = self.spec.flush.max_rows
             while not self.stop_event.is_set():
+                # the batch being decoded lands once done, or now if it completes the flush unit
+                decoding = self._decoding[1] if self._decoding is not None else 0
+                self._land(wait=self.buffer.rows + decoding >= max_rows)
+                reason = self.buffer.due()
+                if reason:
+                    self._flush(reason, wait=False)  # committed while the next batches are consumed
+                decoding = self._decoding[1] if self._decoding is not None else 0
+                # (not shortened while a batch is decoding: consume() returns as soon as it has a
+                # batch, and a shorter wait made batches smaller when fetching was the bottleneck)
                 timeout = min(0.5, max(0.01, self.buffer.seconds_until_due()))
                 # Never take more than the flush needs: keeps each flush at most max_rows.
-                room = max(1, self.spec.flush.max_rows - self.buffer.rows)
+                room = max(1, max_rows - self.buffer.rows - decoding)
                 t0 = time.perf_counter()
                 msgs = source.poll(min(self.spec.consume_batch, room), timeout)
                 if msgs:
@@ -333,11 +368,10 @@ class IngestWorker:
                 self._settle(wait=False)
                 if msgs and self._ingest(msgs):
                     self._quiet_since = None
-                elif self._quiet_since is None:
-                    self._quiet_since = time.monotonic()
-                reason = self.buffer.due()
-                if reason:
-                    self._flush(reason, wait=False)  # committed while the next batches are consumed
+                else:
+                    self._land(wait=True)
+                    if self._quiet_since is None:
+                        self._quiet_since = time.monotonic()
                 if until_drained and self._drained():
                     stopped = "drained"
                     break
@@ -354,6 +388,8 @@ class IngestWorker:
                 if self.follower is not None:
                     self.follower.close()  # the models catch up with the last commit first
             finally:
+                if self._decode_pool is not None:
+                    self._decode_pool.shutdown(wait=True)
                 if self._committer is not None:
                     self._committer.shutdown(wait=True)
                 self.sink.wait_compaction(timeout=60)
@@ -407,7 +443,8 @@ class IngestWorker:
 
     # -- one consumed batch --------------------------------------------------------------------------
     def _ingest(self, msgs: Sequence[Record]) -> int:
-        """Decode and buffer one consumed batch; returns how many records it held."""
+        """Check the offsets of one consumed batch and hand it to the decode thread (the batch
+        decoded before it lands in the buffer first); returns how many records it held."""
         kept, offsets, parts, topics, ranges = accept_records(msgs, self._expected, self._eof)
         skipped = len(msgs) - len(kept)
         self._skipped += skipped
@@ -420,6 +457,36 @@ class IngestWorker:
             self._first_record = time.monotonic()
         self._consumed += n
         self.metrics.consumed.labels(self.spec.name).inc(n)
+        self._land(wait=True)  # batches land in the order they were consumed
+        if self._decode_pool is None:
+            self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix=f"decode-{self.spec.name}")
+        fut = self._decode_pool.submit(self._build, kept, offsets, parts, topics, ranges)
+        self._decoding = (fut, n)
+        if n < PIPELINE_MIN_RECORDS:
+            self._land(wait=True)
+        return n + skipped
+
+    def _land(self, *, wait: bool) -> None:
+        """Add the batch being decoded to the buffer once it is built (``wait``: wait for it).
+        Its error (e.g. an incompatible transform result) is raised here."""
+        if self._decoding is None or (not wait and not self._decoding[0].done()):
+            return
+        fut = self._decoding[0]
+        self._decoding = None
+        built = fut.result()
+        self.buffer.add(built.batch, built.ranges, built.dead, records=built.records)
+        self.metrics.buffered.labels(self.spec.name).set(self.buffer.rows)
+
+    def _build(
+        self,
+        kept: Sequence[Record],
+        offsets: np.ndarray,
+        parts: np.ndarray,
+        topics: pa.Array,
+        ranges: dict[TopicPartition, tuple[int, int]],
+    ) -> _Built:
+        """Decode accepted records and build their rows (on the decode thread)."""
+        n = len(kept)
         values = [m.value() for m in kept]
         keys = [m.key() for m in kept]
         stamps = np.fromiter((m.timestamp()[1] for m in kept), np.int64, n)
@@ -451,14 +518,7 @@ class IngestWorker:
         dead.extend(self._dead_from_rows(kept, failed))
         self.metrics.build_s.labels(self.spec.name).observe(time.perf_counter() - t1)
         batch = table.combine_chunks().to_batches()
-        self.buffer.add(
-            batch[0] if batch else None,
-            ranges,
-            dead,
-            records=n,
-        )
-        self.metrics.buffered.labels(self.spec.name).set(self.buffer.rows)
-        return n + skipped
+        return _Built(batch[0] if batch else None, ranges, dead, n)
 
     def _dead_record(self, m: Record, error_class: str, message: str) -> DeadRecord:
         ts = m.timestamp()[1]
@@ -486,6 +546,7 @@ class IngestWorker:
     def _flush(self, reason: str, *, wait: bool = True) -> None:
         """Commit the buffer on the committer thread, after the commit in flight (if any) landed;
         ``wait``: and wait for it too."""
+        self._land(wait=True)  # everything consumed so far is in the unit
         if not self.buffer.empty:
             self._settle(wait=True)  # one commit in flight at a time: they land in order
             unit = self.buffer.take(reason)
@@ -500,7 +561,14 @@ class IngestWorker:
             self._settle(wait=True)
 
     def _abandon_inflight(self) -> None:
-        """On the way out after a failure: let a commit in flight land (or fail) before returning."""
+        """On the way out after a failure: let a decode and a commit in flight end (or fail) before
+        returning; nothing of the batch being decoded is buffered."""
+        if self._decoding is not None:
+            fut_built, self._decoding = self._decoding[0], None
+            try:
+                fut_built.result()
+            except BaseException:  # the run is already failing with the first error
+                self._failed = True
         if self._inflight is not None:
             fut, self._inflight = self._inflight[0], None
             try:
