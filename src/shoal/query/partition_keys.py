@@ -47,7 +47,15 @@ from typing import Any
 import duckdb
 
 from shoal.query.partition_bounds import Columns, Relation, Sources, owner, relations
-from shoal.query.sqltree import NOWHERE, Node, expression_name, function_call, rewrite_statement, walk
+from shoal.query.sqltree import (
+    NOWHERE,
+    Node,
+    date_trunc_call,
+    expression_name,
+    function_call,
+    rewrite_statement,
+    walk,
+)
 
 #: a cheap test before parsing: a truncation or a cast to DATE at all?
 _CANDIDATE = re.compile(r"date_?trunc|::\s*date\b|\bas\s+date\b", re.IGNORECASE)
@@ -127,17 +135,11 @@ class _Node:
             if found and days:
                 return _column([*found[0].qualifier(), days[0]]) | {"alias": alias}
             return None
-        if cls != "FUNCTION" or node.get("schema") not in ("", "main") or node.get("distinct"):
+        call = date_trunc_call(node)
+        found = self.source(call[1]) if call is not None else None
+        if call is None or found is None:
             return None
-        if str(node.get("function_name", "")).lower() not in ("date_trunc", "datetrunc"):
-            return None
-        args: list[Node] = list(node.get("children") or [])
-        if len(args) != 2 or args[0].get("class") != "CONSTANT":
-            return None
-        unit = args[0].get("value", {}).get("value")
-        found = self.source(args[1])
-        if not isinstance(unit, str) or found is None:
-            return None
+        unit, unit_node = call[0], node["children"][0]
         rank = _UNITS.get(unit.lower())
         rel, derivations = found
         usable = [
@@ -153,11 +155,11 @@ class _Node:
         if transform == "hour":  # p is the hour as an instant: truncate it further if asked
             if rank == _TRANSFORM_UNIT["hour"]:
                 return column | {"alias": alias}
-            return dict(node, children=[args[0], column])  # which the UTC rewrite then floors
+            return dict(node, children=[unit_node, column])  # which the UTC rewrite then floors
         # p is a DATE: the day as a plain UTC timestamp, truncated further if asked, as an instant
         plain = _cast(column, "TIMESTAMP")
         if rank is not None and rank > _TRANSFORM_UNIT["day"]:
-            plain = function_call("date_trunc", args[0], plain)
+            plain = function_call("date_trunc", unit_node, plain)
         return function_call("make_timestamptz", function_call("epoch_us", plain), alias=alias)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, walk
+from shoal.query.sqltree import NOWHERE, Node, date_trunc_call, walk
 
 #: a range holds at least this many rows (below it, a branch's own cost outweighs a smaller table)
 MIN_BRANCH_ROWS = 250_000
@@ -145,15 +145,11 @@ class _Table:
             child = _column_name(node.get("child") or {}, qualifiers)
             is_date = node.get("cast_type", {}).get("id") == "DATE" and not node.get("try_cast")
             return 0 if is_date and child in (self.source, self.part) else None
-        if cls != "FUNCTION" or node.get("distinct") or node.get("schema") not in ("", "main"):
+        call = date_trunc_call(node)
+        if call is None:
             return None
-        if str(node.get("function_name", "")).lower() not in ("date_trunc", "datetrunc"):
-            return None
-        args: list[Node] = list(node.get("children") or [])
-        if len(args) != 2 or args[0].get("class") != "CONSTANT":
-            return None
-        unit = _UNITS.get(str(args[0].get("value", {}).get("value", "")).lower())
-        inner = self.unit_of(args[1], qualifiers)
+        unit = _UNITS.get(call[0].lower())
+        inner = self.unit_of(call[1], qualifiers)
         if unit is None or inner is None:
             return None
         return max(unit, inner)

@@ -49,6 +49,20 @@ def expression_name(con: duckdb.DuckDBPyConnection, item: Node) -> str:
     return str(out[0]).removeprefix("SELECT ").replace(" AS DATE)", ' AS "DATE")')
 
 
+def date_trunc_call(node: Node) -> tuple[str, Node] | None:
+    """``(unit, argument)`` when ``node`` is DuckDB's own ``date_trunc`` (or ``datetrunc``) with a
+    constant text unit, else None."""
+    if node.get("class") != "FUNCTION" or node.get("schema") not in ("", "main") or node.get("distinct"):
+        return None
+    if str(node.get("function_name", "")).lower() not in ("date_trunc", "datetrunc"):
+        return None
+    args: list[Node] = list(node.get("children") or [])
+    if len(args) != 2 or args[0].get("class") != "CONSTANT":
+        return None
+    unit = args[0].get("value", {}).get("value")
+    return (unit, args[1]) if isinstance(unit, str) else None
+
+
 def function_call(name: str, *children: Node, alias: str = "") -> Node:
     """The parse-tree node of a call ``name(children...)``."""
     return {
