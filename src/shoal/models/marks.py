@@ -147,6 +147,7 @@ class RestateMarks:
                 new = rows.select(cols).rename_columns([*by, MARK]).cast(held.rows.schema)
                 both = pa.concat_tables([held.rows, new])
                 agg = both.group_by(by, use_threads=False).aggregate([(MARK, "max")])
+                agg = agg.select([*by, f"{MARK}_max"])  # by name: the output order is pyarrow's
                 held.rows = agg.rename_columns([*by, MARK]).cast(held.rows.schema)
             except _ARROW_ERRORS:
                 self.drop(model.name)  # e.g. a type Arrow cannot hash or order: read as before
