@@ -563,14 +563,10 @@ class IngestWorker:
     def _abandon_inflight(self) -> None:
         """On the way out after a failure: let a decode and a commit in flight end (or fail) before
         returning; nothing of the batch being decoded is buffered."""
-        if self._decoding is not None:
-            fut_built, self._decoding = self._decoding[0], None
-            try:
-                fut_built.result()
-            except BaseException:  # the run is already failing with the first error
-                self._failed = True
-        if self._inflight is not None:
-            fut, self._inflight = self._inflight[0], None
+        held = (self._decoding, self._inflight)
+        pending: list[Future[Any]] = [h[0] for h in held if h is not None]
+        self._decoding = self._inflight = None
+        for fut in pending:  # the decode first, then the commit, as they were started
             try:
                 fut.result()
             except BaseException:  # the run is already failing with the first error
