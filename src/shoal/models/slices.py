@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,6 +22,7 @@ from shoal.models.model import Model
 from shoal.models.sql import constant_bound, ident, literal, plain
 
 SPLIT_GROUPS_MAX = 8  # restate scopes are read per group of slices up to this many groups
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
 
 
 def refresh_slices(ctx: RefreshContext) -> RefreshResult:
@@ -49,7 +51,7 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
         new_rows = ctx.run_sql(model.incremental_sql or scoped(model, touched, f"({model.sql})"))
         ctx.check_columns(new_rows.schema)
         ctx.check_unique(new_rows, "incremental SQL" if model.incremental_sql else "SQL")
-        changed, stale, updates = _diff(ctx, new_rows, scratch)
+        changed, stale, updates = _diff(ctx, new_rows, scratch, old_scope)
         feed = None
         if ctx.feeds_downstream and _old_holds_every_key(model, ctx.table.schema, new_rows.schema):
             feed = ctx.change_rows(scratch, "__shoal_old", changed, stale, existed=updates)
@@ -189,14 +191,15 @@ def _scoped_group(
     return f"{sql} WHERE {' AND '.join(where)}" if where else sql
 
 
-def _diff(ctx: RefreshContext, new_rows: pa.Table, scratch: Scratch) -> tuple[pa.Table, pa.Table, bool]:
+def _diff(
+    ctx: RefreshContext, new_rows: pa.Table, scratch: Scratch, old_scope: pa.Table
+) -> tuple[pa.Table, pa.Table, bool]:
     """(rows that differ from the target's rows in scope, ``__shoal_old``; keys of those that are
     gone; whether any changed row's key already exists in the target). Writing only what
     changed keeps commits small and the change feed — what downstream models recompute from —
-    precise."""
+    precise. ``old_scope``: the slices ``__shoal_old`` was read from."""
     model, con = ctx.model, ctx.con
     key = ", ".join(ident(c) for c in model.unique_key)
-    scratch.register("__shoal_new", new_rows)
     target_cols = set(ctx.table.schema.names)
     same_cols = all(c in target_cols for c in new_rows.column_names)
     scope_cols = {*model.incremental_by, *([model.restate_from] if model.restate_from else [])}
@@ -208,6 +211,15 @@ def _diff(ctx: RefreshContext, new_rows: pa.Table, scratch: Scratch) -> tuple[pa
         if same_cols and scope_cols <= set(model.unique_key):
             return new_rows, stale, False
         return new_rows, stale, _any_exists(ctx, new_rows, scratch)
+    fresh = None
+    if same_cols and scope_cols <= set(model.unique_key):
+        # a key names its slice, and __shoal_old holds rows of old_scope's slices only: a new row
+        # of any other slice matches no old row, so only the rest is compared in DuckDB (a cycle
+        # with a few late slices would otherwise hash every new row against them)
+        split = _outside_slices(new_rows, old_scope, list(model.incremental_by))
+        if split is not None:
+            fresh, new_rows = split
+    scratch.register("__shoal_new", new_rows)
     match = " AND ".join(f"o.{ident(c)} IS NOT DISTINCT FROM n.{ident(c)}" for c in model.unique_key)
     stale = con.sql(
         f"SELECT {key} FROM __shoal_old AS o WHERE NOT EXISTS (SELECT 1 FROM __shoal_new AS n WHERE {match})"
@@ -223,7 +235,7 @@ def _diff(ctx: RefreshContext, new_rows: pa.Table, scratch: Scratch) -> tuple[pa
     updated = con.sql(
         f"SELECT n.* FROM __shoal_new AS n JOIN __shoal_old AS o ON {match} WHERE {differs}"
     ).to_arrow_table()
-    parts = [added.to_arrow_table(), updated]
+    parts = [added.to_arrow_table(), updated, *([fresh] if fresh is not None else [])]
     changed = pa.concat_tables([t.select(new_rows.column_names).cast(new_rows.schema) for t in parts])
     if changed.num_rows == 0:
         return changed, stale, False
@@ -233,6 +245,24 @@ def _diff(ctx: RefreshContext, new_rows: pa.Table, scratch: Scratch) -> tuple[pa
     if scope_cols <= set(model.unique_key):
         return changed, stale, updated.num_rows > 0
     return changed, stale, _any_exists(ctx, changed, scratch)
+
+
+def _outside_slices(rows: pa.Table, slices: pa.Table, by: list[str]) -> tuple[pa.Table, pa.Table] | None:
+    """(``rows`` of no slice in ``slices``, the others): a hash semi join on the slice columns. A
+    row with a NULL slice value counts as inside (Arrow's join matches no NULL, SQL's
+    ``IS NOT DISTINCT FROM`` does). None when Arrow cannot join these types."""
+    if not by:
+        return None
+    try:
+        keys = rows.select(by).append_column("__shoal_i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+        wanted = slices.select(by).cast(keys.select(by).schema)
+        hit = keys.join(wanted, keys=by, join_type="left semi", use_threads=False)["__shoal_i"]
+    except _ARROW_ERRORS:
+        return None
+    inside = pc.is_in(keys["__shoal_i"], value_set=hit.combine_chunks())
+    for c in by:
+        inside = pc.or_(inside, pc.is_null(rows[c]))
+    return rows.filter(pc.invert(inside)), rows.filter(inside)
 
 
 def _any_exists(ctx: RefreshContext, rows: pa.Table, scratch: Scratch) -> bool:
