@@ -153,32 +153,3 @@ def test_pins_are_named_as_internal_and_left_out_of_show_databases(tmp_path: Pat
         assert set(pins) <= set(everything)  # DuckDB's own SHOW DATABASES lists them
         assert [r[0] for r in con.sql("SHOW DATABASES").fetchall()] == ["memory", "mine"]
         assert [r[0] for r in con.execute("show databases;").fetchall()] == ["memory", "mine"]
-
-
-def test_a_table_committed_to_again_soon_after_it_was_pinned_stays_scanned_longer(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
-    table = lake.table("s.t")
-    with connect_lake(lake) as con:
-        pin = con._snapshots._pins["s.t"]
-        table.append(pa.table({"x": [2]}))
-        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (2,)
-        assert pin.scanning
-        assert pin.quiet_s == QUIET_S
-        _age_log(tmp_path, QUIET_S + 1)
-        con.sql("SELECT count(*) FROM s.t").fetchone()
-        assert len(_pins(con)) == 1  # pinned again
-        table.append(pa.table({"x": [3]}))  # and committed to again soon after
-        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (3,)
-        assert pin.scanning
-        assert pin.quiet_s == 2 * QUIET_S
-        _age_log(tmp_path, QUIET_S + 1)
-        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (3,)
-        assert _pins(con) == []  # quiet for QUIET_S only: still scanned
-        _age_log(tmp_path, QUIET_S)
-        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (3,)
-        assert len(_pins(con)) == 1  # quiet for twice QUIET_S: pinned again
-        pin.pinned_at -= 2 * pin.quiet_s  # as if pinned long ago: the next change starts over
-        table.append(pa.table({"x": [4]}))
-        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (4,)
-        assert pin.scanning
-        assert pin.quiet_s == QUIET_S

@@ -11,9 +11,7 @@ commit and re-pins the ones that have one:
   last change -- file systems stamp with a coarse clock, so a commit within the same tick as the
   previous look could otherwise keep the old stamp; otherwise the log is read (``update_incremental``).
 * a table that changed goes back to a ``delta_scan`` view and is pinned again only once it has been
-  quiet for ``QUIET_S`` (twice as long each time it changes again soon after being pinned, up to
-  ``QUIET_MAX_S``: a table committed to every few seconds stays scanned). Pinning pays on tables
-  read many times per commit (dashboards, analysts);
+  quiet for ``QUIET_S``. Pinning pays on tables read many times per commit (dashboards, analysts);
   on a table committed to every second or two (a pipeline's table, a watched model) every query
   would pay an ``ATTACH`` of the new snapshot instead -- measured, that made each query of a live
   table 3-5x dearer than a scan and the billing watcher's cycle 2-3x longer
@@ -44,8 +42,6 @@ from shoal.lake.mergeonread import MergeOnRead, resolve_sql
 MTIME_TRUST_S = 1.0
 #: a table that changed is scanned until it has had no commit for this long, then pinned again
 QUIET_S = 5.0
-#: a table that changes again soon after it was pinned waits twice as long, up to this
-QUIET_MAX_S = 300.0
 #: the alias of the scan views made here (so a view someone else replaced is told apart)
 _SCAN_ALIAS = "__shoal_scan"
 #: how the attached databases holding pinned snapshots are named (DuckDB has no hidden attached
@@ -78,8 +74,6 @@ class _Pin:
     mtime_ns: int = -1
     seen_at: float = 0.0
     scanning: bool = False  # on a delta_scan view since its last change (hot), not pinned
-    quiet_s: float = QUIET_S  # how long it must have no commit before it is pinned again
-    pinned_at: float = 0.0  # when it was last pinned again after a change
 
 
 class PinnedSnapshots:
@@ -133,7 +127,7 @@ class PinnedSnapshots:
                     continue
                 if st.st_mtime_ns != pin.mtime_ns:
                     pin.mtime_ns = st.st_mtime_ns
-                elif now - st.st_mtime_ns / 1e9 >= pin.quiet_s:
+                elif now - st.st_mtime_ns / 1e9 >= QUIET_S:
                     self._repin(name)
                 continue
             if (
@@ -157,12 +151,6 @@ class PinnedSnapshots:
         self._scan_view(name, pin.uri)
         self._detach(pin.alias)
         pin.alias, pin.scanning, pin.mtime_ns, pin.version = "", True, mtime_ns, -1
-        # A table committed to every few seconds (a model another watcher refreshes, a slow
-        # pipeline) would flip view twice per commit, each flip a view rebind and an ATTACH or
-        # DETACH: if it changed again soon after it was pinned again, it stays scanned twice as
-        # long next time.
-        soon = time.time() - pin.pinned_at < 2 * pin.quiet_s
-        pin.quiet_s = min(pin.quiet_s * 2, QUIET_MAX_S) if soon else QUIET_S
 
     def _version(self, name: str) -> int:
         try:
@@ -208,8 +196,6 @@ class PinnedSnapshots:
             if pin.alias:
                 self._detach(pin.alias)
             return
-        if pin.scanning:  # pinned again after a change (not the first pin, made at connect)
-            pin.pinned_at = seen
         old, pin.alias, pin.scanning = pin.alias, alias, False
         pin.mtime_ns, pin.seen_at, pin.version = st.st_mtime_ns, seen, version
         if old:
