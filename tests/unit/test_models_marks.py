@@ -144,41 +144,48 @@ def test_a_revenue_commit_reads_only_the_days_its_changes_touch(tmp_path: Path) 
         assert_fast_path_exact(runner.con, events)
 
 
+RUNNING_SOURCE = pa.schema([("g", pa.string()), ("k", pa.string()), ("t", pa.int64()), ("x", pa.int64())])
+#: running totals per slice (g, k) in t order: a late row restates its slice's later rows
+RUNNING = Model(
+    name="s.running",
+    sql="select g, k, t, sum(x) over (partition by g, k order by t)::BIGINT as total from s.ev",
+    unique_key=("g", "k", "t"),
+    incremental_by=("g", "k"),
+    restate_from="t",
+    upstream=("s.ev",),
+)
+
+
+def _running_totals_lake(tmp_path: Path) -> tuple[Lake, Table]:
+    """A lake with ``s.ev``: slices (a, NULL) and (a, b) at t = 1 and 3."""
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.ev", RUNNING_SOURCE)
+    data = {"g": ["a"] * 4, "k": [None, None, "b", "b"], "t": [1, 3, 1, 3], "x": [1, 2, 3, 4]}
+    ev.append(pa.table(data, schema=RUNNING_SOURCE))
+    return lake, ev
+
+
+def _running_rows(lake: Lake) -> list[tuple[object, ...]]:
+    got = lake.table("s.running").to_arrow().to_pylist()
+    return sorted((r["g"], r["k"] or "", r["t"], r["total"]) for r in got)
+
+
 def test_a_slice_with_a_null_slice_value_is_read_when_restated(tmp_path: Path) -> None:
     """Marks are matched by slice in Arrow, whose join matches no NULL: a slice whose second
     ``incremental_by`` value is NULL must still be read when a late row restates it, or the
     refresh would append its restated rows beside the old ones."""
-    schema = pa.schema([("g", pa.string()), ("k", pa.string()), ("t", pa.int64()), ("x", pa.int64())])
-    running = Model(
-        name="s.running",
-        sql="select g, k, t, sum(x) over (partition by g, k order by t)::BIGINT as total from s.ev",
-        unique_key=("g", "k", "t"),
-        incremental_by=("g", "k"),
-        restate_from="t",
-        upstream=("s.ev",),
-    )
-    lake = Lake(str(tmp_path / "lake"))
-    ev = lake.create_table("s.ev", schema)
-    ev.append(
-        pa.table(
-            {"g": ["a"] * 4, "k": [None, None, "b", "b"], "t": [1, 3, 1, 3], "x": [1, 2, 3, 4]}, schema=schema
-        )
-    )
+    lake, ev = _running_totals_lake(tmp_path)
 
-    def rows() -> list[tuple[object, ...]]:
-        got = lake.table("s.running").to_arrow().to_pylist()
-        return sorted((r["g"], r["k"] or "", r["t"], r["total"]) for r in got)
-
-    with ModelRunner(lake, [running]) as runner:
+    with ModelRunner(lake, [RUNNING]) as runner:
         runner.refresh()
-        ev.append(pa.table({"g": ["a"], "k": ["b"], "t": [5], "x": [1]}, schema=schema))
+        ev.append(pa.table({"g": ["a"], "k": ["b"], "t": [5], "x": [1]}, schema=RUNNING_SOURCE))
         runner.refresh()  # marks loaded and raised
         # a late row for the NULL slice only, before an hour it holds: nothing else is read
-        ev.append(pa.table({"g": ["a"], "k": [None], "t": [2], "x": [10]}, schema=schema))
+        ev.append(pa.table({"g": ["a"], "k": [None], "t": [2], "x": [10]}, schema=RUNNING_SOURCE))
         runner.refresh()
-        incremental = rows()
+        incremental = _running_rows(lake)
         runner.refresh(full=True)
-    assert incremental == rows()
+    assert incremental == _running_rows(lake)
     assert ("a", "", 3, 13) in incremental
     assert len(incremental) == 6
 
@@ -187,36 +194,17 @@ def test_a_batch_of_new_and_restated_slices_stays_exact(tmp_path: Path) -> None:
     """Only the new rows of slices read into the old scope are compared with the old rows; the
     others are new by construction. A NULL slice value counts as read (SQL matches it, Arrow's
     join does not): classed as new, its restated rows would be appended beside the old ones."""
-    schema = pa.schema([("g", pa.string()), ("k", pa.string()), ("t", pa.int64()), ("x", pa.int64())])
-    running = Model(
-        name="s.running",
-        sql="select g, k, t, sum(x) over (partition by g, k order by t)::BIGINT as total from s.ev",
-        unique_key=("g", "k", "t"),
-        incremental_by=("g", "k"),
-        restate_from="t",
-        upstream=("s.ev",),
-    )
-    lake = Lake(str(tmp_path / "lake"))
-    ev = lake.create_table("s.ev", schema)
-    ev.append(
-        pa.table(
-            {"g": ["a"] * 4, "k": [None, None, "b", "b"], "t": [1, 3, 1, 3], "x": [1, 2, 3, 4]}, schema=schema
-        )
-    )
+    lake, ev = _running_totals_lake(tmp_path)
 
-    def rows() -> list[tuple[object, ...]]:
-        got = lake.table("s.running").to_arrow().to_pylist()
-        return sorted((r["g"], r["k"] or "", r["t"], r["total"]) for r in got)
-
-    with ModelRunner(lake, [running]) as runner:
+    with ModelRunner(lake, [RUNNING]) as runner:
         runner.refresh()
         # late rows for the NULL slice and for (a, b), a new slice (a, c), a next row of (a, b)
         late = {"g": ["a"] * 5, "k": [None, "b", "c", "c", "b"], "t": [2, 2, 1, 2, 4], "x": [10, 20, 5, 6, 7]}
-        ev.append(pa.table(late, schema=schema))
+        ev.append(pa.table(late, schema=RUNNING_SOURCE))
         runner.refresh()
-        incremental = rows()
+        incremental = _running_rows(lake)
         runner.refresh(full=True)
-    assert incremental == rows()
+    assert incremental == _running_rows(lake)
     assert ("a", "", 3, 13) in incremental
     assert ("a", "b", 4, 34) in incremental
     assert len(incremental) == 9
