@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from test_billing_models import assert_fast_path_exact, fast_path, to_arrow
+from test_models_runner import MONTHLY, MONTHLY_SCHEMA
 
 from shoal.lake import Lake, Table
 from shoal.models import Model, ModelRunner, slices
@@ -144,30 +145,19 @@ def test_a_revenue_commit_reads_only_the_days_its_changes_touch(tmp_path: Path) 
         assert_fast_path_exact(runner.con, events)
 
 
-RUNNING_SOURCE = pa.schema([("g", pa.string()), ("k", pa.string()), ("t", pa.int64()), ("x", pa.int64())])
-#: running totals per slice (g, k) in t order: a late row restates its slice's later rows
-RUNNING = Model(
-    name="s.running",
-    sql="select g, k, t, sum(x) over (partition by g, k order by t)::BIGINT as total from s.ev",
-    unique_key=("g", "k", "t"),
-    incremental_by=("g", "k"),
-    restate_from="t",
-    upstream=("s.ev",),
-)
-
-
 def _running_totals_lake(tmp_path: Path) -> tuple[Lake, Table]:
-    """A lake with ``s.ev``: slices (a, NULL) and (a, b) at t = 1 and 3."""
+    """A lake with the source of ``MONTHLY`` (running totals per slice (m, k) in t order): slices
+    (a, NULL) and (a, b) at t = 1 and 3."""
     lake = Lake(str(tmp_path / "lake"))
-    ev = lake.create_table("s.ev", RUNNING_SOURCE)
-    data = {"g": ["a"] * 4, "k": [None, None, "b", "b"], "t": [1, 3, 1, 3], "x": [1, 2, 3, 4]}
-    ev.append(pa.table(data, schema=RUNNING_SOURCE))
+    ev = lake.create_table("s.mev", MONTHLY_SCHEMA)
+    data = {"m": ["a"] * 4, "k": [None, None, "b", "b"], "t": [1, 3, 1, 3], "x": [1, 2, 3, 4]}
+    ev.append(pa.table(data, schema=MONTHLY_SCHEMA))
     return lake, ev
 
 
 def _running_rows(lake: Lake) -> list[tuple[object, ...]]:
-    got = lake.table("s.running").to_arrow().to_pylist()
-    return sorted((r["g"], r["k"] or "", r["t"], r["total"]) for r in got)
+    got = lake.table("s.monthly").to_arrow().to_pylist()
+    return sorted((r["m"], r["k"] or "", r["t"], r["total"]) for r in got)
 
 
 def test_a_slice_with_a_null_slice_value_is_read_when_restated(tmp_path: Path) -> None:
@@ -176,12 +166,12 @@ def test_a_slice_with_a_null_slice_value_is_read_when_restated(tmp_path: Path) -
     refresh would append its restated rows beside the old ones."""
     lake, ev = _running_totals_lake(tmp_path)
 
-    with ModelRunner(lake, [RUNNING]) as runner:
+    with ModelRunner(lake, [MONTHLY]) as runner:
         runner.refresh()
-        ev.append(pa.table({"g": ["a"], "k": ["b"], "t": [5], "x": [1]}, schema=RUNNING_SOURCE))
+        ev.append(pa.table({"m": ["a"], "k": ["b"], "t": [5], "x": [1]}, schema=MONTHLY_SCHEMA))
         runner.refresh()  # marks loaded and raised
         # a late row for the NULL slice only, before an hour it holds: nothing else is read
-        ev.append(pa.table({"g": ["a"], "k": [None], "t": [2], "x": [10]}, schema=RUNNING_SOURCE))
+        ev.append(pa.table({"m": ["a"], "k": [None], "t": [2], "x": [10]}, schema=MONTHLY_SCHEMA))
         runner.refresh()
         incremental = _running_rows(lake)
         runner.refresh(full=True)
@@ -196,11 +186,11 @@ def test_a_batch_of_new_and_restated_slices_stays_exact(tmp_path: Path) -> None:
     join does not): classed as new, its restated rows would be appended beside the old ones."""
     lake, ev = _running_totals_lake(tmp_path)
 
-    with ModelRunner(lake, [RUNNING]) as runner:
+    with ModelRunner(lake, [MONTHLY]) as runner:
         runner.refresh()
         # late rows for the NULL slice and for (a, b), a new slice (a, c), a next row of (a, b)
-        late = {"g": ["a"] * 5, "k": [None, "b", "c", "c", "b"], "t": [2, 2, 1, 2, 4], "x": [10, 20, 5, 6, 7]}
-        ev.append(pa.table(late, schema=RUNNING_SOURCE))
+        late = {"m": ["a"] * 5, "k": [None, "b", "c", "c", "b"], "t": [2, 2, 1, 2, 4], "x": [10, 20, 5, 6, 7]}
+        ev.append(pa.table(late, schema=MONTHLY_SCHEMA))
         runner.refresh()
         incremental = _running_rows(lake)
         runner.refresh(full=True)
