@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from shoal.lake import Table, sql_literal
 from shoal.models.model import Model
-from shoal.models.sql import ident, literal, plain
+from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, ident, literal, plain, with_row_index
 
 MARK = "__shoal_mark"
 
@@ -39,9 +39,6 @@ class _Marks:
     groups: set[str] = field(default_factory=set)
     #: one row per slice: the ``incremental_by`` columns and ``MARK`` (None: no slice loaded yet)
     rows: pa.Table | None = None
-
-
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
 
 
 class RestateMarks:
@@ -82,18 +79,17 @@ class RestateMarks:
         if missing:
             try:
                 self._load(model, table, version, held, missing)
-            except (duckdb.Error, *_ARROW_ERRORS):
+            except (duckdb.Error, *ARROW_ERRORS):
                 self.drop(model.name)
                 return touched
             held.groups.update(missing)
         assert held.rows is not None
         by = list(model.incremental_by)
         try:
-            keys = touched.select(by).cast(held.rows.select(by).schema)
-            probe = keys.append_column("__shoal_i", pa.array(range(touched.num_rows), pa.int64()))
+            probe = with_row_index(touched.select(by).cast(held.rows.select(by).schema))
             joined = probe.join(held.rows, keys=by, join_type="left outer", use_threads=False)
-            start = touched["__shoal_from"].take(joined["__shoal_i"]).cast(joined[MARK].type)
-        except _ARROW_ERRORS:
+            start = touched["__shoal_from"].take(joined[ROW_INDEX]).cast(joined[MARK].type)
+        except ARROW_ERRORS:
             self.drop(model.name)
             return touched
         # a slice restated whole, or from a point at or below its mark (no mark: no rows)
@@ -101,7 +97,7 @@ class RestateMarks:
         for c in by:
             # Arrow's join matches no NULL key: such a slice is read (an unknown mark)
             keep = pc.or_(keep, pc.is_null(joined[c]))
-        return touched.take(joined["__shoal_i"].filter(keep))
+        return touched.take(joined[ROW_INDEX].filter(keep))
 
     def _load(self, model: Model, table: Table, version: int, held: _Marks, groups: list[str]) -> None:
         """The marks of the slices whose first ``incremental_by`` value is one of ``groups``, from
@@ -149,7 +145,7 @@ class RestateMarks:
                 agg = both.group_by(by, use_threads=False).aggregate([(MARK, "max")])
                 agg = agg.select([*by, f"{MARK}_max"])  # by name: the output order is pyarrow's
                 held.rows = agg.rename_columns([*by, MARK]).cast(held.rows.schema)
-            except _ARROW_ERRORS:
+            except ARROW_ERRORS:
                 self.drop(model.name)  # e.g. a type Arrow cannot hash or order: read as before
                 return
         elif rows.num_rows:

@@ -12,17 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.errors import ShoalError
 from shoal.models.context import RefreshContext, RefreshResult, Scratch
 from shoal.models.model import Model
-from shoal.models.sql import constant_bound, ident, literal, plain
+from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, constant_bound, ident, literal, plain, with_row_index
 
 SPLIT_GROUPS_MAX = 8  # restate scopes are read per group of slices up to this many groups
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
 
 
 def refresh_slices(ctx: RefreshContext) -> RefreshResult:
@@ -254,12 +252,12 @@ def _outside_slices(rows: pa.Table, slices: pa.Table, by: list[str]) -> tuple[pa
     if not by:
         return None
     try:
-        keys = rows.select(by).append_column("__shoal_i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
-        wanted = slices.select(by).cast(keys.select(by).schema)
-        hit = keys.join(wanted, keys=by, join_type="left semi", use_threads=False)["__shoal_i"]
-    except _ARROW_ERRORS:
+        keys = with_row_index(rows.select(by))
+        wanted = slices.select(by).cast(rows.select(by).schema)
+        hit = keys.join(wanted, keys=by, join_type="left semi", use_threads=False)[ROW_INDEX]
+    except ARROW_ERRORS:
         return None
-    inside = pc.is_in(keys["__shoal_i"], value_set=hit.combine_chunks())
+    inside = pc.is_in(keys[ROW_INDEX], value_set=hit.combine_chunks())
     for c in by:
         inside = pc.or_(inside, pc.is_null(rows[c]))
     return rows.filter(pc.invert(inside)), rows.filter(inside)

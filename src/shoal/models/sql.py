@@ -1,4 +1,5 @@
-"""SQL text for refreshes: quoted identifiers, literals, and constant bounds of touched values.
+"""SQL text for refreshes: quoted identifiers, literals, and constant bounds of touched values;
+and the few Arrow helpers refreshes share.
 
 A constant bound (``col IN (...)``, ``col BETWEEN a AND b``, ``col >= a``) added to a join lets
 DuckDB push a filter into the Delta scans and skip partitions and files.
@@ -9,12 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.lake import sql_literal
 
 IN_LIST_MAX = 256  # more touched values than this: a range instead of an IN list
+#: what Arrow raises for a type its joins, aggregations or casts cannot take (callers fall back)
+ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
+#: the row-position column of :func:`with_row_index`
+ROW_INDEX = "__shoal_i"
 
 
 def ident(name: str) -> str:
@@ -34,6 +40,12 @@ def literal(value: object) -> str | None:
 def plain(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """String views (DuckDB's Arrow output) as strings: few compute kernels take views."""
     return values.cast(pa.string()) if pa.types.is_string_view(values.type) else values
+
+
+def with_row_index(keys: pa.Table) -> pa.Table:
+    """``keys`` with ``ROW_INDEX``, each row's position: an Arrow join reorders rows, so what it
+    matches is taken back by position."""
+    return keys.append_column(ROW_INDEX, pa.array(np.arange(keys.num_rows, dtype=np.int64)))
 
 
 def constant_bound(column_sql: str, values: pa.ChunkedArray, *, exact: bool) -> str | None:

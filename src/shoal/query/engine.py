@@ -29,14 +29,15 @@ from shoal.query.partition_keys import rewrite_partition_keys
 from shoal.query.partition_wise import Lookups, split_by_partition
 from shoal.query.rewrite_cache import Columns, RewriteCache
 from shoal.query.snapshots import PIN_PREFIX, PinnedSnapshots
+from shoal.query.sqltree import ident
 from shoal.query.timetravel import AsOf, rewrite_as_of
 from shoal.query.utctime import rewrite_utc_time
 
 #: a statement that may change the session's time zone (then the UTC rewrite stops)
 _SETS_TIMEZONE = re.compile(r"\b(SET|RESET)\b[^;]*\btime_?zone\b", re.IGNORECASE)
-#: SHOW DATABASES, answered without the attached databases that hold pinned snapshots
 #: how long a table's rows per partition are used to split queries before they are read again
 SPLIT_POINTS_S = 60.0
+#: SHOW DATABASES, answered without the attached databases that hold pinned snapshots
 _SHOW_DATABASES = re.compile(r"^\s*SHOW\s+DATABASES\s*;?\s*$", re.IGNORECASE)
 _USER_DATABASES = (
     "SELECT database_name FROM duckdb_databases() "
@@ -50,10 +51,6 @@ class QueryError(ShoalError, Terminal):
 
 def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _configure_s3(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -147,7 +144,7 @@ class Connection:
                 continue
             ns, tbl = name.split(".", 1)
             uri = self.lake.location.table_uri(ns, tbl)
-            self.duckdb.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(ns)}")
+            self.duckdb.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(ns)}")
             self._snapshots.mount(name, uri)
             self._mounted[name] = uri
         return names
@@ -346,7 +343,7 @@ class Connection:
             # TIMESTAMP columns are instants: read them in UTC, like the lake (see federation.py).
             self.duckdb.execute("SET mysql_session_time_zone = '+00:00'")
         try:
-            self.duckdb.execute(f"ATTACH {_quote_literal(dsn)} AS {_ident(alias)} ({', '.join(options)})")
+            self.duckdb.execute(f"ATTACH {_quote_literal(dsn)} AS {ident(alias)} ({', '.join(options)})")
         except duckdb.Error as exc:
             raise _query_error(exc) from exc
         self.unreachable.pop(alias, None)

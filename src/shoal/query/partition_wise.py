@@ -37,7 +37,8 @@ from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, date_trunc_call, walk
+from shoal.query.partition_bounds import Columns, Sources
+from shoal.query.sqltree import NOWHERE, Node, date_trunc_call, ident, walk
 
 #: a range holds at least this many rows (below it, a branch's own cost outweighs a smaller table)
 MIN_BRANCH_ROWS = 250_000
@@ -56,11 +57,8 @@ _UNSAFE = {"SUBQUERY", "WINDOW", "PARAMETER"}
 _MARKER = "__shoal_partition_range__"
 _PARTS = "__shoal_partition_ranges__"
 
-#: (schema, table) -> the table's day partition column and its source: ``{p: (src, transform)}``
-Sources = Callable[[str, str], Mapping[str, tuple[str, str]] | None]
-#: (schema, table) -> rows per partition value of column p (``Table.partition_rows``)
+#: (schema, table, p) -> rows per value of partition column p (``Table.partition_rows``)
 Splits = Callable[[str, str, str], Mapping[object, int]]
-Columns = Callable[[str, str], Mapping[str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -123,13 +121,10 @@ def _column_name(node: Node, qualifiers: set[str]) -> str | None:
 
 
 class _Table:
-    def __init__(
-        self, part: str, source: str, derived: Mapping[str, tuple[str, str]], columns: set[str]
-    ) -> None:
+    def __init__(self, part: str, source: str, derived: Mapping[str, tuple[str, str]]) -> None:
         self.part = part
         self.source = source
         self.derived = derived
-        self.columns = columns
 
     def unit_of(self, node: Node, qualifiers: set[str]) -> int | None:
         """The class length of a GROUP BY key (see ``_UNITS``) when its value is the same for
@@ -155,6 +150,13 @@ class _Table:
         return max(unit, inner)
 
 
+def _position(expr: Node, width: int) -> int | None:
+    """The 1-based output position a constant GROUP BY or ORDER BY term names, else None."""
+    pos = expr.get("value", {}).get("value")
+    ok = isinstance(pos, int) and not isinstance(pos, bool) and 1 <= pos <= width
+    return pos if ok else None
+
+
 def _keys(node: Node, columns: set[str]) -> list[Node] | None:
     """The GROUP BY keys as expressions (positions and output names resolved), or None."""
     items: list[Node] = list(node.get("select_list") or [])
@@ -162,8 +164,8 @@ def _keys(node: Node, columns: set[str]) -> list[Node] | None:
     keys: list[Node] = []
     for expr in node.get("group_expressions") or []:
         if expr.get("class") == "CONSTANT":
-            pos = expr.get("value", {}).get("value")
-            if not isinstance(pos, int) or isinstance(pos, bool) or not 1 <= pos <= len(items):
+            pos = _position(expr, len(items))
+            if pos is None:
                 return None
             keys.append(items[pos - 1])
             continue
@@ -184,8 +186,7 @@ def _modifiers_ok(node: Node, outputs: set[str], width: int) -> bool:
             for order in mod.get("orders") or []:
                 expr = order.get("expression") or {}
                 if expr.get("class") == "CONSTANT":
-                    pos = expr.get("value", {}).get("value")
-                    if not isinstance(pos, int) or isinstance(pos, bool) or not 1 <= pos <= width:
+                    if _position(expr, width) is None:
                         return False
                     continue
                 names = [str(n).lower() for n in expr.get("column_names", [])]
@@ -203,10 +204,6 @@ def _modifiers_ok(node: Node, outputs: set[str], width: int) -> bool:
 
 def _date(d: date) -> str:
     return f"DATE '{d.isoformat()}'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def split_by_partition(con: duckdb.DuckDBPyConnection, query: str, lookups: Lookups) -> str:
@@ -260,12 +257,8 @@ def _split(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], lookups: Lookups
         return None
     part, source = day_parts[0]
     table_cols = {c.lower() for c in cols}
-    info = _Table(
-        part.lower(),
-        source.lower(),
-        {k.lower(): v for k, v in (lookups.derived(schema, table) or {}).items()},
-        table_cols,
-    )
+    derived = {k.lower(): v for k, v in (lookups.derived(schema, table) or {}).items()}
+    info = _Table(part.lower(), source.lower(), derived)
     qualifiers = {table.lower(), str(src.get("alias", "")).lower()} - {""}
     keys = list(node.get("select_list") or []) if group_all else _keys(node, table_cols)
     if not keys:
@@ -305,7 +298,7 @@ def _split(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], lookups: Lookups
     if text is None or text.count(_MARKER) != 1:
         return None
     alias = str(src.get("alias", ""))
-    column = f"{_ident(alias)}.{_ident(part)}" if alias else _ident(part)
+    column = f"{ident(alias)}.{ident(part)}" if alias else ident(part)
     bounds: list[str] = [f"({column} < {_date(starts[0])} OR {column} IS NULL)"]
     bounds += [f"({column} >= {_date(a)} AND {column} < {_date(b)})" for a, b in itertools.pairwise(starts)]
     bounds.append(f"{column} >= {_date(starts[-1])}")

@@ -26,6 +26,7 @@ from shoal.lake import Lake
 from shoal.lake.mergeonread import resolve_sql
 from shoal.query import pgcompat
 from shoal.query.engine import Connection, connect_lake
+from shoal.query.sqltree import ident
 
 
 @dataclass(frozen=True)
@@ -39,17 +40,13 @@ class Access:
         return self.namespaces is None or table.split(".", 1)[0] in self.namespaces
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
 def mask_expression(column: str, salt: str) -> str:
     """SQL for the masked value of ``column``: NULL stays NULL, anything else a keyed hash."""
-    col = _ident(column)
+    col = ident(column)
     return (
         f"CASE WHEN {col} IS NULL THEN NULL "
         f"ELSE 'pii_' || left(sha256({_literal(salt)} || CAST({col} AS VARCHAR)), 16) END"
@@ -85,13 +82,13 @@ class Sandbox:
         for name in mounted:
             ns, tbl = name.split(".", 1)
             if name not in self.tables:
-                db.execute(f"DROP VIEW IF EXISTS {_ident(ns)}.{_ident(tbl)}")
+                db.execute(f"DROP VIEW IF EXISTS {ident(ns)}.{ident(tbl)}")
                 continue
             masked = set(pii_columns.get(name, ())) if not access.pii else set()
             if masked:
                 self._mask(db, name, masked, salt)
         for ns in {t.split(".", 1)[0] for t in mounted} - {t.split(".", 1)[0] for t in self.tables}:
-            db.execute(f"DROP SCHEMA IF EXISTS {_ident(ns)} CASCADE")
+            db.execute(f"DROP SCHEMA IF EXISTS {ident(ns)} CASCADE")
         self.masked: dict[str, frozenset[str]] = {
             t: frozenset(pii_columns.get(t, ())) for t in self.tables if not access.pii and pii_columns.get(t)
         }
@@ -114,7 +111,7 @@ class Sandbox:
         served: set[str] = set()
         for name in attached:
             if not access.can_read(f"{name}.x"):
-                db.execute(f"DETACH {_ident(name)}")
+                db.execute(f"DETACH {ident(name)}")
                 continue
             rows = db.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = $1 "
@@ -127,15 +124,15 @@ class Sandbox:
     def _mask(self, db: duckdb.DuckDBPyConnection, name: str, masked: set[str], salt: str) -> None:
         ns, tbl = name.split(".", 1)
         uri = self._con._mounted[name]
-        cols = [r[0] for r in db.execute(f"DESCRIBE {_ident(ns)}.{_ident(tbl)}").fetchall()]
+        cols = [r[0] for r in db.execute(f"DESCRIBE {ident(ns)}.{ident(tbl)}").fetchall()]
         select = ", ".join(
-            f"{mask_expression(c, salt)} AS {_ident(c)}" if c in masked else _ident(c) for c in cols
+            f"{mask_expression(c, salt)} AS {ident(c)}" if c in masked else ident(c) for c in cols
         )
         source = f"delta_scan({_literal(uri)})"
         layout = self.lake.table(name).layout()
         if layout is not None:  # a merge-on-read replica: mask its rows, not its raw changes
             source = f"({resolve_sql(source, layout)})"
-        db.execute(f"CREATE OR REPLACE VIEW {_ident(ns)}.{_ident(tbl)} AS SELECT {select} FROM {source}")
+        db.execute(f"CREATE OR REPLACE VIEW {ident(ns)}.{ident(tbl)} AS SELECT {select} FROM {source}")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to this engine's database, for one query on one thread."""
