@@ -380,11 +380,12 @@ class Table:
         key = f"partition.{column}"
         if key not in actions.column_names:
             return {}
-        counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else []
+        values = actions.column(key).to_pylist()
+        has_counts = "num_records" in actions.column_names
+        counts = actions.column("num_records").to_pylist() if has_counts else [None] * len(values)
         rows: dict[object, int] = {}
-        for i, value in enumerate(actions.column(key).to_pylist()):
-            n = counts[i] if i < len(counts) and counts[i] is not None else 1
-            rows[value] = rows.get(value, 0) + int(n)
+        for value, n in zip(values, counts, strict=True):
+            rows[value] = rows.get(value, 0) + (1 if n is None else int(n))
         return rows
 
     def count(self, version: int | None = None) -> int:
