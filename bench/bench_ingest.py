@@ -202,7 +202,7 @@ def main() -> None:
             argv += ["--client", kv]
         if args.profile:
             spy = str(Path(sys.executable).with_name("py-spy"))
-            argv = [spy, "record", "--rate", "250", "--format", "raw", "-o", args.profile, "--", *argv]
+            argv = [spy, "record", "--nonblocking", "--threads", "--rate", "250", "--format", "raw", "-o", args.profile, "--", *argv]
         ingest = run_child(argv, broker.pid)
         stats = ingest["result"]
         table = project.lake.table("support.ticket_events")
