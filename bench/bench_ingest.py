@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--broker", choices=["noida", "tansu"], default="tansu")
     ap.add_argument("--max-rows", type=int, default=100_000, help="flush size")
+    ap.add_argument("--consume-batch", type=int, help="the pipeline's consume_batch (default: the spec's)")
     ap.add_argument(
         "--profile",
         metavar="FILE",
@@ -184,6 +185,7 @@ def main() -> None:
             decode={"format": "protobuf", "proto_file": str(PROTO_FILE), "message": MESSAGE},
             partition_by=[{"column": "event_date", "from": "occurred_at", "transform": "day"}],
             flush={"max_rows": args.max_rows, "max_latency_s": 5},
+            **({"consume_batch": args.consume_batch} if args.consume_batch else {}),
         )
         argv = [
             sys.executable,
@@ -202,7 +204,20 @@ def main() -> None:
             argv += ["--client", kv]
         if args.profile:
             spy = str(Path(sys.executable).with_name("py-spy"))
-            argv = [spy, "record", "--nonblocking", "--threads", "--rate", "250", "--format", "raw", "-o", args.profile, "--", *argv]
+            argv = [
+                spy,
+                "record",
+                "--nonblocking",
+                "--threads",
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "-o",
+                args.profile,
+                "--",
+                *argv,
+            ]
         ingest = run_child(argv, broker.pid)
         stats = ingest["result"]
         table = project.lake.table("support.ticket_events")

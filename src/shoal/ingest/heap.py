@@ -23,11 +23,13 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["YOUNG_THRESHOLD", "ingest_heap"]
+__all__ = ["YOUNG_BATCHES", "YOUNG_THRESHOLD", "ingest_heap"]
 
-#: young-generation threshold inside the loop: above two consumed batches of the default
+#: the least young-generation threshold inside the loop: above two consumed batches of the default
 #: ``consume_batch`` (10,000) with their decode objects
 YOUNG_THRESHOLD = 50_000
+#: the same in consumed batches, for a larger ``consume_batch``
+YOUNG_BATCHES = 5
 
 
 @contextmanager
