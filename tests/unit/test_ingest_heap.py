@@ -7,13 +7,13 @@ import weakref
 
 import pytest
 
-from shoal.ingest.heap import YOUNG_THRESHOLD, ingest_heap
+from shoal.ingest.heap import YOUNG_THRESHOLD, ingest_heap, young_threshold
 
 
 def test_inside_the_block_start_up_objects_are_frozen_and_young_passes_are_rarer() -> None:
     before = gc.get_threshold()
     alive = [object(), {"a": []}]  # tracked objects that exist when the loop starts
-    with ingest_heap():
+    with ingest_heap(10_000):
         assert gc.get_freeze_count() >= len(alive)
         assert gc.get_threshold() == (max(YOUNG_THRESHOLD, before[0]), *before[1:])
     assert gc.get_freeze_count() == 0
@@ -31,7 +31,7 @@ def test_garbage_cycles_are_collected_before_freezing() -> None:
         ref = weakref.ref(a)
         del a, b
         assert ref() is not None
-        with ingest_heap():
+        with ingest_heap(10_000):
             assert ref() is None  # collected, not frozen for the length of the run
     finally:
         gc.enable()
@@ -39,7 +39,13 @@ def test_garbage_cycles_are_collected_before_freezing() -> None:
 
 def test_settings_are_restored_when_the_loop_fails() -> None:
     before = gc.get_threshold()
-    with pytest.raises(RuntimeError), ingest_heap():
+    with pytest.raises(RuntimeError), ingest_heap(10_000):
         raise RuntimeError("boom")
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
+
+
+def test_the_young_threshold_stays_above_the_batches_in_flight() -> None:
+    assert young_threshold(1_000) == YOUNG_THRESHOLD
+    assert young_threshold(10_000) == YOUNG_THRESHOLD
+    assert young_threshold(25_000) == 125_000  # five consumed batches

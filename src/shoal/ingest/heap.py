@@ -23,7 +23,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["YOUNG_BATCHES", "YOUNG_THRESHOLD", "ingest_heap"]
+__all__ = ["YOUNG_BATCHES", "YOUNG_THRESHOLD", "ingest_heap", "young_threshold"]
 
 #: the least young-generation threshold inside the loop: above two consumed batches of the default
 #: ``consume_batch`` (10,000) with their decode objects
@@ -32,14 +32,18 @@ YOUNG_THRESHOLD = 50_000
 YOUNG_BATCHES = 5
 
 
+def young_threshold(consume_batch: int) -> int:
+    return max(YOUNG_THRESHOLD, YOUNG_BATCHES * consume_batch)
+
+
 @contextmanager
-def ingest_heap(young_threshold: int = YOUNG_THRESHOLD) -> Iterator[None]:
+def ingest_heap(consume_batch: int) -> Iterator[None]:
     """Freeze the objects alive now and raise the young threshold for the duration of the block.
     Garbage is collected first, so no unreachable cycle is frozen with the live objects."""
     thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(max(young_threshold, thresholds[0]), *thresholds[1:])
+    gc.set_threshold(max(young_threshold(consume_batch), thresholds[0]), *thresholds[1:])
     try:
         yield
     finally:

@@ -38,7 +38,7 @@ from shoal.decode import build_decoder
 from shoal.ingest.buffer import DeadRecord, FlushBuffer, TopicPartition
 from shoal.ingest.errors import KafkaFatalError
 from shoal.ingest.follow import CommitFollower, models_to_refresh
-from shoal.ingest.heap import YOUNG_BATCHES, ingest_heap
+from shoal.ingest.heap import ingest_heap
 from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
 from shoal.ingest.sink import CommitResult, LakeSink, Positions
@@ -345,7 +345,7 @@ class IngestWorker:
             )
         try:
             max_rows = self.spec.flush.max_rows
-            with ingest_heap(young_threshold=YOUNG_BATCHES * self.spec.consume_batch):  # (heap.py)
+            with ingest_heap(self.spec.consume_batch):  # fewer, shorter GC passes (heap.py)
                 while not self.stop_event.is_set():
                     # the batch being decoded lands once done, or now if it completes the flush unit
                     decoding = self._decoding[1] if self._decoding is not None else 0
