@@ -49,3 +49,14 @@ def test_the_young_threshold_stays_above_the_batches_in_flight() -> None:
     assert young_threshold(1_000) == YOUNG_THRESHOLD
     assert young_threshold(10_000) == YOUNG_THRESHOLD
     assert young_threshold(25_000) == 125_000  # five consumed batches
+
+
+def test_overlapping_loops_keep_the_settings_until_the_last_one_leaves() -> None:
+    before = gc.get_threshold()
+    with ingest_heap(10_000):
+        with ingest_heap(25_000):  # a second worker of the same process, larger batches
+            assert gc.get_threshold()[0] == young_threshold(25_000)
+        assert gc.get_freeze_count() > 0  # the first worker's loop still runs
+        assert gc.get_threshold()[0] == young_threshold(25_000)
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
