@@ -3,6 +3,8 @@ each use case's group under its name, and a broken or clashing plug-in is a one-
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import EntryPoint
@@ -105,3 +107,37 @@ def test_the_cli_reports_a_broken_use_case_in_one_line(
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "use case entry point foo 'shoal.usecases.nope:USECASE' does not load" in err
+
+
+def test_only_a_command_that_is_not_built_in_needs_the_plugins() -> None:
+    app = _app()
+    assert not plugins.needed(app, ["tables"])
+    assert not plugins.needed(app, ["--debug", "tables", "--format", "json"])
+    assert plugins.needed(app, ["infra", "simulate"])  # a use case's group
+    assert plugins.needed(app, ["--help"])  # lists every command
+    assert plugins.needed(app, [])
+
+
+_IMPORTS = """
+import sys
+from shoal.cli import main
+try:
+    main.run({argv!r})
+except SystemExit:
+    pass
+print(sorted(m for m in ("pandas", "shoal.serve", "shoal.usecases.infra") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "loaded"),
+    [
+        (["ingest", "--help"], []),
+        (["--help"], ["pandas", "shoal.serve", "shoal.usecases.infra"]),
+    ],
+)
+def test_a_built_in_command_starts_without_loading_the_plugins(argv: list[str], loaded: list[str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORTS.format(argv=argv)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == repr(loaded)

@@ -313,11 +313,14 @@ def run(argv: Sequence[str] | None = None) -> None:
     """Entry point: one-line errors and exit code 1, tracebacks only with --debug.
 
     The use cases' groups and plugged commands (``shoal infra``, ``shoal demo`` …) are mounted
-    here, from their entry points, so a broken one is reported like any other error.
+    here, from their entry points, so a broken one is reported like any other error; a built-in
+    command (``shoal ingest`` …) runs without loading them (``plugins.needed``).
     ``argv`` (default: the process's arguments) lets tests run the command line in-process."""
     try:
-        plugins.mount(app)
-        code = app(args=argv, standalone_mode=False)
+        args = list(sys.argv[1:] if argv is None else argv)
+        if plugins.needed(app, args):
+            plugins.mount(app)
+        code = app(args=args, standalone_mode=False)
         # Without standalone mode a command's `raise typer.Exit(n)` comes back as n.
         if isinstance(code, int) and code:
             sys.exit(code)

@@ -10,6 +10,7 @@ Both name import strings, so the CLI depends on no use case and on no command's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 import typer
@@ -28,6 +29,14 @@ def _taken(app: typer.Typer) -> set[str]:
         elif c.callback is not None:
             names.add(c.callback.__name__.replace("_", "-"))
     return names
+
+
+def needed(app: typer.Typer, argv: Sequence[str]) -> bool:
+    """Whether running ``argv`` needs the plugins mounted: not for a command of ``app``'s own.
+    Loading every use case costs a built-in command ~0.8 s of start-up and ~70 MiB of memory
+    (the server's, the status pages' and pandas' imports), which an ingest worker holds for days."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command is None or command not in _taken(app)
 
 
 def mount(app: typer.Typer) -> None:
