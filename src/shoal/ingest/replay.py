@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from shoal.decode import build_decoder
 from shoal.errors import ShoalError, Terminal
@@ -46,6 +45,8 @@ from shoal.lake.table import check_compatible
 from shoal.retry import RetryPolicy, retry
 
 if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
     from shoal.lake import Lake, Table
 
 #: the main table's columns naming the record a row came from
@@ -150,15 +151,15 @@ def read_letters(
     """Letters matching ``flt`` (every replay column present, null where never written)."""
     dataset = dlq.delta(version).to_pyarrow_dataset()
     names = set(dataset.schema.names)
-    cond = ds.field("pipeline") == flt.pipeline
+    cond = pc.field("pipeline") == flt.pipeline
     if flt.since is not None:
-        cond = cond & (ds.field("failed_at") >= pa.scalar(flt.since, pa.timestamp("us", tz="UTC")))
+        cond = cond & (pc.field("failed_at") >= pa.scalar(flt.since, pa.timestamp("us", tz="UTC")))
     if flt.error_classes:
-        cond = cond & ds.field("error_class").isin(list(flt.error_classes))
+        cond = cond & pc.field("error_class").isin(list(flt.error_classes))
     if flt.topic is not None:
-        cond = cond & (ds.field("topic") == flt.topic)
+        cond = cond & (pc.field("topic") == flt.topic)
     if flt.partition is not None:
-        cond = cond & (ds.field("partition") == pa.scalar(flt.partition, pa.int32()))
+        cond = cond & (pc.field("partition") == pa.scalar(flt.partition, pa.int32()))
     wanted = None if columns is None else [c for c in columns if c in names]
     if wanted is not None and flt.status != "all" and "replayed_at" in names and "replayed_at" not in wanted:
         wanted.append("replayed_at")
@@ -606,20 +607,20 @@ def _keys(
     )
 
 
-def _records_filter(keys: set[Key], topic: str, partition: str, offset: str) -> ds.Expression | None:
+def _records_filter(keys: set[Key], topic: str, partition: str, offset: str) -> pc.Expression | None:
     """A scan filter for the records ``keys`` name: per partition, the offset range lets Parquet
     statistics skip files and row groups, and the list picks the exact offsets."""
     groups: dict[tuple[str, int], list[int]] = {}
     for t, p, o in keys:
         groups.setdefault((t, p), []).append(o)
-    cond: ds.Expression | None = None
+    cond: pc.Expression | None = None
     for (t, p), offsets in sorted(groups.items()):
         term = (
-            (ds.field(topic) == t)
-            & (ds.field(partition) == pa.scalar(p, pa.int32()))
-            & (ds.field(offset) >= min(offsets))
-            & (ds.field(offset) <= max(offsets))
-            & ds.field(offset).isin(pa.array(sorted(offsets), pa.int64()))
+            (pc.field(topic) == t)
+            & (pc.field(partition) == pa.scalar(p, pa.int32()))
+            & (pc.field(offset) >= min(offsets))
+            & (pc.field(offset) <= max(offsets))
+            & pc.field(offset).isin(pa.array(sorted(offsets), pa.int64()))
         )
         cond = term if cond is None else cond | term
     return cond
@@ -630,7 +631,7 @@ def _fetch(dataset: ds.Dataset, pipeline: str, keys: set[Key]) -> pa.Table:
     cond = _records_filter(keys, "topic", "partition", "offset")
     if cond is None:
         return with_replay_columns(_plain(dataset.schema.empty_table()))
-    rows = dataset.to_table(filter=(ds.field("pipeline") == pipeline) & cond)
+    rows = dataset.to_table(filter=(pc.field("pipeline") == pipeline) & cond)
     return dedupe_letters(with_replay_columns(_plain(rows)))
 
 

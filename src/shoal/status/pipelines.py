@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 
 from shoal.errors import ShoalError
 from shoal.ingest.spec import PipelineSpec
@@ -133,10 +133,10 @@ def _dead_letters(lake: Lake, table: str, now: datetime) -> dict[str, Any]:
     last_hour = 0
     if "failed_at" in dataset.schema.names:
         since = pa.scalar(now - timedelta(hours=1), dataset.schema.field("failed_at").type)
-        last_hour = dataset.count_rows(filter=ds.field("failed_at") >= since)
+        last_hour = dataset.count_rows(filter=pc.field("failed_at") >= since)
     pending = total
     if "replayed_at" in dataset.schema.names:
-        pending = dataset.count_rows(filter=ds.field("replayed_at").is_null())
+        pending = dataset.count_rows(filter=pc.field("replayed_at").is_null())
     return {"table": table, "total": int(total), "last_hour": int(last_hour), "pending": int(pending)}
 
 
