@@ -6,6 +6,7 @@ from shoal.lake import progress
 from shoal.lake.catalog import Lake, TableInfo, validate_name
 from shoal.lake.errors import CommitConflict, LakeError, SchemaMismatch, StorageUnavailable, TableExists
 from shoal.lake.progress import Progress
+from shoal.lake.sqltext import sql_ident
 from shoal.lake.storage import LakeLocation, redact
 from shoal.lake.table import Table, sql_literal
 
@@ -22,6 +23,7 @@ __all__ = [
     "TableInfo",
     "progress",
     "redact",
+    "sql_ident",
     "sql_literal",
     "validate_name",
 ]

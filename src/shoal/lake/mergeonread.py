@@ -29,6 +29,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from shoal.lake.sqltext import sql_ident
+
 OP = "_shoal_op"
 SEQ = "_shoal_seq"
 UPSERT = "u"
@@ -38,10 +40,6 @@ KEYS_METADATA = "shoal.mergeOnRead.keys"
 #: the columns this layout adds to a table
 COLUMNS = (OP, SEQ)
 _RANK = "__shoal_rank"
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -88,24 +86,24 @@ def resolve_sql(source: str, layout: MergeOnRead | None, *, fixed: bool = False)
     """
     if layout is None:
         return f"SELECT * FROM {source}"
-    keys = ", ".join(_q(k) for k in layout.keys)
+    keys = ", ".join(sql_ident(k) for k in layout.keys)
     if not fixed:
-        rank = f"row_number() OVER (PARTITION BY {keys} ORDER BY {_q(SEQ)} DESC NULLS LAST)"
+        rank = f"row_number() OVER (PARTITION BY {keys} ORDER BY {sql_ident(SEQ)} DESC NULLS LAST)"
         return (
-            f"SELECT * EXCLUDE ({_q(OP)}, {_q(SEQ)}, {_q(_RANK)}) FROM ("
-            f"SELECT *, {rank} AS {_q(_RANK)} FROM {source}) "
-            f"WHERE {_q(_RANK)} = 1 AND {_q(OP)} IS DISTINCT FROM '{DELETE}'"
+            f"SELECT * EXCLUDE ({sql_ident(OP)}, {sql_ident(SEQ)}, {sql_ident(_RANK)}) FROM ("
+            f"SELECT *, {rank} AS {sql_ident(_RANK)} FROM {source}) "
+            f"WHERE {sql_ident(_RANK)} = 1 AND {sql_ident(OP)} IS DISTINCT FROM '{DELETE}'"
         )
-    on = " AND ".join(f"b.{_q(k)} = t.{_q(k)}" for k in layout.keys)
-    changed = f"SELECT {keys} FROM {source} WHERE {_q(OP)} IS NOT NULL"
+    on = " AND ".join(f"b.{sql_ident(k)} = t.{sql_ident(k)}" for k in layout.keys)
+    changed = f"SELECT {keys} FROM {source} WHERE {sql_ident(OP)} IS NOT NULL"
     latest = (
-        f"SELECT * FROM {source} WHERE {_q(OP)} IS NOT NULL "
-        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_q(SEQ)} DESC) = 1"
+        f"SELECT * FROM {source} WHERE {sql_ident(OP)} IS NOT NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {sql_ident(SEQ)} DESC) = 1"
     )
     return (
-        f"SELECT * EXCLUDE ({_q(OP)}, {_q(SEQ)}) FROM ("
-        f"SELECT b.* FROM {source} AS b ANTI JOIN ({changed}) AS t ON {on} WHERE b.{_q(OP)} IS NULL "
-        f"UNION ALL SELECT * FROM ({latest}) WHERE {_q(OP)} = '{UPSERT}')"
+        f"SELECT * EXCLUDE ({sql_ident(OP)}, {sql_ident(SEQ)}) FROM ("
+        f"SELECT b.* FROM {source} AS b ANTI JOIN ({changed}) AS t ON {on} WHERE b.{sql_ident(OP)} IS NULL "
+        f"UNION ALL SELECT * FROM ({latest}) WHERE {sql_ident(OP)} = '{UPSERT}')"
     )
 
 
@@ -122,7 +120,7 @@ def resolve(
     con = duckdb.connect()
     try:
         con.register("__shoal_raw", raw)
-        cols = ", ".join(_q(c) for c in columns) if columns else "*"
+        cols = ", ".join(sql_ident(c) for c in columns) if columns else "*"
         where = f" WHERE {filter}" if filter else ""
         body = resolve_sql("__shoal_raw", layout, fixed=True)
         return con.sql(f"SELECT {cols} FROM ({body}){where}").to_arrow_table()

@@ -16,11 +16,12 @@ import pyarrow.compute as pc
 
 from shoal.errors import ConfigError, ShoalError
 from shoal.lake import Progress
+from shoal.lake import sql_ident as ident
 from shoal.lake.progress import model_input
 from shoal.models.context import RefreshContext, RefreshResult, Scratch
 from shoal.models.errors import ModelError
 from shoal.models.model import Model
-from shoal.models.sql import constant_bound, ident
+from shoal.models.sql import constant_bound
 
 
 def refresh_additive(ctx: RefreshContext) -> RefreshResult:

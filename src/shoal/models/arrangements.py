@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from shoal.lake import Table
-from shoal.models.sql import ident
+from shoal.lake import sql_ident as ident
 
 
 def _quote(text: str) -> str:

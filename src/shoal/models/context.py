@@ -23,13 +23,13 @@ import pyarrow.compute as pc
 
 from shoal.errors import NotFoundError, ShoalError
 from shoal.lake import Lake, Progress, Table
+from shoal.lake import sql_ident as ident
 from shoal.lake.progress import MODEL_DEFINITION, model_input
 from shoal.models.arrangements import Arrangements
 from shoal.models.deferred import Deferred
 from shoal.models.errors import ModelError
 from shoal.models.marks import RestateMarks
 from shoal.models.model import Model
-from shoal.models.sql import ident
 from shoal.query import Connection, connect_lake
 
 

@@ -28,10 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.lake import Progress, Table
+from shoal.lake import sql_ident as ident
 from shoal.lake.progress import MODEL_DEFINITION
 from shoal.models.arrangements import Arrangements
 from shoal.models.model import Model
-from shoal.models.sql import ident
 
 
 @dataclass

@@ -25,8 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.lake import Table, sql_literal
+from shoal.lake import sql_ident as ident
 from shoal.models.model import Model
-from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, ident, literal, plain, with_row_index
+from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, literal, plain, with_row_index
 
 MARK = "__shoal_mark"
 

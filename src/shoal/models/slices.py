@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.errors import ShoalError
+from shoal.lake import sql_ident as ident
 from shoal.models.context import RefreshContext, RefreshResult, Scratch
 from shoal.models.model import Model
-from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, constant_bound, ident, literal, plain, with_row_index
+from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, constant_bound, literal, plain, with_row_index
 
 SPLIT_GROUPS_MAX = 8  # restate scopes are read per group of slices up to this many groups
 

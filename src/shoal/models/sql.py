@@ -23,11 +23,6 @@ ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
 ROW_INDEX = "__shoal_i"
 
 
-def ident(name: str) -> str:
-    """A quoted DuckDB identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def literal(value: object) -> str | None:
     """A DuckDB literal for a value of a basic type, None for anything else (no bound is derived)."""
     if isinstance(value, decimal.Decimal):

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from shoal.errors import NotFoundError, ShoalError, Terminal
 from shoal.lake import Lake
+from shoal.lake import sql_ident as ident
 from shoal.lake.mergeonread import resolve_sql
 from shoal.query.extensions import load_extension
 from shoal.query.partition_bounds import add_partition_bounds
@@ -29,7 +30,6 @@ from shoal.query.partition_keys import rewrite_partition_keys
 from shoal.query.partition_wise import Lookups, split_by_partition
 from shoal.query.rewrite_cache import Columns, RewriteCache
 from shoal.query.snapshots import PIN_PREFIX, PinnedSnapshots
-from shoal.query.sqltree import ident
 from shoal.query.timetravel import AsOf, rewrite_as_of
 from shoal.query.utctime import rewrite_utc_time
 

@@ -37,8 +37,9 @@ from typing import Any
 
 import duckdb
 
+from shoal.lake import sql_ident as ident
 from shoal.query.partition_bounds import Columns, Sources
-from shoal.query.sqltree import NOWHERE, Node, date_trunc_call, ident, walk
+from shoal.query.sqltree import NOWHERE, Node, date_trunc_call, walk
 
 #: a range holds at least this many rows (below it, a branch's own cost outweighs a smaller table)
 MIN_BRANCH_ROWS = 250_000

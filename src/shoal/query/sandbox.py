@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import duckdb
 
 from shoal.lake import Lake
+from shoal.lake import sql_ident as ident
 from shoal.lake.mergeonread import resolve_sql
 from shoal.query import pgcompat
 from shoal.query.engine import Connection, connect_lake
-from shoal.query.sqltree import ident
 
 
 @dataclass(frozen=True)

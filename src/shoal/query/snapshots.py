@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlparse
 import duckdb
 
 from shoal.errors import ShoalError
-from shoal.lake import Lake, Table
+from shoal.lake import Lake, Table, sql_ident
 from shoal.lake.mergeonread import MergeOnRead, resolve_sql
 
 #: an unchanged directory mtime proves "no commit since" only if recorded this long after it
@@ -48,10 +48,6 @@ _SCAN_ALIAS = "__shoal_scan"
 #: databases: they are listed by duckdb_databases() and information_schema, so the name says what
 #: they are; Connection's SHOW DATABASES leaves them out)
 PIN_PREFIX = "__shoal_internal_snapshot_"
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _lit(text: str) -> str:
@@ -185,10 +181,10 @@ class PinnedSnapshots:
             version = self._version(name)
             self._serial += 1
             alias = f"{PIN_PREFIX}{self._serial}_of_{name.replace('.', '_')}"
-            self._con.execute(f"ATTACH {_lit(pin.uri)} AS {_q(alias)} (TYPE delta, PIN_SNAPSHOT)")
+            self._con.execute(f"ATTACH {_lit(pin.uri)} AS {sql_ident(alias)} (TYPE delta, PIN_SNAPSHOT)")
             ns, tbl = name.split(".", 1)
-            body = resolve_sql(_q(alias), self._layout(name), fixed=True)  # one pinned snapshot
-            self._con.execute(f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS {body}")
+            body = resolve_sql(sql_ident(alias), self._layout(name), fixed=True)  # one pinned snapshot
+            self._con.execute(f"CREATE OR REPLACE VIEW {sql_ident(ns)}.{sql_ident(tbl)} AS {body}")
         except (duckdb.Error, OSError):
             # could not pin: scan the table on every query instead, as before pinning existed
             del self._pins[name]
@@ -203,7 +199,7 @@ class PinnedSnapshots:
 
     def _detach(self, alias: str) -> None:
         with contextlib.suppress(duckdb.Error):  # a pin left attached costs memory only
-            self._con.execute(f"DETACH {_q(alias)}")
+            self._con.execute(f"DETACH {sql_ident(alias)}")
 
     def _layout(self, name: str) -> MergeOnRead | None:
         """A merge-on-read table's layout (its view then resolves the rows per key), else None."""
@@ -217,4 +213,4 @@ class PinnedSnapshots:
     def _scan_view(self, name: str, uri: str) -> None:
         ns, tbl = name.split(".", 1)
         body = resolve_sql(f"delta_scan({_lit(uri)}) AS {_SCAN_ALIAS}", self._layout(name))
-        self._con.execute(f"CREATE OR REPLACE VIEW {_q(ns)}.{_q(tbl)} AS {body}")
+        self._con.execute(f"CREATE OR REPLACE VIEW {sql_ident(ns)}.{sql_ident(tbl)} AS {body}")

@@ -49,11 +49,6 @@ def expression_name(con: duckdb.DuckDBPyConnection, item: Node) -> str:
     return str(out[0]).removeprefix("SELECT ").replace(" AS DATE)", ' AS "DATE")')
 
 
-def ident(name: str) -> str:
-    """A quoted DuckDB identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def date_trunc_call(node: Node) -> tuple[str, Node] | None:
     """``(unit, argument)`` when ``node`` is DuckDB's own ``date_trunc`` (or ``datetrunc``) with a
     constant text unit, else None."""
