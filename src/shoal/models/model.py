@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shoal.errors import ConfigError, NotFoundError
+
+
+@dataclass(frozen=True)
+class SliceInputs:
+    """What a model's ``incremental_arrow`` function computes the touched slices' rows from: the
+    relations ``incremental_sql`` reads, as Arrow tables, and a way to query the rest."""
+
+    #: the touched ``incremental_by`` values (``__shoal_touched``, with ``__shoal_from``)
+    touched: pa.Table
+    #: the single upstream's change-feed rows (``__shoal_changes``), None with several upstreams
+    changes: pa.Table | None
+    #: the model's current rows in scope (``__shoal_old``)
+    old: pa.Table
+    #: the model's table schema (what the rows are cast to)
+    schema: pa.Schema
+    #: runs a query in the refresh's connection, where the relations above are registered
+    query: Callable[[str], pa.Table]
 
 
 class Model(BaseModel):
@@ -33,6 +52,12 @@ class Model(BaseModel):
     exactly the rows the full ``sql`` has in that scope. It may also read ``__shoal_old`` (the
     model's current rows in that scope) and, with a single upstream, ``__shoal_changes`` (the
     upstream's change-feed rows, with ``_change_type``).
+
+    ``incremental_arrow`` (optional, with ``incremental_sql``): a function computing the same rows
+    as ``incremental_sql`` in Arrow and numpy, for models refreshed so often that a DuckDB
+    statement's fixed cost dominates (:class:`SliceInputs`; a ``module:function`` string in YAML).
+    It returns None for any input it does not compute exactly as the SQL would (then the SQL runs):
+    the SQL stays the definition, and the function an implementation of it that tests compare.
 
     ``state_models`` (optional) names models downstream of this one that ``incremental_sql`` reads
     as per-slice state (e.g. month-to-date totals, so a refresh need not re-sum the month): the
@@ -63,6 +88,7 @@ class Model(BaseModel):
     incremental_by: tuple[str, ...] = ()
     restate_from: str | None = None
     incremental_sql: str | None = None
+    incremental_arrow: Callable[[SliceInputs], pa.Table | None] | None = None
     state_models: tuple[str, ...] = ()
     additive_sql: str | None = None
     additive: tuple[str, ...] = ()
@@ -80,6 +106,11 @@ class Model(BaseModel):
                 data[key] = (value,)
         super().__init__(**data)
 
+    @field_validator("incremental_arrow", mode="before")
+    @classmethod
+    def _import_function(cls, v: Any) -> Any:
+        return import_object(v) if isinstance(v, str) else v
+
     @field_validator("unique_key")
     @classmethod
     def _key_not_empty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -93,6 +124,8 @@ class Model(BaseModel):
             raise ValueError("restate_from needs incremental_by (it orders rows within each slice)")
         if self.incremental_sql and not self.incremental_by:
             raise ValueError("incremental_sql needs incremental_by (it computes the touched slices)")
+        if self.incremental_arrow and not self.incremental_sql:
+            raise ValueError("incremental_arrow needs incremental_sql (the definition it implements)")
         if self.state_models and not self.incremental_sql:
             raise ValueError("state_models needs incremental_sql (the query that reads them)")
         if self.additive_sql:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from shoal.errors import ShoalError
 from shoal.lake import sql_ident as ident
 from shoal.models.context import RefreshContext, RefreshResult, Scratch
-from shoal.models.model import Model
+from shoal.models.model import Model, SliceInputs
 from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, constant_bound, literal, plain, with_row_index
 
 SPLIT_GROUPS_MAX = 8  # restate scopes are read per group of slices up to this many groups
@@ -41,13 +41,25 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
         # incremental_sql may build on); read only for slices that may hold some (marks.py)
         old_scope = ctx.session.marks.in_scope(model, ctx.table, ctx.progress.table_version, touched)
         if old_scope.num_rows == 0:
-            scratch.register("__shoal_old", ctx.table.schema.empty_table())
-        elif old_scope.num_rows == touched.num_rows:
-            scratch.temp("__shoal_old", scoped(model, touched, model.name))
+            old_rows = ctx.table.schema.empty_table()
+            scratch.register("__shoal_old", old_rows)
         else:
-            scratch.register("__shoal_touched_old", old_scope)
-            scratch.temp("__shoal_old", scoped(model, old_scope, model.name, slices="__shoal_touched_old"))
-        new_rows = ctx.run_sql(model.incremental_sql or scoped(model, touched, f"({model.sql})"))
+            if old_scope.num_rows == touched.num_rows:
+                select = scoped(model, touched, model.name)
+            else:
+                scratch.register("__shoal_touched_old", old_scope)
+                select = scoped(model, old_scope, model.name, slices="__shoal_touched_old")
+            if model.incremental_arrow is None:
+                scratch.temp("__shoal_old", select)
+            else:  # read once, for the function and (registered) for the diff below
+                old_rows = ctx.con.sql(select).to_arrow_table()
+                scratch.register("__shoal_old", old_rows)
+        new_rows = None
+        if model.incremental_arrow is not None:
+            inputs = SliceInputs(touched, changes, old_rows, ctx.table.schema, ctx.run_sql)
+            new_rows = model.incremental_arrow(inputs)
+        if new_rows is None:
+            new_rows = ctx.run_sql(model.incremental_sql or scoped(model, touched, f"({model.sql})"))
         ctx.check_columns(new_rows.schema)
         ctx.check_unique(new_rows, "incremental SQL" if model.incremental_sql else "SQL")
         changed, stale, updates = _diff(ctx, new_rows, scratch, old_scope)

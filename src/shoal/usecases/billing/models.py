@@ -46,6 +46,7 @@ rules independently, in Python ``Decimal``):
 from __future__ import annotations
 
 from shoal.models import Model
+from shoal.usecases.billing.charges import charges_incremental
 
 SOURCE = "billing.usage_events"
 HOURS_PER_YEAR = 24 * 365
@@ -397,6 +398,8 @@ MODEL_SPECS: tuple[Model, ...] = (
         # caps are running totals in hour order: an event can only change its own and later hours
         restate_from="billing_hour",
         incremental_sql=CHARGES_HOURLY_INCREMENTAL_SQL,
+        # the same rows in Arrow and numpy: a watcher's cycle without this statement's fixed cost
+        incremental_arrow=charges_incremental,
         state_models=(INVOICE_LINES,),
         upstream=(SOURCE,),
         description="Charge of every metered resource-hour (deduped usage event) with monthly caps "
