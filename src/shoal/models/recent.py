@@ -76,6 +76,10 @@ def _restate_value(value: int, type_: pa.DataType) -> object:
 
 @dataclass
 class _Copy:
+    """One model's recent rows at ``version``: appended tables (``chunks``) and, per row, its
+    slice's code, its restate value and whether it is still the table's (replaced and deleted
+    rows are marked dead, not removed, until :meth:`RecentRows._prune` rewrites the copy)."""
+
     version: int
     schema: pa.Schema
     restate_type: pa.DataType
@@ -319,8 +323,7 @@ class RecentRows:
         keep = copy.alive & (copy.restate >= floor)
         if keep.sum() * 3 > len(keep) * 2:
             return
-        positions = pa.array(np.flatnonzero(keep))
-        copy.chunks = [copy.table().take(positions).combine_chunks()]
+        copy.chunks = [copy.take(np.flatnonzero(keep)).combine_chunks()]
         copy.codes, copy.restate = copy.codes[keep], copy.restate[keep]
         copy.alive = np.ones(len(copy.codes), dtype=bool)
         copy.floor = max(copy.floor, floor)
