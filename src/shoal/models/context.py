@@ -30,7 +30,6 @@ from shoal.models.deferred import Deferred
 from shoal.models.errors import ModelError
 from shoal.models.marks import RestateMarks
 from shoal.models.model import Model
-from shoal.models.recent import RecentRows
 from shoal.query import Connection, connect_lake
 
 
@@ -87,8 +86,6 @@ class Session:
         self.deferred = Deferred(lambda: self.con.duckdb, self.arranged)
         #: per slice, the greatest restate_from of each restating model's rows (ADR 0043)
         self.marks = RestateMarks(lambda: self.con.duckdb)
-        #: restating models' recent rows, read in place of their tables' (ADR 0052)
-        self.recent = RecentRows(lambda: self.con.duckdb)
 
     def hand_off(self, name: str, handoff: Handoff | None) -> None:
         """Keep (or, with None, forget) the change rows of ``name``'s latest commit."""
@@ -135,7 +132,6 @@ class Session:
         self.arranged.forget()  # the copies die with the connection
         self.deferred.forget()
         self.marks.forget()
-        self.recent.forget()
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -306,7 +302,6 @@ class RefreshContext:
         model = self.model
         self.session.deferred.drop(model.name)  # held changes are recomputed with the rest
         self.session.marks.drop(model.name)
-        self.session.recent.drop(model.name)
         sql = model.sql
         if model.restate_from:
             # written in restate order, file and row-group statistics let incremental refreshes
@@ -354,7 +349,6 @@ class RefreshContext:
         self._hand_off(version, empty)
         self._arrange(version, self.table.schema.empty_table(), self.table.schema.empty_table())
         self.session.marks.written(self.model, before=self.read_version, version=version, rows=empty)
-        self.session.recent.moved(self.model.name, before=self.read_version, version=version)
         return RefreshResult(self.model.name, "unchanged", version=version)
 
     @property
@@ -405,15 +399,12 @@ class RefreshContext:
         existed: bool,
         touched: int,
         changes: pa.Table | None = None,
-        scope: pa.Table | None = None,
     ) -> RefreshResult:
         """Commit changed ``rows`` and deletes of ``stale`` keys with the progress txns: a plain
         append (no file rewrite) when no changed key exists yet and nothing is deleted.
 
         ``changes`` (:meth:`change_rows`) are handed off to downstream models of this cycle when
-        the commit lands directly on the version this refresh started from. ``scope``: the
-        slices (with restate points) holding every existing key written, for the recent rows
-        (a slice refresh's; None drops the model's copy)."""
+        the commit lands directly on the version this refresh started from."""
         target, txns, at = self.table, self.txns, self.read_version
         if rows.num_rows == 0 and stale.num_rows == 0:
             version = target.append(pa.table({}), app_transactions=txns, read_version=at)
@@ -426,12 +417,6 @@ class RefreshContext:
         self._hand_off(version, changes)
         self._arrange(version, rows, stale)
         self.session.marks.written(self.model, before=at, version=version, rows=rows)
-        if scope is None:
-            self.session.recent.drop(self.model.name)
-        else:
-            self.session.recent.apply(
-                self.model, before=at, version=version, scope=scope, rows=rows, stale=stale, existed=existed
-            )
         return RefreshResult(
             self.model.name,
             "incremental",

@@ -83,8 +83,6 @@ class ModelRunner:
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
         self._session.deferred.enabled = hold and arrange
-        self._session.recent.enabled = hold and arrange
-        self._arrange = arrange
         self._in_cycle = False
         if arrange:
             # additive models (sums: small) are kept in memory and read there (ADR 0020)
@@ -200,12 +198,8 @@ class ModelRunner:
         the log: a request each time) (ADR 0049).
         Returns the number of refresh cycles run. Changes held meanwhile (``commit_every_s``) are
         committed when it returns."""
-        deferred, recent = self._session.deferred, self._session.recent
-        was = deferred.enabled, recent.enabled
-        # a watcher holds state whatever the runner was built with: changes held between commits,
-        # copies of restating models' recent rows (ADR 0038, 0052)
-        deferred.enabled = deferred.enabled or bool(self._session.arranged.models)
-        recent.enabled = recent.enabled or self._arrange
+        deferred = self._session.deferred
+        was, deferred.enabled = deferred.enabled, deferred.enabled or bool(self._session.arranged.models)
         try:
             return watch(
                 self.source_versions,
@@ -217,10 +211,7 @@ class ModelRunner:
                 poll_s=poll_s if poll_s is not None else self._default_poll_s(interval_s),
             )
         finally:
-            deferred.enabled, recent.enabled = was
-            if not recent.enabled:
-                for model in self.models:
-                    recent.drop(model.name)
+            deferred.enabled = was
             self.commit_held()
 
     def _default_poll_s(self, interval_s: float) -> float:

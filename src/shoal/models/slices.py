@@ -43,11 +43,6 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
         if old_scope.num_rows == 0:
             old_rows = ctx.table.schema.empty_table()
             scratch.register("__shoal_old", old_rows)
-        elif (
-            held := ctx.session.recent.rows(model, ctx.table, ctx.progress.table_version, old_scope)
-        ) is not None:
-            old_rows = held  # a watcher's copy of the recent rows (recent.py)
-            scratch.register("__shoal_old", old_rows)
         else:
             if old_scope.num_rows == touched.num_rows:
                 select = scoped(model, touched, model.name)
@@ -71,7 +66,7 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
         feed = None
         if ctx.feeds_downstream and _old_holds_every_key(model, ctx.table.schema, new_rows.schema):
             feed = ctx.change_rows(scratch, "__shoal_old", changed, stale, existed=updates)
-    return ctx.write(changed, stale, existed=updates, touched=touched.num_rows, changes=feed, scope=old_scope)
+    return ctx.write(changed, stale, existed=updates, touched=touched.num_rows, changes=feed)
 
 
 def _old_holds_every_key(model: Model, target: pa.Schema, new: pa.Schema) -> bool:
