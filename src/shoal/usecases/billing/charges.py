@@ -21,9 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.models import SliceInputs
+from shoal.models.sql import ARROW_ERRORS
+from shoal.usecases.billing.events import USAGE
 
 MICROS = 1_000_000
-USAGE = "EVENT_TYPE_USAGE"
 _SLICE = ("billing_month", "resource_id")
 #: the columns copied from each event to its charge row, as they are
 _ATTRIBUTES = (
@@ -47,7 +48,7 @@ def charges_incremental(inputs: SliceInputs) -> pa.Table | None:
     """The rows ``CHARGES_HOURLY_INCREMENTAL_SQL`` returns for ``inputs``, or None (run the SQL)."""
     try:
         return _compute(inputs)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+    except ARROW_ERRORS:
         return None  # a column of a type this does not take (e.g. after a schema change): the SQL's
 
 
