@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from test_billing_models import keyed, to_arrow
+from test_billing_models import assert_fast_path_exact, fast_path, keyed, to_arrow
 
 from shoal.lake import Lake
 from shoal.models import ModelRunner
@@ -121,3 +121,32 @@ def test_late_events_for_closed_hours_and_replayed_duplicates(tmp_path: Path) ->
     ]
     assert later  # the late event restated hours already charged: they now pay nothing
     assert all(r["charge"] == 0 for r in later)
+
+
+def test_a_commit_of_charges_without_changes_keeps_invoice_lines_held_changes(tmp_path: Path) -> None:
+    """A runner holding invoice_lines' changes in memory (a watcher, ADR 0038) meets a commit of
+    charges_hourly that changes no row (a batch of replayed duplicates): invoice_lines consumes
+    it in memory too. Committing that position to its table would declare the held changes
+    consumed and lose them (this failed before: the lines lacked the second batch)."""
+    events = _events()
+    table = to_arrow(events)
+    cut = len(events) // 2
+    lake = Lake(str(tmp_path / "lake"))
+    source = lake.create_table("billing.usage_events", table.schema)
+    source.append(table.slice(0, cut // 2))
+    with ModelRunner(lake, fast_path(), hold=True) as runner:
+        runner.refresh()
+        source.append(table.slice(cut // 2, cut - cut // 2))
+        results = {r.model: r for r in runner.refresh()}
+        assert results["billing.invoice_lines"].held  # the second batch's sums are in memory
+        # a redelivery of events already charged: charges_hourly commits, but no row changes
+        replay = table.slice(cut - 300, 300)
+        offsets = pa.array([o + cut for o in replay["_kafka_offset"].to_pylist()], pa.int64())
+        source.append(
+            replay.set_column(replay.schema.get_field_index("_kafka_offset"), "_kafka_offset", offsets)
+        )
+        results = {r.model: r for r in runner.refresh()}
+        assert (results[CHARGES].mode, results[CHARGES].rows_written) == ("incremental", 0)
+        assert results["billing.invoice_lines"].held
+    with ModelRunner(lake, fast_path()) as runner:  # what the lake holds once the runner stopped
+        assert_fast_path_exact(runner.con, events[:cut])

@@ -138,6 +138,16 @@ class Deferred:
         held.pending.append(moving.select(list(model.unique_key)))
         return True
 
+    def consumed(self, model: Model, *, table_version: int, txns: dict[str, int]) -> bool:
+        """Upstream commits that change no row of ``model`` were read: when changes are held for
+        it (on ``table_version``), hold the positions ``txns`` too and say so (True); else the
+        caller records them with a commit of its own."""
+        held = self._held.get(model.name)
+        if held is None or held.table_version != table_version:
+            return False
+        held.positions.update(txns)
+        return True
+
     def due(self, models: dict[str, Model], *, force: bool) -> list[str]:
         """The held models to commit now: all with ``force``, else those whose oldest held change
         is ``commit_every_s`` old."""
