@@ -82,6 +82,7 @@ def run_one(
     ab_pipeline: bool = False,
     ab_hold: bool = False,
     hold: bool = False,
+    fold: bool = False,
     profile: cProfile.Profile | None = None,
 ) -> dict[str, Any]:
     start = datetime(2026, 11, 1, tzinfo=UTC)
@@ -137,8 +138,11 @@ def run_one(
     walls: dict[str, list[float]] = {v: [] for v in variants}
     cpus: dict[str, list[float]] = {v: [] for v in variants}
     per_model: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
+    folds = dict.fromkeys(variants, 0)
     runners = {
-        v: ModelRunner(lakes[v], fast, handoff=on, arrange=on, hold=v == "pipeline" and (ab_hold or hold))
+        v: ModelRunner(
+            lakes[v], fast, handoff=on, arrange=on, hold=v == "pipeline" and (ab_hold or hold), fold=fold
+        )
         for v, on in variants.items()
     }
     try:
@@ -160,8 +164,13 @@ def run_one(
             # a small batch may change no revenue (e.g. only duplicates): its downstream is unchanged
             modes = {r.model: r.mode for r in results}
             assert modes["billing.charges_hourly"] == "incremental", modes
-            assert all(m in ("incremental", "commit", "unchanged", "full") for m in modes.values()), modes
+            assert all(
+                m in ("incremental", "commit", "unchanged", "full", "fold") for r in results for m in [r.mode]
+            )
             for r in results:
+                if r.mode == "fold":  # a fold of small files committed at the cycle's start
+                    folds[v] += 1
+                    continue
                 per_model[v].setdefault(r.model, []).append(r.seconds)
         if ab_hold:
             runners["pipeline"].commit_held()
@@ -170,6 +179,8 @@ def run_one(
                 a, b = (runners[v].con.query_arrow(f"SELECT * FROM {name}") for v in variants)
                 order_by = [(c, "ascending") for c in a.column_names]
                 assert a.sort_by(order_by).equals(b.sort_by(order_by)), name
+        # before the rebuild below rewrites them
+        files = {v: {name: len(lakes[v].table(name).files()) for name in FAST_PATH} for v in variants}
         runner = runners[order[0]]
         c0, w0 = time.process_time(), time.perf_counter()
         runner.refresh(full=True)
@@ -194,6 +205,11 @@ def run_one(
             "cpu_s_median": round(cpu, 3),
             "cpu_s_per_million_events": round(cpu / batch * 1e6, 1),
             "per_model_s_median": {k: round(statistics.median(x), 3) for k, x in per_model[v].items()},
+            # whether cycles get dearer as the run goes on (each commit adds a file to every model
+            # table; what a watcher reads grows with them until something compacts)
+            "cpu_s_median_by_tenth": _by_tenth(cpus[v]),
+            "model_files": files[v],
+            "folds": folds[v],
         }
     if ab_hold:
         cpu_hold = statistics.median(cpus["pipeline"])
@@ -216,6 +232,11 @@ def main() -> None:
         help="hold billing.invoice_lines in memory between commits (every 10 s), as a watcher does",
     )
     ap.add_argument("--cycles", type=int, default=5)
+    ap.add_argument(
+        "--fold",
+        action="store_true",
+        help="fold the small files the cycles' commits leave, as a watcher does (ADR 0053)",
+    )
     ap.add_argument(
         "--last-month-late",
         action="store_true",
@@ -256,6 +277,7 @@ def main() -> None:
                 ab_pipeline=args.ab_pipeline,
                 ab_hold=args.ab_hold,
                 hold=args.hold,
+                fold=args.fold,
                 profile=profile,
             )
             for h in sorted(args.history_hours)
@@ -271,6 +293,7 @@ def main() -> None:
                 "users": args.users,
                 "last_month_late": args.last_month_late,
                 "hold": args.hold,
+                "fold": args.fold,
                 "runs": runs,
                 "fit": _fit(runs) if len(args.batch) > 1 else None,
                 "cpus": os.cpu_count(),
@@ -279,6 +302,15 @@ def main() -> None:
             indent=2,
         )
     )
+
+
+def _by_tenth(values: list[float]) -> list[float]:
+    """The median of each tenth of ``values`` in order (fewer parts with fewer than 10 values)."""
+    parts = min(10, len(values))
+    return [
+        round(statistics.median(values[len(values) * i // parts : len(values) * (i + 1) // parts]), 3)
+        for i in range(parts)
+    ]
 
 
 def _fit(runs: list[dict[str, Any]]) -> dict[int, dict[str, float]]:

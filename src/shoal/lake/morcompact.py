@@ -42,7 +42,7 @@ from shoal.lake import progress
 from shoal.lake.addfiles import file_stats
 from shoal.lake.errors import CommitConflict, LakeError
 from shoal.lake.mergeonread import OP, SEQ, UPSERT, MergeOnRead, layout_of_fields
-from shoal.lake.table import ROW_GROUP_ROWS, Table, translate_errors
+from shoal.lake.table import ROW_GROUP_ROWS, Table, committed_version, translate_errors
 
 log = logging.getLogger("shoal.lake")
 
@@ -170,28 +170,11 @@ def _attempt(table: Table, result: Compaction) -> None:
             with contextlib.suppress(OSError):
                 fs.delete_file(f"{directory}/{add.path}")
         raise
-    result.version = _committed_version(table, read_version, attempt_id)
+    result.version = committed_version(table, read_version, attempt_id)
     result.folded_seq = folded
     result.change_rows += tail.num_rows
     result.files_removed = len(changed) + len(rewritten)
     result.files_added = len(written)
-
-
-def _committed_version(table: Table, read_version: int, attempt_id: str) -> int | None:
-    """The version our commit landed at, found in the log files after the version we read (others
-    may have committed before and after it). delta-rs's ``history()`` is no help here: with
-    commits landing while it reads, it was seen numbering its entries one short."""
-    fs, root = table.location.filesystem()
-    log_dir = f"{root}/{table.namespace}/{table.table_name}/_delta_log"
-    version = read_version + 1
-    while True:
-        try:
-            with fs.open_input_stream(f"{log_dir}/{version:020d}.json") as commit:
-                if attempt_id.encode() in commit.read():
-                    return version
-        except FileNotFoundError:
-            return None
-        version += 1
 
 
 def _has_changes(f: dict[str, Any]) -> bool:

@@ -750,3 +750,21 @@ class Table:
             dt.create_checkpoint()
             dt.cleanup_metadata()
             return int(dt.version())
+
+
+def committed_version(table: Table, read_version: int, attempt_id: str) -> int | None:
+    """The version of the commit after ``read_version`` whose log entry holds ``attempt_id`` (a
+    writer's mark in its commit metadata): where a commit of ours landed, others may have committed
+    before and after it. delta-rs's ``history()`` is no help here: with commits landing while it
+    reads, it was seen numbering its entries one short. None: not committed."""
+    fs, root = table.location.filesystem()
+    log_dir = f"{root}/{table.namespace}/{table.table_name}/_delta_log"
+    version = read_version + 1
+    while True:
+        try:
+            with fs.open_input_stream(f"{log_dir}/{version:020d}.json") as commit:
+                if attempt_id.encode() in commit.read():
+                    return version
+        except FileNotFoundError:
+            return None
+        version += 1

@@ -28,6 +28,7 @@ from shoal.lake.progress import MODEL_DEFINITION, model_input
 from shoal.models.arrangements import Arrangements
 from shoal.models.deferred import Deferred
 from shoal.models.errors import ModelError
+from shoal.models.folding import Folds
 from shoal.models.marks import RestateMarks
 from shoal.models.model import Model
 from shoal.query import Connection, connect_lake
@@ -36,7 +37,7 @@ from shoal.query import Connection, connect_lake
 @dataclass
 class RefreshResult:
     model: str
-    mode: str  # "full", "incremental", "unchanged"
+    mode: str  # "full", "incremental", "unchanged"; "commit" (held changes), "fold" (ADR 0053)
     touched: int = 0
     rows_written: int = 0
     rows_deleted: int = 0
@@ -78,6 +79,8 @@ class Session:
         self._con = con
         self._tables: dict[str, Table] = {}
         self._handoffs: dict[str, Handoff] = {}
+        #: per table, the latest versions this runner committed as folds (data-neutral, ADR 0053)
+        self._neutral: dict[str, list[int]] = {}
         #: models whose commits a model of this runner reads (their change rows are handed off)
         self.feeding: frozenset[str] = frozenset()
         #: in-memory copies of models this runner writes (its ``models`` are set by the runner)
@@ -86,6 +89,8 @@ class Session:
         self.deferred = Deferred(lambda: self.con.duckdb, self.arranged)
         #: per slice, the greatest restate_from of each restating model's rows (ADR 0043)
         self.marks = RestateMarks(lambda: self.con.duckdb)
+        #: the runner's folds of its models' small files (ADR 0053)
+        self.folds = Folds(self.find)
 
     def hand_off(self, name: str, handoff: Handoff | None) -> None:
         """Keep (or, with None, forget) the change rows of ``name``'s latest commit."""
@@ -98,7 +103,11 @@ class Session:
         """``name``'s change rows after version ``since`` up to ``until``, when they are exactly
         the rows of a commit of this cycle; None: read the change feed."""
         handoff = self._handoffs.get(name)
-        if handoff is None or handoff.before != since or handoff.version != until:
+        if handoff is None or handoff.version != until or handoff.before < since:
+            return None
+        # versions between are folds of this runner (no data change): their change feed is empty
+        neutral = self._neutral.get(name, ())
+        if any(v not in neutral for v in range(since + 1, handoff.before + 1)):
             return None
         return handoff.rows
 
@@ -128,7 +137,18 @@ class Session:
         """``name``'s progress ``keys``, with what this runner holds in memory laid over them."""
         return self.deferred.progress(name, Progress.read(self.find(name), keys))
 
+    def data_neutral(self, name: str, *, before: int, version: int) -> None:
+        """``name``'s table went from ``before`` to ``version`` without a data change (a fold of its
+        files): what the runner keeps for it at ``before`` holds at ``version`` too."""
+        recent = self._neutral.setdefault(name, [])
+        recent.append(version)
+        del recent[:-8]  # a downstream model is at most a few versions behind within a runner
+        self.marks.moved(name, before=before, version=version)
+        if name in self.arranged.models:
+            self.arranged.moved(name, before=before, version=version)
+
     def close(self) -> None:
+        self.folds.close()
         self.arranged.forget()  # the copies die with the connection
         self.deferred.forget()
         self.marks.forget()

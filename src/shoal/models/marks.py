@@ -154,6 +154,17 @@ class RestateMarks:
             return
         held.version = version
 
+    def moved(self, name: str, *, before: int, version: int) -> None:
+        """``name``'s table went from ``before`` to ``version`` with no data change (a fold of its
+        files): its marks hold at ``version`` if they held at ``before``, else they are dropped."""
+        held = self._held.get(name)
+        if held is None:
+            return
+        if held.version != before or version != before + 1:
+            self.drop(name)
+            return
+        held.version = version
+
     def drop(self, name: str) -> None:
         self._held.pop(name, None)
 

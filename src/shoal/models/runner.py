@@ -69,6 +69,7 @@ class ModelRunner:
         handoff: bool = True,
         arrange: bool = True,
         hold: bool = False,
+        fold: bool = False,
     ) -> None:
         """``handoff=False`` makes every model read its upstream's changes back from the Delta
         change feed, ``arrange=False`` every model read from its Delta table (the behaviour
@@ -76,13 +77,15 @@ class ModelRunner:
 
         ``hold=True`` (a runner refreshing continuously; :meth:`watch` turns it on) keeps the
         changes of models with ``commit_every_s`` in memory between their commits (ADR 0038);
-        :meth:`close` commits what is held."""
+        :meth:`close` commits what is held. ``fold=True`` (also turned on by :meth:`watch`) folds
+        the small files its commits leave in its models' tables (ADR 0053)."""
         self.lake = lake
         self.models = order_models(models)
         check_state_models(self.models)
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
         self._session.deferred.enabled = hold and arrange
+        self._session.folds.enabled = fold
         self._in_cycle = False
         if arrange:
             # additive models (sums: small) are kept in memory and read there (ADR 0020)
@@ -142,7 +145,7 @@ class ModelRunner:
             unknown = wanted - {m.name for m in self.models}
             if unknown:
                 raise NotFoundError(f"no model named {', '.join(sorted(unknown))}")
-        results = []
+        results = self._commit_folds()
         self._in_cycle = True
         try:
             # one pipeline per cycle: a model's downstream models take its commit's change rows
@@ -152,12 +155,34 @@ class ModelRunner:
                     continue
                 if progress:
                     progress(model.name)
-                results.append(self.refresh_one(model, full=full))
+                result = self.refresh_one(model, full=full)
+                results.append(result)
+                if result.rows_written or result.rows_deleted or result.mode == "full":
+                    self._session.folds.committed(model, held=result.held)
             # held changes that are due (all of them when this runner does not hold any)
             results += self.commit_held(force=not self._session.deferred.enabled)
         finally:
             self._in_cycle = False
             self._session.end_cycle()
+        return results
+
+    def _commit_folds(self) -> list[RefreshResult]:
+        """Commit the folds of small files whose rewrite is done, first thing in a cycle (before
+        any progress is read), and carry what the runner holds over them (ADR 0053)."""
+        results = []
+        session = self._session
+        for fold in session.folds.commit_ready():
+            session.data_neutral(fold.model, before=fold.version - 1, version=fold.version)
+            results.append(
+                RefreshResult(
+                    fold.model,
+                    "fold",
+                    touched=fold.files,
+                    rows_written=fold.rows,
+                    version=fold.version,
+                    seconds=fold.seconds,
+                )
+            )
         return results
 
     def offer_appended(self, table: str, before: int, version: int, rows: pa.Table) -> None:
@@ -198,8 +223,9 @@ class ModelRunner:
         the log: a request each time) (ADR 0049).
         Returns the number of refresh cycles run. Changes held meanwhile (``commit_every_s``) are
         committed when it returns."""
-        deferred = self._session.deferred
+        deferred, folds = self._session.deferred, self._session.folds
         was, deferred.enabled = deferred.enabled, deferred.enabled or bool(self._session.arranged.models)
+        folded, folds.enabled = folds.enabled, True
         try:
             return watch(
                 self.source_versions,
@@ -211,7 +237,7 @@ class ModelRunner:
                 poll_s=poll_s if poll_s is not None else self._default_poll_s(interval_s),
             )
         finally:
-            deferred.enabled = was
+            deferred.enabled, folds.enabled = was, folded
             self.commit_held()
 
     def _default_poll_s(self, interval_s: float) -> float:
