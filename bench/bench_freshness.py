@@ -226,6 +226,15 @@ def cpu_s(proc: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
+def by_tenth(values: list[float]) -> list[float]:
+    """The median of each tenth of ``values`` in order (fewer parts with fewer than 10 values)."""
+    parts = min(10, len(values))
+    return [
+        round(statistics.median(values[len(values) * i // parts : len(values) * (i + 1) // parts]), 3)
+        for i in range(parts)
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=20_000, help="produce rate of the live phase (events/s)")
@@ -392,9 +401,12 @@ def main() -> None:
             m["seconds"] for c in live_cycles for m in c["models"] if m["model"] == "billing.revenue_hourly"
         ]
         per_model: dict[str, list[float]] = {}
+        folds = 0
         for c in live_cycles:
             for m in c["models"]:
-                if m["mode"] != "unchanged":
+                if m["mode"] == "fold":  # a fold of the model's small files (ADR 0053), not a refresh
+                    folds += 1
+                elif m["mode"] != "unchanged":
                     per_model.setdefault(m["model"], []).append(m["seconds"])
         # refreshes that took their upstream's changes from its commit in the same cycle (ADR 0020)
         handed_off = {
@@ -428,6 +440,10 @@ def main() -> None:
                 "cycle_s_median": round(statistics.median(cycle_s), 2) if cycle_s else None,
                 "cycle_s_max": round(max(cycle_s), 2) if cycle_s else None,
                 "revenue_hourly_s_median": round(statistics.median(rev_s), 2) if rev_s else None,
+                # whether cycles grow as the run goes on (each commit adds a file until folded)
+                "cycle_s_median_by_tenth": by_tenth(cycle_s),
+                "folds": folds,
+                "charges_hourly_files_at_end": len(project.lake.table("billing.charges_hourly").files()),
             },
             "watcher1_cycles": sum(1 for c in live_cycles if c["watcher"] == 1),
             # --watchers inline: the worker's refresh cycles (count, seconds in all) since it started

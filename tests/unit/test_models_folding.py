@@ -12,7 +12,7 @@ import pytest
 from test_billing_models import assert_fast_path_exact, fast_path, to_arrow
 
 from shoal.lake import Lake
-from shoal.models import ModelRunner, folding
+from shoal.models import ModelRunner, RefreshResult, folding
 from shoal.usecases.billing.simulator import BillingSimulator
 
 CHARGES = "billing.charges_hourly"
@@ -28,12 +28,12 @@ def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_folds_keep_the_fast_path_exact_and_the_runners_memory(
     tmp_path: Path, small_thresholds: None
 ) -> None:
-    sim = BillingSimulator(8, datetime(2026, 1, 30, tzinfo=UTC), 3, 60, late_share=0.1, dup_share=0.02)
+    sim = BillingSimulator(8, datetime(2026, 1, 30, tzinfo=UTC), 3, 40, late_share=0.1, dup_share=0.02)
     events = list(sim.events())
     table = to_arrow(events)
     lake = Lake(str(tmp_path / "lake"))
     source = lake.create_table("billing.usage_events", table.schema)
-    batches = 40
+    batches = 27
     cuts = [len(events) * i // batches for i in range(batches + 1)]
     source.append(table.slice(0, cuts[1]))
     folds = []
@@ -86,7 +86,7 @@ def test_only_a_runner_that_folds_folds(tmp_path: Path, small_thresholds: None) 
     table = to_arrow(list(sim.events()))
     lake = Lake(str(tmp_path / "lake"))
     source = lake.create_table("billing.usage_events", table.schema)
-    step = table.num_rows // 12
+    step = table.num_rows // 24
     source.append(table.slice(0, step))
     with ModelRunner(lake, fast_path()) as runner:  # a one-off refresh, as `shoal refresh` runs
         runner.refresh()
@@ -94,3 +94,13 @@ def test_only_a_runner_that_folds_folds(tmp_path: Path, small_thresholds: None) 
             source.append(table.slice(i * step, step))
             assert not any(r.mode == "fold" for r in runner.refresh())
     assert len(lake.table(CHARGES).files()) >= 10
+    # a watcher (`shoal refresh --watch`) folds: its cycles' results carry the folds
+    cycles: list[list[str]] = []
+
+    def on_cycle(results: list[RefreshResult]) -> None:
+        cycles.append([r.mode for r in results if r.model == CHARGES])
+        source.append(table.slice((11 + len(cycles)) * step, step))  # the stream goes on
+
+    with ModelRunner(lake, fast_path()) as runner:
+        runner.watch(interval_s=0.01, should_stop=lambda: len(cycles) >= 12, on_cycle=on_cycle)
+    assert any("fold" in modes for modes in cycles), cycles
