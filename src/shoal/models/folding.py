@@ -110,7 +110,9 @@ class Folds:
             start = time.perf_counter()
             try:
                 version = smallfiles.commit(table, done)
-            except ShoalError as exc:  # its file is deleted; the next look picks again
+            except Exception as exc:  # e.g. storage down: the next look picks again
+                # committed or not, the runner's memory is not carried over: a version it did not
+                # make drops it at the next read, as any other writer's would
                 log.warning("fold of %s not committed: %s", name, exc)
                 continue
             if version is not None:
