@@ -39,13 +39,7 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
         changes = ctx.changes(name)
     except ShoalError:
         return ctx.rebuild()  # change feed unavailable (e.g. vacuumed)
-    deferred = ctx.session.deferred
     if changes.num_rows == 0:
-        # with changes held in memory, the position is held too: committed to the table alone,
-        # it would declare the held changes consumed (they are not in its rows yet) and lose them
-        before = ctx.progress.table_version
-        if before is not None and deferred.consumed(model, table_version=before, txns=ctx.txns):
-            return RefreshResult(model.name, "unchanged", version=before, held=True)
         return ctx.consumed()
     arranged = ctx.session.arranged
     before = ctx.progress.table_version
@@ -54,6 +48,7 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
         arranged.load(model.name, ctx.table, before)
     negative = pc.is_in(changes["_change_type"], value_set=pa.array(["delete", "update_preimage"]))
     sign = pc.if_else(negative, pa.scalar(-1, pa.int64()), pa.scalar(1, pa.int64()))
+    deferred = ctx.session.deferred
     if deferred.holds(model, ctx.feeds_downstream):
         # held in memory, committed every commit_every_s (ADR 0038)
         with ctx.scratch() as scratch:

@@ -363,7 +363,13 @@ class RefreshContext:
         return RefreshResult(self.model.name, "unchanged", version=self.progress.table_version)
 
     def consumed(self) -> RefreshResult:
-        """The upstream changes touch no row of the model: record only that they were consumed."""
+        """The upstream changes touch no row of the model: record only that they were consumed.
+        With changes of the model held in memory (ADR 0038) the position is held with them:
+        committed to the table alone, it would declare them consumed before they are in its rows,
+        and they would be lost."""
+        before, deferred = self.read_version, self.session.deferred
+        if before is not None and deferred.consumed(self.model, table_version=before, txns=self.txns):
+            return RefreshResult(self.model.name, "unchanged", version=before, held=True)
         version = self.table.append(pa.table({}), app_transactions=self.txns, read_version=self.read_version)
         empty = pa.schema([*self.table.schema, pa.field(CHANGE_TYPE, pa.string())]).empty_table()
         self._hand_off(version, empty)

@@ -37,7 +37,7 @@ FOLD_EVERY = 16
 #: a partition is folded once it holds this many small files
 MIN_FILES = 8
 #: the most files one fold reads: its memory is bounded by them (at 20k events/s, 32 cycles'
-#: charges rows are ~0.8M rows, ~100 MiB in Arrow while the fold runs)
+#: charges rows are ~0.8M rows in Arrow while the fold runs; estimated, not measured)
 MAX_FILES = 32
 #: files from this size up are not small
 SMALL_BYTES = 16 * 1024 * 1024
