@@ -134,6 +134,8 @@ def test_a_holding_runner_commits_invoice_lines_every_few_seconds_and_at_close(
             results = {r.model: r for r in runner.refresh()}
             # charges_hourly read its month-to-date state from memory: the table did not move
             assert results[LINES].held
+            # held as numpy sums found by key hash, not a DuckDB temp table (shoal.models.keyed)
+            assert runner._session.arranged.is_keyed(LINES)
             assert results["billing.charges_hourly"].mode == "incremental"
             assert lines.version == committed
     finally:

@@ -6,7 +6,9 @@ An additive model's refresh reads its own current rows, and other models of the 
 ``billing.revenue_hourly``). Each such read of a Delta table replays its log and opens its files,
 a fixed cost per query that dominates a short cycle. Like Materialize's arrangements, the runner
 keeps such a model's rows in a DuckDB temp table, applies each of its own commits to it, and points
-the model's view in its connection at that copy instead of the Delta scan.
+the model's view in its connection at that copy instead of the Delta scan. A held model's copy
+(ADR 0038) may instead be keyed sums in numpy (:mod:`shoal.models.keyed`, ADR 0054), registered
+under the same name.
 
 The copy is used only while the table's Delta version is the one it reflects: every refresh checks
 that first (:meth:`Arrangements.check`), and a commit the runner did not make, or one it cannot
@@ -24,6 +26,8 @@ import pyarrow as pa
 
 from shoal.lake import Table
 from shoal.lake import sql_ident as ident
+from shoal.models.keyed import KeyedSums
+from shoal.models.model import Model
 
 
 def _quote(text: str) -> str:
@@ -35,8 +39,12 @@ def _view(name: str) -> str:
     return f"{ident(ns)}.{ident(table)}"
 
 
+def _copy_name(name: str) -> str:
+    return "__shoal_arranged_" + name.replace(".", "__")
+
+
 def _copy(name: str) -> str:
-    return ident("__shoal_arranged_" + name.replace(".", "__"))
+    return ident(_copy_name(name))
 
 
 class Arrangements:
@@ -51,6 +59,9 @@ class Arrangements:
         self.models: frozenset[str] = frozenset()
         self._held: dict[str, int] = {}  # model -> the Delta version its copy reflects
         self._pointed: set[str] = set()  # models whose view reads the copy now
+        # copies kept as keyed sums (shoal.models.keyed), registered as Arrow, not temp tables
+        self._keyed: dict[str, KeyedSums] = {}
+        self._unkeyed: set[str] = set()  # models a keyed add refused once: the temp table serves
 
     def check(self) -> None:
         """Drop every copy whose table moved without this runner; point the views of the others
@@ -125,6 +136,50 @@ class Arrangements:
             con.unregister("__shoal_arr_stale")
         self._held[name] = version
 
+    def keyed(self, model: Model) -> KeyedSums | None:
+        """``model``'s copy as keyed sums, converted from its temp table on first use; None when
+        there is no copy or the model does not fit (then its temp table stays)."""
+        name = model.name
+        found = self._keyed.get(name)
+        if found is not None or name not in self._held or name in self._unkeyed:
+            return found
+        con, copy = self._con(), _copy(name)
+        rows = con.sql(f"SELECT * FROM {copy}").to_arrow_table()
+        if not KeyedSums.fits(model, rows.schema):
+            return None
+        sums = KeyedSums.of(con, model, rows)
+        if sums is None:
+            self._unkeyed.add(name)  # two keys share a hash: the temp table serves
+            return None
+        con.execute(f"DROP TABLE {copy}")
+        self._keyed[name] = sums
+        self.publish(name)
+        return sums
+
+    def unkey(self, name: str) -> None:
+        """Keep ``name``'s copy as a temp table from now on (a keyed add was refused: a hash
+        collision or a sum out of its type), with the rows it holds."""
+        self._unkeyed.add(name)
+        sums = self._keyed.pop(name, None)
+        if sums is None:
+            return
+        con = self._con()
+        rows = sums.table()
+        con.unregister(_copy_name(name))
+        con.register("__shoal_arrange", rows)
+        try:
+            con.execute(f"CREATE TEMP TABLE {_copy(name)} AS SELECT * FROM __shoal_arrange")
+        finally:
+            con.unregister("__shoal_arrange")
+
+    def is_keyed(self, name: str) -> bool:
+        """Whether ``name``'s copy is held as keyed sums now."""
+        return name in self._keyed
+
+    def publish(self, name: str) -> None:
+        """Register the keyed sums' current rows under the copy's name (after a change)."""
+        self._con().register(_copy_name(name), self._keyed[name].table())
+
     def copy_table(self, name: str) -> str:
         """The temp table holding ``name``'s copy (quoted)."""
         return _copy(name)
@@ -141,12 +196,16 @@ class Arrangements:
         if name in self._pointed:
             self._point(name, to_copy=False)
         if self._held.pop(name, None) is not None:
-            self._con().execute(f"DROP TABLE IF EXISTS {_copy(name)}")
+            if self._keyed.pop(name, None) is not None:
+                self._con().unregister(_copy_name(name))
+            else:
+                self._con().execute(f"DROP TABLE IF EXISTS {_copy(name)}")
 
     def forget(self) -> None:
         """The connection is closing: nothing is held any more."""
         self._held.clear()
         self._pointed.clear()
+        self._keyed.clear()
 
     def release(self) -> None:
         """End of a cycle: every view reads Delta again (the copies are kept for the next one)."""

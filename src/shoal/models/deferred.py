@@ -5,8 +5,9 @@ A watcher that commits ``billing.invoice_lines`` on every cycle rewrites the mon
 time (one row per resource and month, and nearly every resource meters every hour), although
 the only reader that needs them at once is ``billing.charges_hourly``, in the same runner, as its
 state. A model with ``commit_every_s`` is therefore kept in the runner's in-memory copy
-(:mod:`shoal.models.arrangements`): each refresh adds its sums there with one ``MERGE`` and
-notes the keys it touched, and the runner commits the touched keys' rows to the Delta table when
+(:mod:`shoal.models.arrangements`): each refresh adds its sums there (as keyed sums in numpy,
+:mod:`shoal.models.keyed`, when the model's columns are its key and exact sums, ADR 0054; else with
+one ``MERGE`` into a temp table) and notes the keys it touched, and the runner commits the touched keys' rows to the Delta table when
 the oldest held change is ``commit_every_s`` old, and when it stops.
 
 Exactly-once is unchanged: the commit carries the upstream versions the held rows reflect, and
@@ -100,6 +101,18 @@ class Deferred:
         model is out of step)."""
         con = self._con()
         assert model.additive_count is not None
+        # a change that moves no sum (e.g. an update of other columns) touches nothing
+        moving = _nonzero(delta, model.additive)
+        keyed = self._arranged.keyed(model)
+        if keyed is not None:  # numpy sums found by key hash: cost in proportion to the change
+            after_keyed = keyed.add(con, moving.select(keyed.schema.names))
+            if after_keyed is not None:
+                self._arranged.publish(model.name)
+                if bool((after_keyed < 0).any()):
+                    return False
+                self._note(model, moving, table_version, txns)
+                return True
+            self._arranged.unkey(model.name)  # refused, nothing changed: the MERGE below adds
         copy = self._arranged.copy_table(model.name)
         keys = [ident(c) for c in model.unique_key]
         match = " AND ".join(f"o.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
@@ -112,9 +125,7 @@ class Deferred:
         ]
         count = ident(model.additive_count)
         cols = ", ".join(ident(c) for c in names)
-        # a change that moves no sum (e.g. an update of other columns) touches nothing; the rows
-        # stay in Arrow, registered, where a temp table per cycle cost more than the MERGE's join
-        moving = _nonzero(delta, model.additive)
+        # the rows stay in Arrow, registered, where a temp table per cycle cost more than the join
         con.register("__shoal_held_d", moving)
         try:
             # RETURNING gives each merged key's new count: no second join to check them
@@ -133,10 +144,14 @@ class Deferred:
                 )
         finally:
             con.unregister("__shoal_held_d")
+        self._note(model, moving, table_version, txns)
+        return True
+
+    def _note(self, model: Model, moving: pa.Table, table_version: int, txns: dict[str, int]) -> None:
+        """Hold the positions ``txns`` and the keys ``moving`` touched."""
         held = self._held.setdefault(model.name, _Held(table_version))
         held.positions.update(txns)
         held.pending.append(moving.select(list(model.unique_key)))
-        return True
 
     def consumed(self, model: Model, *, table_version: int, txns: dict[str, int]) -> bool:
         """Upstream commits that change no row of ``model`` were read: when changes are held for
