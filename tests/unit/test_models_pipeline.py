@@ -178,6 +178,34 @@ def test_additive_models_are_read_from_memory_during_a_cycle_and_from_delta_afte
         assert _rows(lake, "s.by_day") == got == [("d1", 4, 2), ("d2", 2, 1), ("d3", 4, 1)]
 
 
+def test_a_continuous_runner_with_its_own_connection_leaves_views_on_the_copies(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(_batch([1, 2], ["d1", "d2"], [1, 2]))
+    with ModelRunner(lake, CHAIN, hold=True) as runner:
+        runner.refresh()
+        # nobody else reads through its connection: the view stays on the copy between cycles
+        assert "__shoal_arranged_" in _view_sql(runner, "s.by_day")
+        # another writer moves the table meanwhile: the next refresh reads Delta, not the copy
+        lake.table("s.by_day").delete("day = 'd1'")
+        ev.append(_batch([4], ["d1"], [4]))
+        runner.refresh()
+        assert _rows(lake, "s.by_day") == [("d1", 4, 1), ("d2", 2, 1)]
+    with ModelRunner(lake, CHAIN) as plain:
+        ev.append(_batch([5], ["d3"], [5]))
+        calls = iter([False, False, True])  # one cycle, then stop
+        assert plain.watch(should_stop=lambda: next(calls), interval_s=0.01) == 1
+        # watch() kept them pointed while it ran; once it returns, its caller reads Delta
+        assert "__shoal_arranged_" not in _view_sql(plain, "s.by_day")
+        assert _rows(lake, "s.by_day") == [("d1", 4, 1), ("d2", 2, 1), ("d3", 5, 1)]
+    shared = ModelRunner(lake, CHAIN).con
+    with ModelRunner(lake, CHAIN, con=shared, hold=True) as given:
+        ev.append(_batch([6], ["d3"], [6]))
+        given.refresh()
+        # a connection given to it is read by its owner between cycles: the views read Delta there
+        assert "__shoal_arranged_" not in _view_sql(given, "s.by_day")
+
+
 def test_a_copy_is_not_read_once_its_table_moved_without_the_runner(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path / "lake"))
     ev = lake.create_table("s.events", EVENTS)

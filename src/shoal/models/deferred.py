@@ -7,8 +7,9 @@ the only reader that needs them at once is ``billing.charges_hourly``, in the sa
 state. A model with ``commit_every_s`` is therefore kept in the runner's in-memory copy
 (:mod:`shoal.models.arrangements`): each refresh adds its sums there (as keyed sums in numpy,
 :mod:`shoal.models.keyed`, when the model's columns are its key and exact sums, ADR 0054; else with
-one ``MERGE`` into a temp table) and notes the keys it touched, and the runner commits the touched keys' rows to the Delta table when
-the oldest held change is ``commit_every_s`` old, and when it stops.
+one ``MERGE`` into a temp table) and notes the keys it touched, and the runner commits the
+touched keys' rows to the Delta table when the oldest held change is ``commit_every_s`` old, and
+when it stops.
 
 Exactly-once is unchanged: the commit carries the upstream versions the held rows reflect, and
 is built on the table version the copy was loaded at, so another writer's commit since then is a

@@ -85,6 +85,9 @@ class ModelRunner:
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
         self._session.deferred.enabled = hold and arrange
+        self._owns_con = con is None
+        # nobody else reads through a connection of its own: its views may stay on the copies
+        self._session.arranged.keep_pointed = hold and arrange and self._owns_con
         self._session.folds.enabled = fold
         self._in_cycle = False
         if arrange:
@@ -223,9 +226,10 @@ class ModelRunner:
         the log: a request each time) (ADR 0049).
         Returns the number of refresh cycles run. Changes held meanwhile (``commit_every_s``) are
         committed when it returns."""
-        deferred, folds = self._session.deferred, self._session.folds
-        was, deferred.enabled = deferred.enabled, deferred.enabled or bool(self._session.arranged.models)
+        deferred, folds, arranged = self._session.deferred, self._session.folds, self._session.arranged
+        was, deferred.enabled = deferred.enabled, deferred.enabled or bool(arranged.models)
         folded, folds.enabled = folds.enabled, True
+        kept, arranged.keep_pointed = arranged.keep_pointed, arranged.keep_pointed or self._owns_con
         try:
             return watch(
                 self.source_versions,
@@ -237,8 +241,9 @@ class ModelRunner:
                 poll_s=poll_s if poll_s is not None else self._default_poll_s(interval_s),
             )
         finally:
-            deferred.enabled, folds.enabled = was, folded
+            deferred.enabled, folds.enabled, arranged.keep_pointed = was, folded, kept
             self.commit_held()
+            self._session.end_cycle()  # the views read Delta again, unless kept pointed before
 
     def _default_poll_s(self, interval_s: float) -> float:
         return POLL_S if self.lake.location.scheme == "file" else interval_s
