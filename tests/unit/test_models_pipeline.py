@@ -204,6 +204,18 @@ def test_a_continuous_runner_with_its_own_connection_leaves_views_on_the_copies(
         given.refresh()
         # a connection given to it is read by its owner between cycles: the views read Delta there
         assert "__shoal_arranged_" not in _view_sql(given, "s.by_day")
+        # ... except while it watches (shoal refresh --watch gives it the project's connection)
+        ev.append(_batch([7], ["d4"], [7]))
+        seen: list[str] = []
+        calls = iter([False, False, True])
+        given.watch(
+            should_stop=lambda: next(calls),
+            interval_s=0.01,
+            on_cycle=lambda _: seen.append(_view_sql(given, "s.by_day")),
+        )
+        assert len(seen) == 1
+        assert "__shoal_arranged_" in seen[0]
+        assert "__shoal_arranged_" not in _view_sql(given, "s.by_day")
 
 
 def test_a_copy_is_not_read_once_its_table_moved_without_the_runner(tmp_path: Path) -> None:

@@ -77,17 +77,18 @@ class ModelRunner:
 
         ``hold=True`` (a runner refreshing continuously; :meth:`watch` turns it on) keeps the
         changes of models with ``commit_every_s`` in memory between their commits (ADR 0038);
-        :meth:`close` commits what is held. ``fold=True`` (also turned on by :meth:`watch`) folds
-        the small files its commits leave in its models' tables (ADR 0053)."""
+        :meth:`close` commits what is held. With ``hold=True`` and no ``con`` given (and always
+        within :meth:`watch`) the views of the copies stay on them between cycles.
+        ``fold=True`` (also turned on by :meth:`watch`) folds the small files its commits leave
+        in its models' tables (ADR 0053)."""
         self.lake = lake
         self.models = order_models(models)
         check_state_models(self.models)
         self._by_name = {m.name: m for m in self.models}
         self._session = Session(lake, con)
         self._session.deferred.enabled = hold and arrange
-        self._owns_con = con is None
         # nobody else reads through a connection of its own: its views may stay on the copies
-        self._session.arranged.keep_pointed = hold and arrange and self._owns_con
+        self._session.arranged.keep_pointed = hold and arrange and con is None
         self._session.folds.enabled = fold
         self._in_cycle = False
         if arrange:
@@ -229,7 +230,9 @@ class ModelRunner:
         deferred, folds, arranged = self._session.deferred, self._session.folds, self._session.arranged
         was, deferred.enabled = deferred.enabled, deferred.enabled or bool(arranged.models)
         folded, folds.enabled = folds.enabled, True
-        kept, arranged.keep_pointed = arranged.keep_pointed, arranged.keep_pointed or self._owns_con
+        # nothing reads through the connection between the cycles of a watch (on_cycle aside,
+        # which sees the copies): the views stay on them until it returns
+        kept, arranged.keep_pointed = arranged.keep_pointed, True
         try:
             return watch(
                 self.source_versions,
