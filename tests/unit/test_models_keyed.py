@@ -154,3 +154,12 @@ def test_an_arrangement_keeps_keyed_sums_and_turns_them_back_into_a_temp_table(c
     assert con.sql(
         f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{copy.strip(chr(34))}'"
     ).fetchone() == (0,)
+
+
+def test_keys_handed_over_as_string_views_are_the_same_keys(con) -> None:
+    sums = KeyedSums.of(con, MODEL, _rows([("m", "a", 1, Decimal(1))]))
+    assert sums is not None
+    change = _rows([("m", "a", 1, Decimal(2)), ("m", "b", 1, Decimal(3))])
+    views = change.cast(change.schema.set(1, pa.field("resource", pa.string_view())))
+    assert sums.add(con, views).tolist() == [2, 1]  # type: ignore[union-attr]
+    assert _as_dict(sums.table()) == {("m", "a"): (2, Decimal(3)), ("m", "b"): (1, Decimal(3))}

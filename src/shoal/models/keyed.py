@@ -103,14 +103,16 @@ class KeyedSums:
     def add(self, con: duckdb.DuckDBPyConnection, delta: pa.Table) -> np.ndarray | None:
         """Add ``delta``'s signed sums (one row per key) and return each of its keys' new count;
         None, with nothing changed, when a hash collides, a sum would leave its type, or a column
-        does not convert (the caller then rebuilds the model)."""
+        does not convert (the caller then keeps the copy as a temp table and merges there)."""
         n = delta.num_rows
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         try:
-            hashes = self._hash(con, delta)
+            # the key columns as the copy types them (DuckDB may hand strings over as views)
+            keys = delta.select(self._key).cast(self._keys.schema)
+            hashes = self._hash(con, keys)
             adds = {c: _units(delta[c], self.schema.field(c).type) for c in self._sums}
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, duckdb.Error):
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, duckdb.Error):
             return None
         at = np.searchsorted(self._hashes, hashes)
         found = at < len(self._hashes)
@@ -118,7 +120,7 @@ class KeyedSums:
         rows = np.full(n, -1, dtype=np.int64)
         rows[found] = self._rows[at[found]]
         old = np.flatnonzero(found)
-        if len(old) and not self._keys_match(delta, old, rows[old]):
+        if len(old) and not self._keys_match(keys, old, rows[old]):
             return None  # two keys share a hash
         new = np.flatnonzero(~found)
         new_hashes = hashes[new]
@@ -143,9 +145,7 @@ class KeyedSums:
         # commit the add
         self._values = values
         if len(new):
-            self._keys = pa.concat_tables(
-                [self._keys, delta.select(self._key).take(pa.array(new)).cast(self._keys.schema)]
-            )
+            self._keys = pa.concat_tables([self._keys, keys.take(pa.array(new))])
             if self._keys.column(0).num_chunks > _MAX_KEY_CHUNKS:
                 self._keys = self._keys.combine_chunks()
             order = np.argsort(new_hashes)
@@ -176,7 +176,7 @@ class KeyedSums:
             con.unregister("__shoal_keyed")
         return np.asarray(out.column(0).to_numpy(), dtype=np.uint64)
 
-    def _keys_match(self, delta: pa.Table, at_delta: np.ndarray, at_copy: np.ndarray) -> bool:
+    def _keys_match(self, keys: pa.Table, at_delta: np.ndarray, at_copy: np.ndarray) -> bool:
         mine = pa.array(at_copy)
         theirs = pa.array(at_delta)
-        return all(_same(self._keys[c].take(mine), delta[c].take(theirs)) for c in self._key)
+        return all(_same(self._keys[c].take(mine), keys[c].take(theirs)) for c in self._key)
