@@ -7,7 +7,8 @@ the change: the join scans every line of the month and the update rewrites the m
 is its key columns in Arrow and one numpy array per sum, with a sorted index of a 64-bit hash of
 each key (DuckDB's ``hash``). An add hashes the change's keys, finds their rows by binary search,
 checks that the keys found are the keys asked for (a hash collision is never trusted: the add is
-refused and the caller rebuilds), and adds in place.
+refused, and the arrangement turns the copy back into a temp table that the ``MERGE`` adds to),
+and adds in place.
 
 Only models whose columns are their key and their sums, each sum an integer or a decimal of at
 most 18 digits, fit (:meth:`KeyedSums.fits`); the others keep the ``MERGE``. What readers see is
