@@ -259,3 +259,31 @@ def test_a_held_key_whose_count_reaches_zero_is_deleted_at_the_commit(tmp_path: 
             ("d3", 2, 1),
         ]
     assert _rows(lake, "s.by_day") == [("d1", 6, 1), ("d3", 2, 1)]
+
+
+def test_an_additive_copy_kept_as_keyed_sums_writes_what_the_sql_path_would(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(_batch([1, 2], ["d2", "d3"], [1, 2]))
+    steps = [
+        lambda: ev.append(_batch([3, 4], ["d2", "d4"], [3, 4])),  # a group grows, a new one
+        lambda: ev.merge(_batch([1, 3], ["d1", "d1"], [5, 6]), ["ticket"]),  # d2 reaches 0: deleted
+        lambda: ev.delete("ticket = 4"),  # d4 goes
+        lambda: ev.append(_batch([7], ["d2"], [7])),  # d2 again, from its new row alone
+        lambda: ev.append(_batch([8], ["d0"], [0])),  # a group whose sum does not move
+    ]
+    # s.by_day feeds no model of its runner: its copy is keyed, its commits built from it
+    with ModelRunner(lake, [TICKETS, BY_DAY]) as runner:
+        runner.refresh()
+        for step in steps:
+            step()
+            results = {r.model: r for r in runner.refresh()}
+            assert results["s.by_day"].mode == "incremental"
+            assert runner._session.arranged.is_keyed("s.by_day")
+            held = runner._session.arranged.held("s.by_day")
+            assert held == lake.table("s.by_day").version
+            copy = runner.con.sql(f"SELECT * FROM {runner._session.arranged.copy_table('s.by_day')}")
+            assert sorted(copy.fetchall()) == _rows(lake, "s.by_day")
+        got = _rows(lake, "s.by_day")
+        runner.refresh(full=True)
+        assert _rows(lake, "s.by_day") == got == [("d0", 0, 1), ("d1", 11, 2), ("d2", 7, 1), ("d3", 2, 1)]

@@ -136,6 +136,8 @@ def test_a_holding_runner_commits_invoice_lines_every_few_seconds_and_at_close(
             assert results[LINES].held
             # held as numpy sums found by key hash, not a DuckDB temp table (shoal.models.keyed)
             assert runner._session.arranged.is_keyed(LINES)
+            # and revenue_hourly's copy too, whose commits are built from it
+            assert runner._session.arranged.is_keyed("billing.revenue_hourly")
             assert results["billing.charges_hourly"].mode == "incremental"
             assert lines.version == committed
     finally:

@@ -20,6 +20,7 @@ from shoal.lake import sql_ident as ident
 from shoal.lake.progress import model_input
 from shoal.models.context import RefreshContext, RefreshResult, Scratch
 from shoal.models.errors import ModelError
+from shoal.models.keyed import nonzero_rows
 from shoal.models.model import Model
 from shoal.models.sql import constant_bound
 
@@ -66,6 +67,22 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
     with ctx.scratch() as scratch:
         scratch.register("__shoal_delta", changes.append_column("__shoal_sign", sign))
         delta = ctx.run_sql(model.additive_sql)
+        if not ctx.feeds_downstream and arranged.reads_copy(model.name) and arranged.keyable(model.name):
+            # a keyed copy (ADR 0054): the commit's rows come from its numpy sums, which take
+            # them once the commit lands (a model whose commits feed another needs pre-images)
+            _check_columns(model, ctx.table.schema.names, delta)
+            ctx.check_unique(delta, "additive_sql")
+            keyed = arranged.prepare(model, nonzero_rows(delta, model.additive))
+            if keyed is not None:
+                rows, stale, existed = keyed
+                schema = ctx.table.schema  # the copy's types are DuckDB's reading of the table
+                rows = rows.select(schema.names).cast(schema)
+                stale = stale.cast(pa.schema([schema.field(c) for c in model.unique_key]))
+                assert model.additive_count is not None
+                if pc.any(pc.less(rows[model.additive_count], 0)).as_py():
+                    arranged.drop(model.name)
+                    return ctx.rebuild()  # a count below zero: out of step, rebuild
+                return ctx.write(rows, stale, existed=existed, touched=delta.num_rows)
         merged = _add_to_current(ctx, delta, scratch)
         feed = None
         if merged is not None and ctx.feeds_downstream:
@@ -86,9 +103,7 @@ def _add_to_current(
     model, target, con = ctx.model, ctx.table, ctx.con
     assert model.additive_count is not None
     names = target.schema.names
-    absent = [c for c in names if c not in delta.column_names]
-    if absent:
-        raise ModelError(f"model {model.name}: its additive_sql does not return {', '.join(absent)}")
+    _check_columns(model, names, delta)
     ctx.check_unique(delta, "additive_sql")
     add = [ident(c) for c in model.additive]
     nonzero = " OR ".join(f"coalesce({a}, 0) <> 0" for a in add)
@@ -128,6 +143,12 @@ def _add_to_current(
     stale = merged.filter(pc.and_(gone, merged["__shoal_hit"])).select(list(model.unique_key))
     existed = bool(pc.any(merged.filter(keep)["__shoal_hit"]).as_py())
     return rows, stale, existed
+
+
+def _check_columns(model: Model, names: Sequence[str], delta: pa.Table) -> None:
+    absent = [c for c in names if c not in delta.column_names]
+    if absent:
+        raise ModelError(f"model {model.name}: its additive_sql does not return {', '.join(absent)}")
 
 
 # -- state models ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from shoal.lake import Table
 from shoal.lake import sql_ident as ident
-from shoal.models.keyed import KeyedSums
+from shoal.models.keyed import KeyedSums, Prepared
 from shoal.models.model import Model
 
 
@@ -63,6 +63,8 @@ class Arrangements:
         # copies kept as keyed sums (shoal.models.keyed), registered as Arrow, not temp tables
         self._keyed: dict[str, KeyedSums] = {}
         self._unkeyed: set[str] = set()  # models a keyed add refused once: the temp table serves
+        # a keyed add whose commit apply() applies, with the commit's row and stale-key counts
+        self._prepared: dict[str, tuple[Prepared, int, int]] = {}
         #: leave the views on the copies between cycles: set for a runner that owns its connection
         #: and refreshes continuously (nobody else reads through it, and each refresh checks the
         #: copies first), where re-pointing them twice a cycle cost ~3.5 ms a view each time
@@ -121,6 +123,9 @@ class Arrangements:
         if self._held.get(name) != before or before is None or version != before + 1:
             self.drop(name)
             return
+        if name in self._keyed:
+            self._apply_keyed(name, rows, stale, version)
+            return
         con, copy = self._con(), _copy(name)
         match = " AND ".join(f"{copy}.{ident(c)} IS NOT DISTINCT FROM k.{ident(c)}" for c in key)
         cols = ", ".join(ident(c) for c in key)
@@ -151,6 +156,7 @@ class Arrangements:
         con, copy = self._con(), _copy(name)
         rows = con.sql(f"SELECT * FROM {copy}").to_arrow_table()
         if not KeyedSums.fits(model, rows.schema):
+            self._unkeyed.add(name)  # asked once: its temp table serves
             return None
         sums = KeyedSums.of(con, model, rows)
         if sums is None:
@@ -160,6 +166,39 @@ class Arrangements:
         self._keyed[name] = sums
         self.publish(name)
         return sums
+
+    def prepare(self, model: Model, delta: pa.Table) -> tuple[pa.Table, pa.Table, bool] | None:
+        """A keyed add of ``delta`` to ``model``'s copy, checked and computed but kept until the
+        commit it makes lands (:meth:`apply`): the commit's (rows, stale keys, whether any row's
+        key exists). None when the copy is not keyed or the add is refused (then it is a temp
+        table from now on)."""
+        sums = self.keyed(model)
+        if sums is None:
+            return None
+        self._prepared.pop(model.name, None)
+        prepared = sums.prepare(self._con(), delta.select(sums.schema.names))
+        if prepared is None:
+            self.unkey(model.name)
+            return None
+        rows, stale, existed = sums.changed_rows(prepared)
+        self._prepared[model.name] = (prepared, rows.num_rows, stale.num_rows)
+        return rows, stale, existed
+
+    def _apply_keyed(self, name: str, rows: pa.Table, stale: pa.Table, version: int) -> None:
+        """:meth:`apply` to a keyed copy: the add prepared for this commit (an empty commit, of
+        progress alone, changes nothing)."""
+        stashed = self._prepared.pop(name, None)
+        if stashed is None:
+            if rows.num_rows or stale.num_rows:
+                self.drop(name)  # rows this copy was not told of: read Delta, reload later
+                return
+        else:
+            prepared, n_rows, n_stale = stashed
+            if (n_rows, n_stale) != (rows.num_rows, stale.num_rows) or not self._keyed[name].commit(prepared):
+                self.drop(name)
+                return
+            self.publish(name)
+        self._held[name] = version
 
     def unkey(self, name: str) -> None:
         """Keep ``name``'s copy as a temp table from now on (a keyed add was refused: a hash
@@ -176,6 +215,10 @@ class Arrangements:
             con.execute(f"CREATE TEMP TABLE {_copy(name)} AS SELECT * FROM __shoal_arrange")
         finally:
             con.unregister("__shoal_arrange")
+
+    def keyable(self, name: str) -> bool:
+        """Whether ``name``'s copy is, or may become, keyed sums (not refused or unfit yet)."""
+        return name not in self._unkeyed
 
     def is_keyed(self, name: str) -> bool:
         """Whether ``name``'s copy is held as keyed sums now."""
@@ -198,6 +241,7 @@ class Arrangements:
         self._held[name] = version
 
     def drop(self, name: str) -> None:
+        self._prepared.pop(name, None)
         if name in self._pointed:
             self._point(name, to_copy=False)
         if self._held.pop(name, None) is not None:
@@ -211,6 +255,7 @@ class Arrangements:
         self._held.clear()
         self._pointed.clear()
         self._keyed.clear()
+        self._prepared.clear()
 
     def release(self, *, force: bool = False) -> None:
         """End of a cycle: every view reads Delta again (the copies are kept for the next one),

@@ -33,6 +33,7 @@ from shoal.lake import Progress, Table
 from shoal.lake import sql_ident as ident
 from shoal.lake.progress import MODEL_DEFINITION
 from shoal.models.arrangements import Arrangements
+from shoal.models.keyed import nonzero_rows
 from shoal.models.model import Model
 
 
@@ -46,15 +47,6 @@ class _Held:
     since: float = field(default_factory=time.monotonic)
     #: the keys each held change touched (repeats across changes; made distinct at the commit)
     pending: list[pa.Table] = field(default_factory=list)
-
-
-def _nonzero(delta: pa.Table, sums: tuple[str, ...]) -> pa.Table:
-    """The rows of ``delta`` that move a sum (``coalesce(sum, 0) <> 0`` for any of ``sums``)."""
-    moves = None
-    for name in sums:
-        m = pc.fill_null(pc.not_equal(delta[name], pa.scalar(0, pa.int64())), False)
-        moves = m if moves is None else pc.or_(moves, m)
-    return delta if moves is None else delta.filter(moves)
 
 
 class Deferred:
@@ -103,7 +95,7 @@ class Deferred:
         con = self._con()
         assert model.additive_count is not None
         # a change that moves no sum (e.g. an update of other columns) touches nothing
-        moving = _nonzero(delta, model.additive)
+        moving = nonzero_rows(delta, model.additive)
         keyed = self._arranged.keyed(model)
         if keyed is not None:  # numpy sums found by key hash: cost in proportion to the change
             after_keyed = keyed.add(con, moving.select(keyed.schema.names))

@@ -18,6 +18,9 @@ them), registered in DuckDB under the copy's name by :mod:`shoal.models.arrangem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -27,6 +30,28 @@ from shoal.lake import sql_ident as ident
 from shoal.models.model import Model
 
 _MAX_KEY_CHUNKS = 16  # key columns are combined beyond this many appended chunks (takes slow down)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An add checked and computed, not yet applied (:meth:`KeyedSums.prepare`)."""
+
+    size: int  # the copy's row count it was computed on
+    rows: np.ndarray  # the copy row of each key of the change (new keys: appended rows)
+    values: dict[str, np.ndarray]  # each sum's value after the add, per key of the change
+    live: np.ndarray  # per key of the change: it had a row (a nonzero count) before
+    keys: pa.Table  # the change's keys, typed as the copy's
+    new: np.ndarray  # positions in the change of keys the copy does not have
+    new_hashes: np.ndarray
+
+
+def nonzero_rows(delta: pa.Table, sums: Sequence[str]) -> pa.Table:
+    """The rows of ``delta`` that move a sum (``coalesce(sum, 0) <> 0`` for any of ``sums``)."""
+    moves = None
+    for name in sums:
+        m = pc.fill_null(pc.not_equal(delta[name], pa.scalar(0, pa.int64())), False)
+        moves = m if moves is None else pc.or_(moves, m)
+    return delta if moves is None else delta.filter(moves)
 
 
 def _sum_type(t: pa.DataType) -> bool:
@@ -105,13 +130,20 @@ class KeyedSums:
         """Add ``delta``'s signed sums (one row per key) and return each of its keys' new count;
         None, with nothing changed, when a hash collides, a sum would leave its type, or a column
         does not convert (the caller then keeps the copy as a temp table and merges there)."""
+        prepared = self.prepare(con, delta)
+        if prepared is None:
+            return None
+        self.commit(prepared)  # prepared on the copy as it is
+        return prepared.values[self._count]
+
+    def prepare(self, con: duckdb.DuckDBPyConnection, delta: pa.Table) -> Prepared | None:
+        """What adding ``delta`` would make of its keys' rows, with every check done and nothing
+        changed yet (:meth:`commit` applies it); None as :meth:`add` says."""
         n = delta.num_rows
-        if n == 0:
-            return np.zeros(0, dtype=np.int64)
         try:
             # the key columns as the copy types them (DuckDB may hand strings over as views)
             keys = delta.select(self._key).cast(self._keys.schema)
-            hashes = self._hash(con, keys)
+            hashes = self._hash(con, keys) if n else np.zeros(0, dtype=np.uint64)
             adds = {c: _units(delta[c], self.schema.field(c).type) for c in self._sums}
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, duckdb.Error):
             return None
@@ -129,32 +161,57 @@ class KeyedSums:
             return None
         start = self._keys.num_rows
         rows[new] = np.arange(start, start + len(new), dtype=np.int64)
-        # every check before anything changes: a refused add leaves the copy as it was
+        # a key deleted (count 0) and now added again starts from this change's values
+        live = np.zeros(n, dtype=bool)
+        live[old] = self._values[self._count][rows[old]] != 0
         values: dict[str, np.ndarray] = {}
         for c in self._sums:
-            grown = np.concatenate([self._values[c], np.zeros(len(new), dtype=np.int64)])
-            values[c] = grown
-        count = values[self._count]
-        revived = rows[old][count[rows[old]] == 0]  # a key deleted (count 0) and now added again
-        for c in self._sums:
-            col = values[c]
-            col[revived] = 0
-            col[rows] += adds[c]
+            before = np.zeros(n, dtype=np.int64)
+            before[live] = self._values[c][rows[live]]
+            after = before + adds[c]
             limit = _limit(self.schema.field(c).type)
-            if limit is not None and np.any(np.abs(col[rows]) >= limit):
+            if limit is not None and np.any(np.abs(after) >= limit):
                 return None
-        # commit the add
-        self._values = values
-        if len(new):
-            self._keys = pa.concat_tables([self._keys, keys.take(pa.array(new))])
+            values[c] = after
+        return Prepared(start, rows, values, live, keys, new, new_hashes)
+
+    def commit(self, prepared: Prepared) -> bool:
+        """Apply what :meth:`prepare` computed; False (nothing applied) when the copy changed
+        since."""
+        if prepared.size != self._keys.num_rows:
+            return False
+        grow = len(prepared.new)
+        for c in self._sums:
+            column = self._values[c]
+            if grow:
+                column = np.concatenate([column, np.zeros(grow, dtype=np.int64)])
+            column[prepared.rows] = prepared.values[c]
+            self._values[c] = column
+        if grow:
+            self._keys = pa.concat_tables([self._keys, prepared.keys.take(pa.array(prepared.new))])
             if self._keys.column(0).num_chunks > _MAX_KEY_CHUNKS:
                 self._keys = self._keys.combine_chunks()
-            order = np.argsort(new_hashes)
-            sorted_new = new_hashes[order]
+            order = np.argsort(prepared.new_hashes)
+            sorted_new = prepared.new_hashes[order]
             where = np.searchsorted(self._hashes, sorted_new)
             self._hashes = np.insert(self._hashes, where, sorted_new)
-            self._rows = np.insert(self._rows, where, rows[new][order])
-        return np.asarray(count[rows])
+            self._rows = np.insert(self._rows, where, prepared.rows[prepared.new][order])
+        return True
+
+    def changed_rows(self, prepared: Prepared) -> tuple[pa.Table, pa.Table, bool]:
+        """A prepared add as a commit of the model's table: (the new rows of its keys whose count
+        is not zero, the keys whose count reached zero and that had a row, whether any new row's
+        key had one already)."""
+        count = prepared.values[self._count]
+        keep = count != 0
+        gone = ~keep & prepared.live
+        columns = {c: prepared.keys[c] for c in self._key}
+        for c in self._sums:
+            columns[c] = _column(prepared.values[c], self.schema.field(c).type)
+        every = pa.table([columns[c] for c in self.schema.names], schema=self.schema)
+        rows = every.filter(pa.array(keep))
+        stale = prepared.keys.filter(pa.array(gone))
+        return rows, stale, bool(np.any(prepared.live & keep))
 
     def table(self) -> pa.Table:
         """The copy's rows: every key whose count is not zero, in the table's column order."""
