@@ -67,11 +67,13 @@ def refresh_additive(ctx: RefreshContext) -> RefreshResult:
     with ctx.scratch() as scratch:
         scratch.register("__shoal_delta", changes.append_column("__shoal_sign", sign))
         delta = ctx.run_sql(model.additive_sql)
+        absent = [c for c in ctx.table.schema.names if c not in delta.column_names]
+        if absent:
+            raise ModelError(f"model {model.name}: its additive_sql does not return {', '.join(absent)}")
+        ctx.check_unique(delta, "additive_sql")
         if not ctx.feeds_downstream and arranged.reads_copy(model.name) and arranged.keyable(model.name):
             # a keyed copy (ADR 0054): the commit's rows come from its numpy sums, which take
             # them once the commit lands (a model whose commits feed another needs pre-images)
-            _check_columns(model, ctx.table.schema.names, delta)
-            ctx.check_unique(delta, "additive_sql")
             keyed = arranged.prepare(model, nonzero_rows(delta, model.additive))
             if keyed is not None:
                 rows, stale, existed = keyed
@@ -99,12 +101,11 @@ def _add_to_current(
     ctx: RefreshContext, delta: pa.Table, scratch: Scratch
 ) -> tuple[pa.Table, pa.Table, bool] | None:
     """(new values of the changed rows, keys of rows whose count reached 0, whether any changed
-    row exists already); None when a count would go below zero."""
+    row exists already); None when a count would go below zero. ``delta`` is checked already
+    (its columns, one row per key)."""
     model, target, con = ctx.model, ctx.table, ctx.con
     assert model.additive_count is not None
     names = target.schema.names
-    _check_columns(model, names, delta)
-    ctx.check_unique(delta, "additive_sql")
     add = [ident(c) for c in model.additive]
     nonzero = " OR ".join(f"coalesce({a}, 0) <> 0" for a in add)
     scratch.register("__shoal_d0", delta)
@@ -143,12 +144,6 @@ def _add_to_current(
     stale = merged.filter(pc.and_(gone, merged["__shoal_hit"])).select(list(model.unique_key))
     existed = bool(pc.any(merged.filter(keep)["__shoal_hit"]).as_py())
     return rows, stale, existed
-
-
-def _check_columns(model: Model, names: Sequence[str], delta: pa.Table) -> None:
-    absent = [c for c in names if c not in delta.column_names]
-    if absent:
-        raise ModelError(f"model {model.name}: its additive_sql does not return {', '.join(absent)}")
 
 
 # -- state models ------------------------------------------------------------------------------
