@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shoal.models.context import RefreshResult
 from shoal.models.errors import ModelError
-from shoal.models.model import Model, SliceInputs, import_object, load_models, select_models
+from shoal.models.model import Model, ScopeInputs, SliceInputs, import_object, load_models, select_models
 from shoal.models.runner import ModelRunner, order_models
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "ModelError",
     "ModelRunner",
     "RefreshResult",
+    "ScopeInputs",
     "SliceInputs",
     "import_object",
     "load_models",

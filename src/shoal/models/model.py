@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,6 +31,24 @@ class SliceInputs:
     #: the model's table schema (what the rows are cast to)
     schema: pa.Schema
     #: runs a query in the refresh's connection, where the relations above are registered
+    query: Callable[[str], pa.Table]
+
+
+@dataclass(frozen=True)
+class ScopeInputs:
+    """What a model's ``restate_scope`` function decides from (ADR 0055): the slices whose rows in
+    scope a refresh would read, and what the runner knows of them without reading them."""
+
+    #: the candidate slices: the ``incremental_by`` columns and ``__shoal_from``, as in
+    #: ``__shoal_touched``, plus one column per ``scope_lows`` column, of the same name, holding
+    #: the least value of that column among the slice's rows in the table (NULL: no non-NULL one)
+    candidates: pa.Table
+    #: the single upstream's change-feed rows (``__shoal_changes``)
+    changes: pa.Table
+    #: whether each value may be a ``scope_seen`` value of a row in the table: False means it is
+    #: certainly not (a set of 64-bit hashes, exact but for a hash collision, which says True)
+    seen: Callable[[pa.Array | pa.ChunkedArray], np.ndarray]
+    #: runs a query in the refresh's connection (state models are current)
     query: Callable[[str], pa.Table]
 
 
@@ -72,6 +91,15 @@ class Model(BaseModel):
     additive column counting upstream rows) reaches 0 is deleted. The work is proportional to
     what changed, not to the size of the groups.
 
+    ``restate_scope`` (optional, with ``restate_from``): a function that, from what the runner
+    keeps in memory (:class:`ScopeInputs`: each candidate slice's least ``scope_lows`` values,
+    whether a ``scope_seen`` value may already be in the table) and the model's state, returns the
+    candidate slices whose rows in scope must still be read, or None for all of them. For every
+    slice it leaves out it vouches that the new upstream rows touch none of the slice's rows in
+    the table (no restated row changes, no new row's key exists): the refresh then computes and
+    writes only the new rows, as for a slice touched past all its rows (ADR 0055). A function
+    that leaves out a slice it should not makes the table wrong; tests compare with a rebuild.
+
     ``commit_every_s`` (optional, additive models): a runner that keeps the model fresh
     continuously (a watcher, or an ingest worker refreshing in its commits) holds the model's
     changes in memory, where the models it is state for read them at once, and commits them to
@@ -89,6 +117,9 @@ class Model(BaseModel):
     restate_from: str | None = None
     incremental_sql: str | None = None
     incremental_arrow: Callable[[SliceInputs], pa.Table | None] | None = None
+    restate_scope: Callable[[ScopeInputs], pa.Table | None] | None = None
+    scope_lows: tuple[str, ...] = ()
+    scope_seen: str | None = None
     state_models: tuple[str, ...] = ()
     additive_sql: str | None = None
     additive: tuple[str, ...] = ()
@@ -100,13 +131,14 @@ class Model(BaseModel):
     partition_by: tuple[str, ...] = ()
 
     def __init__(self, /, **data: Any) -> None:
-        for key in ("unique_key", "incremental_by", "upstream", "partition_by", "state_models", "additive"):
+        listed = ("unique_key", "incremental_by", "upstream", "partition_by", "state_models", "additive")
+        for key in (*listed, "scope_lows"):
             value = data.get(key)
             if isinstance(value, str):
                 data[key] = (value,)
         super().__init__(**data)
 
-    @field_validator("incremental_arrow", mode="before")
+    @field_validator("incremental_arrow", "restate_scope", mode="before")
     @classmethod
     def _import_function(cls, v: Any) -> Any:
         return import_object(v) if isinstance(v, str) else v
@@ -126,6 +158,10 @@ class Model(BaseModel):
             raise ValueError("incremental_sql needs incremental_by (it computes the touched slices)")
         if self.incremental_arrow and not self.incremental_sql:
             raise ValueError("incremental_arrow needs incremental_sql (the definition it implements)")
+        if self.restate_scope and not self.restate_from:
+            raise ValueError("restate_scope needs restate_from (it narrows what a restate reads)")
+        if (self.scope_lows or self.scope_seen) and not self.restate_scope:
+            raise ValueError("scope_lows and scope_seen need restate_scope (the function that reads them)")
         if self.state_models and not self.incremental_sql:
             raise ValueError("state_models needs incremental_sql (the query that reads them)")
         if self.additive_sql:

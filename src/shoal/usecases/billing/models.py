@@ -46,7 +46,7 @@ rules independently, in Python ``Decimal``):
 from __future__ import annotations
 
 from shoal.models import Model
-from shoal.usecases.billing.charges import charges_incremental
+from shoal.usecases.billing.charges import charges_incremental, charges_scope
 
 SOURCE = "billing.usage_events"
 HOURS_PER_YEAR = 24 * 365
@@ -400,6 +400,11 @@ MODEL_SPECS: tuple[Model, ...] = (
         incremental_sql=CHARGES_HOURLY_INCREMENTAL_SQL,
         # the same rows in Arrow and numpy: a watcher's cycle without this statement's fixed cost
         incremental_arrow=charges_incremental,
+        # a late event restates its later hours only when it can move a cap crossing, and is a
+        # duplicate only when its id is charged already: other slices are not read (ADR 0055)
+        restate_scope=charges_scope,
+        scope_lows=("monthly_cap",),
+        scope_seen="event_id",
         state_models=(INVOICE_LINES,),
         upstream=(SOURCE,),
         description="Charge of every metered resource-hour (deduped usage event) with monthly caps "
