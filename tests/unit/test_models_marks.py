@@ -16,7 +16,7 @@ from test_models_runner import MONTHLY, MONTHLY_SCHEMA
 
 from shoal.lake import Lake, Table
 from shoal.models import Model, ModelRunner, ScopeInputs, slices
-from shoal.models.marks import HashSet
+from shoal.models.seen import SeenIds
 from shoal.usecases.billing import charges
 from shoal.usecases.billing.simulator import BillingSimulator
 
@@ -47,6 +47,13 @@ def target_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(slices, "scoped", spy)
     return reads
+
+
+def marks_only() -> list[Model]:
+    """The fast path with restate marks alone: no ``restate_scope``, no ``dedupe_by`` (ADR 0055),
+    so that every slice touched at or below its mark is read."""
+    off = {"restate_scope": None, "scope_lows": (), "dedupe_by": None}
+    return [m.model_copy(update=off) if m.name == CHARGES else m for m in fast_path()]
 
 
 def _events(late: float, dup: float) -> list:
@@ -83,7 +90,7 @@ def test_late_and_duplicate_events_read_their_slices_and_stay_exact(
     events = _events(0.15, 0.05)
     lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
     touched_total = read_total = 0
-    with ModelRunner(lake, fast_path()) as runner:
+    with ModelRunner(lake, marks_only()) as runner:
         runner.refresh()
         for i in range(1, 8):
             source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
@@ -203,19 +210,48 @@ def test_a_batch_of_new_and_restated_slices_stays_exact(tmp_path: Path) -> None:
     assert len(incremental) == 9
 
 
-def test_a_hash_set_holds_what_was_added_across_merges() -> None:
+def test_seen_ids_hold_what_was_added_across_merges() -> None:
     rng = np.random.default_rng(7)
-    held = HashSet()
-    added: set[int] = set()
+    held = SeenIds()
+    added: set[tuple[int, int]] = set()
+
+    def draw(n: int) -> np.ndarray:
+        return rng.integers(0, 1 << 63, size=n, dtype=np.uint64)
+
     for size in (1000, 10, 50, 300, 5, 2000, 1, 0, 700):
-        batch = rng.integers(0, 1 << 63, size=size, dtype=np.uint64) * np.uint64(2)  # even values only
-        held.add(batch)
-        added.update(int(v) for v in batch)
-        probe = np.concatenate([batch, batch + np.uint64(1), rng.integers(0, 1 << 63, 100, dtype=np.uint64)])
-        want = np.array([int(v) in added for v in probe], dtype=bool)
-        assert held.contains(probe).tolist() == want.tolist()
-    assert len(held) == len(added)  # no collisions among these draws
-    assert HashSet().contains(np.array([1, 2], dtype=np.uint64)).tolist() == [False, False]
+        first, second = draw(size) % np.uint64(5000), draw(size)  # the first hash repeats often
+        held.add(first, second)
+        added.update(zip(first.tolist(), second.tolist(), strict=True))
+        probe_first = np.concatenate([first, first, draw(100) % np.uint64(5000)])
+        probe_second = np.concatenate([second, second + np.uint64(1), draw(100)])
+        want = [(a, b) in added for a, b in zip(probe_first.tolist(), probe_second.tolist(), strict=True)]
+        assert held.contains(probe_first, probe_second).tolist() == want
+    assert len(held) == sum(s for s in (1000, 10, 50, 300, 5, 2000, 1, 0, 700))
+    empty = np.array([1, 2], dtype=np.uint64)
+    assert SeenIds().contains(empty, empty).tolist() == [False, False]
+
+
+def test_a_re_sent_event_already_charged_is_dropped_without_a_read(
+    tmp_path: Path, target_reads: list[int]
+) -> None:
+    """dedupe_by (ADR 0055): a producer re-sends events charged cycles ago. The runner finds their
+    ids among those it holds and drops them: no read of the slices, no second charge."""
+    events = sorted(_events(0.0, 0.0), key=lambda e: (e.billing_hour, e.event_id))
+    lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
+    with ModelRunner(lake, fast_path()) as runner:
+        runner.refresh()
+        for lo, hi in pairwise(cuts[1:]):
+            source.append(table.slice(lo, hi - lo))
+            runner.refresh()
+        resent = table.slice(cuts[2], 50)  # charged five batches ago, now at later offsets
+        offsets = pa.array([o + 1_000_000 for o in resent["_kafka_offset"].to_pylist()], pa.int64())
+        at = resent.schema.get_field_index("_kafka_offset")
+        source.append(resent.set_column(at, "_kafka_offset", offsets))
+        target_reads.clear()
+        results = {r.model: r for r in runner.refresh()}
+        assert target_reads == []
+        assert results[CHARGES].rows_written == 0
+        assert_fast_path_exact(runner.con, events)
 
 
 def test_a_month_of_late_events_across_cap_crossings_stays_exact_with_fewer_reads(

@@ -14,10 +14,10 @@ rows each of the runner's commits writes. They are used only while the table sta
 version they reflect: a commit the runner did not make drops them, as it drops an arrangement.
 Deleted rows do not lower a mark: an upper bound only ever makes a refresh read more than it must.
 
-A model with ``restate_scope`` (ADR 0055) also gets, kept the same way: per slice the least value
-of each ``scope_lows`` column (a lower bound: deleted rows do not raise it), and the 64-bit hashes
-of every ``scope_seen`` value of the loaded groups' rows (8 bytes a row), with which its function
-tells which candidate slices need no read at all.
+Kept the same way, for the models that declare them (ADR 0055): per slice the least value of each
+``scope_lows`` column (a lower bound: deleted rows do not raise it), which a ``restate_scope``
+function reads to tell which slices need no read; and the ``dedupe_by`` ids of the loaded groups'
+rows (:mod:`shoal.models.seen`), by which re-delivered upstream rows are dropped unread.
 """
 
 from __future__ import annotations
@@ -34,50 +34,20 @@ from shoal.errors import ShoalError
 from shoal.lake import Table, sql_literal
 from shoal.lake import sql_ident as ident
 from shoal.models.model import Model, ScopeInputs
+from shoal.models.seen import SeenIds, id_hashes
 from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, literal, plain, with_row_index
 
 MARK = "__shoal_mark"
 _LOW = "__shoal_low_"  # + a scope_lows column: its least value per slice
 
 
-class HashSet:
-    """A set of 64-bit hashes, in two sorted arrays: a recent one that takes each cycle's hashes
-    (an insert into a small array) and a base it is merged into once it reaches an eighth of it,
-    so an add costs in proportion to the change, not to the set (amortised)."""
+@dataclass(frozen=True)
+class Scope:
+    """What :meth:`RestateMarks.in_scope` found: the slices whose rows in scope a refresh reads,
+    and the upstream's change rows less the re-deliveries it recognised (``dedupe_by``)."""
 
-    def __init__(self) -> None:
-        self._base = np.zeros(0, dtype=np.uint64)
-        self._recent = np.zeros(0, dtype=np.uint64)
-
-    def __len__(self) -> int:
-        return len(self._base) + len(self._recent)
-
-    def add(self, hashes: np.ndarray) -> None:
-        if not len(hashes):
-            return
-        new = np.sort(np.asarray(hashes, dtype=np.uint64))
-        self._recent = np.insert(self._recent, np.searchsorted(self._recent, new), new)
-        if len(self._recent) * 8 >= len(self._base):
-            self._base = np.insert(self._base, np.searchsorted(self._base, self._recent), self._recent)
-            self._recent = np.zeros(0, dtype=np.uint64)
-
-    def contains(self, hashes: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(hashes), dtype=bool)
-        for part in (self._base, self._recent):
-            if len(part):
-                at = np.minimum(np.searchsorted(part, hashes), len(part) - 1)
-                out |= part[at] == hashes
-        return out
-
-
-def value_hashes(con: duckdb.DuckDBPyConnection, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """DuckDB's 64-bit ``hash`` of each value (what :class:`HashSet` holds)."""
-    con.register("__shoal_hashed", pa.table({"v": values}))
-    try:
-        out = con.sql("SELECT hash(v) FROM __shoal_hashed").to_arrow_table()
-    finally:
-        con.unregister("__shoal_hashed")
-    return np.asarray(out.column(0).to_numpy(), dtype=np.uint64)
+    slices: pa.Table
+    changes: pa.Table | None
 
 
 @dataclass
@@ -89,8 +59,8 @@ class _Marks:
     #: one row per slice: the ``incremental_by`` columns, ``MARK`` and the ``scope_lows``' least
     #: values (None: no slice loaded yet)
     rows: pa.Table | None = None
-    #: the hashes of the ``scope_seen`` values of the loaded groups' rows (None: not kept)
-    seen: HashSet | None = None
+    #: the ``dedupe_by`` ids of the loaded groups' rows (None: not kept)
+    seen: SeenIds | None = None
 
 
 class RestateMarks:
@@ -119,20 +89,22 @@ class RestateMarks:
         *,
         changes: pa.Table | None = None,
         query: Callable[[str], pa.Table] | None = None,
-    ) -> pa.Table:
+    ) -> Scope:
         """The slices of ``touched`` (``incremental_by`` columns and ``__shoal_from``) whose scope
         may hold rows of ``table`` at ``version``: a slice restated whole, or from a point at or
         below its mark. Slices with no rows, or whose restate point is past their mark, are left
-        out. All of ``touched`` when marks cannot be kept for it. With ``restate_scope`` (and
-        ``changes``, the upstream's change rows), only those of them its function keeps."""
+        out. All of ``touched`` when marks cannot be kept for it. With ``changes`` (the single
+        upstream's change rows): those rows less the re-deliveries ``dedupe_by`` finds, and only
+        the slices ``restate_scope`` keeps of the rest."""
+        unchanged = Scope(touched, changes)
         if not self.applies(model) or version is None or touched.num_rows == 0:
-            return touched
+            return unchanged
         first = model.incremental_by[0]
         values = plain(touched[first])
         found = [literal(v) for v in pc.unique(values).to_pylist()]
         groups = [g for g in found if g is not None]
         if values.null_count or len(groups) != len(found):
-            return touched  # NULL or exotic slice values: no marks, read as before
+            return unchanged  # NULL or exotic slice values: no marks, read as before
         held = self._held.get(model.name)
         if held is None or held.version != version:
             self.drop(model.name)
@@ -143,7 +115,7 @@ class RestateMarks:
                 self._load(model, table, version, held, missing)
             except (duckdb.Error, *ARROW_ERRORS):
                 self.drop(model.name)
-                return touched
+                return unchanged
             held.groups.update(missing)
         assert held.rows is not None
         by = list(model.incremental_by)
@@ -153,44 +125,43 @@ class RestateMarks:
             start = touched["__shoal_from"].take(joined[ROW_INDEX]).cast(joined[MARK].type)
         except ARROW_ERRORS:
             self.drop(model.name)
-            return touched
+            return unchanged
         # a slice restated whole, or from a point at or below its mark (no mark: no rows)
         keep = pc.or_(pc.is_null(start), pc.fill_null(pc.greater_equal(joined[MARK], start), False))
         for c in by:
             # Arrow's join matches no NULL key: such a slice is read (an unknown mark)
             keep = pc.or_(keep, pc.is_null(joined[c]))
         kept = touched.take(joined[ROW_INDEX].filter(keep))
-        if model.restate_scope is None or changes is None or query is None or kept.num_rows == 0:
-            return kept
-        return self._narrowed(model, held, kept, joined.filter(keep), changes=changes, query=query)
+        if changes is None or kept.num_rows == 0 or not (model.dedupe_by or model.restate_scope):
+            return Scope(kept, changes)
+        inside = _rows_in(kept, changes, list(model.incremental_by))
+        if inside is None:
+            return Scope(kept, changes)
+        if model.dedupe_by and held.seen is not None:
+            changes, inside = _without_redeliveries(model.dedupe_by, held.seen, changes, inside)
+        nulls = any(kept[c].null_count for c in by)  # such slices' rows are not in `inside`
+        if model.restate_scope is not None and query is not None and not nulls:
+            rows = changes.take(pa.array(inside))
+            kept = self._narrowed(model, kept, joined.filter(keep), rows=rows, query=query)
+        return Scope(kept, changes)
 
     def _narrowed(
         self,
         model: Model,
-        held: _Marks,
         kept: pa.Table,
         joined: pa.Table,
         *,
-        changes: pa.Table,
+        rows: pa.Table,
         query: Callable[[str], pa.Table],
     ) -> pa.Table:
-        """``kept`` less the slices ``model.restate_scope`` vouches need no read (ADR 0055)."""
+        """``kept`` less the slices ``model.restate_scope`` vouches need no read (ADR 0055);
+        ``rows``: the change rows of ``kept``'s slices."""
         assert model.restate_scope is not None
-        if model.scope_seen and held.seen is None:
-            return kept
         candidates = kept
         for c in model.scope_lows:
             candidates = candidates.append_column(c, joined[_LOW + c])
-        seen = held.seen
-        con = self._con
-
-        def may_be_seen(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-            if seen is None:
-                return np.ones(len(values), dtype=bool)
-            return seen.contains(value_hashes(con(), values))
-
         try:
-            narrowed = model.restate_scope(ScopeInputs(candidates, changes, may_be_seen, query))
+            narrowed = model.restate_scope(ScopeInputs(candidates, rows, query))
         except (ShoalError, duckdb.Error, *ARROW_ERRORS):
             return kept  # the function could not decide: read every candidate, as without it
         if narrowed is None:
@@ -215,11 +186,13 @@ class RestateMarks:
             )
             .to_arrow_table()
         )
-        if model.scope_seen:
+        if model.dedupe_by:
             if held.seen is None:
-                held.seen = HashSet()
-            hashed = self._con().sql(f"SELECT hash({ident(model.scope_seen)}) FROM {scan} WHERE {in_groups}")
-            held.seen.add(np.asarray(hashed.to_arrow_table().column(0).to_numpy(), dtype=np.uint64))
+                held.seen = SeenIds()
+            col = ident(model.dedupe_by)
+            ids = self._con().sql(f"SELECT {col} FROM {scan} WHERE {in_groups} AND {col} IS NOT NULL")
+            for batch in ids.to_arrow_reader(1 << 20):
+                held.seen.add(*id_hashes(batch.column(0)))
         schema = table.schema
         types = pa.schema(
             [
@@ -248,7 +221,7 @@ class RestateMarks:
         assert model.restate_from
         lows = [_LOW + c for c in model.scope_lows]
         cols = [*model.incremental_by, model.restate_from, *model.scope_lows]
-        seen_ok = not model.scope_seen or model.scope_seen in rows.column_names
+        seen_ok = not model.dedupe_by or model.dedupe_by in rows.column_names
         if rows.num_rows and all(c in rows.column_names for c in cols) and seen_ok and held.rows is not None:
             by = list(model.incremental_by)
             try:
@@ -259,8 +232,9 @@ class RestateMarks:
                 # by name: the output order is pyarrow's
                 agg = agg.select([*by, f"{MARK}_max", *(f"{low}_min" for low in lows)])
                 held.rows = agg.rename_columns([*by, MARK, *lows]).cast(held.rows.schema)
-                if held.seen is not None and model.scope_seen:
-                    held.seen.add(value_hashes(self._con(), rows[model.scope_seen]))
+                if held.seen is not None and model.dedupe_by:
+                    ids = rows[model.dedupe_by]
+                    held.seen.add(*id_hashes(ids.filter(pc.is_valid(ids))))
             except (duckdb.Error, *ARROW_ERRORS):
                 self.drop(model.name)  # e.g. a type Arrow cannot hash or order: read as before
                 return
@@ -286,3 +260,41 @@ class RestateMarks:
     def forget(self) -> None:
         """The connection is closing: nothing is held any more."""
         self._held.clear()
+
+
+def _rows_in(slices: pa.Table, changes: pa.Table, by: list[str]) -> np.ndarray | None:
+    """The positions of the change rows that fall in one of ``slices`` (None: Arrow cannot join
+    these types)."""
+    try:
+        keys = with_row_index(changes.select(by).cast(slices.select(by).schema))
+        inside = keys.join(slices.select(by), keys=by, join_type="left semi", use_threads=False)[ROW_INDEX]
+    except ARROW_ERRORS:
+        return None
+    return np.sort(np.asarray(inside.to_numpy(), dtype=np.int64))
+
+
+def _without_redeliveries(
+    dedupe_by: str, seen: SeenIds, changes: pa.Table, inside: np.ndarray
+) -> tuple[pa.Table, np.ndarray]:
+    """``changes`` less its inserted rows whose ``dedupe_by`` id the table holds, and ``inside``
+    (positions of the candidate slices' rows) for the rows left. Only those rows are looked up:
+    a re-delivery shares its slice and restate point with the row it repeats, so its slice holds
+    a row at or past that point and is a candidate."""
+    if "_change_type" not in changes.column_names or dedupe_by not in changes.column_names or not len(inside):
+        return changes, inside
+    try:
+        rows = changes.select(["_change_type", dedupe_by]).take(pa.array(inside))
+        lookup = pc.and_(pc.equal(rows["_change_type"], "insert"), pc.is_valid(rows[dedupe_by]))
+        mask = np.asarray(lookup.to_numpy(zero_copy_only=False), dtype=bool)
+        if not mask.any():
+            return changes, inside
+        found = seen.contains(*id_hashes(rows[dedupe_by].filter(lookup)))
+    except ARROW_ERRORS:
+        return changes, inside  # not looked up: the slices are read and the model dedupes, as before
+    if not found.any():
+        return changes, inside
+    drop = np.zeros(changes.num_rows, dtype=bool)
+    drop[inside[np.flatnonzero(mask)[found]]] = True
+    moved = np.cumsum(~drop) - 1  # each remaining row's position once the others are gone
+    left = inside[~drop[inside]]
+    return changes.filter(pa.array(~drop)), moved[left]

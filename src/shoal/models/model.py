@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,11 +42,9 @@ class ScopeInputs:
     #: ``__shoal_touched``, plus one column per ``scope_lows`` column, of the same name, holding
     #: the least value of that column among the slice's rows in the table (NULL: no non-NULL one)
     candidates: pa.Table
-    #: the single upstream's change-feed rows (``__shoal_changes``)
+    #: the single upstream's change-feed rows (``__shoal_changes``; with ``dedupe_by``, less the
+    #: re-deliveries the runner recognised)
     changes: pa.Table
-    #: whether each value may be a ``scope_seen`` value of a row in the table: False means it is
-    #: certainly not (a set of 64-bit hashes, exact but for a hash collision, which says True)
-    seen: Callable[[pa.Array | pa.ChunkedArray], np.ndarray]
     #: runs a query in the refresh's connection (state models are current)
     query: Callable[[str], pa.Table]
 
@@ -91,14 +88,20 @@ class Model(BaseModel):
     additive column counting upstream rows) reaches 0 is deleted. The work is proportional to
     what changed, not to the size of the groups.
 
+    ``dedupe_by`` (optional, with ``restate_from``) names a column of both the upstream's rows and
+    the model's that identifies an upstream row (an event id), where the model ignores an upstream
+    row whose id its table already holds (a re-delivery: its SQL keeps the row there). The runner
+    keeps the ids of the table's rows hashed in memory and drops such change rows before the
+    refresh, instead of reading their slices to find them (ADR 0055).
+
     ``restate_scope`` (optional, with ``restate_from``): a function that, from what the runner
-    keeps in memory (:class:`ScopeInputs`: each candidate slice's least ``scope_lows`` values,
-    whether a ``scope_seen`` value may already be in the table) and the model's state, returns the
-    candidate slices whose rows in scope must still be read, or None for all of them. For every
-    slice it leaves out it vouches that the new upstream rows touch none of the slice's rows in
-    the table (no restated row changes, no new row's key exists): the refresh then computes and
-    writes only the new rows, as for a slice touched past all its rows (ADR 0055). A function
-    that leaves out a slice it should not makes the table wrong; tests compare with a rebuild.
+    keeps in memory (:class:`ScopeInputs`: each candidate slice's least ``scope_lows`` values) and
+    the model's state, returns the candidate slices whose rows in scope must still be read, or
+    None for all of them. For every slice it leaves out it vouches that the new upstream rows
+    change none of the slice's rows in the table and repeat none of their keys: the refresh then
+    computes and writes only the new rows, as for a slice touched past all its rows (ADR 0055).
+    A function that leaves out a slice it should not makes the table wrong; tests compare with a
+    rebuild.
 
     ``commit_every_s`` (optional, additive models): a runner that keeps the model fresh
     continuously (a watcher, or an ingest worker refreshing in its commits) holds the model's
@@ -119,7 +122,7 @@ class Model(BaseModel):
     incremental_arrow: Callable[[SliceInputs], pa.Table | None] | None = None
     restate_scope: Callable[[ScopeInputs], pa.Table | None] | None = None
     scope_lows: tuple[str, ...] = ()
-    scope_seen: str | None = None
+    dedupe_by: str | None = None
     state_models: tuple[str, ...] = ()
     additive_sql: str | None = None
     additive: tuple[str, ...] = ()
@@ -160,8 +163,10 @@ class Model(BaseModel):
             raise ValueError("incremental_arrow needs incremental_sql (the definition it implements)")
         if self.restate_scope and not self.restate_from:
             raise ValueError("restate_scope needs restate_from (it narrows what a restate reads)")
-        if (self.scope_lows or self.scope_seen) and not self.restate_scope:
-            raise ValueError("scope_lows and scope_seen need restate_scope (the function that reads them)")
+        if self.scope_lows and not self.restate_scope:
+            raise ValueError("scope_lows needs restate_scope (the function that reads them)")
+        if self.dedupe_by and not self.restate_from:
+            raise ValueError("dedupe_by needs restate_from (its ids are kept with the restate marks)")
         if self.state_models and not self.incremental_sql:
             raise ValueError("state_models needs incremental_sql (the query that reads them)")
         if self.additive_sql:

@@ -35,14 +35,16 @@ def refresh_slices(ctx: RefreshContext) -> RefreshResult:
         return ctx.unchanged() if ctx.inputs_current else ctx.consumed()
     with ctx.scratch() as scratch:
         scratch.register("__shoal_touched", touched)
-        if changes is not None:
-            scratch.register("__shoal_changes", changes)
         # the model's current rows in scope: what the new ones are compared with (and what an
         # incremental_sql may build on); read only for slices that may hold some (marks.py) and,
-        # with restate_scope, whose rows the new ones may change (ADR 0055)
-        old_scope = ctx.session.marks.in_scope(
+        # with restate_scope, whose rows the new ones may change; re-deliveries dropped unread
+        # with dedupe_by (ADR 0055)
+        scope = ctx.session.marks.in_scope(
             model, ctx.table, ctx.progress.table_version, touched, changes=changes, query=ctx.run_sql
         )
+        old_scope, changes = scope.slices, scope.changes
+        if changes is not None:
+            scratch.register("__shoal_changes", changes)
         if old_scope.num_rows == 0:
             old_rows = ctx.table.schema.empty_table()
             scratch.register("__shoal_old", old_rows)

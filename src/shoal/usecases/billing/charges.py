@@ -245,11 +245,12 @@ def charges_scope(inputs: ScopeInputs) -> pa.Table | None:
     uncapped charge. That changes no charge when the slice's month-to-date uncapped total, the new
     events included, stays within every cap the slice holds (each event is charged in full before
     and after), and the late event itself is then charged in full too. So a slice needs no read
-    when none of its new events can already be charged (no event id of them in the table: a
-    re-sent duplicate must be matched with its original) and its total after them is at most the
-    least cap among its rows and the new events. The new rows are then exactly what the refresh
-    computes without old rows: each event's uncapped charge. Anything this cannot tell exactly
-    (NULL or negative amounts, a change other than an insert) keeps the slice read."""
+    when its total after the new events is at most the least cap among its rows (the runner's
+    lower bound) and the new events. The new rows are then exactly what the refresh computes
+    without old rows: each event's uncapped charge. Re-sent events whose id is charged already
+    are not among the changes any more (the model's ``dedupe_by``); one whose original is in the
+    same changes is deduped among them, as before. Anything this cannot tell exactly (NULL or
+    negative amounts, a change other than an insert) keeps the slice read."""
     try:
         return _scope(inputs)
     except ARROW_ERRORS:
@@ -260,7 +261,9 @@ def _scope(inputs: ScopeInputs) -> pa.Table | None:
     cand, changes = inputs.candidates, inputs.changes
     if any(c not in changes.column_names for c in _NEEDED) or "monthly_cap" not in cand.column_names:
         return None
-    if changes.num_rows == 0 or pc.any(pc.not_equal(changes["_change_type"], "insert")).as_py():
+    if changes.num_rows == 0:
+        return cand.slice(0, 0)  # nothing new (re-deliveries dropped): no row can change
+    if pc.any(pc.not_equal(changes["_change_type"], "insert")).as_py():
         return None  # deletes and updates: restated by reading, as without this
     lines = _month_lines(inputs.query)
     if lines is None:
@@ -288,11 +291,8 @@ def _scope(inputs: ScopeInputs) -> pa.Table | None:
     at = at[mine]
 
     read = np.zeros(n_cand, dtype=bool)
-    ids = rows["event_id"]
-    if ids.null_count:
+    if rows["event_id"].null_count:
         return None
-    read[at[inputs.seen(ids)]] = True  # an event that may be charged already: match it by reading
-
     usage = np.asarray(pc.equal(rows["event_type"], USAGE).to_numpy(zero_copy_only=False), dtype=bool)
     money = ("quantity_micros", "hourly_price_micros", "monthly_cap_micros")
     qty, price, cap = (_ints(rows[c]) for c in money)

@@ -400,11 +400,11 @@ MODEL_SPECS: tuple[Model, ...] = (
         incremental_sql=CHARGES_HOURLY_INCREMENTAL_SQL,
         # the same rows in Arrow and numpy: a watcher's cycle without this statement's fixed cost
         incremental_arrow=charges_incremental,
-        # a late event restates its later hours only when it can move a cap crossing, and is a
-        # duplicate only when its id is charged already: other slices are not read (ADR 0055)
+        # a re-sent event whose id is charged already is dropped unread, and a late event restates
+        # its later hours only when it can move a cap crossing: other slices are not read (ADR 0055)
+        dedupe_by="event_id",
         restate_scope=charges_scope,
         scope_lows=("monthly_cap",),
-        scope_seen="event_id",
         state_models=(INVOICE_LINES,),
         upstream=(SOURCE,),
         description="Charge of every metered resource-hour (deduped usage event) with monthly caps "
