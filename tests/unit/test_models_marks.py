@@ -4,19 +4,21 @@ is at or below the greatest restate_from value they hold, and stays exact when i
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from test_billing_models import assert_fast_path_exact, fast_path, to_arrow
 from test_models_runner import MONTHLY, MONTHLY_SCHEMA
 
 from shoal.lake import Lake, Table
-from shoal.models import Model, ModelRunner, ScopeInputs, slices
-from shoal.models.seen import SeenIds
+from shoal.models import Model, ModelRunner, ScopeInputs, marks, slices
+from shoal.models.seen import SeenIds, id_hashes
 from shoal.usecases.billing import charges
 from shoal.usecases.billing.simulator import BillingSimulator
 
@@ -231,6 +233,24 @@ def test_seen_ids_hold_what_was_added_across_merges() -> None:
     assert SeenIds().contains(empty, empty).tolist() == [False, False]
 
 
+def test_id_hashes_are_a_function_of_the_bytes_alone() -> None:
+    """The same id gives the same pair however it is held (a slice of a larger array, chunks,
+    string views, ids of other lengths beside it); 200,000 distinct ids give distinct hashes."""
+    ids = [str(uuid.UUID(int=i * 7919 + 11)) for i in range(200_000)]
+    first, second = id_hashes(pa.array(ids))
+    assert len(set(first.tolist())) == len(ids)
+    assert len(set(second.tolist())) == len(ids)
+    mixed = ["", "a", ids[5], "b" * 17, ids[9], "a"]
+    got = id_hashes(pa.chunked_array([pa.array(mixed[:2]), pa.array(mixed[2:])]).cast(pa.string_view()))
+    want = [id_hashes(pa.array([v])) for v in mixed]
+    assert got[0].tolist() == [int(w[0][0]) for w in want]
+    assert got[1].tolist() == [int(w[1][0]) for w in want]
+    assert got[0][2] == first[5]
+    assert got[1][4] == second[9]
+    sliced = id_hashes(pa.array(ids).slice(100, 3))
+    assert sliced[0].tolist() == first[100:103].tolist()
+
+
 def test_a_re_sent_event_already_charged_is_dropped_without_a_read(
     tmp_path: Path, target_reads: list[int]
 ) -> None:
@@ -285,3 +305,34 @@ def test_a_month_of_late_events_across_cap_crossings_stays_exact_with_fewer_read
             runner.refresh()
         assert_fast_path_exact(runner.con, events)
     assert 0 < decided["kept"] < decided["candidates"] / 2, decided
+
+
+def test_groups_beyond_the_limit_are_let_go_and_loaded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner holds the marks and ids of at most MAX_GROUPS months: the least recently touched
+    are let go, and loaded again (with their ids) when a late event touches them. Exact all along."""
+    monkeypatch.setattr(marks, "MAX_GROUPS", 1)
+    loads: list[list[str]] = []
+    real = marks.RestateMarks._load
+
+    def spy(self: marks.RestateMarks, model: Model, *args: object) -> None:
+        if model.name == CHARGES:
+            loads.append(sorted(args[-1]))  # type: ignore[call-overload]
+        real(self, model, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(marks.RestateMarks, "_load", spy)
+    events = _events(0.15, 0.05)  # Jan 30 to Feb 1
+    lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
+    rest = table.slice(cuts[1])
+    january = pc.equal(rest["billing_month"], "2026-01")
+    later_january, february = rest.filter(january), rest.filter(pc.invert(january))
+    with ModelRunner(lake, fast_path()) as runner:
+        runner.refresh()
+        half = february.num_rows // 2
+        for batch in (february.slice(0, half), later_january, february.slice(half)):
+            source.append(batch)  # one month at a time: the other is let go, then loaded again
+            runner.refresh()
+        assert_fast_path_exact(runner.con, events)
+    loaded = [g for batch in loads for g in batch]
+    assert len(loaded) > len(set(loaded)), loads  # a month let go was loaded again

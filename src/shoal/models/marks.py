@@ -39,6 +39,9 @@ from shoal.models.sql import ARROW_ERRORS, ROW_INDEX, literal, plain, with_row_i
 
 MARK = "__shoal_mark"
 _LOW = "__shoal_low_"  # + a scope_lows column: its least value per slice
+#: groups (e.g. months) held per model; the least recently touched beyond this are let go, so
+#: that a runner that runs for months holds the marks and ids of the last few, not of all
+MAX_GROUPS = 3
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,11 @@ class _Marks:
     #: one row per slice: the ``incremental_by`` columns, ``MARK`` and the ``scope_lows``' least
     #: values (None: no slice loaded yet)
     rows: pa.Table | None = None
-    #: the ``dedupe_by`` ids of the loaded groups' rows (None: not kept)
-    seen: SeenIds | None = None
+    #: per loaded group, the ``dedupe_by`` ids of its rows (models with ``dedupe_by``)
+    seen: dict[str, SeenIds] = field(default_factory=dict)
+    #: per loaded group: its first ``incremental_by`` value, and the refresh that last touched it
+    values: dict[str, object] = field(default_factory=dict)
+    used: dict[str, int] = field(default_factory=dict)
 
 
 class RestateMarks:
@@ -75,6 +81,7 @@ class RestateMarks:
     def __init__(self, con: Callable[[], duckdb.DuckDBPyConnection]) -> None:
         self._con = con
         self._held: dict[str, _Marks] = {}
+        self._tick = 0
 
     @staticmethod
     def applies(model: Model) -> bool:
@@ -101,14 +108,16 @@ class RestateMarks:
             return unchanged
         first = model.incremental_by[0]
         values = plain(touched[first])
-        found = [literal(v) for v in pc.unique(values).to_pylist()]
+        distinct = pc.unique(values).to_pylist()
+        found = {literal(v): v for v in distinct}
         groups = [g for g in found if g is not None]
-        if values.null_count or len(groups) != len(found):
+        if values.null_count or len(groups) != len(distinct):
             return unchanged  # NULL or exotic slice values: no marks, read as before
         held = self._held.get(model.name)
         if held is None or held.version != version:
             self.drop(model.name)
             held = self._held[model.name] = _Marks(version)
+        self._tick += 1
         missing = [g for g in groups if g not in held.groups]
         if missing:
             try:
@@ -117,6 +126,10 @@ class RestateMarks:
                 self.drop(model.name)
                 return unchanged
             held.groups.update(missing)
+        for g in groups:
+            held.values[g], held.used[g] = found[g], self._tick
+        if len(held.groups) > MAX_GROUPS:
+            self._let_go(model, held, keep=set(groups))
         assert held.rows is not None
         by = list(model.incremental_by)
         try:
@@ -137,13 +150,36 @@ class RestateMarks:
         inside = _rows_in(kept, changes, list(model.incremental_by))
         if inside is None:
             return Scope(kept, changes)
-        if model.dedupe_by and held.seen is not None:
-            changes, inside = _without_redeliveries(model.dedupe_by, held.seen, changes, inside)
+        if model.dedupe_by:
+            lookup = _GroupIds(first, held.seen, {held.values[g]: g for g in groups})
+            changes, inside = _without_redeliveries(model.dedupe_by, lookup, changes, inside)
         nulls = any(kept[c].null_count for c in by)  # such slices' rows are not in `inside`
         if model.restate_scope is not None and query is not None and not nulls:
             rows = changes.take(pa.array(inside))
             kept = self._narrowed(model, kept, joined.filter(keep), rows=rows, query=query)
         return Scope(kept, changes)
+
+    def _let_go(self, model: Model, held: _Marks, keep: set[str]) -> None:
+        """Let the least recently touched groups beyond ``MAX_GROUPS`` go (not those in ``keep``):
+        their marks and ids are loaded again if a refresh touches them."""
+        old = sorted((g for g in held.groups if g not in keep), key=lambda g: held.used.get(g, 0))
+        gone = old[: max(0, len(held.groups) - MAX_GROUPS)]
+        if not gone:
+            return
+        first = model.incremental_by[0]
+        values = [held.values[g] for g in gone if g in held.values]
+        for g in gone:
+            held.groups.discard(g)
+            held.seen.pop(g, None)
+            held.values.pop(g, None)
+            held.used.pop(g, None)
+        if held.rows is not None and values:
+            try:
+                value_set = pa.array(values, held.rows.schema.field(first).type)
+                out = pc.is_in(plain(held.rows[first]), value_set=value_set)
+                held.rows = held.rows.filter(pc.invert(out))
+            except ARROW_ERRORS:
+                self.drop(model.name)
 
     def _narrowed(
         self,
@@ -187,12 +223,13 @@ class RestateMarks:
             .to_arrow_table()
         )
         if model.dedupe_by:
-            if held.seen is None:
-                held.seen = SeenIds()
             col = ident(model.dedupe_by)
-            ids = self._con().sql(f"SELECT {col} FROM {scan} WHERE {in_groups} AND {col} IS NOT NULL")
-            for batch in ids.to_arrow_reader(1 << 20):
-                held.seen.add(*id_hashes(batch.column(0)))
+            for group in groups:
+                seen = held.seen[group] = SeenIds()
+                where = f"{first} = {group} AND {col} IS NOT NULL"
+                ids = self._con().sql(f"SELECT {col} FROM {scan} WHERE {where}")
+                for batch in ids.to_arrow_reader(1 << 20):
+                    seen.add(*id_hashes(batch.column(0)))
         schema = table.schema
         types = pa.schema(
             [
@@ -232,9 +269,8 @@ class RestateMarks:
                 # by name: the output order is pyarrow's
                 agg = agg.select([*by, f"{MARK}_max", *(f"{low}_min" for low in lows)])
                 held.rows = agg.rename_columns([*by, MARK, *lows]).cast(held.rows.schema)
-                if held.seen is not None and model.dedupe_by:
-                    ids = rows[model.dedupe_by]
-                    held.seen.add(*id_hashes(ids.filter(pc.is_valid(ids))))
+                if held.seen and model.dedupe_by:
+                    _add_ids(rows, by[0], model.dedupe_by, held)
             except (duckdb.Error, *ARROW_ERRORS):
                 self.drop(model.name)  # e.g. a type Arrow cannot hash or order: read as before
                 return
@@ -273,8 +309,46 @@ def _rows_in(slices: pa.Table, changes: pa.Table, by: list[str]) -> np.ndarray |
     return np.sort(np.asarray(inside.to_numpy(), dtype=np.int64))
 
 
+@dataclass(frozen=True)
+class _GroupIds:
+    """The ids held for the groups of one refresh: ``first`` is the group column, ``groups`` maps
+    each group's value to its literal (the key of ``seen``)."""
+
+    first: str
+    seen: dict[str, SeenIds]
+    groups: dict[object, str]
+
+    def contains(self, rows: pa.Table, ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """Per row (``rows`` holds ``first``), whether its id is held for its group (False for a
+        group with no ids held: not looked up, so not dropped)."""
+        out = np.zeros(rows.num_rows, dtype=bool)
+        column = plain(rows[self.first])
+        for value, group in self.groups.items():
+            seen = self.seen.get(group)
+            if seen is None:
+                continue
+            equal = pc.fill_null(pc.equal(column, value), False)
+            mine = np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
+            if mine.any():
+                out[mine] = seen.contains(*id_hashes(ids.filter(pa.array(mine))))
+        return out
+
+
+def _add_ids(rows: pa.Table, first: str, dedupe_by: str, held: _Marks) -> None:
+    """Add the ids of the runner's committed ``rows`` to their groups' held ids."""
+    column = plain(rows[first])
+    for group, value in held.values.items():
+        seen = held.seen.get(group)
+        if seen is None:
+            continue
+        mine = pc.and_(pc.fill_null(pc.equal(column, value), False), pc.is_valid(rows[dedupe_by]))
+        ids = rows[dedupe_by].filter(mine)
+        if len(ids):
+            seen.add(*id_hashes(ids))
+
+
 def _without_redeliveries(
-    dedupe_by: str, seen: SeenIds, changes: pa.Table, inside: np.ndarray
+    dedupe_by: str, seen: _GroupIds, changes: pa.Table, inside: np.ndarray
 ) -> tuple[pa.Table, np.ndarray]:
     """``changes`` less its inserted rows whose ``dedupe_by`` id the table holds, and ``inside``
     (positions of the candidate slices' rows) for the rows left. Only those rows are looked up:
@@ -283,12 +357,13 @@ def _without_redeliveries(
     if "_change_type" not in changes.column_names or dedupe_by not in changes.column_names or not len(inside):
         return changes, inside
     try:
-        rows = changes.select(["_change_type", dedupe_by]).take(pa.array(inside))
+        rows = changes.select(["_change_type", dedupe_by, seen.first]).take(pa.array(inside))
         lookup = pc.and_(pc.equal(rows["_change_type"], "insert"), pc.is_valid(rows[dedupe_by]))
         mask = np.asarray(lookup.to_numpy(zero_copy_only=False), dtype=bool)
         if not mask.any():
             return changes, inside
-        found = seen.contains(*id_hashes(rows[dedupe_by].filter(lookup)))
+        looked = rows.filter(lookup)
+        found = seen.contains(looked, looked[dedupe_by])
     except ARROW_ERRORS:
         return changes, inside  # not looked up: the slices are read and the model dedupes, as before
     if not found.any():
