@@ -4,11 +4,14 @@ is at or below the greatest restate_from value they hold, and stays exact when i
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,6 +52,20 @@ def target_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(slices, "scoped", spy)
     return reads
+
+
+@pytest.fixture
+def ids_read_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh waits for the background reads of ids it finds under way, so that what it reads
+    does not depend on how fast the loader thread was (the runner itself never waits)."""
+    real = marks._settle
+
+    def settle(held: Any) -> None:
+        for future, _ in list(held.loading.values()):
+            future.exception()  # waits; the real settle takes the result or the failure
+        real(held)
+
+    monkeypatch.setattr(marks, "_settle", settle)
 
 
 def marks_only() -> list[Model]:
@@ -252,7 +269,7 @@ def test_id_hashes_are_a_function_of_the_bytes_alone() -> None:
 
 
 def test_a_re_sent_event_already_charged_is_dropped_without_a_read(
-    tmp_path: Path, target_reads: list[int]
+    tmp_path: Path, target_reads: list[int], ids_read_at_once: None
 ) -> None:
     """dedupe_by (ADR 0055): a producer re-sends events charged cycles ago. The runner finds their
     ids among those it holds and drops them: no read of the slices, no second charge."""
@@ -275,7 +292,7 @@ def test_a_re_sent_event_already_charged_is_dropped_without_a_read(
 
 
 def test_a_month_of_late_events_across_cap_crossings_stays_exact_with_fewer_reads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ids_read_at_once: None
 ) -> None:
     """restate_scope (ADR 0055) over a whole month: caps are reached from ~hour 672, late events
     and re-sent duplicates arrive all along. The refreshes stay exact to the Decimal reference, and
@@ -308,7 +325,7 @@ def test_a_month_of_late_events_across_cap_crossings_stays_exact_with_fewer_read
 
 
 def test_groups_beyond_the_limit_are_let_go_and_loaded_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ids_read_at_once: None
 ) -> None:
     """A runner holds the marks and ids of at most MAX_GROUPS months: the least recently touched
     are let go, and loaded again (with their ids) when a late event touches them. Exact all along."""
@@ -336,3 +353,38 @@ def test_groups_beyond_the_limit_are_let_go_and_loaded_again(
         assert_fast_path_exact(runner.con, events)
     loaded = [g for batch in loads for g in batch]
     assert len(loaded) > len(set(loaded)), loads  # a month let go was loaded again
+
+
+def test_until_a_months_ids_are_read_its_slices_are_read_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target_reads: list[int]
+) -> None:
+    """The ids of a month are read in a thread; until that read is in, a refresh neither drops
+    re-deliveries nor leaves slices out, and stays exact. A read that fails is done again."""
+    gate = threading.Event()
+    real = marks._read_ids
+    failed: list[bool] = []
+
+    def slow(cursor: Any, sql: str) -> Any:
+        assert gate.wait(30)
+        if not failed:  # the first read fails, as a lost connection would
+            failed.append(True)
+            cursor.close()
+            raise duckdb.IOException("simulated")
+        return real(cursor, sql)
+
+    monkeypatch.setattr(marks, "_read_ids", slow)
+    events = _events(0.15, 0.05)
+    lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
+    with ModelRunner(lake, fast_path()) as runner:
+        runner.refresh()
+        for i in range(1, 4):  # the reads are held back: every late slice is read
+            source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
+            target_reads.clear()
+            runner.refresh()
+            assert target_reads, i
+        gate.set()
+        for i in range(4, 8):
+            source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
+            runner.refresh()
+        assert_fast_path_exact(runner.con, events)
+    assert failed

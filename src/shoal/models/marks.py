@@ -23,6 +23,7 @@ rows (:mod:`shoal.models.seen`), by which re-delivered upstream rows are dropped
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -64,6 +65,11 @@ class _Marks:
     rows: pa.Table | None = None
     #: per loaded group, the ``dedupe_by`` ids of its rows (models with ``dedupe_by``)
     seen: dict[str, SeenIds] = field(default_factory=dict)
+    #: per group whose ids are being read in the background: the read, and the hashes of the
+    #: ids the runner committed since the version it reads
+    loading: dict[str, tuple[Future[SeenIds], list[tuple[np.ndarray, np.ndarray]]]] = field(
+        default_factory=dict
+    )
     #: per loaded group: its first ``incremental_by`` value, and the refresh that last touched it
     values: dict[str, object] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)
@@ -82,6 +88,7 @@ class RestateMarks:
         self._con = con
         self._held: dict[str, _Marks] = {}
         self._tick = 0
+        self._loader: ThreadPoolExecutor | None = None  # reads ids in the background
 
     @staticmethod
     def applies(model: Model) -> bool:
@@ -151,6 +158,11 @@ class RestateMarks:
         if inside is None:
             return Scope(kept, changes)
         if model.dedupe_by:
+            _settle(held)
+            if any(g not in held.seen for g in groups):
+                # a group's ids are still being read: as without dedupe_by and restate_scope
+                # (the slices are read, the model dedupes against their rows)
+                return Scope(kept, changes)
             lookup = _GroupIds(first, held.seen, {held.values[g]: g for g in groups})
             changes, inside = _without_redeliveries(model.dedupe_by, lookup, changes, inside)
         nulls = any(kept[c].null_count for c in by)  # such slices' rows are not in `inside`
@@ -171,6 +183,7 @@ class RestateMarks:
         for g in gone:
             held.groups.discard(g)
             held.seen.pop(g, None)
+            held.loading.pop(g, None)
             held.values.pop(g, None)
             held.used.pop(g, None)
         if held.rows is not None and values:
@@ -223,13 +236,16 @@ class RestateMarks:
             .to_arrow_table()
         )
         if model.dedupe_by:
+            # a month's ids are millions of strings: read in a thread of the runner's, on a cursor
+            # of its own, while cycles go on without them (the first read stalled a cycle by
+            # seconds at 168 hours of history)
             col = ident(model.dedupe_by)
+            if self._loader is None:
+                self._loader = ThreadPoolExecutor(1, thread_name_prefix="shoal-marks")
             for group in groups:
-                seen = held.seen[group] = SeenIds()
-                where = f"{first} = {group} AND {col} IS NOT NULL"
-                ids = self._con().sql(f"SELECT {col} FROM {scan} WHERE {where}")
-                for batch in ids.to_arrow_reader(1 << 20):
-                    seen.add(*id_hashes(batch.column(0)))
+                held.seen.pop(group, None)
+                sql = f"SELECT {col} FROM {scan} WHERE {first} = {group} AND {col} IS NOT NULL"
+                held.loading[group] = (self._loader.submit(_read_ids, self._con().cursor(), sql), [])
         schema = table.schema
         types = pa.schema(
             [
@@ -269,7 +285,7 @@ class RestateMarks:
                 # by name: the output order is pyarrow's
                 agg = agg.select([*by, f"{MARK}_max", *(f"{low}_min" for low in lows)])
                 held.rows = agg.rename_columns([*by, MARK, *lows]).cast(held.rows.schema)
-                if held.seen and model.dedupe_by:
+                if model.dedupe_by and (held.seen or held.loading):
                     _add_ids(rows, by[0], model.dedupe_by, held)
             except (duckdb.Error, *ARROW_ERRORS):
                 self.drop(model.name)  # e.g. a type Arrow cannot hash or order: read as before
@@ -294,8 +310,12 @@ class RestateMarks:
         self._held.pop(name, None)
 
     def forget(self) -> None:
-        """The connection is closing: nothing is held any more."""
+        """The connection is closing: nothing is held any more (a read of ids under way ends
+        first: it runs on a cursor of the connection)."""
         self._held.clear()
+        if self._loader is not None:
+            self._loader.shutdown(wait=True, cancel_futures=True)
+            self._loader = None
 
 
 def _rows_in(slices: pa.Table, changes: pa.Table, by: list[str]) -> np.ndarray | None:
@@ -335,16 +355,50 @@ class _GroupIds:
 
 
 def _add_ids(rows: pa.Table, first: str, dedupe_by: str, held: _Marks) -> None:
-    """Add the ids of the runner's committed ``rows`` to their groups' held ids."""
+    """Add the ids of the runner's committed ``rows`` to their groups' held ids (or to those a
+    background read will be completed with)."""
     column = plain(rows[first])
     for group, value in held.values.items():
-        seen = held.seen.get(group)
-        if seen is None:
+        seen, loading = held.seen.get(group), held.loading.get(group)
+        if seen is None and loading is None:
             continue
         mine = pc.and_(pc.fill_null(pc.equal(column, value), False), pc.is_valid(rows[dedupe_by]))
         ids = rows[dedupe_by].filter(mine)
-        if len(ids):
+        if not len(ids):
+            continue
+        if seen is not None:
             seen.add(*id_hashes(ids))
+        elif loading is not None:
+            loading[1].append(id_hashes(ids))
+
+
+def _read_ids(cursor: duckdb.DuckDBPyConnection, sql: str) -> SeenIds:
+    """The ids ``sql`` returns, hashed (in the loader's thread)."""
+    seen = SeenIds()
+    try:
+        for batch in cursor.sql(sql).to_arrow_reader(1 << 20):
+            seen.add(*id_hashes(batch.column(0)))
+    finally:
+        cursor.close()
+    return seen
+
+
+def _settle(held: _Marks) -> None:
+    """Take the background reads of ids that finished: each group's ids from the table at the
+    version read, plus those the runner committed since. A read that failed leaves its group
+    without ids (its slices are read, as without ``dedupe_by``) until it is loaded again."""
+    for group, (future, since) in list(held.loading.items()):
+        if not future.done():
+            continue
+        del held.loading[group]
+        try:
+            seen = future.result()
+        except (duckdb.Error, *ARROW_ERRORS):
+            held.groups.discard(group)  # loaded again, marks and ids, when next touched
+            continue
+        for first, second in since:
+            seen.add(first, second)
+        held.seen[group] = seen
 
 
 def _without_redeliveries(
