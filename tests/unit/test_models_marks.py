@@ -39,6 +39,15 @@ def _first_eighth_landed(tmp_path: Path, events: list) -> tuple[Lake, Table, pa.
     return lake, source, table, cuts
 
 
+def _land_the_rest(runner: ModelRunner, source: Table, table: pa.Table, cuts: list[int]) -> None:
+    """Build the models, then land the rest of ``table`` batch by batch (between ``cuts``),
+    refreshing after each."""
+    runner.refresh()
+    for lo, hi in pairwise(cuts[1:]):
+        source.append(table.slice(lo, hi - lo))
+        runner.refresh()
+
+
 @pytest.fixture
 def target_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of touched slices each read of charges_hourly's own rows was scoped to."""
@@ -160,10 +169,7 @@ def test_a_revenue_commit_reads_only_the_days_its_changes_touch(tmp_path: Path) 
     events = sorted(_events(0.0, 0.0), key=lambda e: (e.billing_hour, e.event_id))
     lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
     with ModelRunner(lake, fast_path()) as runner:
-        runner.refresh()
-        for lo, hi in pairwise(cuts[1:]):
-            source.append(table.slice(lo, hi - lo))
-            runner.refresh()
+        _land_the_rest(runner, source, table, cuts)
         revenue = lake.table("billing.revenue_hourly")
         last = revenue.history(1)[0]
         assert last["operation"] == "MERGE"
@@ -276,10 +282,7 @@ def test_a_re_sent_event_already_charged_is_dropped_without_a_read(
     events = sorted(_events(0.0, 0.0), key=lambda e: (e.billing_hour, e.event_id))
     lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
     with ModelRunner(lake, fast_path()) as runner:
-        runner.refresh()
-        for lo, hi in pairwise(cuts[1:]):
-            source.append(table.slice(lo, hi - lo))
-            runner.refresh()
+        _land_the_rest(runner, source, table, cuts)
         resent = table.slice(cuts[2], 50)  # charged five batches ago, now at later offsets
         offsets = pa.array([o + 1_000_000 for o in resent["_kafka_offset"].to_pylist()], pa.int64())
         at = resent.schema.get_field_index("_kafka_offset")
@@ -316,10 +319,7 @@ def test_a_month_of_late_events_across_cap_crossings_stays_exact_with_fewer_read
 
     models = [m.model_copy(update={"restate_scope": spy}) if m.name == CHARGES else m for m in fast_path()]
     with ModelRunner(lake, models) as runner:
-        runner.refresh()
-        for lo, hi in pairwise(cuts[1:]):
-            source.append(table.slice(lo, hi - lo))
-            runner.refresh()
+        _land_the_rest(runner, source, table, cuts)
         assert_fast_path_exact(runner.con, events)
     assert 0 < decided["kept"] < decided["candidates"] / 2, decided
 

@@ -42,8 +42,8 @@ class ScopeInputs:
     #: ``__shoal_touched``, plus one column per ``scope_lows`` column, of the same name, holding
     #: the least value of that column among the slice's rows in the table (NULL: no non-NULL one)
     candidates: pa.Table
-    #: the single upstream's change-feed rows (``__shoal_changes``; with ``dedupe_by``, less the
-    #: re-deliveries the runner recognised)
+    #: the single upstream's change-feed rows that fall in a candidate slice (with ``dedupe_by``,
+    #: less the re-deliveries the runner recognised); rows of other slices are left out
     changes: pa.Table
     #: runs a query in the refresh's connection (state models are current)
     query: Callable[[str], pa.Table]
