@@ -70,6 +70,12 @@ SAME = [
     "SELECT count(*), min(occurred_at) FROM w",
     "SELECT * FROM s.users WHERE user_id IN "
     "(SELECT user_id FROM s.events WHERE occurred_at < DATE '2026-01-02')",
+    # on a day boundary: the partition filter replaces the row filter (ADR 0056)
+    "SELECT user_id, sum(x) FROM s.events "
+    "WHERE occurred_at >= TIMESTAMP '2026-01-03' + INTERVAL 1 DAY GROUP BY 1",
+    "SELECT count(*) FROM s.events "
+    "WHERE '2026-01-04 00:00:00' <= occurred_at AND occurred_at < DATE '2026-01-07'",
+    "SELECT * FROM s.events WHERE TIMESTAMPTZ '2026-01-05 00:00:00+00' > occurred_at",
 ]
 
 
@@ -164,3 +170,68 @@ def test_parameters_elsewhere_in_the_query_survive_the_bounds(lake: Lake) -> Non
     bounded = con.sql(query, params=["u1", 3]).fetchall()
     con.utc_time_rewrite = False
     assert con.sql(query, params=["u1", 3]).fetchall() == bounded
+
+
+# -- filters the partition says exactly (ADR 0056) -------------------------------------------------
+EXACT = [
+    "SELECT user_id, count(*) FROM s.events WHERE occurred_at >= TIMESTAMP '2026-01-09 00:00:00' GROUP BY 1",
+    "SELECT count(*) FROM s.events WHERE occurred_at < DATE '2026-01-04'",
+    "SELECT count(*) FROM s.events WHERE '2026-01-04' <= occurred_at AND x < 9",
+    "SELECT sum(x) FROM s.events e WHERE e.occurred_at >= make_timestamp(2026, 1, 6, 0, 0, 0)",
+    "SELECT count(*) FROM s.events WHERE occurred_at >= TIMESTAMPTZ '2026-01-06 01:00:00+01'",
+]
+
+
+@pytest.mark.parametrize("query", EXACT)
+def test_a_filter_on_a_day_boundary_is_replaced_by_the_partition_filter(lake: Lake, query: str) -> None:
+    con = connect_lake(lake)
+    rewritten = con._prepare(query)
+    where = rewritten.split(" WHERE ", 1)[1]
+    assert "occurred_at" not in where.replace("(occurred_at AS", ""), rewritten  # the row filter is gone
+    assert "event_date" in where
+    want = sorted(map(repr, con.duckdb.sql(query).fetchall()))  # as written, on the raw connection
+    assert sorted(map(repr, con.sql(query).fetchall())) == want
+    assert want not in (["(0,)"], ["(None,)"])  # the filter kept some rows
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # not on a boundary, or a comparison the day does not decide alone
+        "SELECT count(*) FROM s.events WHERE occurred_at >= TIMESTAMP '2026-01-09 00:00:01'",
+        "SELECT count(*) FROM s.events WHERE occurred_at > TIMESTAMP '2026-01-09 00:00:00'",
+        "SELECT count(*) FROM s.events WHERE occurred_at <= DATE '2026-01-04'",
+        "SELECT count(*) FROM s.events WHERE occurred_at = TIMESTAMP '2026-01-04 00:00:00'",
+        "SELECT count(*) FROM s.events WHERE occurred_at BETWEEN DATE '2026-01-04' AND DATE '2026-01-06'",
+        "SELECT count(*) FROM s.events WHERE occurred_at >= TIMESTAMPTZ '2026-01-06 00:00:00+01'",
+        # a value that depends on when the query runs: its rewrite is kept and reused
+        "SELECT count(*) FROM s.events WHERE occurred_at >= date_trunc('day', now()) - INTERVAL 3 DAY",
+        "SELECT count(*) FROM s.events WHERE occurred_at >= today() - INTERVAL 3 DAY",
+        "SELECT count(*) FROM s.events WHERE occurred_at >= NULL",
+    ],
+)
+def test_a_filter_the_partition_does_not_say_exactly_is_kept(lake: Lake, query: str) -> None:
+    con = connect_lake(lake)
+    rewritten = con._prepare(query)
+    where = rewritten.split(" WHERE ", 1)[1]
+    assert "(occurred_at " in where, rewritten
+    assert "event_date" in where, rewritten
+    assert con.sql(query).fetchall() == con.duckdb.sql(query).fetchall()
+
+
+def test_rows_without_a_time_stay_out_of_a_replaced_filter(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    schema = pa.schema([("occurred_at", TS), ("x", pa.int64()), ("event_date", pa.date32())])
+    events = lake.create_table(
+        "s.e", schema, partition_by=["event_date"], partition_sources={"event_date": ("occurred_at", "day")}
+    )
+    times = pa.array([START, START + timedelta(days=1), None, START + timedelta(days=2, hours=5)], TS)
+    days = pc.cast(times, pa.date32())
+    events.append(pa.table({"occurred_at": times, "x": [1, 2, 4, 8], "event_date": days}))
+    con = connect_lake(lake)
+    for query, want in [
+        ("SELECT sum(x) FROM s.e WHERE occurred_at < DATE '2026-01-02'", 1),
+        ("SELECT sum(x) FROM s.e WHERE occurred_at >= DATE '2026-01-02'", 10),
+    ]:
+        assert "occurred_at" not in con._prepare(query).split(" WHERE ", 1)[1]
+        assert con.sql(query).fetchall() == [(want,)]

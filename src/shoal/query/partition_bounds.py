@@ -21,6 +21,13 @@ the same, and the partition filter prunes files. It is added only where that hol
   relation of the FROM a lake table and exactly one of them having such a column;
 * the view (``duckdb_columns``) still has both columns, with the types the transform implies.
 Anything else is left as written.
+
+Where the partition column says all the filter says, the filter is replaced rather than joined
+(ADR 0056; Iceberg calls what is left a *residual*): ``src >= c`` and ``src < c`` with ``c`` on a
+boundary of ``T`` (``T(c) = c``: midnight UTC for a day partition) hold exactly when
+``p >= T(c)`` and ``p < T(c)`` do, since ``T`` never decreases and ``T(x) <= x``. The row filter is
+then dropped and the source column is not read for it. Only for a ``c`` of constants alone (no
+``now()``: the rewrite is kept and reused), evaluated once when the query is rewritten.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from typing import Any
 
 import duckdb
 
-from shoal.query.sqltree import NOWHERE, Node, function_call, rewrite_statement, walk
+from shoal.query.sqltree import NOWHERE, Node, constant_value, function_call, rewrite_statement, walk
 
 #: a cheap test before parsing: could the query hold a comparison in a WHERE at all?
 _CANDIDATE = re.compile(r"\bwhere\b[\s\S]*(<|>|=|\bbetween\b)", re.IGNORECASE)
@@ -71,6 +78,11 @@ _STABLE = {
     "to_milliseconds",
     "to_microseconds",
 }
+#: ... of which these give a different value each time the statement runs: a bound with them is
+#: never evaluated when the query is rewritten, since the rewrite is kept and reused
+_NOW = {"now", "current_timestamp", "get_current_timestamp", "transaction_timestamp", "current_date", "today"}
+#: comparisons ``src op c`` that ``p op T(c)`` says exactly, for ``c`` on a boundary of ``T``
+_EXACT = {"COMPARE_GREATERTHANOREQUALTO", "COMPARE_LESSTHAN"}
 _TZ = "TIMESTAMP WITH TIME ZONE"
 #: transform -> the view type its partition column must have (source: a TIMESTAMPTZ, but identity)
 _PART_TYPE = {"day": "DATE", "hour": _TZ}
@@ -80,6 +92,8 @@ _PART_TYPE = {"day": "DATE", "hour": _TZ}
 Sources = Callable[[str, str], Mapping[str, tuple[str, str]] | None]
 #: (schema, table) -> {column: DuckDB type} of a lake table's view, or None
 Columns = Callable[[str, str], Mapping[str, str] | None]
+#: (constant c, transform T) -> whether T(c) = c as instants
+Aligned = Callable[[Node, str], bool]
 
 
 def _is_stable_constant(node: Any) -> bool:
@@ -99,6 +113,13 @@ def _is_stable_constant(node: Any) -> bool:
             and all(_is_stable_constant(c) for c in node.get("children") or [])
         )
     return False
+
+
+def _is_fixed_constant(node: Any) -> bool:
+    """A stable constant whose value does not depend on when the statement runs."""
+    return _is_stable_constant(node) and not any(
+        n.get("class") == "FUNCTION" and str(n.get("function_name", "")).lower() in _NOW for n in walk(node)
+    )
 
 
 def _cast(child: Node, type_id: str) -> Node:
@@ -132,14 +153,35 @@ def _bound(value: Node, transform: str) -> Node:
 
 def _compare(kind: str, column: list[str], value: Node) -> Node:
     ref = {"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "query_location": NOWHERE}
+    return _comparison(kind, {**ref, "column_names": column}, value)
+
+
+def _comparison(kind: str, left: Node, right: Node) -> Node:
     return {
         "class": "COMPARISON",
         "type": kind,
         "alias": "",
         "query_location": NOWHERE,
-        "left": {**ref, "column_names": column},
-        "right": value,
+        "left": left,
+        "right": right,
     }
+
+
+def alignment(con: duckdb.DuckDBPyConnection) -> Aligned:
+    """Whether ``T(c) = c`` for a constant ``c``, evaluated on ``con`` (a UTC session, as the
+    query's); False when DuckDB cannot evaluate it (a NULL, a value that does not cast)."""
+
+    def aligned(value: Node, transform: str) -> bool:
+        if transform not in _PART_TYPE or not _is_fixed_constant(value):
+            return False
+        floor, instant = _cast(_bound(value, transform), _TZ), _cast(copy.deepcopy(value), _TZ)
+        same = _comparison("COMPARE_EQUAL", floor, instant)
+        try:
+            return constant_value(con, same) is True
+        except (duckdb.Error, ValueError):
+            return False
+
+    return aligned
 
 
 class Relation:
@@ -209,9 +251,11 @@ def owner(ref: Node, rels: list[Relation]) -> Relation | None:
     return owners[0]
 
 
-def _implied(term: Node, rels: list[Relation]) -> list[Node]:
-    """The partition conjuncts ``term`` implies (none when it is not ``src op constant``)."""
+def _implied(term: Node, rels: list[Relation], aligned: Aligned | None) -> tuple[list[Node], bool]:
+    """The partition conjuncts ``term`` implies (none when it is not ``src op constant``), and
+    whether they say all it says (then they replace it)."""
     kind = term.get("type")
+    #: (the comparison with the column on the left, the constant)
     bounds: list[tuple[str, Any]]
     if term.get("class") == "BETWEEN" and kind == "COMPARE_BETWEEN":
         ref, bounds = (
@@ -224,28 +268,35 @@ def _implied(term: Node, rels: list[Relation]) -> list[Node]:
     elif term.get("class") == "COMPARISON" and kind in _COMPARISONS:
         left, right = term.get("left") or {}, term.get("right") or {}
         if left.get("class") == "COLUMN_REF":
-            ref, bounds = left, [(_COMPARISONS[kind][1], right)]
+            ref, bounds = left, [(kind, right)]
         elif right.get("class") == "COLUMN_REF":
-            ref, bounds = right, [(_COMPARISONS[_COMPARISONS[kind][0]][1], left)]
+            ref, bounds = right, [(_COMPARISONS[kind][0], left)]
         else:
-            return []
+            return [], False
     else:
-        return []
+        return [], False
     if ref.get("class") != "COLUMN_REF":
-        return []
+        return [], False
     rel = owner(ref, rels)
     values = [(op, v) for op, v in bounds if _is_stable_constant(v)]
     if rel is None or len(values) != len(bounds):
-        return []
+        return [], False
+    derived = rel.derived[str(ref["column_names"][-1]).lower()]
+    if aligned is not None and len(values) == 1 and values[0][0] in _EXACT:
+        op, v = values[0]
+        for part, transform, _ in derived:
+            if transform != "identity" and aligned(v, transform):
+                return [_compare(op, [*rel.qualifier(), part], _bound(v, transform))], True
     return [
-        _compare(op, [*rel.qualifier(), part], _bound(v, transform))
-        for part, transform, _ in rel.derived[str(ref["column_names"][-1]).lower()]
+        _compare(_COMPARISONS[op][1], [*rel.qualifier(), part], _bound(v, transform))
+        for part, transform, _ in derived
         for op, v in values
-    ]
+    ], False
 
 
-def add_bounds(tree: Any, sources: Sources, columns: Columns) -> int:
-    """Add the implied partition conjuncts to every SELECT in ``tree`` (in place); how many."""
+def add_bounds(tree: Any, sources: Sources, columns: Columns, aligned: Aligned | None = None) -> int:
+    """Add the implied partition conjuncts to every SELECT in ``tree`` (in place), in place of the
+    filters they say exactly when ``aligned`` is given; how many were added."""
     added = 0
     for node in list(walk(tree)):
         if node.get("type") != "SELECT_NODE" or not isinstance(node.get("where_clause"), dict):
@@ -255,15 +306,26 @@ def add_bounds(tree: Any, sources: Sources, columns: Columns) -> int:
             continue
         where: Node = node["where_clause"]
         terms = list(where["children"]) if where.get("type") == "CONJUNCTION_AND" else [where]
-        new = [c for t in terms for c in _implied(t, rels)]
+        kept: list[Node] = []
+        new: list[Node] = []
+        for term in terms:
+            implied, exact = _implied(term, rels, aligned)
+            new += implied
+            if not exact:
+                kept.append(term)
         if new:
-            node["where_clause"] = {
-                "class": "CONJUNCTION",
-                "type": "CONJUNCTION_AND",
-                "alias": "",
-                "query_location": NOWHERE,
-                "children": [*terms, *new],
-            }
+            children = [*kept, *new]
+            node["where_clause"] = (
+                children[0]
+                if len(children) == 1
+                else {
+                    "class": "CONJUNCTION",
+                    "type": "CONJUNCTION_AND",
+                    "alias": "",
+                    "query_location": NOWHERE,
+                    "children": children,
+                }
+            )
             added += len(new)
     return added
 
@@ -278,4 +340,5 @@ def add_partition_bounds(
     """
     if not _CANDIDATE.search(query):
         return query
-    return rewrite_statement(con, query, lambda statement: add_bounds(statement, sources, columns))
+    aligned = alignment(con)
+    return rewrite_statement(con, query, lambda statement: add_bounds(statement, sources, columns, aligned))

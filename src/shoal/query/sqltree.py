@@ -24,9 +24,8 @@ def walk(node: Any) -> Iterator[Node]:
             yield from walk(v)
 
 
-def expression_name(con: duckdb.DuckDBPyConnection, item: Node) -> str:
-    """The column name DuckDB gives select-list item ``item`` when it has no alias: its text.
-    A rewrite that changes such an item sets this as its alias, so the name stays the same."""
+def _select_sql(con: duckdb.DuckDBPyConnection, item: Node) -> str:
+    """``SELECT item`` (no FROM) as SQL, printed by DuckDB."""
     bare: Node = {
         "type": "SELECT_NODE",
         "modifiers": [],
@@ -45,8 +44,21 @@ def expression_name(con: duckdb.DuckDBPyConnection, item: Node) -> str:
     out = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(one)]).fetchone()
     if not out or not out[0]:
         raise ValueError("no SQL")
+    return str(out[0])
+
+
+def expression_name(con: duckdb.DuckDBPyConnection, item: Node) -> str:
+    """The column name DuckDB gives select-list item ``item`` when it has no alias: its text.
+    A rewrite that changes such an item sets this as its alias, so the name stays the same."""
     # the binder names a cast's column with the type quoted: CAST(x AS "DATE")
-    return str(out[0]).removeprefix("SELECT ").replace(" AS DATE)", ' AS "DATE")')
+    return _select_sql(con, item).removeprefix("SELECT ").replace(" AS DATE)", ' AS "DATE")')
+
+
+def constant_value(con: duckdb.DuckDBPyConnection, item: Node) -> Any:
+    """The value of expression ``item``, which names no column, evaluated by DuckDB on ``con`` (a
+    cursor: the session's pending result is left alone)."""
+    row = con.execute(_select_sql(con, item)).fetchone()
+    return None if row is None else row[0]
 
 
 def date_trunc_call(node: Node) -> tuple[str, Node] | None:
