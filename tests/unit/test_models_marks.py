@@ -64,22 +64,16 @@ def target_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.fixture
-def reads_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A refresh waits for the background reads of marks and ids it finds under way, so that what
-    it reads does not depend on how fast the loader thread was (the runner itself never waits)."""
-    real_marks, real_ids = marks._settle_marks, marks._settle
-
-    def settle_marks(held: Any, by: list[str]) -> None:
-        for future in list(held.marking.values()):
-            future.exception()  # waits; the real settle takes the result or the failure
-        real_marks(held, by)
+def ids_read_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh waits for the background reads of ids it finds under way, so that what it reads
+    does not depend on how fast the loader thread was (the runner itself never waits)."""
+    real = marks._settle
 
     def settle(held: Any) -> None:
         for future, _ in list(held.loading.values()):
-            future.exception()
-        real_ids(held)
+            future.exception()  # waits; the real settle takes the result or the failure
+        real(held)
 
-    monkeypatch.setattr(marks, "_settle_marks", settle_marks)
     monkeypatch.setattr(marks, "_settle", settle)
 
 
@@ -96,9 +90,7 @@ def _events(late: float, dup: float) -> list:
     return list(sim.events())
 
 
-def test_in_order_hours_read_nothing_of_the_target(
-    tmp_path: Path, target_reads: list[int], reads_at_once: None
-) -> None:
+def test_in_order_hours_read_nothing_of_the_target(tmp_path: Path, target_reads: list[int]) -> None:
     # no late events, no duplicates, batches of whole hours: each batch starts every slice it
     # touches past the hours it holds
     events = sorted(_events(0.0, 0.0), key=lambda e: (e.billing_hour, e.event_id))
@@ -121,7 +113,7 @@ def test_in_order_hours_read_nothing_of_the_target(
 
 
 def test_late_and_duplicate_events_read_their_slices_and_stay_exact(
-    tmp_path: Path, target_reads: list[int], reads_at_once: None
+    tmp_path: Path, target_reads: list[int]
 ) -> None:
     events = _events(0.15, 0.05)
     lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
@@ -283,7 +275,7 @@ def test_id_hashes_are_a_function_of_the_bytes_alone() -> None:
 
 
 def test_a_re_sent_event_already_charged_is_dropped_without_a_read(
-    tmp_path: Path, target_reads: list[int], reads_at_once: None
+    tmp_path: Path, target_reads: list[int], ids_read_at_once: None
 ) -> None:
     """dedupe_by (ADR 0055): a producer re-sends events charged cycles ago. The runner finds their
     ids among those it holds and drops them: no read of the slices, no second charge."""
@@ -303,7 +295,7 @@ def test_a_re_sent_event_already_charged_is_dropped_without_a_read(
 
 
 def test_a_month_of_late_events_across_cap_crossings_stays_exact_with_fewer_reads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads_at_once: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ids_read_at_once: None
 ) -> None:
     """restate_scope (ADR 0055) over a whole month: caps are reached from ~hour 672, late events
     and re-sent duplicates arrive all along. The refreshes stay exact to the Decimal reference, and
@@ -333,7 +325,7 @@ def test_a_month_of_late_events_across_cap_crossings_stays_exact_with_fewer_read
 
 
 def test_groups_beyond_the_limit_are_let_go_and_loaded_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads_at_once: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ids_read_at_once: None
 ) -> None:
     """A runner holds the marks and ids of at most MAX_GROUPS months: the least recently touched
     are let go, and loaded again (with their ids) when a late event touches them. Exact all along."""
@@ -396,51 +388,3 @@ def test_until_a_months_ids_are_read_its_slices_are_read_as_before(
             runner.refresh()
         assert_fast_path_exact(runner.con, events)
     assert failed
-
-
-def test_until_a_months_marks_are_read_its_slices_are_read_as_before(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target_reads: list[int]
-) -> None:
-    """The marks of a month are read in a thread; until that read is in, every touched slice is
-    read. The commits made meanwhile raise the marks the read then brings (a read that left them
-    out would let a late event skip a slice it must read). A read that fails is done again."""
-    gate = threading.Event()
-    real = marks._read_marks
-    failed: list[bool] = []
-
-    def slow(cursor: Any, sql: str, types: pa.Schema) -> pa.Table:
-        assert gate.wait(30)
-        if "'2026-02'" in sql and not failed:  # February's first read fails, as a lost connection would
-            failed.append(True)
-            cursor.close()
-            raise duckdb.IOException("simulated")
-        return real(cursor, sql, types)
-
-    monkeypatch.setattr(marks, "_read_marks", slow)
-    events = _events(0.15, 0.05)
-    lake, source, table, cuts = _first_eighth_landed(tmp_path, events)
-    with ModelRunner(lake, marks_only()) as runner:
-        runner.refresh()
-        for i in range(1, 4):  # the read is held back: every touched slice is read
-            source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
-            target_reads.clear()
-            results = {r.model: r for r in runner.refresh()}
-            assert sum(target_reads) == results[CHARGES].touched > 0, i
-        gate.set()
-        held = runner._session.marks._held[CHARGES]
-        for future in set(held.marking.values()):
-            future.exception()  # the failed read, taken by the next refresh, which reads again
-        for i in range(4, 8):
-            for future in set(held.marking.values()):
-                future.exception()  # so that what is read does not depend on the thread's speed
-            source.append(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
-            target_reads.clear()
-            results = {r.model: r for r in runner.refresh()}
-            held = runner._session.marks._held[CHARGES]
-            read, touched = sum(target_reads), results[CHARGES].touched
-        assert_fast_path_exact(runner.con, events)
-    assert failed
-    # by the last batch both months' marks are in: in use again, raised by the commits made while
-    # they were read (without those, a late event skips a slice it must read: the rows differ)
-    assert held.groups == {"'2026-01'", "'2026-02'"}
-    assert 0 < read < touched / 2, (read, touched)

@@ -10,12 +10,9 @@ is at or below it (late events, duplicates, whole-slice restates).
 
 The marks are loaded per value of the first ``incremental_by`` column (e.g. per month) the first
 time a refresh touches it, from the table at the version the refresh read, and raised from the
-rows each of the runner's commits writes. The load runs in a thread of the runner's, on a cursor of
-its own (a month's slices took a 168-hour watcher's first cycle from ~0.5 to ~1.7 s); until it is
-in, the refreshes that touch the group read every touched slice, as without marks. The marks are
-used only while the table stands at the version they reflect: a commit the runner did not make
-drops them, as it drops an arrangement. Deleted rows do not lower a mark: an upper bound only ever
-makes a refresh read more than it must.
+rows each of the runner's commits writes. They are used only while the table stands at the
+version they reflect: a commit the runner did not make drops them, as it drops an arrangement.
+Deleted rows do not lower a mark: an upper bound only ever makes a refresh read more than it must.
 
 Kept the same way, for the models that declare them (ADR 0055): per slice the least value of each
 ``scope_lows`` column (a lower bound: deleted rows do not raise it), which a ``restate_scope``
@@ -68,8 +65,6 @@ class _Marks:
     rows: pa.Table | None = None
     #: per loaded group, the ``dedupe_by`` ids of its rows (models with ``dedupe_by``)
     seen: dict[str, SeenIds] = field(default_factory=dict)
-    #: per group whose marks are being read in the background: the read (of one or more groups)
-    marking: dict[str, Future[pa.Table]] = field(default_factory=dict)
     #: per group whose ids are being read in the background: the read, and the hashes of the
     #: ids the runner committed since the version it reads
     loading: dict[str, tuple[Future[SeenIds], list[tuple[np.ndarray, np.ndarray]]]] = field(
@@ -130,18 +125,16 @@ class RestateMarks:
             self.drop(model.name)
             held = self._held[model.name] = _Marks(version)
         self._tick += 1
+        missing = [g for g in groups if g not in held.groups]
+        if missing:
+            try:
+                self._load(model, table, version, held, missing)
+            except (duckdb.Error, *ARROW_ERRORS):
+                self.drop(model.name)
+                return unchanged
+            held.groups.update(missing)
         for g in groups:
             held.values[g], held.used[g] = found[g], self._tick
-        missing = [g for g in groups if g not in held.groups and g not in held.marking]
-        if missing:
-            self._load(model, table, version, held, missing)
-        try:
-            _settle_marks(held, list(model.incremental_by))
-        except ARROW_ERRORS:
-            self.drop(model.name)
-            return unchanged
-        if any(g not in held.groups for g in groups):
-            return unchanged  # a group's marks are still being read: every slice is read
         if len(held.groups) > MAX_GROUPS:
             self._let_go(model, held, keep=set(groups))
         assert held.rows is not None
@@ -189,7 +182,6 @@ class RestateMarks:
         values = [held.values[g] for g in gone if g in held.values]
         for g in gone:
             held.groups.discard(g)
-            held.marking.pop(g, None)
             held.seen.pop(g, None)
             held.loading.pop(g, None)
             held.values.pop(g, None)
@@ -226,8 +218,8 @@ class RestateMarks:
         return narrowed.select(kept.column_names).cast(kept.schema)
 
     def _load(self, model: Model, table: Table, version: int, held: _Marks, groups: list[str]) -> None:
-        """Start reading the marks (and ids) of the slices whose first ``incremental_by`` value is
-        one of ``groups``, from the table at ``version``, in the loader's thread."""
+        """The marks of the slices whose first ``incremental_by`` value is one of ``groups``, from
+        the table at ``version`` (replacing any raised before the group was loaded)."""
         assert model.restate_from
         by = [*model.incremental_by]
         cols = ", ".join(ident(c) for c in by)
@@ -235,6 +227,25 @@ class RestateMarks:
         in_groups = f"{first} IN ({', '.join(groups)})"
         scan = f"delta_scan({sql_literal(table.uri)}, version => {int(version)})"
         lows = "".join(f", min({ident(c)}) AS {ident(_LOW + c)}" for c in model.scope_lows)
+        loaded = (
+            self._con()
+            .sql(
+                f"SELECT {cols}, max({ident(model.restate_from)}) AS {MARK}{lows} FROM {scan} "
+                f"WHERE {in_groups} GROUP BY {cols}"
+            )
+            .to_arrow_table()
+        )
+        if model.dedupe_by:
+            # a month's ids are millions of strings: read in a thread of the runner's, on a cursor
+            # of its own, while cycles go on without them (the first read stalled a cycle by
+            # seconds at 168 hours of history)
+            col = ident(model.dedupe_by)
+            if self._loader is None:
+                self._loader = ThreadPoolExecutor(1, thread_name_prefix="shoal-marks")
+            for group in groups:
+                held.seen.pop(group, None)
+                sql = f"SELECT {col} FROM {scan} WHERE {first} = {group} AND {col} IS NOT NULL"
+                held.loading[group] = (self._loader.submit(_read_ids, self._con().cursor(), sql), [])
         schema = table.schema
         types = pa.schema(
             [
@@ -243,23 +254,13 @@ class RestateMarks:
                 *(schema.field(c).with_name(_LOW + c) for c in model.scope_lows),
             ]
         )
-        if held.rows is None:  # raised by the commits made while the groups are read
-            held.rows = types.empty_table()
-        if self._loader is None:
-            self._loader = ThreadPoolExecutor(1, thread_name_prefix="shoal-marks")
-        sql = f"SELECT {cols}, max({ident(model.restate_from)}) AS {MARK}{lows} FROM {scan} "
-        sql += f"WHERE {in_groups} GROUP BY {cols}"
-        read = self._loader.submit(_read_marks, self._con().cursor(), sql, types)
-        for group in groups:
-            held.marking[group] = read
-        if model.dedupe_by:
-            # a month's ids are millions of strings: read after its marks, while cycles go on
-            # without them (the first read stalled a cycle by seconds at 168 hours of history)
-            col = ident(model.dedupe_by)
-            for group in groups:
-                held.seen.pop(group, None)
-                sql = f"SELECT {col} FROM {scan} WHERE {first} = {group} AND {col} IS NOT NULL"
-                held.loading[group] = (self._loader.submit(_read_ids, self._con().cursor(), sql), [])
+        loaded = loaded.cast(types)
+        if held.rows is None:
+            held.rows = loaded
+            return
+        # replace what was raised before for these groups
+        stale = pc.is_in(plain(held.rows[by[0]]), value_set=plain(loaded[by[0]]).unique())
+        held.rows = pa.concat_tables([held.rows.filter(pc.invert(stale)), loaded])
 
     def written(self, model: Model, *, before: int | None, version: int, rows: pa.Table) -> None:
         """The runner committed ``rows`` (upserts) at ``version``: raise the marks of their slices
@@ -369,40 +370,6 @@ def _add_ids(rows: pa.Table, first: str, dedupe_by: str, held: _Marks) -> None:
             seen.add(*id_hashes(ids))
         elif loading is not None:
             loading[1].append(id_hashes(ids))
-
-
-def _read_marks(cursor: duckdb.DuckDBPyConnection, sql: str, types: pa.Schema) -> pa.Table:
-    """The marks ``sql`` returns, as ``types`` (in the loader's thread)."""
-    try:
-        return cursor.sql(sql).to_arrow_table().cast(types)
-    finally:
-        cursor.close()
-
-
-def _settle_marks(held: _Marks, by: list[str]) -> None:
-    """Take the background reads of marks that finished. A group's marks are those of the table
-    at the version read, raised by the rows the runner committed since (``held.rows`` holds them:
-    max and min are the same whichever of the two saw a row first). A read that failed leaves
-    its groups unloaded: they are read again when next touched."""
-    done = {id(f): f for g, f in held.marking.items() if f.done()}
-    for future in done.values():
-        groups = [g for g, f in held.marking.items() if f is future]
-        for g in groups:
-            del held.marking[g]
-        try:
-            loaded = future.result()
-        except (duckdb.Error, *ARROW_ERRORS):
-            for g in groups:
-                held.loading.pop(g, None)  # its ids are read again with its marks
-                held.seen.pop(g, None)
-            continue
-        assert held.rows is not None
-        both = pa.concat_tables([held.rows, loaded.cast(held.rows.schema)])
-        lows = [c for c in held.rows.column_names if c.startswith(_LOW)]
-        agg = both.group_by(by, use_threads=False).aggregate([(MARK, "max"), *((c, "min") for c in lows)])
-        agg = agg.select([*by, f"{MARK}_max", *(f"{c}_min" for c in lows)])
-        held.rows = agg.rename_columns(held.rows.column_names).cast(held.rows.schema)
-        held.groups.update(groups)
 
 
 def _read_ids(cursor: duckdb.DuckDBPyConnection, sql: str) -> SeenIds:
