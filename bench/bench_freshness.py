@@ -262,6 +262,9 @@ def main() -> None:
     )
     ap.add_argument("--broker", choices=["noida", "tansu", "tansu-memory"], default="tansu-memory")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (project and lake)")
+    ap.add_argument(
+        "--cycles-out", default="", help="write every live cycle's JSON line (and its watcher) to this file"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-fresh-"))
@@ -459,6 +462,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "loadavg_1m": os.getloadavg()[0],
         }
+        if args.cycles_out:
+            Path(args.cycles_out).write_text("".join(json.dumps(c) + "\n" for c in live_cycles))
         print(json.dumps(result, indent=2))
     finally:
         for child in children:
