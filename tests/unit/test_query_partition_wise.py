@@ -217,3 +217,49 @@ def test_ranges_hold_enough_rows_and_keep_units_whole(monkeypatch: pytest.Monkey
     monkeypatch.setattr(partition_wise, "MIN_BRANCH_ROWS", 1)
     monkeypatch.setattr(partition_wise, "MAX_BRANCHES", 10)
     assert len(ranges(days, 0)) == 9
+
+
+ONE_DAY = [
+    "SELECT date_trunc('day', occurred_at) AS day, count(DISTINCT user_id) AS users FROM s.events "
+    "WHERE x > 3 GROUP BY 1",
+    # a day the filter leaves empty gives no row, as grouped
+    "SELECT event_date, count(DISTINCT user_id) AS n, sum(x), min(user_id) FROM s.events "
+    "WHERE event_date <> DATE '2026-01-29' GROUP BY 1",
+    # an expression of the key, the key not selected
+    "SELECT strftime(occurred_at::DATE, '%d') AS d, count(DISTINCT user_id) FROM s.events "
+    "GROUP BY occurred_at::DATE",
+    "SELECT event_date, count(DISTINCT user_id) FROM s.events GROUP BY 1 ORDER BY 2, 1 LIMIT 4",
+]
+
+
+@pytest.mark.parametrize("query", ONE_DAY)
+def test_a_branch_of_one_day_runs_without_its_group_by(con: Connection, query: str) -> None:
+    text, got = _run(con, query, split=True)
+    _, want = _run(con, query, split=False)
+    assert "any_value(" in text
+    assert "HAVING (count_star() > 0)" in text
+    assert text.count("GROUP BY") == 2  # the first and the last branch, open-ended, stay grouped
+    assert got.schema == want.schema
+    assert _rows(got) == _rows(want)
+    assert got.num_rows > 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # keys that change within a day, a HAVING, GROUP BY ALL
+        "SELECT event_hour, count(DISTINCT user_id) FROM s.events GROUP BY 1",
+        "SELECT event_date, count(DISTINCT user_id) FROM s.events GROUP BY 1 HAVING count(*) > 1",
+        "SELECT event_date, count(DISTINCT user_id) FROM s.events GROUP BY ALL",
+        # a macro in the select list: it could hold an aggregate
+        "SELECT twice(event_date - DATE '2026-01-01') AS k, count(DISTINCT user_id) FROM s.events "
+        "GROUP BY event_date",
+    ],
+)
+def test_branches_stay_grouped_where_a_day_may_hold_several_groups(con: Connection, query: str) -> None:
+    con.execute("CREATE OR REPLACE MACRO twice(a) AS a * 2")
+    text, got = _run(con, query, split=True)
+    _, want = _run(con, query, split=False)
+    assert "UNION ALL" in text
+    assert "any_value(" not in text
+    assert _rows(got) == _rows(want)
