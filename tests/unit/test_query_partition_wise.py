@@ -251,6 +251,8 @@ def test_a_branch_of_one_day_runs_without_its_group_by(con: Connection, query: s
         "SELECT event_hour, count(DISTINCT user_id) FROM s.events GROUP BY 1",
         "SELECT event_date, count(DISTINCT user_id) FROM s.events GROUP BY 1 HAVING count(*) > 1",
         "SELECT event_date, count(DISTINCT user_id) FROM s.events GROUP BY ALL",
+        # a key outside the aggregate of an item
+        "SELECT event_date, count(DISTINCT user_id) * 100 // dayofmonth(event_date) FROM s.events GROUP BY 1",
         # a macro in the select list: it could hold an aggregate
         "SELECT twice(event_date - DATE '2026-01-01') AS k, count(DISTINCT user_id) FROM s.events "
         "GROUP BY event_date",

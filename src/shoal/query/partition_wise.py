@@ -191,6 +191,8 @@ def _one_day_branch(con: duckdb.DuckDBPyConnection, node: Node) -> Node | None:
     for item in out.get("select_list") or []:
         calls = {str(n.get("function_name", "")).lower() for n in walk(item) if n.get("class") == "FUNCTION"}
         if calls & aggregates:
+            if _column_outside(item, aggregates):
+                return None  # `count(DISTINCT u) / day(event_date)`: a key outside the aggregate
             items.append(item)
         elif calls <= scalars:  # a key, or an expression of keys: one value in the branch
             alias = str(item.get("alias") or "") or expression_name(con, item)
@@ -220,6 +222,19 @@ def _one_day_branch(con: duckdb.DuckDBPyConnection, node: Node) -> Node | None:
         },
     )
     return out
+
+
+def _column_outside(node: Any, aggregates: set[str]) -> bool:
+    """Whether ``node`` names a column outside every aggregate call in it."""
+    if isinstance(node, list):
+        return any(_column_outside(n, aggregates) for n in node)
+    if not isinstance(node, dict):
+        return False
+    if node.get("class") == "COLUMN_REF":
+        return True
+    if node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() in aggregates:
+        return False
+    return any(_column_outside(v, aggregates) for v in node.values())
 
 
 def _position(expr: Node, width: int) -> int | None:
@@ -381,12 +396,8 @@ def _split(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], lookups: Lookups
     # the first branch is always grouped: the union takes its column names from it
     branches: list[str] = [text.replace(_MARKER, f"({column} < {_date(starts[0])} OR {column} IS NULL)")]
     for a, b in itertools.pairwise(starts):
-        single = one_day is not None and b - a == timedelta(days=1)
-        branches.append(
-            (one_day if single and one_day else text).replace(
-                _MARKER, f"({column} >= {_date(a)} AND {column} < {_date(b)})"
-            )
-        )
+        branch = one_day if one_day is not None and b - a == timedelta(days=1) else text
+        branches.append(branch.replace(_MARKER, f"({column} >= {_date(a)} AND {column} < {_date(b)})"))
     branches.append(text.replace(_MARKER, f"{column} >= {_date(starts[-1])}"))
     union = " UNION ALL ".join(f"({b})" for b in branches)
     if not modifiers:
