@@ -126,15 +126,17 @@ def _rows(t: pa.Table) -> list[str]:
     return sorted(map(repr, zip(*[c.to_pylist() for c in t.columns], strict=True)))
 
 
-def _run(con: Connection, query: str, *, split: bool) -> tuple[str, pa.Table]:
-    con.partition_wise_aggregation = split
-    return con._prepare(query), con.query_arrow(query)
+def _both_ways(con: Connection, query: str) -> tuple[str, pa.Table, pa.Table]:
+    """The query as the split rewrites it, its result, and the result as written (not split)."""
+    con.partition_wise_aggregation = True
+    text, got = con._prepare(query), con.query_arrow(query)
+    con.partition_wise_aggregation = False
+    return text, got, con.query_arrow(query)
 
 
 @pytest.mark.parametrize("query", SPLIT)
 def test_split_by_day_ranges_gives_the_same_rows(con: Connection, query: str) -> None:
-    text, got = _run(con, query, split=True)
-    _, want = _run(con, query, split=False)
+    text, got, want = _both_ways(con, query)
     assert "UNION ALL" in text
     assert "event_date" in text
     assert got.schema == want.schema
@@ -160,8 +162,7 @@ def test_weeks_and_months_are_cut_only_where_they_start(con: Connection) -> None
 
 @pytest.mark.parametrize("query", NOT_SPLIT)
 def test_left_as_written_where_groups_may_span_partitions(con: Connection, query: str) -> None:
-    text, got = _run(con, query, split=True)
-    _, want = _run(con, query, split=False)
+    text, got, want = _both_ways(con, query)
     assert "UNION ALL" not in text
     assert _rows(got) == _rows(want)
 
@@ -234,8 +235,7 @@ ONE_DAY = [
 
 @pytest.mark.parametrize("query", ONE_DAY)
 def test_a_branch_of_one_day_runs_without_its_group_by(con: Connection, query: str) -> None:
-    text, got = _run(con, query, split=True)
-    _, want = _run(con, query, split=False)
+    text, got, want = _both_ways(con, query)
     assert "any_value(" in text
     assert "HAVING (count_star() > 0)" in text
     assert text.count("GROUP BY") == 2  # the first and the last branch, open-ended, stay grouped
@@ -260,8 +260,7 @@ def test_a_branch_of_one_day_runs_without_its_group_by(con: Connection, query: s
 )
 def test_branches_stay_grouped_where_a_day_may_hold_several_groups(con: Connection, query: str) -> None:
     con.execute("CREATE OR REPLACE MACRO twice(a) AS a * 2")
-    text, got = _run(con, query, split=True)
-    _, want = _run(con, query, split=False)
+    text, got, want = _both_ways(con, query)
     assert "UNION ALL" in text
     assert "any_value(" not in text
     assert _rows(got) == _rows(want)
