@@ -67,12 +67,16 @@ class MemRecord:
 
 @dataclass
 class MemorySource:
-    """Two partitions of a fixed log; assigns both on the first poll, then reports their ends."""
+    """Two partitions of a fixed log; assigns both on the first poll, then reports their ends (on
+    every poll at the end; ``end_once``: once, in the poll that returns the last records, as
+    librdkafka's EOF event may come in the same batch)."""
 
     log: dict[tuple[str, int], list[bytes]]
     events: SourceEvents
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    end_once: bool = False
     _next: dict[tuple[str, int], int] | None = None
+    _ended: set[tuple[str, int]] = field(default_factory=set)
 
     @property
     def fatal_error(self) -> str | None:
@@ -91,7 +95,8 @@ class MemorySource:
             take = values[nxt : nxt + max_records - len(out)]
             out.extend(MemRecord(tp[0], tp[1], nxt + i, v) for i, v in enumerate(take))
             self._next[tp] = nxt + len(take)
-            if self._next[tp] == len(values):
+            if self._next[tp] == len(values) and not (self.end_once and tp in self._ended):
+                self._ended.add(tp)
                 self.events.on_end(tp)
         return out
 
@@ -103,7 +108,7 @@ class MemorySource:
 
 
 def memory_factory(
-    log: dict[tuple[str, int], list[bytes]], opened: list[MemorySource]
+    log: dict[tuple[str, int], list[bytes]], opened: list[MemorySource], *, end_once: bool = False
 ) -> Callable[..., RecordSource]:
     def factory(
         spec: PipelineSpec,
@@ -112,7 +117,7 @@ def memory_factory(
         on_stats: Callable[[str], None] | None,
         logger: logging.Logger,
     ) -> RecordSource:
-        source = MemorySource(log, events)
+        source = MemorySource(log, events, end_once=end_once)
         opened.append(source)
         return source
 
@@ -147,6 +152,71 @@ def test_a_non_kafka_source_ingests_exactly_once(tmp_path: Path) -> None:
     assert (again.consumed, again.committed_rows, again.dead_lettered) == (1, 1, 0)
     assert lake.table("ns.mem_events").count() == 11
     assert lake.table("ns.mem_events_dead_letters").count() == 1
+
+
+def test_an_end_reported_with_the_last_records_drains_the_worker(tmp_path: Path) -> None:
+    # MemorySource(end_once) reports a partition's end in the same poll that returns its last records, as
+    # librdkafka does when its EOF event comes in the same batch: the end must outlive accepting
+    # them, or only the long idle timeout stops the worker
+    log = {("log", 0): [json.dumps({"n": i}).encode() for i in range(6)], ("log", 1): [b'{"n": 9}']}
+    lake = Lake(str(tmp_path / "lake"))
+    opened: list[MemorySource] = []
+    factory = memory_factory(log, opened, end_once=True)
+    worker = IngestWorker(lake, SPEC, source=factory, drain_idle_s=0.05, drain_timeout_s=120)
+    stats = worker.run(until_drained=True)
+    assert stats.stopped == "drained"
+    assert stats.committed_rows == 7
+    assert stats.duration_s < 60  # by the ends, not by the 120 s without any
+
+
+def test_a_stale_end_in_a_batch_is_not_reported() -> None:
+    # an EOF event followed, in the same consumed batch, by records of its partition: more came
+    from confluent_kafka import KafkaError
+
+    from shoal.sources.kafka import KafkaSource
+
+    @dataclass
+    class Msg:
+        t: str
+        p: int
+        o: int
+        eof: bool = False
+
+        def error(self) -> KafkaError | None:
+            return KafkaError(KafkaError._PARTITION_EOF) if self.eof else None
+
+        def topic(self) -> str:
+            return self.t
+
+        def partition(self) -> int:
+            return self.p
+
+        def offset(self) -> int:
+            return self.o
+
+    batch = [Msg("t", 0, 5), Msg("t", 0, -1, eof=True), Msg("t", 1, 2), Msg("t", 1, -1, eof=True)]
+    batch += [Msg("t", 0, 6), Msg("t", 2, -1, eof=True)]
+
+    class Consumer:
+        def consume(self, num_messages: int, timeout: float) -> list[Msg]:
+            return batch
+
+    ends: list[tuple[str, int]] = []
+    source = KafkaSource(
+        {"bootstrap.servers": "127.0.0.1:9", "group.id": "g"},
+        ["t"],
+        on_assign=lambda tps: {},
+        on_revoke=lambda tps: None,
+        on_lost=lambda tps: None,
+        on_end=ends.append,
+    )
+    try:
+        real, source._consumer = source._consumer, Consumer()  # type: ignore[assignment]
+        records = source.poll(10, 0.1)
+    finally:
+        real.close()
+    assert [(m.partition(), m.offset()) for m in records] == [(0, 5), (1, 2), (0, 6)]
+    assert ends == [("t", 1), ("t", 2)]  # partition 0's end came before its offset 6
 
 
 def test_pipeline_stopped_names_the_pipeline_and_table(tmp_path: Path) -> None:

@@ -229,6 +229,7 @@ class IngestWorker:
         self.drain_timeout_s = max(drain_timeout_s, drain_idle_s)
         self._expected: dict[TopicPartition, int] = {}  # next offset accepted per assigned partition
         self._eof: set[TopicPartition] = set()
+        self._ends: set[TopicPartition] = set()  # ends reported by the poll in progress (on_end)
         self._failed = False
         self._signalled = False
         # start of the current run of consume() calls that returned no record (processing time
@@ -257,6 +258,7 @@ class IngestWorker:
         for tp, start in starts.items():
             self._expected[tp] = max(start, 0)
             self._eof.discard(tp)
+            self._ends.discard(tp)
         self._quiet_since = None
         self.metrics.assigned.labels(self.spec.name).set(len(self._expected))
         self.log.info(
@@ -302,8 +304,9 @@ class IngestWorker:
         self.log.warning("partitions lost", extra={"pipeline": self.spec.name, "dropped_rows": dropped})
 
     def on_end(self, tp: TopicPartition) -> None:
-        if tp in self._expected:
-            self._eof.add(tp)
+        # taken once the batch this poll returns is accepted: accepting a partition's records
+        # clears its end, and the end reported with its last records must outlive them
+        self._ends.add(tp)
 
     def on_error(self, code: str, detail: str) -> None:
         self.metrics.kafka_errors.labels(self.spec.name, code).inc()
@@ -313,6 +316,7 @@ class IngestWorker:
         for tp in tps:
             self._expected.pop(tp, None)
             self._eof.discard(tp)
+            self._ends.discard(tp)
         self.metrics.assigned.labels(self.spec.name).set(len(self._expected))
 
     # -- main loop ---------------------------------------------------------------------------------
@@ -368,7 +372,10 @@ class IngestWorker:
                             f"pipeline {self.spec.name}: kafka: {source.fatal_error}", pipeline=self.spec.name
                         )
                     self._settle(wait=False)
-                    if msgs and self._ingest(msgs):
+                    accepted = self._ingest(msgs) if msgs else 0
+                    self._eof.update(tp for tp in self._ends if tp in self._expected)
+                    self._ends.clear()
+                    if accepted:
                         self._quiet_since = None
                     else:
                         self._land(wait=True)

@@ -159,18 +159,23 @@ class KafkaSource:
         if not any(m.error() is not None for m in msgs):
             return msgs
         records = []
+        ends: dict[TopicPartition, int] = {}  # partition -> records of the batch before its end
         for m in msgs:
             err = m.error()
             if err is None:
                 records.append(m)
             elif err.code() == CKError._PARTITION_EOF:
-                self._on_end((m.topic(), m.partition()))  # type: ignore[arg-type]
+                ends[(m.topic(), m.partition())] = len(records)  # type: ignore[index]
             else:
                 if self._on_error is not None:
                     self._on_error(err.name(), err.str())
                 if err.fatal():
                     self._fatal = err
                     return []  # nothing of a batch with a fatal error: the caller stops
+        for tp, before in ends.items():
+            # an end followed by records of its partition in the same batch is stale: more came
+            if not any((m.topic(), m.partition()) == tp for m in records[before:]):
+                self._on_end(tp)
         return records
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
