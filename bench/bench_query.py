@@ -201,6 +201,7 @@ def ensure_lake(args: argparse.Namespace) -> Path:
     if getattr(args, "sort_by", ""):
         want["sort_by"] = args.sort_by
     if not args.regen and meta_path.exists() and json.loads(meta_path.read_text()) == want:
+        quiet_checkpoint(Project.load(project_dir).lake)  # a lake written before ADR 0057
         return project_dir
     if project_dir.exists():
         import shutil
@@ -259,8 +260,18 @@ def ensure_lake(args: argparse.Namespace) -> Path:
             f"in {time.perf_counter() - t0:.1f} s, {time.process_time() - c0:.1f} CPU-s",
             file=sys.stderr,
         )
+    quiet_checkpoint(lake)
     meta_path.write_text(json.dumps(want))
     return project_dir
+
+
+def quiet_checkpoint(lake: Any) -> None:
+    """What an ingest worker does once its commits pause (ADR 0057): a checkpoint of the latest
+    version, so readers replay one file rather than the commits after the interval's checkpoint."""
+    for name in (EVENTS, PLANS):
+        version = lake.table(name).checkpoint_if_behind()
+        if version is not None:
+            print(f"{name}: checkpointed at version {version}", file=sys.stderr)
 
 
 # -- the queries -----------------------------------------------------------------------------------

@@ -230,6 +230,27 @@ def test_busy_tables_get_frequent_checkpoints(tmp_path: Path) -> None:
     assert table.count() == CHECKPOINT_INTERVAL + 1
 
 
+def test_a_checkpoint_of_the_latest_version_is_written_only_when_behind(tmp_path: Path) -> None:
+    # what a worker does once its commits pause (ADR 0057): the interval's checkpoints lag by up
+    # to CHECKPOINT_INTERVAL - 1 commits, which every reader of the table replays
+    from shoal.lake.catalog import CHECKPOINT_INTERVAL
+
+    lake = Lake(str(tmp_path / "lake"))
+    table = lake.create_table("s.quiet", pa.schema([("x", pa.int64())]))
+    assert table.last_checkpoint() is None
+    for i in range(CHECKPOINT_INTERVAL + 2):
+        table.append(pa.table({"x": [i]}))
+    interval = table.last_checkpoint()
+    assert interval is not None
+    assert interval < table.version  # the interval's, behind the latest
+    assert table.checkpoint_if_behind() == table.version
+    assert lake.table("s.quiet").last_checkpoint() == table.version
+    assert table.checkpoint_if_behind() is None  # nothing to do: no second checkpoint written
+    log = tmp_path / "lake" / "s" / "quiet" / "_delta_log"
+    assert len(list(log.glob("*.checkpoint.parquet"))) == 2
+    assert table.count() == CHECKPOINT_INTERVAL + 2
+
+
 def test_a_handle_lists_the_log_only_when_a_commit_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,7 +41,7 @@ from shoal.ingest.follow import CommitFollower, models_to_refresh
 from shoal.ingest.heap import ingest_heap
 from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
-from shoal.ingest.sink import CommitResult, LakeSink, Positions
+from shoal.ingest.sink import QUIET_CHECKPOINT_S, CommitResult, LakeSink, Positions
 from shoal.ingest.source import EARLIEST, LATEST, Record, RecordSource, SourceFactory, kafka_source
 from shoal.ingest.spec import PipelineSpec, load_pipeline
 from shoal.ingest.transform import BatchTransform, FailedRow
@@ -381,12 +381,15 @@ class IngestWorker:
                         self._land(wait=True)
                         if self._quiet_since is None:
                             self._quiet_since = time.monotonic()
+                        elif self._commits_paused():
+                            self.sink.checkpoint_quiet()
                     if until_drained and self._drained():
                         stopped = "drained"
                         break
             if self._signalled:
                 stopped = "signal"
             self._flush("shutdown")
+            self.sink.checkpoint_quiet(wait=True)  # a stopped worker leaves its tables quiet
         except BaseException:
             self._failed = True
             raise
@@ -401,7 +404,7 @@ class IngestWorker:
                     self._decode_pool.shutdown(wait=True)
                 if self._committer is not None:
                     self._committer.shutdown(wait=True)
-                self.sink.wait_compaction(timeout=60)
+                self.sink.wait_background(timeout=60)
                 self.metrics.stop()
                 restore()
                 self.transform.close()
@@ -422,6 +425,14 @@ class IngestWorker:
         )
         self.log.info("pipeline stopped", extra=stats.as_dict())
         return stats
+
+    def _commits_paused(self) -> bool:
+        """Nothing consumed, buffered or committing, and no commit for ``QUIET_CHECKPOINT_S``: the
+        moment for a checkpoint of what was committed (ADR 0057)."""
+        if self._inflight is not None or not self.buffer.empty or self._quiet_since is None:
+            return False
+        since = max(self._quiet_since, self._last_commit or 0.0)
+        return time.monotonic() - since >= QUIET_CHECKPOINT_S
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():

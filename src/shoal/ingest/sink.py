@@ -43,6 +43,10 @@ from shoal.retry import RetryPolicy, retry
 if TYPE_CHECKING:
     from shoal.lake import Lake, Table
 
+#: a worker whose commits paused this long checkpoints the tables it committed to (ADR 0057): well
+#: before a reader pins the table as quiet (``shoal.query.snapshots.QUIET_S``, 5 s)
+QUIET_CHECKPOINT_S = 2.0
+
 
 @dataclass(frozen=True)
 class Positions:
@@ -90,6 +94,11 @@ class LakeSink:
         self._dlq: Table | None = None
         self._commits = 0
         self._compactor: threading.Thread | None = None
+        #: tables committed to since their last quiet checkpoint (the committer thread adds, the
+        #: loop takes them: under the lock)
+        self._unchecked: set[str] = set()
+        self._unchecked_lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
 
     # -- tables ------------------------------------------------------------------------------------
     def _data_table(self, create_with: pa.Schema | None) -> Table | None:
@@ -209,6 +218,7 @@ class LakeSink:
                 self.metrics.write_s.labels(name, dlq.name).observe(time.perf_counter() - t0)
                 self.metrics.commits.labels(name, dlq.name).inc()
                 dead_n = len(dead)
+                self._committed_to(dlq.name)
 
         table = self._data_table(unit.data.schema if unit.data is not None else None)
         rows = 0
@@ -235,6 +245,7 @@ class LakeSink:
                 self.metrics.commits.labels(name, table.name).inc()
                 rows = data.num_rows
                 self._commits += 1
+                self._committed_to(table.name)
                 self._maybe_compact()
             else:
                 skipped += data.num_rows
@@ -282,6 +293,58 @@ class LakeSink:
         except Exception as exc:
             self._log.warning("compaction failed", extra={"pipeline": self.spec.name, "detail": str(exc)})
 
-    def wait_compaction(self, timeout: float | None = None) -> None:
-        if self._compactor is not None:
-            self._compactor.join(timeout)
+    # -- a checkpoint when the tables go quiet (ADR 0057) -------------------------------------------
+    def _committed_to(self, table: str) -> None:
+        with self._unchecked_lock:
+            self._unchecked.add(table)
+
+    def checkpoint_quiet(self, *, wait: bool = False) -> None:
+        """Checkpoint the latest version of each table committed to since the last call, on a
+        thread of its own (``wait``: here, and after the one running). The worker calls it once its
+        commits have paused: readers of a quiet table then replay one checkpoint, not the up to
+        ``CHECKPOINT_INTERVAL - 1`` commits after the last one. Data-neutral: never raises."""
+        running = self._checkpointer
+        if running is not None and running.is_alive():
+            if not wait:
+                return  # the one running takes what is due at its next call
+            running.join()
+        with self._unchecked_lock:
+            names = sorted(self._unchecked)
+            self._unchecked.clear()
+        if not names:
+            return
+        if wait:
+            self._checkpoint(names)
+            return
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint, args=(names,), name=f"checkpoint-{self.spec.name}", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint(self, names: list[str]) -> None:
+        for name in names:
+            t0 = time.perf_counter()
+            try:
+                # a handle of its own, as compaction's: the committer's is not shared across threads
+                version = self.lake.table(name).checkpoint_if_behind()
+            except Exception as exc:  # a reader replays a few more commits: nothing is lost
+                self._log.warning(
+                    "checkpoint failed", extra={"pipeline": self.spec.name, "table": name, "detail": str(exc)}
+                )
+                continue
+            if version is not None:
+                self._log.info(
+                    "checkpointed",
+                    extra={
+                        "pipeline": self.spec.name,
+                        "table": name,
+                        "version": version,
+                        "seconds": round(time.perf_counter() - t0, 3),
+                    },
+                )
+
+    def wait_background(self, timeout: float | None = None) -> None:
+        """Let a compaction and a checkpoint in progress end (each up to ``timeout``)."""
+        for thread in (self._compactor, self._checkpointer):
+            if thread is not None:
+                thread.join(timeout)

@@ -7,6 +7,7 @@ rounds, model refreshes) make their progress exactly-once with their data.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -750,6 +751,26 @@ class Table:
             dt.create_checkpoint()
             dt.cleanup_metadata()
             return int(dt.version())
+
+    def last_checkpoint(self) -> int | None:
+        """The version of the table's latest checkpoint (its ``_last_checkpoint`` hint), None when it
+        has none or the hint cannot be read."""
+        fs, root = self.location.filesystem()
+        hint = f"{root}/{self.namespace}/{self.table_name}/_delta_log/_last_checkpoint"
+        try:
+            with fs.open_input_stream(hint) as f:
+                return int(json.loads(f.read().decode()).get("version"))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def checkpoint_if_behind(self) -> int | None:
+        """:meth:`checkpoint` unless the latest version has one already (ADR 0057); returns the
+        version checkpointed, None when there was nothing to do."""
+        version = self.version
+        last = self.last_checkpoint()
+        if last is not None and last >= version:
+            return None
+        return self.checkpoint()
 
 
 def committed_version(table: Table, read_version: int, attempt_id: str) -> int | None:

@@ -219,18 +219,6 @@ def models_section(
 
 
 # -- tables -----------------------------------------------------------------------------------------------
-def _last_checkpoint(lake: Lake, table: str) -> int | None:
-    import json
-
-    fs, base = lake.location.filesystem()
-    ns, tbl = table.split(".", 1)
-    try:
-        with fs.open_input_stream(f"{base}/{ns}/{tbl}/_delta_log/_last_checkpoint") as stream:
-            return int(json.loads(stream.read().decode()).get("version"))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
 def tables_section(
     project: Project, *, can_read: CanRead, small_file_mb: float, now: datetime
 ) -> list[dict[str, Any]]:
@@ -263,7 +251,7 @@ def tables_section(
             "name": name, "size_bytes": info.size_bytes, "files": info.num_files, "small_files": small,
             "rows": info.num_rows, "version": info.version,
             "last_commit": info.last_commit.isoformat() if info.last_commit else None,
-            "last_maintenance": maint, "last_checkpoint": _last_checkpoint(lake, name),
+            "last_maintenance": maint, "last_checkpoint": t.last_checkpoint(),
         }  # fmt: skip
         if small >= 100 and small * 2 > info.num_files:
             out.append(
