@@ -14,8 +14,7 @@ import pytest
 
 from harness.ingest import write_pipeline_project
 from shoal.ingest import RunStats, run_pipeline
-from shoal.ingest.sink import QUIET_CHECKPOINT_S
-from shoal.lake.catalog import CHECKPOINT_INTERVAL
+from shoal.lake.catalog import CHECKPOINT_INTERVAL, QUIET_CHECKPOINT_S
 from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.support import MESSAGE, PROTO_FILE
 from shoal.usecases.support.simulator import SupportSimulator

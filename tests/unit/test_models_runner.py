@@ -154,6 +154,46 @@ def test_watch_starts_a_cycle_at_most_once_per_interval(tmp_path: Path) -> None:
     assert starts[-1] - starts[0] >= (cycles - 1.5) * interval_s
 
 
+def test_a_quiet_watcher_checkpoints_the_models_it_committed(tmp_path: Path) -> None:
+    """ADR 0057: once nothing has come for QUIET_CHECKPOINT_S after a cycle, the watcher writes a
+    checkpoint of each model table it committed to, at its latest version; not before."""
+    import threading
+
+    from shoal.lake.catalog import CHECKPOINT_INTERVAL, QUIET_CHECKPOINT_S
+
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(pa.table({"ticket": [1], "day": ["d1"], "x": [1]}, schema=EVENTS))
+    stop = threading.Event()
+    cycles: list[float] = []
+    with ModelRunner(lake, [DAILY, TICKETS]) as runner:
+        worker = threading.Thread(
+            target=runner.watch,
+            kwargs={"interval_s": 0.02, "should_stop": stop.is_set, "on_cycle": lambda _r: cycles.append(1)},
+        )
+        worker.start()
+        try:
+            # more commits than the interval, until the interval's checkpoint lags in both tables
+            _wait(lambda: bool(cycles))  # the first build creates them
+            tables = [lake.table("s.tickets"), lake.table("s.daily")]
+            i = 0
+            while i < CHECKPOINT_INTERVAL + 2 or any(t.last_checkpoint() == t.version for t in tables):
+                assert i < 3 * CHECKPOINT_INTERVAL
+                n = len(cycles)
+                ev.append(pa.table({"ticket": [i + 2], "day": ["d1"], "x": [i]}, schema=EVENTS))
+                _wait(lambda n=n: len(cycles) > n)
+                i += 1
+            ended = time.monotonic()
+            versions = [t.version for t in tables]
+            _wait(lambda: all(t.last_checkpoint() == v for t, v in zip(tables, versions, strict=True)))
+            assert time.monotonic() - ended >= QUIET_CHECKPOINT_S * 0.9  # not before the pause
+            assert [t.version for t in tables] == versions  # a checkpoint is not a commit
+        finally:
+            stop.set()
+            worker.join(10)
+    assert not worker.is_alive()
+
+
 def _wait(cond: object, timeout_s: float = 20.0) -> None:
     import time
 

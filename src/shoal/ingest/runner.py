@@ -41,10 +41,11 @@ from shoal.ingest.follow import CommitFollower, models_to_refresh
 from shoal.ingest.heap import ingest_heap
 from shoal.ingest.jsonlog import get_logger
 from shoal.ingest.metrics import IngestMetrics
-from shoal.ingest.sink import QUIET_CHECKPOINT_S, CommitResult, LakeSink, Positions
+from shoal.ingest.sink import CommitResult, LakeSink, Positions
 from shoal.ingest.source import EARLIEST, LATEST, Record, RecordSource, SourceFactory, kafka_source
 from shoal.ingest.spec import PipelineSpec, load_pipeline
 from shoal.ingest.transform import BatchTransform, FailedRow
+from shoal.lake.catalog import QUIET_CHECKPOINT_S
 
 if TYPE_CHECKING:
     from shoal.lake import Lake

@@ -43,10 +43,6 @@ from shoal.retry import RetryPolicy, retry
 if TYPE_CHECKING:
     from shoal.lake import Lake, Table
 
-#: a worker whose commits paused this long checkpoints the tables it committed to (ADR 0057): well
-#: before a reader pins the table as quiet (``shoal.query.snapshots.QUIET_S``, 5 s)
-QUIET_CHECKPOINT_S = 2.0
-
 
 @dataclass(frozen=True)
 class Positions:

@@ -77,6 +77,9 @@ def validate_name(name: str) -> str:
 # replays the log since the last checkpoint: with Delta's default of one per 100 commits that replay
 # dominated small queries on busy tables. A checkpoint every 10 commits bounds it.
 CHECKPOINT_INTERVAL = 10
+#: a writer whose commits paused this long checkpoints the tables it committed to at their latest
+#: version (ADR 0057): before a reader pins the table as quiet (``shoal.query.snapshots.QUIET_S``)
+QUIET_CHECKPOINT_S = 2.0
 #: the Delta properties of every table shoal creates (change data feed for the models' incremental
 #: reads; frequent checkpoints), whichever path creates it
 TABLE_CONFIGURATION = {

@@ -16,6 +16,7 @@ Watching (:mod:`shoal.models.watching`) runs refreshes whenever a source table m
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from shoal.errors import ConfigError, NotFoundError, ShoalError
 from shoal.lake import Lake
+from shoal.lake.catalog import QUIET_CHECKPOINT_S
 from shoal.models.additive import check_state_models, lagging_state_models, refresh_additive
 from shoal.models.context import CHANGE_TYPE, COMMIT_VERSION, Handoff, RefreshContext, RefreshResult, Session
 from shoal.models.errors import ModelError
@@ -30,6 +32,8 @@ from shoal.models.model import Model
 from shoal.models.slices import refresh_slices
 from shoal.models.watching import POLL_S, watch
 from shoal.query import Connection
+
+log = logging.getLogger("shoal.models")
 
 __all__ = ["ModelError", "ModelRunner", "RefreshResult", "order_models"]
 
@@ -91,6 +95,8 @@ class ModelRunner:
         self._session.arranged.keep_pointed = hold and arrange and con is None
         self._session.folds.enabled = fold
         self._in_cycle = False
+        #: models committed to since the watch's last quiet checkpoint (ADR 0057)
+        self._unchecked: set[str] = set()
         if arrange:
             # additive models (sums: small) are kept in memory and read there (ADR 0020)
             self._session.arranged.models = frozenset(m.name for m in self.models if m.additive_sql)
@@ -236,17 +242,42 @@ class ModelRunner:
         try:
             return watch(
                 self.source_versions,
-                self.refresh,
+                self._watched_cycle,
                 interval_s=interval_s,
                 should_stop=should_stop,
                 on_cycle=on_cycle,
                 on_retry=on_retry,
                 poll_s=poll_s if poll_s is not None else self._default_poll_s(interval_s),
+                on_idle=self.checkpoint_quiet,
+                idle_after_s=QUIET_CHECKPOINT_S,
             )
         finally:
             deferred.enabled, folds.enabled, arranged.keep_pointed = was, folded, kept
             self.commit_held()
             self._session.end_cycle()  # the views read Delta again, unless kept pointed before
+
+    def _watched_cycle(self) -> list[RefreshResult]:
+        results = self.refresh()
+        self._unchecked.update(r.model for r in results if r.mode != "unchanged" and not r.held)
+        return results
+
+    def checkpoint_quiet(self) -> list[int]:
+        """Checkpoint the tables of the models committed to since the last call at their latest
+        version, unless they have one (ADR 0057): a watcher calls it once its sources have been
+        quiet for ``QUIET_CHECKPOINT_S`` after a cycle, so the dashboards reading a model then
+        replay one checkpoint. Data-neutral: a failure is logged, never raised. Returns the
+        versions checkpointed."""
+        done = []
+        names, self._unchecked = sorted(self._unchecked), set()
+        for name in names:
+            try:
+                version = self.lake.table(name).checkpoint_if_behind()
+            except ShoalError as exc:  # readers replay a few more commits: nothing is lost
+                log.warning("checkpoint of %s failed: %s", name, exc)
+                continue
+            if version is not None:
+                done.append(version)
+        return done
 
     def _default_poll_s(self, interval_s: float) -> float:
         return POLL_S if self.lake.location.scheme == "file" else interval_s

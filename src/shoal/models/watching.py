@@ -23,6 +23,8 @@ def watch(
     on_cycle: Callable[[list[RefreshResult]], None] | None = None,
     on_retry: Callable[[ShoalError], None] | None = None,
     poll_s: float = POLL_S,
+    on_idle: Callable[[], object] | None = None,
+    idle_after_s: float = 0.0,
 ) -> int:
     """Run ``refresh()`` whenever ``source_versions()`` changes, until ``should_stop()``.
 
@@ -34,14 +36,20 @@ def watch(
     (version None) is waited for, quietly, looked for once per interval. A transient failure of a
     cycle (e.g. a commit conflict with another runner of the same models) is passed to
     ``on_retry`` and the cycle is run again at the next interval; any other error ends the watch.
+    ``on_idle`` is called once after a cycle, when nothing new has come for ``idle_after_s`` since
+    it ended (a quiet checkpoint of what it committed, ADR 0057).
     Returns the number of refresh cycles run.
     """
     poll_s = max(0.0, min(poll_s, interval_s))
     seen: dict[str, int | None] = {}
     cycles = 0
     next_look = time.monotonic()  # no cycle before this (the last cycle's start + interval_s)
+    idle_from: float | None = None  # the end of the last cycle, until on_idle was called
     while not should_stop():
         now = time.monotonic()
+        if idle_from is not None and on_idle is not None and now - idle_from >= idle_after_s:
+            idle_from = None
+            on_idle()
         if now < next_look:
             time.sleep(min(0.05, next_look - now))
             continue
@@ -68,4 +76,5 @@ def watch(
             cycles += 1
             if on_cycle is not None:
                 on_cycle(results)
+            idle_from = time.monotonic()
     return cycles
