@@ -156,3 +156,44 @@ def test_watch_starts_a_cycle_soon_after_a_commit_that_lands_past_its_interval()
     watch(source_versions, refresh, interval_s=interval_s, should_stop=lambda: len(starts) >= 2)
     # looking once per interval would take it at 2.0 s, 0.7 s after the commit
     assert starts[1] - commit_at < 0.3, starts
+
+
+def test_watch_calls_on_idle_once_its_sources_have_paused_after_a_cycle() -> None:
+    """ADR 0057: on_idle (the quiet checkpoint) once a look finds nothing new idle_after_s after
+    a cycle, once per pause; never while the sources move at every look, however long it runs."""
+    idle: list[float] = []
+    t0 = time.monotonic()
+    moving = {"n": 0}
+
+    def moves() -> dict[str, int | None]:
+        moving["n"] += 1
+        return {"s.a": moving["n"]}
+
+    watch(
+        moves,
+        list,
+        interval_s=0.3,  # longer than idle_after_s: the time between looks is not a pause
+        should_stop=lambda: time.monotonic() - t0 > 1.0,
+        on_idle=lambda: idle.append(time.monotonic()),
+        idle_after_s=0.1,
+    )
+    assert moving["n"] >= 3
+    assert idle == []  # a source that moved at every look: no pause
+
+    t0 = time.monotonic()
+
+    def pauses() -> dict[str, int | None]:  # moves for 0.3 s, then stops
+        return {"s.a": int((time.monotonic() - t0) * 20) if time.monotonic() - t0 < 0.3 else 99}
+
+    cycles: list[float] = []
+    watch(
+        pauses,
+        list,
+        interval_s=0.02,
+        should_stop=lambda: time.monotonic() - t0 > 1.0,
+        on_cycle=lambda _r: cycles.append(time.monotonic()),
+        on_idle=lambda: idle.append(time.monotonic()),
+        idle_after_s=0.2,
+    )
+    assert len(idle) == 1  # once for the pause, not at every look after it
+    assert idle[0] - cycles[-1] >= 0.2  # not before the pause had lasted idle_after_s

@@ -36,8 +36,9 @@ def watch(
     (version None) is waited for, quietly, looked for once per interval. A transient failure of a
     cycle (e.g. a commit conflict with another runner of the same models) is passed to
     ``on_retry`` and the cycle is run again at the next interval; any other error ends the watch.
-    ``on_idle`` is called once after a cycle, when nothing new has come for ``idle_after_s`` since
-    it ended (a quiet checkpoint of what it committed, ADR 0057).
+    ``on_idle`` is called once after a cycle, at the first look that finds nothing new at least
+    ``idle_after_s`` after it ended (a quiet checkpoint of what it committed, ADR 0057): a
+    watcher whose sources keep moving never calls it.
     Returns the number of refresh cycles run.
     """
     poll_s = max(0.0, min(poll_s, interval_s))
@@ -47,14 +48,16 @@ def watch(
     idle_from: float | None = None  # the end of the last cycle, until on_idle was called
     while not should_stop():
         now = time.monotonic()
-        if idle_from is not None and on_idle is not None and now - idle_from >= idle_after_s:
-            idle_from = None
-            on_idle()
         if now < next_look:
             time.sleep(min(0.05, next_look - now))
             continue
         current = source_versions()
         if current == seen:
+            # nothing new: once that has lasted idle_after_s since the last cycle, the sources
+            # have paused (a watcher with a long interval looks only once per interval)
+            if idle_from is not None and on_idle is not None and now - idle_from >= idle_after_s:
+                idle_from = None
+                on_idle()
             if any(v is None for v in current.values()):
                 next_look = now + interval_s
             else:
