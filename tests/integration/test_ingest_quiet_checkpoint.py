@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import pytest
 
 from harness.ingest import write_pipeline_project
+from harness.ports import wait_until
 from shoal.ingest import RunStats, run_pipeline
 from shoal.lake.catalog import CHECKPOINT_INTERVAL, QUIET_CHECKPOINT_S
+from shoal.project import Project
 from shoal.sources.kafka.producer import produce_events
 from shoal.usecases.support import MESSAGE, PROTO_FILE
 from shoal.usecases.support.simulator import SupportSimulator
@@ -25,32 +27,31 @@ TABLE = "support.ticket_events"
 
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    wait_until(cond, timeout=timeout, what=what, interval=0.2)
 
 
-def test_a_quiet_table_is_checkpointed_at_its_latest_version(
-    kafka_broker, kafka_topic, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def _tickets(tmp_path: Path, broker: Any, topic: str, max_rows: int) -> Project:
+    """A pipeline of support-ticket events committing every ``max_rows`` (a commit per flush)."""
+    return write_pipeline_project(
+        tmp_path / "proj",
+        name="tickets",
+        topic=topic,
+        brokers=broker.bootstrap,
+        decode={"format": "protobuf", "proto_file": str(PROTO_FILE), "message": MESSAGE},
+        flush={"max_rows": max_rows, "max_latency_s": 0.3},
+        consume_batch=max_rows,
+    )
+
+
+def test_a_paused_worker_checkpoints_its_latest_version(kafka_broker, kafka_topic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     topic = kafka_topic(partitions=2)
     events = list(
         islice(SupportSimulator(5, datetime(2026, 6, 1), days=2, tickets_per_day=3000).encoded(), 16_000)
     )
     first, second = events[:12_000], events[12_000:]
     produce_events(kafka_broker.bootstrap, topic, first)
-    project = write_pipeline_project(
-        tmp_path / "proj",
-        name="tickets",
-        topic=topic,
-        brokers=kafka_broker.bootstrap,
-        decode={"format": "protobuf", "proto_file": str(PROTO_FILE), "message": MESSAGE},
-        # more commits than the checkpoint interval, so the interval's checkpoint exists and lags
-        flush={"max_rows": 1000, "max_latency_s": 0.3},
-        consume_batch=1000,
-    )
+    # more commits than the checkpoint interval, so the interval's checkpoint exists and lags
+    project = _tickets(tmp_path, kafka_broker, topic, 1000)
     lake = project.lake
     stop = threading.Event()
     result: list[RunStats | BaseException] = []
@@ -104,15 +105,7 @@ def test_a_drained_worker_leaves_its_tables_checkpointed(kafka_broker, kafka_top
     )
     events.insert(1500, (b"poison", b"\x08\x96"))  # a poison record: the dead-letter table gets a commit too
     produce_events(kafka_broker.bootstrap, topic, events)
-    project = write_pipeline_project(
-        tmp_path / "proj",
-        name="tickets",
-        topic=topic,
-        brokers=kafka_broker.bootstrap,
-        decode={"format": "protobuf", "proto_file": str(PROTO_FILE), "message": MESSAGE},
-        flush={"max_rows": 500, "max_latency_s": 0.3},
-        consume_batch=500,
-    )
+    project = _tickets(tmp_path, kafka_broker, topic, 500)
     stats = run_pipeline(
         project, "tickets", until_drained=True, extra_client_config=kafka_broker.client_overrides
     )
