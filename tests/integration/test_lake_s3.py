@@ -31,6 +31,22 @@ def _rows(ids: list[int], day: str = "d1") -> pa.Table:
     )
 
 
+def test_a_checkpoint_of_the_latest_version_on_s3(s3_lake_root) -> None:  # type: ignore[no-untyped-def]
+    # what a paused writer does (ADR 0057), through the object store: the hint read, the checkpoint
+    # written once, the rows read back through it
+    lake = Lake(s3_lake_root.root, s3_lake_root.storage_options)
+    t = lake.create_table("billing.quiet", SCHEMA)
+    for i in range(3):
+        t.append(_rows([i]))
+    assert t.last_checkpoint() is None
+    assert t.checkpoint_if_behind() == t.version
+    again = lake.table("billing.quiet")
+    assert again.last_checkpoint() == t.version
+    assert again.checkpoint_if_behind() is None
+    with connect_lake(lake) as con:
+        assert con.sql("select count(*) from billing.quiet").fetchone() == (3,)
+
+
 def test_table_lifecycle_on_s3(s3_lake_root) -> None:  # type: ignore[no-untyped-def]
     lake = Lake(s3_lake_root.root, s3_lake_root.storage_options)
     t = lake.create_table("billing.charges", SCHEMA, partition_by=["day"], owner="finance")
