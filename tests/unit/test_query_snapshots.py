@@ -153,3 +153,27 @@ def test_pins_are_named_as_internal_and_left_out_of_show_databases(tmp_path: Pat
         assert set(pins) <= set(everything)  # DuckDB's own SHOW DATABASES lists them
         assert [r[0] for r in con.sql("SHOW DATABASES").fetchall()] == ["memory", "mine"]
         assert [r[0] for r in con.execute("show databases;").fetchall()] == ["memory", "mine"]
+
+
+def test_a_checkpoint_without_a_commit_re_pins_at_once(tmp_path: Path) -> None:
+    # ADR 0057: a writer that paused checkpoints the table; a reader's pin then takes the checkpoint
+    # at once (the same version), instead of scanning the table as if it had a new commit
+    lake = _lake(tmp_path)
+    table = lake.table("s.t")
+    for i in range(2, 5):
+        table.append(pa.table({"x": [i]}))
+    with connect_lake(lake) as con:
+        _age_log(tmp_path, max(MTIME_TRUST_S, QUIET_S) + 5)
+        for _ in range(2):  # pinned on an old stamp
+            assert con.sql("SELECT count(*) FROM s.t").fetchone() == (4,)
+        pin = con._snapshots._pins["s.t"]
+        alias, version = pin.alias, pin.version
+        assert alias
+        assert table.checkpoint_if_behind() == version  # moves the log's stamp, not its version
+        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (4,)
+        assert not pin.scanning
+        assert pin.alias != alias  # pinned again, on the checkpoint
+        assert pin.version == version
+        assert len(_pins(con)) == 1
+        table.append(pa.table({"x": [5]}))  # a commit after it is still seen at once
+        assert con.sql("SELECT count(*) FROM s.t").fetchone() == (5,)

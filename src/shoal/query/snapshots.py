@@ -132,8 +132,14 @@ class PinnedSnapshots:
                 and pin.seen_at - st.st_mtime_ns / 1e9 > MTIME_TRUST_S
             ):
                 continue
-            if st is not None and st.st_mtime_ns == pin.mtime_ns and self._version(name) == pin.version:
-                pin.seen_at = now  # still current: trust the stamp once it is old enough
+            if st is not None and self._version(name) == pin.version:
+                if st.st_mtime_ns == pin.mtime_ns:
+                    pin.seen_at = now  # still current: trust the stamp once it is old enough
+                else:
+                    # the log changed without a commit (a checkpoint, a log cleanup): the same
+                    # snapshot, pinned again at once so its scans replay the new checkpoint
+                    # (ADR 0057) rather than scanned as if hot
+                    self._repin(name)
                 continue
             self._scan_hot(name, st.st_mtime_ns if st is not None else -1)
 
