@@ -194,6 +194,26 @@ def test_a_quiet_watcher_checkpoints_the_models_it_committed(tmp_path: Path) -> 
     assert not worker.is_alive()
 
 
+def test_a_stopped_watcher_leaves_its_models_checkpointed(tmp_path: Path) -> None:
+    """A watcher stopped before any pause checkpoints what it committed on its way out (ADR 0057),
+    as an ingest worker does."""
+    lake = Lake(str(tmp_path / "lake"))
+    ev = lake.create_table("s.events", EVENTS)
+    ev.append(pa.table({"ticket": [1], "day": ["d1"], "x": [1]}, schema=EVENTS))
+    cycles: list[int] = []
+
+    def on_cycle(_results: object) -> None:
+        cycles.append(1)
+        if len(cycles) < 3:  # a new commit at once: no pause before the stop
+            ev.append(pa.table({"ticket": [len(cycles) + 1], "day": ["d1"], "x": [1]}, schema=EVENTS))
+
+    with ModelRunner(lake, [DAILY, TICKETS]) as runner:
+        runner.watch(interval_s=0.02, should_stop=lambda: len(cycles) >= 3, on_cycle=on_cycle)
+    for name in ("s.tickets", "s.daily"):
+        table = lake.table(name)
+        assert table.last_checkpoint() == table.version, name
+
+
 def _wait(cond: object, timeout_s: float = 20.0) -> None:
     import time
 

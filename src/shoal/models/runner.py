@@ -253,8 +253,9 @@ class ModelRunner:
             )
         finally:
             deferred.enabled, folds.enabled, arranged.keep_pointed = was, folded, kept
-            self.commit_held()
+            self._unchecked.update(r.model for r in self.commit_held())
             self._session.end_cycle()  # the views read Delta again, unless kept pointed before
+            self.checkpoint_quiet()  # a stopped watcher leaves its tables quiet
 
     def _watched_cycle(self) -> list[RefreshResult]:
         results = self.refresh()
